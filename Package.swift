@@ -1,0 +1,77 @@
+// swift-tools-version:6.1
+// ptrain: data-parallel ConvNet training on CPUs.
+//
+// Compile flags, explained (see docs/ARCHITECTURE.md, "Compile flags"):
+// - Every Swift target is compiled for a target CPU. Swift SIMD code built without one turns each
+//   SIMD fused multiply-add into scalar libm calls (~150x slower GEMM). `@inlinable` SIMD code is
+//   compiled with the *caller's* flags, so every target carries the flag, not only PTKernels.
+//   The CPU defaults to `native` (the build machine). Clusters whose login node differs from the
+//   compute nodes set PTRAIN_TARGET_CPU at build time, e.g. `PTRAIN_TARGET_CPU=skylake-avx512` or
+//   `x86-64-v3`; `PTRAIN_TARGET_CPU=none` builds for the toolchain's default (slow, portable).
+//   At start-up `ptrain` checks that the running CPU has what the binary was built for
+//   (CPTSupport) and exits with code 2 and a message instead of dying with SIGILL.
+// - `-Ounchecked` in release: element loops over class-held buffers were 6x faster without
+//   exclusivity and bounds checks (DESIGN.md); kernels are covered by reference-twin tests.
+import PackageDescription
+import Foundation
+
+let env = ProcessInfo.processInfo.environment
+let targetCPU = env["PTRAIN_TARGET_CPU"] ?? "native"
+let cpuSwiftFlags: [String] = targetCPU == "none" ? [] : ["-target-cpu", targetCPU]
+let cpuCFlags: [String] = targetCPU == "none" ? [] : ["-march=\(targetCPU)"]
+
+let swiftSettings: [SwiftSetting] = [
+    .unsafeFlags(cpuSwiftFlags),
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+let cSettings: [CSetting] = [.unsafeFlags(cpuCFlags)]
+
+let package = Package(
+    name: "ptrain",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ptrain", targets: ["ptrain"]),
+        .library(name: "PTrain", targets: ["PTrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // System libraries, one C shim each.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CHwloc", pkgConfig: "hwloc", providers: [.apt(["libhwloc-dev"])]),
+        // CPU feature check, flush-to-zero, and other tiny things Swift cannot spell.
+        // Deliberately compiled WITHOUT the target-CPU flag: it must run on any x86-64 CPU.
+        .target(name: "CPTSupport"),
+
+        // Hot path: GEMM, convolution, pooling, activations, loss. Raw pointers + geometry structs.
+        .target(name: "PTKernels", swiftSettings: swiftSettings),
+        // Shapes and 64-byte aligned buffers.
+        .target(name: "PTTensor", swiftSettings: swiftSettings),
+        // Layers, model, flat parameter layout, initialisers, optimizers, schedules.
+        .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
+        // Data sets: IDX (raw or gzip), the synthetic X/O generator, shuffling, batching.
+        .target(name: "PTData", dependencies: ["PTTensor", "CZlib"], swiftSettings: swiftSettings),
+        // hwloc topology, placement, pinned worker pool, barrier.
+        .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
+        // Communicator protocol (in-process now; MPI behind a trait later).
+        .target(name: "PTDistributed", dependencies: ["PTTensor"], swiftSettings: swiftSettings),
+        // Trainer, config, run folder, metrics, safetensors.
+        .target(
+            name: "PTrain",
+            dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor",
+                           .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ptrain",
+            dependencies: ["PTrain", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,2 @@
+// hwloc: topology discovery and CPU binding.
+#include <hwloc.h>
