@@ -20,6 +20,23 @@ let targetCPU = env["PTRAIN_TARGET_CPU"] ?? "native"
 let cpuSwiftFlags: [String] = targetCPU == "none" ? [] : ["-target-cpu", targetCPU]
 let cpuCFlags: [String] = targetCPU == "none" ? [] : ["-march=\(targetCPU)"]
 
+// The instruction-set features the Swift targets may use, checked at start-up by CPTSupport.
+func requiredFeatures() -> [String] {
+    switch targetCPU {
+    case "none": return []
+    case "native":
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        return ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"].filter { flags.contains($0) }
+    case "x86-64-v3", "haswell", "broadwell", "skylake", "znver1", "znver2", "znver3":
+        return ["avx", "avx2", "fma"]
+    default:
+        return targetCPU.contains("avx512") || ["x86-64-v4", "icelake-server", "sapphirerapids", "znver4", "znver5"].contains(targetCPU)
+            ? ["avx", "avx2", "fma", "avx512f"] : []
+    }
+}
+
 let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(cpuSwiftFlags),
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
@@ -43,7 +60,10 @@ let package = Package(
         .systemLibrary(name: "CHwloc", pkgConfig: "hwloc", providers: [.apt(["libhwloc-dev"])]),
         // CPU feature check, flush-to-zero, and other tiny things Swift cannot spell.
         // Deliberately compiled WITHOUT the target-CPU flag: it must run on any x86-64 CPU.
-        .target(name: "CPTSupport"),
+        .target(name: "CPTSupport", cSettings: [
+            .define("PT_REQUIRED_FEATURES", to: "\"\(requiredFeatures().joined(separator: ","))\""),
+            .define("PT_TARGET_CPU", to: "\"\(targetCPU)\""),
+        ]),
 
         // Hot path: GEMM, convolution, pooling, activations, loss. Raw pointers + geometry structs.
         .target(name: "PTKernels", swiftSettings: swiftSettings),

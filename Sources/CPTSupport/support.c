@@ -58,3 +58,27 @@ int pt_flush_to_zero_is_set(void) {
     return 1;
 #endif
 }
+
+// Runs before Swift code: a binary built for AVX-512 (or AVX2) on a CPU without it would otherwise
+// die with SIGILL somewhere in a kernel. Exit code 2 and one line instead.
+#include <stdio.h>
+#include <unistd.h>
+#ifndef PT_REQUIRED_FEATURES
+#define PT_REQUIRED_FEATURES ""
+#endif
+#ifndef PT_TARGET_CPU
+#define PT_TARGET_CPU "unknown"
+#endif
+
+const char *pt_required_features(void) { return PT_REQUIRED_FEATURES; }
+const char *pt_target_cpu(void) { return PT_TARGET_CPU; }
+
+__attribute__((constructor)) static void pt_check_cpu_at_start(void) {
+    char missing[256];
+    if (pt_cpu_check_list(PT_REQUIRED_FEATURES, missing, (int)sizeof missing) > 0) {
+        fprintf(stderr, "ptrain: this binary was built for CPU '%s' (needs %s) but this CPU lacks %s; "
+                        "rebuild with PTRAIN_TARGET_CPU set for this machine (see README, \"Building for a cluster\")\n",
+                PT_TARGET_CPU, PT_REQUIRED_FEATURES, missing);
+        _exit(2);
+    }
+}

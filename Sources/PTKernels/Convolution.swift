@@ -3,9 +3,24 @@
 
 /// A convolution kernel bound to one layer geometry (with the largest minibatch it will see).
 /// Choosing happens once, in `init`; each call then runs the chosen implementation.
+///
+/// Implementations (oneDNN style, first applicable wins):
+/// - `pointwiseGemm`: 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand
+///   (forward W[oc][ic] x in[ic][P]); no im2col at all.
+/// - `im2colGemm`: samples are taken in groups so the GEMM's n (pixels) is ~2048 wide; the group is
+///   unfolded into scratch (vectorised row copies), multiplied, and the result copied out with the bias.
+///   Backward data with stride 1 and padding <= kernel-1 runs as the forward of the transposed
+///   convolution (flipped, transposed weights, padding k-1-p) so it needs no col2im scatter.
+/// - `reference`: the plain loops.
+///
+/// Determinism: forward and backward-data sums run over ic*kh*kw (or oc*kh*kw) in an order fixed by
+/// the geometry; backward-weights sums run group by group, the group size fixed by `geometry.mb` and the
+/// call's `mb`. Threads never enter here.
 public struct ConvKernel: Sendable {
     public enum Implementation: String, CaseIterable, Sendable {
-        /// Per sample: im2col into scratch, then GEMM (forward: W[oc][K] x col[K][P]).
+        /// 1x1 stride 1 unpadded: plain GEMMs on the sample's planes.
+        case pointwiseGemm
+        /// Group of samples unfolded (im2col) into scratch, then one GEMM per group.
         case im2colGemm
         /// The plain loops of `convForwardReference` and friends.
         case reference
@@ -13,22 +28,79 @@ public struct ConvKernel: Sendable {
 
     public let geometry: ConvGeometry
     public let implementation: Implementation
+    /// Samples unfolded together by `im2colGemm` (so the GEMM sees ~`targetColumns` pixels).
+    public let groupSize: Int
+
+    /// GEMM width aimed for when grouping samples: wide enough to amortise packing A, small enough that
+    /// the unfolded group (reduction x columns floats) stays near the L2/L3 boundary.
+    static let targetColumns = 2048
 
     /// Implementations in order of preference; the first applicable one is used.
     public static func applicable(_ g: ConvGeometry) -> [Implementation] {
-        [.im2colGemm, .reference]
+        var list: [Implementation] = []
+        if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 { list.append(.pointwiseGemm) }
+        list.append(.im2colGemm)
+        list.append(.reference)
+        return list
     }
 
     public init(geometry: ConvGeometry, implementation: Implementation? = nil) {
         self.geometry = geometry
-        self.implementation = implementation ?? Self.applicable(geometry)[0]
+        let impl = implementation ?? Self.applicable(geometry)[0]
+        precondition(Self.applicable(geometry).contains(impl), "\(impl) does not apply to \(geometry)")
+        self.implementation = impl
+        let p = max(1, geometry.oh * geometry.ow)
+        self.groupSize = max(1, min(max(geometry.mb, 1), Self.targetColumns / p))
     }
 
-    /// Floats of scratch one call needs (independent of mb: im2col works a sample at a time).
+    /// Whether backward data runs as the forward of the transposed convolution.
+    var backwardDataTransposed: Bool {
+        let g = geometry
+        return g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1
+    }
+
+    /// The transposed convolution: dIn = conv(dOut, W' with padding k-1-p), W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j].
+    var transposedKernel: ConvKernel {
+        let g = geometry
+        let t = ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
+                             sh: 1, sw: 1, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
+        return ConvKernel(geometry: t, implementation: implementation == .pointwiseGemm ? .pointwiseGemm : .im2colGemm)
+    }
+
+    /// Floats of scratch one call needs (for any mb <= geometry.mb). Provide it once per worker.
     public var scratchCount: Int {
+        let g = geometry
+        let p = g.oh * g.ow
         switch implementation {
-        case .im2colGemm: return geometry.reduction * geometry.oh * geometry.ow
         case .reference: return 0
+        case .pointwiseGemm:
+            return sgemmWorkspaceCount(m: max(g.oc, g.ic), n: max(p, max(g.oc, g.ic)), k: max(p, max(g.oc, g.ic)))
+        case .im2colGemm:
+            let n = groupSize * p
+            let k = g.reduction
+            let forward = forwardScratchCount
+            let weights = k * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: k, k: n) + 32
+            var data: Int
+            if backwardDataTransposed {
+                data = g.weightCount + 16 + transposedKernel.forwardScratchCount
+            } else {
+                data = k * n + g.oc * n + sgemmWorkspaceCount(m: k, n: n, k: g.oc) + 32
+            }
+            data = max(data, 0)
+            return max(forward, weights, data)
+        }
+    }
+
+    /// Scratch of `forward` alone.
+    var forwardScratchCount: Int {
+        let g = geometry
+        let p = g.oh * g.ow
+        switch implementation {
+        case .reference: return 0
+        case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
+        case .im2colGemm:
+            let n = groupSize * p
+            return g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
         }
     }
 
@@ -36,19 +108,35 @@ public struct ConvKernel: Sendable {
     public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
+        let p = g.oh * g.ow
+        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
         switch implementation {
         case .reference:
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
+        case .pointwiseGemm:
+            for s in 0..<mb {
+                let out = output + s * outSize
+                if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
+                sgemm(transA: false, transB: false, m: g.oc, n: p, k: g.ic, a: weight, lda: g.ic,
+                      b: input + s * inSize, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: scratch)
+            }
         case .im2colGemm:
-            let p = g.oh * g.ow
-            for n in 0..<mb {
-                im2col(g, input: input + n * g.ic * g.ih * g.iw, col: scratch)
-                let out = output + n * g.oc * p
-                if let bias {
-                    for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) }
+            let k = g.reduction
+            var s0 = 0
+            while s0 < mb {
+                let count = min(groupSize, mb - s0)
+                let n = count * p
+                let col = scratch, cbuf = scratch + k * n, ws = cbuf + g.oc * n
+                for t in 0..<count { im2col(g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n) }
+                sgemm(transA: false, transB: false, m: g.oc, n: n, k: k, a: weight, lda: k,
+                      b: col, ldb: n, beta: 0, c: cbuf, ldc: n, workspace: ws)
+                for t in 0..<count {
+                    let out = output + (s0 + t) * outSize
+                    for o in 0..<g.oc {
+                        copyAddingConstant(out + o * p, cbuf + o * n + t * p, bias?[o] ?? 0, p)
+                    }
                 }
-                sgemm(transA: false, transB: false, m: g.oc, n: p, k: g.reduction, a: weight, lda: g.reduction,
-                      b: scratch, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p)
+                s0 += count
             }
         }
     }
@@ -57,15 +145,43 @@ public struct ConvKernel: Sendable {
     public func backwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                              inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
+        let p = g.oh * g.ow
+        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
         switch implementation {
         case .reference:
             convBackwardDataReference(g, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad)
+        case .pointwiseGemm:
+            for s in 0..<mb {
+                sgemm(transA: true, transB: false, m: g.ic, n: p, k: g.oc, a: weight, lda: g.ic,
+                      b: outputGrad + s * outSize, ldb: p, beta: 0, c: inputGrad + s * inSize, ldc: p, workspace: scratch)
+            }
+        case .im2colGemm where backwardDataTransposed:
+            // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], then an ordinary forward.
+            let wt = align64(scratch)
+            let khw = g.kh * g.kw
+            for o in 0..<g.oc {
+                for c in 0..<g.ic {
+                    let src = weight + (o * g.ic + c) * khw
+                    let dst = wt + (c * g.oc + o) * khw
+                    for q in 0..<khw { dst[q] = src[khw - 1 - q] }
+                }
+            }
+            transposedKernel.forward(mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
+                                     scratch: wt + g.weightCount)
         case .im2colGemm:
-            let p = g.oh * g.ow
-            for n in 0..<mb {
-                sgemm(transA: true, transB: false, m: g.reduction, n: p, k: g.oc, a: weight, lda: g.reduction,
-                      b: outputGrad + n * g.oc * p, ldb: p, beta: 0, c: scratch, ldc: p)
-                col2im(g, col: scratch, inputGrad: inputGrad + n * g.ic * g.ih * g.iw)
+            let k = g.reduction
+            var s0 = 0
+            while s0 < mb {
+                let count = min(groupSize, mb - s0)
+                let n = count * p
+                let col = scratch, dbuf = scratch + k * n, ws = dbuf + g.oc * n
+                for t in 0..<count {
+                    for o in 0..<g.oc { copyFloats(dbuf + o * n + t * p, outputGrad + (s0 + t) * outSize + o * p, p) }
+                }
+                sgemm(transA: true, transB: false, m: k, n: n, k: g.oc, a: weight, lda: k,
+                      b: dbuf, ldb: n, beta: 0, c: col, ldc: n, workspace: ws)
+                for t in 0..<count { col2im(g, col: col + t * p, ld: n, inputGrad: inputGrad + (s0 + t) * inSize) }
+                s0 += count
             }
         }
     }
@@ -75,48 +191,122 @@ public struct ConvKernel: Sendable {
                                 weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
                                 scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
+        let p = g.oh * g.ow
+        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
         switch implementation {
         case .reference:
             convBackwardWeightsReference(g, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad)
-        case .im2colGemm:
-            let p = g.oh * g.ow
-            for n in 0..<mb {
-                im2col(g, input: input + n * g.ic * g.ih * g.iw, col: scratch)
-                let dout = outputGrad + n * g.oc * p
-                sgemm(transA: false, transB: true, m: g.oc, n: g.reduction, k: p, a: dout, lda: p,
-                      b: scratch, ldb: p, beta: 1, c: weightGrad, ldc: g.reduction)
-                if let biasGrad {
-                    for o in 0..<g.oc {
-                        var s: Float = 0
-                        let row = dout + o * p
-                        for q in 0..<p { s += row[q] }
-                        biasGrad[o] += s
-                    }
-                }
+        case .pointwiseGemm:
+            for s in 0..<mb {
+                sgemm(transA: false, transB: true, m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p,
+                      b: input + s * inSize, ldb: p, beta: 1, c: weightGrad, ldc: g.ic, workspace: scratch)
             }
+            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
+        case .im2colGemm:
+            let k = g.reduction
+            var s0 = 0
+            while s0 < mb {
+                let count = min(groupSize, mb - s0)
+                let n = count * p
+                let col = scratch, dbuf = scratch + k * n, ws = dbuf + g.oc * n
+                for t in 0..<count {
+                    im2col(g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n)
+                    for o in 0..<g.oc { copyFloats(dbuf + o * n + t * p, outputGrad + (s0 + t) * outSize + o * p, p) }
+                }
+                sgemm(transA: false, transB: true, m: g.oc, n: k, k: n, a: dbuf, lda: n,
+                      b: col, ldb: n, beta: 1, c: weightGrad, ldc: k, workspace: ws)
+                s0 += count
+            }
+            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
         }
     }
 }
 
-/// col[(c*kh + i)*kw + j][y*ow + x] = in[c][y*sh-ph+i][x*sw-pw+j] (0 outside), one sample.
+/// biasGrad[o] += sum over samples and pixels of rows[s][o][0..<count]; 16 lanes then a fixed-order
+/// horizontal sum, per row across all samples (deterministic).
+@inline(__always)
+func addRowSums(_ base: UnsafePointer<Float>, rows: Int, count: Int, samples: Int, stride: Int,
+                into sums: UnsafeMutablePointer<Float>) {
+    for o in 0..<rows {
+        var acc = SIMD16<Float>()
+        var tail: Float = 0
+        for s in 0..<samples {
+            let row = base + s * stride + o * count
+            let r = UnsafeRawPointer(row)
+            var q = 0
+            while q + 16 <= count { acc += r.loadUnaligned(fromByteOffset: q * 4, as: SIMD16<Float>.self); q += 16 }
+            while q < count { tail += row[q]; q += 1 }
+        }
+        sums[o] += acc.sum() + tail
+    }
+}
+
+/// dst[i] = src[i] + constant.
+@inline(__always) @usableFromInline
+func copyAddingConstant(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ constant: Float, _ count: Int) {
+    let v = SIMD16<Float>(repeating: constant)
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i + 16 <= count {
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) + v, toByteOffset: i * 4, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { dst[i] = src[i] + constant; i += 1 }
+}
+
+/// dst[i] += src[i].
+@inline(__always) @usableFromInline
+func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i + 16 <= count {
+        let v = d.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) + s.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+        d.storeBytes(of: v, toByteOffset: i * 4, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { dst[i] += src[i]; i += 1 }
+}
+
+/// The valid output columns [lo, hi) of kernel column j: 0 <= x*sw - pw + j < iw.
+@inline(__always)
+func validColumns(_ g: ConvGeometry, _ j: Int, _ ow: Int) -> (Int, Int) {
+    // x >= ceil((pw - j) / sw), x <= floor((iw - 1 + pw - j) / sw)
+    let loNum = g.pw - j
+    let lo = loNum <= 0 ? 0 : (loNum + g.sw - 1) / g.sw
+    let hiNum = g.iw - 1 + g.pw - j
+    let hi = hiNum < 0 ? 0 : min(ow, hiNum / g.sw + 1)
+    return (min(lo, hi), hi)
+}
+
+/// col[(c*kh + i)*kw + j][y*ow + x] = in[c][y*sh-ph+i][x*sw-pw+j] (0 outside), one sample; row r of col
+/// starts at col + r * ld (ld >= oh*ow lets several samples share one wide col matrix).
 @inlinable
-public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int? = nil) {
+    _im2col(g, input: input, col: col, ld: ld ?? g.oh * g.ow)
+}
+
+@usableFromInline
+func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
     let (oh, ow) = (g.oh, g.ow)
     var row = 0
     for c in 0..<g.ic {
         let plane = input + c * g.ih * g.iw
         for i in 0..<g.kh {
             for j in 0..<g.kw {
-                let dst = col + row * oh * ow
+                let dst = col + row * ld
+                let (lo, hi) = validColumns(g, j, ow)
                 for y in 0..<oh {
                     let iy = y * g.sh - g.ph + i
                     let d = dst + y * ow
-                    if iy < 0 || iy >= g.ih { d.update(repeating: 0, count: ow); continue }
-                    let src = plane + iy * g.iw
-                    for x in 0..<ow {
-                        let ix = x * g.sw - g.pw + j
-                        d[x] = (ix >= 0 && ix < g.iw) ? src[ix] : 0
+                    if iy < 0 || iy >= g.ih || lo >= hi { d.update(repeating: 0, count: ow); continue }
+                    let src = plane + iy * g.iw - g.pw + j
+                    if lo > 0 { d.update(repeating: 0, count: lo) }
+                    if g.sw == 1 {
+                        copyFloats(d + lo, src + lo, hi - lo)
+                    } else {
+                        for x in lo..<hi { d[x] = src[x * g.sw] }
                     }
+                    if hi < ow { (d + hi).update(repeating: 0, count: ow - hi) }
                 }
                 row += 1
             }
@@ -126,7 +316,12 @@ public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMu
 
 /// Inverse scatter of `im2col`: inputGrad (overwritten) = sum of col entries mapping to each pixel.
 @inlinable
-public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, inputGrad: UnsafeMutablePointer<Float>) {
+public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int? = nil, inputGrad: UnsafeMutablePointer<Float>) {
+    _col2im(g, col: col, ld: ld ?? g.oh * g.ow, inputGrad: inputGrad)
+}
+
+@usableFromInline
+func _col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int, inputGrad: UnsafeMutablePointer<Float>) {
     let (oh, ow) = (g.oh, g.ow)
     inputGrad.update(repeating: 0, count: g.ic * g.ih * g.iw)
     var row = 0
@@ -134,15 +329,17 @@ public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, inputGrad: Unsa
         let plane = inputGrad + c * g.ih * g.iw
         for i in 0..<g.kh {
             for j in 0..<g.kw {
-                let src = col + row * oh * ow
+                let src = col + row * ld
+                let (lo, hi) = validColumns(g, j, ow)
                 for y in 0..<oh {
                     let iy = y * g.sh - g.ph + i
-                    if iy < 0 || iy >= g.ih { continue }
-                    let dst = plane + iy * g.iw
+                    if iy < 0 || iy >= g.ih || lo >= hi { continue }
+                    let dst = plane + iy * g.iw - g.pw + j
                     let s = src + y * ow
-                    for x in 0..<ow {
-                        let ix = x * g.sw - g.pw + j
-                        if ix >= 0 && ix < g.iw { dst[ix] += s[x] }
+                    if g.sw == 1 {
+                        addFloats(dst + lo, s + lo, hi - lo)
+                    } else {
+                        for x in lo..<hi { dst[x * g.sw] += s[x] }
                     }
                 }
                 row += 1

@@ -1,32 +1,129 @@
-// Pooling, activations and loss entry points used by the layers (fast paths dispatch here).
+// Pooling, activations and loss entry points used by the layers: SIMD16 fast paths with the reference
+// semantics exactly (ties, NaN and edge windows included), general cases through the reference.
 
-/// Max pooling forward. See `maxPoolForwardReference`.
+private typealias V = SIMD16<Float>
+private typealias VI = SIMD16<Int32>
+
+/// Max pooling forward. See `maxPoolForwardReference` (same outputs and argmax, bit for bit).
+/// Fast path: 2x2 windows, stride 2 (every LeNet/CIFAR pool): 16 outputs per step from 32-wide rows,
+/// de-interleaved into even and odd columns; clipped edge windows go through the general loop.
 public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                            argmax: UnsafeMutablePointer<Int32>) {
-    maxPoolForwardReference(g, input: input, output: output, argmax: argmax)
+    guard g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 else {
+        maxPoolForwardReference(g, input: input, output: output, argmax: argmax)
+        return
+    }
+    let (ih, iw, oh, ow) = (g.ih, g.iw, g.oh, g.ow)
+    let fullRows = min(oh, ih / 2), fullCols = min(ow, iw / 2)
+    let lane = VI(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    for p in 0..<g.planes {
+        let plane = input + p * ih * iw
+        let out = output + p * oh * ow, arg = argmax + p * oh * ow
+        for y in 0..<oh {
+            var x = 0
+            if y < fullRows {
+                let r0 = UnsafeRawPointer(plane + 2 * y * iw), r1 = UnsafeRawPointer(plane + (2 * y + 1) * iw)
+                let base0 = Int32(2 * y * iw), base1 = Int32((2 * y + 1) * iw)
+                while x + 16 <= fullCols {
+                    let a = SIMD32<Float>(lowHalf: r0.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
+                                          highHalf: r0.loadUnaligned(fromByteOffset: 8 * x + 64, as: V.self))
+                    let b = SIMD32<Float>(lowHalf: r1.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
+                                          highHalf: r1.loadUnaligned(fromByteOffset: 8 * x + 64, as: V.self))
+                    // Scan order of the reference: (0,0), (0,1), (1,0), (1,1); strictly greater replaces.
+                    let col = lane &+ VI(repeating: Int32(2 * x))
+                    var best = a.evenHalf, index = col &+ VI(repeating: base0)
+                    var v = a.oddHalf, m = v .> best
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base0 + 1), where: m)
+                    v = b.evenHalf; m = v .> best
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base1), where: m)
+                    v = b.oddHalf; m = v .> best
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base1 + 1), where: m)
+                    UnsafeMutableRawPointer(out + y * ow + x).storeBytes(of: best, as: V.self)
+                    UnsafeMutableRawPointer(arg + y * ow + x).storeBytes(of: index, as: VI.self)
+                    x += 16
+                }
+            }
+            while x < ow {
+                var best = -Float.infinity
+                var bestIndex = -1
+                for i in (2 * y)..<min(2 * y + 2, ih) {
+                    for j in (2 * x)..<min(2 * x + 2, iw) {
+                        let v = plane[i * iw + j]
+                        if bestIndex < 0 || v > best { best = v; bestIndex = i * iw + j }
+                    }
+                }
+                out[y * ow + x] = best
+                arg[y * ow + x] = Int32(bestIndex)
+                x += 1
+            }
+        }
+    }
 }
 
 /// Max pooling backward. See `maxPoolBackwardReference`.
 public func maxPoolBackward(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
                             inputGrad: UnsafeMutablePointer<Float>) {
-    maxPoolBackwardReference(g, outputGrad: outputGrad, argmax: argmax, inputGrad: inputGrad)
+    let (planeIn, planeOut) = (g.ih * g.iw, g.oh * g.ow)
+    inputGrad.update(repeating: 0, count: g.planes * planeIn)
+    for p in 0..<g.planes {
+        let dIn = inputGrad + p * planeIn, dOut = outputGrad + p * planeOut, arg = argmax + p * planeOut
+        for q in 0..<planeOut { dIn[Int(arg[q])] += dOut[q] }
+    }
 }
 
-/// ReLU forward. See `reluForwardReference`.
+/// ReLU forward. See `reluForwardReference` (NaN and -0 map to 0, as there).
 public func reluForward(count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { output[i] = max(input[i], 0) }
+    let s = UnsafeRawPointer(input), d = UnsafeMutableRawPointer(output)
+    var i = 0
+    while i + 16 <= count {
+        let v = s.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+        d.storeBytes(of: V().replacing(with: v, where: v .> 0), toByteOffset: 4 * i, as: V.self)
+        i += 16
+    }
+    while i < count { output[i] = input[i] > 0 ? input[i] : 0; i += 1 }
 }
 
 /// ReLU backward. See `reluBackwardReference`.
 public func reluBackward(count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                          inputGrad: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { inputGrad[i] = output[i] > 0 ? outputGrad[i] : 0 }
+    let o = UnsafeRawPointer(output), g = UnsafeRawPointer(outputGrad), d = UnsafeMutableRawPointer(inputGrad)
+    var i = 0
+    while i + 16 <= count {
+        let y = o.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+        let dy = g.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+        d.storeBytes(of: V().replacing(with: dy, where: y .> 0), toByteOffset: 4 * i, as: V.self)
+        i += 16
+    }
+    while i < count { inputGrad[i] = output[i] > 0 ? outputGrad[i] : 0; i += 1 }
 }
 
-/// Softmax cross-entropy. See `softmaxCrossEntropyReference`.
+/// Softmax cross-entropy. See `softmaxCrossEntropyReference` (same formulas, each exponential computed
+/// once; results equal the reference's).
 @discardableResult
 public func softmaxCrossEntropy(rows: Int, classes: Int, logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 gradScale: Float, logitsGrad: UnsafeMutablePointer<Float>?) -> (loss: Double, correct: Int) {
-    softmaxCrossEntropyReference(rows: rows, classes: classes, logits: logits, labels: labels,
-                                 gradScale: gradScale, logitsGrad: logitsGrad)
+    guard let grad = logitsGrad, classes > 0 else {
+        return softmaxCrossEntropyReference(rows: rows, classes: classes, logits: logits, labels: labels,
+                                            gradScale: gradScale, logitsGrad: logitsGrad)
+    }
+    var loss = 0.0
+    var correct = 0
+    for n in 0..<rows {
+        let row = logits + n * classes
+        let g = grad + n * classes
+        var maxValue = row[0]
+        var best = 0
+        for k in 1..<max(1, classes) where row[k] > maxValue { maxValue = row[k]; best = k }
+        // The exponentials go into the gradient row first, then get normalised in place.
+        var sum: Double = 0
+        for k in 0..<classes { let e = libmExp(row[k] - maxValue); g[k] = e; sum += Double(e) }
+        let label = Int(labels[n])
+        loss += -(Double(row[label] - maxValue) - libmLog(sum))
+        if best == label { correct += 1 }
+        for k in 0..<classes {
+            let p = Float(Double(g[k]) / sum)
+            g[k] = (p - (k == label ? 1 : 0)) * gradScale
+        }
+    }
+    return (loss, correct)
 }

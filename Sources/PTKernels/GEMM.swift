@@ -1,61 +1,322 @@
-// SGEMM entry point used by the layers. Dispatches to the fastest applicable implementation.
+// SGEMM, BLIS style: pack panels of A and B into aligned workspace, then sweep a register-tile
+// microkernel (Microkernels.swift) over them. Also the driver that convolutions reuse with their own
+// packers (implicit im2col). No threads in here: callers split work outside.
+
+// MARK: Block sizes
+
+/// Tile and cache-block sizes for one instruction set (BLIS's MR, NR, MC, KC, NC).
+///
+/// Measured single-threaded on the 2-core AMD EPYC (AVX-512) development machine, SGEMM 1024^3,
+/// medians of 7 (FMA peak in the same run ~170 GFLOP/s); see `_gemmKernelChoice`:
+///   14x32: see the comment at `avx512`.
+/// KC is the same for every instruction set on purpose: the per-element summation order depends only
+/// on KC (the k-blocking), so AVX2 and AVX-512 machines compute bit-identical GEMMs.
+@usableFromInline
+struct GemmBlocking: Sendable {
+    typealias Microkernel = @Sendable (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Bool) -> Void
+    let mr: Int, nr: Int, mc: Int, kc: Int, nc: Int
+    let name: String
+    let kernel: Microkernel
+
+    /// MC and NC are rounded down to whole tiles (packing works in whole MR / NR panels).
+    init(mr: Int, nr: Int, mc: Int, kc: Int, nc: Int, name: String, kernel: @escaping Microkernel) {
+        self.mr = mr; self.nr = nr; self.kc = kc; self.name = name; self.kernel = kernel
+        self.mc = max(mr, mc / mr * mr)
+        self.nc = max(nr, nc / nr * nr)
+    }
+
+    /// The k-block length shared by every instruction set (see above).
+    static let kc = 256
+
+    /// AVX-512: 14x32 (28 zmm accumulators, 2 B loads + 14 broadcasts per k step).
+    /// 1024^3 on the dev machine (GFLOP/s, medians): 14x32 KC256 MC112 NC2048: see `BLOCKING-NOTES` below.
+    static let avx512 = GemmBlocking(mr: 14, nr: 32, mc: 112, kc: kc, nc: 2048, name: "avx512-14x32", kernel: _micro14x32)
+    /// AVX2 (16 ymm registers): 6x16 with 12 accumulators of SIMD8, the classic Haswell tile.
+    static let avx2 = GemmBlocking(mr: 6, nr: 16, mc: 120, kc: kc, nc: 2048, name: "avx2-6x16", kernel: _micro6x16)
+
+    /// Narrower AVX-512 tiles for small m (e.g. oc = 6 or 16): less padding waste than 14 rows.
+    static let avx512x8 = GemmBlocking(mr: 8, nr: 48, mc: 96, kc: kc, nc: 2048, name: "avx512-8x48", kernel: _micro8x48)
+    static let avx512x6 = GemmBlocking(mr: 6, nr: 64, mc: 96, kc: kc, nc: 2048, name: "avx512-6x64", kernel: _micro6x64)
+
+    static let all: [GemmBlocking] = [avx512, avx512x8, avx512x6, avx2]
+
+    /// The tile for an m-row problem: on AVX-512 the one with the least row padding (ties: the first,
+    /// the biggest tile). Results do not depend on it (same KC, same FMA chain per element).
+    static func forShape(m: Int) -> GemmBlocking {
+        let base = current
+        guard base.mr == avx512.mr && base.nr == avx512.nr else { return base }
+        var best = base
+        for bl in [avx512, avx512x8, avx512x6] where roundUp(m, bl.mr) < roundUp(m, best.mr) { best = bl }
+        return best
+    }
+
+    /// The blocking used by this process: AVX-512 when the CPU reports avx512f (Linux /proc/cpuinfo),
+    /// else AVX2. `PTRAIN_GEMM_KERNEL=avx2|avx512` overrides (useful when the binary was built for a
+    /// narrower target than the CPU it runs on). Chosen once; results do not depend on the choice.
+    static let current: GemmBlocking = {
+        if let env = getenv("PTRAIN_GEMM_KERNEL") {
+            let s = String(cString: env)
+            if s == "avx2" { return avx2 }
+            if s == "avx512" { return avx512 }
+        }
+        return _cpuHasAVX512() ? avx512 : avx2
+    }()
+}
+
+/// Name of the GEMM microkernel this process uses (for logs and benchmarks).
+public var gemmKernelName: String { GemmBlocking.current.name }
+
+// MARK: Workspace
+
+/// Floats of workspace `sgemm(..., workspace:)` needs for an m x n x k product (any transposes).
+/// The same value serves every smaller problem.
+public func sgemmWorkspaceCount(m: Int, n: Int, k: Int) -> Int {
+    var most = 0
+    for bl in GemmBlocking.all {
+        let kc = min(max(k, 1), bl.kc)
+        let mc = min(roundUp(max(m, 1), bl.mr), bl.mc)
+        let nc = min(roundUp(max(n, 1), bl.nr), bl.nc)
+        most = max(most, mc * kc + kc * nc + bl.mr * bl.nr + 3 * 16)
+    }
+    return most
+}
+
+@inline(__always) @usableFromInline func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
+@inline(__always) func align64(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    UnsafeMutablePointer(bitPattern: (Int(bitPattern: p) + 63) & ~63)!
+}
+
+// MARK: Public entry point
 
 /// C[m][n] = alpha * op(A) op(B) + beta * C (row-major; see `sgemmReference`).
-/// Results are deterministic for a given shape: the summation order depends only on (m, n, k),
-/// never on threads.
+///
+/// `workspace`: at least `sgemmWorkspaceCount(m:n:k:)` floats, any alignment. Layers pass one sized
+/// once so the training step allocates nothing. Without one, the call uses a per-thread buffer that
+/// grows on first use and is then reused (a cache, not state: it never affects results).
+///
+/// Deterministic: every element is `beta*C` then, per k-block of `GemmBlocking.kc`, a chain of fused
+/// multiply-adds in increasing k, whatever the threads, the kernel (AVX2/AVX-512) or the alignment of
+/// the caller's pointers. alpha is folded into the packed A panel.
 public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    if m == 0 || n == 0 { return }
-    // Scale or clear C first; the loops below only accumulate.
-    for i in 0..<m {
-        let row = c + i * ldc
-        if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                  workspace: UnsafeMutablePointer<Float>? = nil) {
+    if m <= 0 || n <= 0 { return }
+    let ws = workspace ?? _threadWorkspace(sgemmWorkspaceCount(m: m, n: n, k: k))
+    _gemmDriver(GemmBlocking.forShape(m: m), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
+        packA: { i0, mc, p0, kc, mr, dest in
+            packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
+        },
+        packB: { p0, kc, j0, nc, nr, dest in
+            packPanelsB(trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+        })
+}
+
+// MARK: Driver
+
+/// The BLIS loop nest. `packA(i0, mc, p0, kc, MR, dest)` writes rows i0..<i0+mc, columns p0..<p0+kc of
+/// op(A) as MR-row panels `dest[panel][p][r]` (zero rows past m); `packB(p0, kc, j0, nc, NR, dest)`
+/// writes op(B) as NR-column panels `dest[panel][p][j]` (zero columns past n).
+@usableFromInline
+func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
+                 c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>,
+                 packA: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void,
+                 packB: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+    if m <= 0 || n <= 0 { return }
+    if k <= 0 || (beta != 0 && beta != 1) {
+        for i in 0..<m {
+            let row = c + i * ldc
+            if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+        }
+        if k <= 0 { return }
     }
-    if k == 0 { return }
-    switch (transA, transB) {
-    case (false, false):
-        // Row of C accumulates scaled rows of B: contiguous in j, vectorises.
-        for i in 0..<m {
-            let crow = c + i * ldc
-            for p in 0..<k {
-                let av = alpha * a[i * lda + p]
-                let brow = b + p * ldb
-                for j in 0..<n { crow[j] += av * brow[j] }
-            }
-        }
-    case (true, false):
-        for p in 0..<k {
-            let brow = b + p * ldb
-            for i in 0..<m {
-                let av = alpha * a[p * lda + i]
-                let crow = c + i * ldc
-                for j in 0..<n { crow[j] += av * brow[j] }
-            }
-        }
-    case (false, true):
-        for i in 0..<m {
-            let arow = a + i * lda
-            for j in 0..<n {
-                let brow = b + j * ldb
-                var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-                var p = 0
-                while p + 4 <= k {
-                    s0 += arow[p] * brow[p]; s1 += arow[p + 1] * brow[p + 1]
-                    s2 += arow[p + 2] * brow[p + 2]; s3 += arow[p + 3] * brow[p + 3]
-                    p += 4
+    let (mr, nr) = (bl.mr, bl.nr)
+    let kcMax = min(k, bl.kc)
+    let mcMax = min(roundUp(m, mr), bl.mc)
+    let ncMax = min(roundUp(n, nr), bl.nc)
+    let packedA = align64(workspace)
+    let packedB = align64(packedA + mcMax * kcMax)
+    let edge = align64(packedB + kcMax * ncMax)
+    let micro = bl.kernel
+    var jc = 0
+    while jc < n {
+        let nc = min(bl.nc, n - jc)
+        var pc = 0
+        while pc < k {
+            let kc = min(bl.kc, k - pc)
+            let accumulate = pc > 0 || beta != 0
+            packB(pc, kc, jc, nc, nr, packedB)
+            var ic = 0
+            while ic < m {
+                let mc = min(bl.mc, m - ic)
+                packA(ic, mc, pc, kc, mr, packedA)
+                var jr = 0
+                while jr < nc {
+                    let cols = min(nr, nc - jr)
+                    let bp = packedB + jr * kc
+                    var ir = 0
+                    while ir < mc {
+                        let rows = min(mr, mc - ir)
+                        let ap = packedA + ir * kc
+                        let ct = c + (ic + ir) * ldc + jc + jr
+                        if rows == mr && cols == nr {
+                            micro(kc, ap, bp, ct, ldc, accumulate)
+                        } else {
+                            // Partial tile: run the full tile on a copy, write back the part inside C.
+                            if accumulate {
+                                for r in 0..<rows { (edge + r * nr).update(from: ct + r * ldc, count: cols) }
+                            }
+                            micro(kc, ap, bp, edge, nr, accumulate)
+                            for r in 0..<rows { (ct + r * ldc).update(from: edge + r * nr, count: cols) }
+                        }
+                        ir += mr
+                    }
+                    jr += nr
                 }
-                while p < k { s0 += arow[p] * brow[p]; p += 1 }
-                c[i * ldc + j] += alpha * ((s0 + s1) + (s2 + s3))
+                ic += mc
             }
+            pc += kc
         }
-    case (true, true):
-        for i in 0..<m {
-            for j in 0..<n {
-                var s: Float = 0
-                for p in 0..<k { s += a[p * lda + i] * b[j * ldb + p] }
-                c[i * ldc + j] += alpha * s
-            }
-        }
+        jc += nc
     }
+}
+
+// MARK: Packing for plain matrices
+
+/// op(A) rows i0..<i0+mc, columns p0..<p0+kc into MR-row panels, times alpha.
+@inline(__always)
+func packPanelsA(trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m: Int, i0: Int, mc: Int,
+                 p0: Int, kc: Int, mr: Int, dest: UnsafeMutablePointer<Float>) {
+    var d = dest
+    var ir = 0
+    while ir < mc {
+        let rows = min(mr, mc - ir)
+        if rows < mr { d.update(repeating: 0, count: mr * kc) }
+        if trans {
+            // A stored k x m: each k step is a contiguous run of `rows` values.
+            for p in 0..<kc {
+                let src = a + (p0 + p) * lda + i0 + ir
+                let dp = d + p * mr
+                if alpha == 1 { for r in 0..<rows { dp[r] = src[r] } } else { for r in 0..<rows { dp[r] = alpha * src[r] } }
+            }
+        } else {
+            for r in 0..<rows {
+                let src = a + (i0 + ir + r) * lda + p0
+                if alpha == 1 { for p in 0..<kc { d[p * mr + r] = src[p] } } else { for p in 0..<kc { d[p * mr + r] = alpha * src[p] } }
+            }
+        }
+        d += mr * kc
+        ir += mr
+    }
+}
+
+/// op(B) rows p0..<p0+kc, columns j0..<j0+nc into NR-column panels.
+@inline(__always)
+func packPanelsB(trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int, kc: Int, j0: Int, nc: Int,
+                 nr: Int, dest: UnsafeMutablePointer<Float>) {
+    var d = dest
+    var jr = 0
+    while jr < nc {
+        let cols = min(nr, nc - jr)
+        if trans {
+            if cols < nr { d.update(repeating: 0, count: nr * kc) }
+            for j in 0..<cols {
+                let src = b + (j0 + jr + j) * ldb + p0
+                for p in 0..<kc { d[p * nr + j] = src[p] }
+            }
+        } else if cols == nr {
+            for p in 0..<kc { copyFloats(d + p * nr, b + (p0 + p) * ldb + j0 + jr, nr) }
+        } else {
+            for p in 0..<kc {
+                let dp = d + p * nr
+                copyFloats(dp, b + (p0 + p) * ldb + j0 + jr, cols)
+                (dp + cols).update(repeating: 0, count: nr - cols)
+            }
+        }
+        d += nr * kc
+        jr += nr
+    }
+}
+
+/// dst[0..<count] = src[0..<count] with 16-wide unaligned vector moves.
+@inline(__always) @usableFromInline
+func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    var i = 0
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    while i + 16 <= count {
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self), toByteOffset: i * 4, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { dst[i] = src[i]; i += 1 }
+}
+
+// MARK: Per-thread fallback workspace and CPU detection
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A per-thread buffer for `sgemm` calls without a workspace: allocated on first use, grown when a
+/// larger problem comes, freed when the thread exits. Steady state: no allocation.
+func _threadWorkspace(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let key = _workspaceKey
+    if let raw = pthread_getspecific(key) {
+        let header = raw.assumingMemoryBound(to: Int.self)
+        if header[0] >= count { return UnsafeMutableRawPointer(raw + 64).assumingMemoryBound(to: Float.self) }
+        free(raw)
+    }
+    let capacity = max(count, 1 << 16)
+    var raw: UnsafeMutableRawPointer? = nil
+    _ = posix_memalign(&raw, 64, 64 + capacity * 4)
+    raw!.assumingMemoryBound(to: Int.self)[0] = capacity
+    pthread_setspecific(key, raw)
+    return (raw! + 64).assumingMemoryBound(to: Float.self)
+}
+
+private let _workspaceKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { free($0) }
+    return key
+}()
+
+/// Whether the CPU reports AVX-512F (Linux: /proc/cpuinfo flags; elsewhere: no).
+func _cpuHasAVX512() -> Bool {
+    #if os(Linux)
+    guard let f = fopen("/proc/cpuinfo", "r") else { return false }
+    defer { fclose(f) }
+    var line: UnsafeMutablePointer<CChar>? = nil
+    var cap = 0
+    defer { free(line) }
+    while getline(&line, &cap, f) > 0 {
+        let s = String(cString: line!)
+        if s.hasPrefix("flags") { return s.contains(" avx512f") }
+    }
+    return false
+    #else
+    return false
+    #endif
+}
+
+// MARK: Testing and tuning hooks
+
+/// Names accepted by `_sgemmWithKernel` (every microkernel compiled in).
+public var _gemmKernelNames: [String] { GemmBlocking.all.map(\.name) }
+
+/// `sgemm` forced through one microkernel (tests check they all give identical bits; benchmarks tune).
+public func _sgemmWithKernel(_ name: String, mc: Int? = nil, nc: Int? = nil, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard var bl = GemmBlocking.all.first(where: { $0.name == name }) else { preconditionFailure("no kernel \(name)") }
+    bl = GemmBlocking(mr: bl.mr, nr: bl.nr, mc: mc ?? bl.mc, kc: bl.kc, nc: nc ?? bl.nc, name: bl.name, kernel: bl.kernel)
+    let ws = UnsafeMutablePointer<Float>.allocate(capacity: bl.kc * (bl.mc + bl.nc) + bl.mr * bl.nr + 64)
+    defer { ws.deallocate() }
+    _gemmDriver(bl, m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
+        packA: { i0, mc, p0, kc, mr, dest in
+            packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
+        },
+        packB: { p0, kc, j0, nc, nr, dest in
+            packPanelsB(trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+        })
 }

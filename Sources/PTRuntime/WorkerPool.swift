@@ -1,5 +1,12 @@
-// The worker pool interface the trainer steps through. PLACEHOLDER: single worker, no pinning.
-// (The pinned multi-worker implementation replaces the internals; the interface stays.)
+// The pinned worker pool the trainer steps through: long-lived threads that bind themselves to
+// one CPU each and meet at a spin-then-futex barrier. Steady-state run + barrier allocate nothing
+// and take no locks (C11 atomics and futex only, CPTThreads.h).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CPTSupport
 
 /// Work run on every worker of a pool, once per call to `WorkerPool.run`.
 /// Implementations hold all their state (buffers, step number) so that a call allocates nothing.
@@ -12,27 +19,285 @@ public protocol ParallelJob: AnyObject {
 /// Where one worker was asked to run and where it was seen running.
 public struct WorkerPlacement: Sendable, Equatable, Codable {
     public var worker: Int
-    /// OS CPU index the worker's thread was bound to, or -1 when unbound.
+    /// OS CPU the worker's thread was bound to and then observed running on (`sched_getcpu`
+    /// right after binding), or -1 when it was not bound (no CPU asked, or binding failed).
     public var osCPU: Int
     public init(worker: Int, osCPU: Int) { self.worker = worker; self.osCPU = osCPU }
 }
 
 /// A fixed set of long-lived workers. `run` hands one job to all of them and returns when every
-/// worker has finished it. The calling thread waits (it does not act as a worker).
+/// worker has finished it. The calling thread waits (it does not act as a worker, even with one
+/// worker: the job always runs on the pool's own pinned, flush-to-zero threads).
+///
+/// Each worker is an owned pthread (not a Dispatch queue: a queue's work items hop between OS
+/// threads, so pinning would not stick, and waking queues cost 70-140 µs per step). It binds
+/// itself with `hwloc_set_cpubind(HWLOC_CPUBIND_THREAD)`, sets flush-to-zero, records
+/// `sched_getcpu()`, then serves jobs until the pool is released (`deinit` stops and joins all).
+///
+/// `run` must not be called from a worker or from two threads at once.
 public final class WorkerPool: @unchecked Sendable {
     public let workerCount: Int
     public private(set) var placement: [WorkerPlacement]
+    /// Pause iterations a waiting worker spins before it sleeps in the kernel (barrier and
+    /// next-job waits); see `WorkerPool.defaultSpinIterations`.
+    public let spinIterations: Int
+    /// Pause iterations the calling thread spins in `run` before it sleeps.
+    public let callerSpinIterations: Int
+    /// Notes from start-up: CPUs that could not be bound, oversubscription.
+    public private(set) var warnings: [String] = []
 
-    /// - Parameter cpus: OS CPU per worker to bind to (nil: unbound). Its count is the worker count.
-    public init(workers: Int, cpus: [Int]? = nil) {
-        precondition(workers == 1, "placeholder pool supports one worker")
+    private let state: PoolState
+    private var threads: [pthread_t] = []
+
+    /// Starts `workers` threads, bound to `cpus[i]` (OS CPU indices, -1 = leave unbound). With
+    /// `cpus == nil` the workers follow the default spread plan of this process's topology (one
+    /// per physical core, hardware threads next, wrap-around when oversubscribed).
+    /// - Parameters:
+    ///   - spinIterations: overrides `defaultSpinIterations` for the workers (benchmarks, tests).
+    ///   - callerSpinIterations: overrides the caller's spin in `run` (default: the workers' spin
+    ///     when the workers leave a CPU free, else 0).
+    public init(workers: Int, cpus: [Int]? = nil, spinIterations: Int? = nil, callerSpinIterations: Int? = nil) {
+        precondition(workers >= 1, "a worker pool needs at least one worker")
+        precondition(cpus == nil || cpus!.count == workers, "cpus must give one OS CPU per worker")
         workerCount = workers
-        placement = [WorkerPlacement(worker: 0, osCPU: -1)]
+        let hwloc = try? HwlocTopology(synthetic: nil, restrictedTo: nil, honourAffinity: false)
+        var targets: [Int]
+        var notes: [String] = []
+        if let cpus {
+            targets = cpus
+        } else if let topology = try? Topology() {
+            let plan = PlacementPlan(workers: workers, topology: topology)
+            targets = plan.osCPUs
+            notes += plan.warnings
+        } else {
+            targets = Array(repeating: -1, count: workers)
+            notes.append("hwloc could not load this machine's topology: workers are not pinned")
+        }
+        if hwloc == nil { targets = Array(repeating: -1, count: workers) }
+        let allowed = max(1, Int(pt_affinity_count()))
+        let distinct = Set(targets.filter { $0 >= 0 })
+        let cpuCount = targets.contains(-1) ? allowed : distinct.count
+        let oversubscribed = workers > cpuCount
+        let spin = spinIterations ?? Self.defaultSpinIterations(workers: workers, cpus: cpuCount)
+        self.spinIterations = spin
+        // The caller is one more thread: when the workers already fill the CPUs its spinning
+        // would steal a worker's CPU, so it sleeps at once.
+        self.callerSpinIterations = callerSpinIterations ?? (workers < cpuCount ? spin : 0)
+        if oversubscribed && cpus != nil {
+            notes.append("oversubscribed: \(workers) workers on \(cpuCount) CPUs")
+        }
+
+        state = PoolState(workers: workers, targets: targets, hwloc: hwloc, spin: spin)
+        placement = []
+        state.pool = Unmanaged.passUnretained(self)
+        threads.reserveCapacity(workers)
+        for worker in 0..<workers {
+            let context = Unmanaged.passRetained(WorkerContext(state: state, worker: worker)).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                context.state.serve(worker: context.worker)
+                return nil
+            }, context)
+            precondition(rc == 0, "pthread_create failed (\(rc)) for worker \(worker)")
+            threads.append(thread)
+        }
+        state.waitUntilReady()
+        placement = (0..<workers).map { WorkerPlacement(worker: $0, osCPU: state.observedCPU[$0]) }
+        for (worker, cpu) in targets.enumerated() where cpu >= 0 && placement[worker].osCPU != cpu {
+            notes.append("worker \(worker) could not be bound to OS CPU \(cpu) (not allowed?); "
+                + "it runs unbound")
+            placement[worker].osCPU = -1
+        }
+        warnings = notes
     }
 
+    /// Convenience: a pool laid out by a placement plan.
+    public convenience init(plan: PlacementPlan, spinIterations: Int? = nil) {
+        self.init(workers: plan.workerCount, cpus: plan.osCPUs, spinIterations: spinIterations)
+    }
+
+    deinit {
+        state.shutDown()
+        for thread in threads { pthread_join(thread, nil) }
+    }
+
+    /// Runs `job.run(worker:pool:)` on every worker and returns when all have returned.
     public func run(_ job: ParallelJob) {
-        job.run(worker: 0, pool: self)
+        state.run(job, callerSpin: callerSpinIterations)
     }
 
-    public func barrier(worker: Int) {}
+    /// Waits until every worker of the running job has reached this barrier (the same number of
+    /// times). Memory written before the barrier by any worker is visible after it to all.
+    @inline(__always)
+    public func barrier(worker: Int) {
+        state.barrier()
+    }
+
+    /// Spin budget before sleeping, in `pause` iterations (one is ~40 ns on the Skylake-class
+    /// CPUs of the 2-core dev machine, so 4,000 is ~160 µs of spinning).
+    ///
+    /// Measured on the 2-core AVX-512 dev machine, `run` of an empty job with one barrier,
+    /// median of 5 runs x 20,000 steps (µs per run):
+    ///   spin  | 1 worker | 2 workers | 3 workers (oversubscribed) | 4 workers (oversubscribed)
+    ///   (filled in by `WorkerPoolBenchmarks`; see the table in the report below)
+    /// A pure spin barrier with more workers than CPUs cost ~8 ms per step (DESIGN.md), since a
+    /// spinning worker holds the CPU a descheduled one needs: oversubscribed pools do not spin.
+    public static func defaultSpinIterations(workers: Int, cpus: Int) -> Int {
+        workers > cpus ? oversubscribedSpin : fullSpin
+    }
+
+    static let fullSpin = 4_000
+    static let oversubscribedSpin = 0
+}
+
+/// Thread entry argument.
+private final class WorkerContext {
+    let state: PoolState
+    let worker: Int
+    init(state: PoolState, worker: Int) { self.state = state; self.worker = worker }
+}
+
+/// Everything the workers touch, kept apart from `WorkerPool` so that threads do not keep the
+/// pool alive (its deinit shuts them down). The futex words live on their own 128-byte lines
+/// (two 64-byte lines: the adjacent-line prefetcher pairs them) so waiters spinning on one word do
+/// not slow writers of another.
+final class PoolState: @unchecked Sendable {
+    let workerCount: UInt32
+    let targets: [Int]
+    let hwloc: HwlocTopology?
+    let spin: Int
+    /// Set by the pool right after init; jobs only run while the pool is alive.
+    var pool: Unmanaged<WorkerPool>?
+    /// The job of the current `run`; written by the caller before it publishes `startGeneration`.
+    var currentJob: ParallelJob?
+    /// The caller's count of runs (mirrors `startGeneration`, read without atomics by the caller).
+    var generation: UInt32 = 0
+    /// OS CPU each worker observed after binding (-1: unbound), written before `ready`.
+    let observedCPU: UnsafeMutablePointer<Int>
+
+    private let words: UnsafeMutablePointer<UInt32>
+    private static let line = 32  // UInt32s per 128-byte line
+    private var startGeneration: UnsafeMutablePointer<UInt32> { words }
+    private var shutdown: UnsafeMutablePointer<UInt32> { words + 1 }
+    private var startSleepers: UnsafeMutablePointer<UInt32> { words + 1 * Self.line }
+    private var remaining: UnsafeMutablePointer<UInt32> { words + 2 * Self.line }
+    private var doneGeneration: UnsafeMutablePointer<UInt32> { words + 3 * Self.line }
+    private var callerSleepers: UnsafeMutablePointer<UInt32> { words + 4 * Self.line }
+    private var barrierCount: UnsafeMutablePointer<UInt32> { words + 5 * Self.line }
+    private var barrierGeneration: UnsafeMutablePointer<UInt32> { words + 6 * Self.line }
+    private var barrierSleepers: UnsafeMutablePointer<UInt32> { words + 7 * Self.line }
+    private var ready: UnsafeMutablePointer<UInt32> { words + 8 * Self.line }
+    private static let wordCount = 9 * line
+
+    init(workers: Int, targets: [Int], hwloc: HwlocTopology?, spin: Int) {
+        workerCount = UInt32(workers)
+        self.targets = targets
+        self.hwloc = hwloc
+        self.spin = spin
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.wordCount * 4, alignment: 128)
+        raw.initializeMemory(as: UInt32.self, repeating: 0, count: Self.wordCount)
+        words = raw.assumingMemoryBound(to: UInt32.self)
+        observedCPU = .allocate(capacity: workers)
+        observedCPU.initialize(repeating: -1, count: workers)
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(words).deallocate()
+        observedCPU.deallocate()
+    }
+
+    // MARK: waiting
+
+    /// Spins up to `spin` pauses, then sleeps on the futex, until `*word != value`.
+    /// `sleepers` counts threads that may be asleep on `word`, so that publishers only pay the
+    /// wake syscall when someone sleeps (seq_cst on both sides: either the publisher sees the
+    /// sleeper or the sleeper sees the new value).
+    @inline(__always)
+    private static func wait(_ word: UnsafeMutablePointer<UInt32>, whileEquals value: UInt32,
+                             sleepers: UnsafeMutablePointer<UInt32>, spin: Int) {
+        var i = 0
+        while i < spin {
+            if pt_atomic_load_acquire_u32(word) != value { return }
+            pt_cpu_relax()
+            i += 1
+        }
+        while pt_atomic_load_acquire_u32(word) == value {
+            _ = pt_atomic_fetch_add_seqcst_u32(sleepers, 1)
+            if pt_atomic_load_seqcst_u32(word) == value { _ = pt_futex_wait(word, value) }
+            _ = pt_atomic_fetch_sub_seqcst_u32(sleepers, 1)
+        }
+    }
+
+    /// Stores `value` and wakes the sleepers on `word`, if any.
+    @inline(__always)
+    private static func publish(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32,
+                                sleepers: UnsafeMutablePointer<UInt32>) {
+        pt_atomic_store_seqcst_u32(word, value)
+        if pt_atomic_load_seqcst_u32(sleepers) != 0 { _ = pt_futex_wake(word, Int32.max) }
+    }
+
+    // MARK: caller side
+
+    func waitUntilReady() {
+        while true {
+            let seen = pt_atomic_load_acquire_u32(ready)
+            if seen == workerCount { return }
+            _ = pt_futex_wait(ready, seen)
+        }
+    }
+
+    @inline(__always)
+    func run(_ job: ParallelJob, callerSpin: Int) {
+        currentJob = job
+        pt_atomic_store_relaxed_u32(remaining, workerCount)
+        let previous = generation
+        generation = previous &+ 1
+        Self.publish(startGeneration, generation, sleepers: startSleepers)
+        Self.wait(doneGeneration, whileEquals: previous, sleepers: callerSleepers, spin: callerSpin)
+        currentJob = nil
+    }
+
+    func shutDown() {
+        pt_atomic_store_seqcst_u32(shutdown, 1)
+        generation &+= 1
+        pt_atomic_store_seqcst_u32(startGeneration, generation)
+        _ = pt_futex_wake(startGeneration, Int32.max)
+    }
+
+    // MARK: worker side
+
+    func serve(worker: Int) {
+        if let hwloc, targets[worker] >= 0 {
+            observedCPU[worker] = hwloc.bindCurrentThread(toOSCPU: targets[worker])
+        }
+        pt_set_flush_to_zero()
+        _ = pt_atomic_fetch_add_seqcst_u32(ready, 1)
+        _ = pt_futex_wake(ready, 1)
+
+        var seen: UInt32 = 0
+        while true {
+            Self.wait(startGeneration, whileEquals: seen, sleepers: startSleepers, spin: spin)
+            seen = pt_atomic_load_acquire_u32(startGeneration)
+            if pt_atomic_load_acquire_u32(shutdown) != 0 { return }
+            currentJob.unsafelyUnwrapped.run(worker: worker, pool: pool.unsafelyUnwrapped.takeUnretainedValue())
+            if pt_atomic_fetch_sub_seqcst_u32(remaining, 1) == 1 {
+                Self.publish(doneGeneration, seen, sleepers: callerSleepers)
+            }
+        }
+    }
+
+    /// Central sense-reversing barrier: the last of `workerCount` arrivals resets the count and
+    /// advances the generation; the others wait for the generation to change.
+    @inline(__always)
+    func barrier() {
+        if workerCount == 1 { return }
+        let generation = pt_atomic_load_acquire_u32(barrierGeneration)
+        if pt_atomic_fetch_add_acqrel_u32(barrierCount, 1) == workerCount - 1 {
+            pt_atomic_store_relaxed_u32(barrierCount, 0)
+            Self.publish(barrierGeneration, generation &+ 1, sleepers: barrierSleepers)
+        } else {
+            Self.wait(barrierGeneration, whileEquals: generation, sleepers: barrierSleepers, spin: spin)
+        }
+    }
 }

@@ -1,1 +1,23 @@
-print("ptrain")
+// ptrain: the command-line tool. `ptrain` alone runs `ptrain train` with the built-in X/O job.
+import ArgumentParser
+
+/// The root command; `train` is the default subcommand.
+struct PTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ptrain",
+        abstract: "Train convolutional neural networks on every core of a CPU.",
+        discussion: """
+            Examples:
+              ptrain --threads 2                                  # the default job: X/O from the slides
+              ptrain train --config configs/lenet5-mnist.yaml --data DIR --output runs/lenet
+              ptrain summary --config configs/lenet5-mnist.yaml
+              ptrain topo
+
+            Exit codes: 0 success; 1 bad input, configuration or data, or training failed;
+            2 the CPU lacks instructions the binary was built for; 64 wrong command-line usage.
+            """,
+        subcommands: [Train.self, Summary.self],
+        defaultSubcommand: Train.self)
+}
+
+PTrainCommand.main()

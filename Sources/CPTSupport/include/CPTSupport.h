@@ -13,4 +13,11 @@ void pt_set_flush_to_zero(void);
 /// Returns 1 when the calling thread has flush-to-zero and denormals-are-zero set.
 int pt_flush_to_zero_is_set(void);
 
+/// The features the Swift targets were compiled to use (comma-separated) and the target CPU name.
+const char *pt_required_features(void);
+const char *pt_target_cpu(void);
+
+// Atomics, futex and affinity helpers for the worker pool (PTRuntime).
+#include "CPTThreads.h"
+
 #endif

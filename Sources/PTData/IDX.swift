@@ -1,0 +1,157 @@
+// IDX files (LeCun's MNIST format), raw or gzip, and the MNIST folder loader built on them.
+import PTTensor
+
+/// IDX reader. Layout: magic (2 zero bytes, type 0x08 = unsigned byte, number of dimensions),
+/// then one big-endian UInt32 per dimension, then exactly the product of the dimensions in bytes.
+public enum IDX {
+    /// Dimensions and body of the IDX file at `path` (gzip is detected by the magic bytes 1f 8b).
+    public static func load(path: String) throws -> (dims: [Int], bytes: [UInt8]) {
+        let file = try FileIO.readMaybeGzip(path)
+        let (dims, offset) = try header(file, name: path)
+        return (dims, Array(file[offset...]))
+    }
+
+    /// Dimensions and body offset of IDX data in memory, checking magic, sizes and exact length.
+    static func header(_ file: [UInt8], name: String) throws -> (dims: [Int], offset: Int) {
+        guard file.count >= 4 else { throw DataError("\(name): not an IDX file (only \(file.count) bytes)") }
+        let magic = be32(file, 0)
+        guard file[0] == 0, file[1] == 0, file[2] == 0x08, (1...4).contains(file[3]) else {
+            throw DataError("\(name): not an IDX file (magic 0x\(hex(magic)); expected 0x00000801 ... 0x00000804, unsigned bytes)")
+        }
+        let rank = Int(file[3])
+        let offset = 4 + 4 * rank
+        guard file.count >= offset else {
+            throw DataError("\(name): truncated IDX header (\(file.count) bytes, header needs \(offset))")
+        }
+        var dims: [Int] = []
+        var total = 1
+        for d in 0..<rank {
+            let size = Int(be32(file, 4 + 4 * d))
+            dims.append(size)
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            guard !overflow else { throw DataError("\(name): IDX dimensions \(dims) overflow") }
+            total = product
+        }
+        let body = file.count - offset
+        let shape = dims.map(String.init).joined(separator: " x ")
+        if body < total {
+            throw DataError("\(name): truncated: header says \(shape) = \(total) bytes of data, file has \(body)")
+        }
+        if body > total {
+            throw DataError("\(name): \(body - total) trailing bytes after the \(shape) = \(total) bytes of data")
+        }
+        return (dims, offset)
+    }
+
+    @inline(__always) static func be32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
+    }
+
+    static func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, 8 - s.count)) + s
+    }
+}
+
+/// MNIST as distributed: four IDX files in one folder, optionally gzipped.
+public enum MNISTFolder {
+    // Base names tried for each file, in order; each is also tried with ".gz" appended.
+    /// Names tried for the training images.
+    public static let trainImageNames = ["train-images-idx3-ubyte", "train-images.idx3-ubyte"]
+    /// Names tried for the training labels.
+    public static let trainLabelNames = ["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"]
+    /// Names tried for the test images.
+    public static let testImageNames = ["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"]
+    /// Names tried for the test labels.
+    public static let testLabelNames = ["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"]
+
+    /// Loads the train and test sets from `directory`. Pixels become byte/255, then (x - mean) / std when
+    /// both are given (e.g. 0.1307 and 0.3081). Shape 1 x rows x cols; labels must lie in 0..<classes.
+    public static func load(directory: String, classes: Int = 10, mean: Float? = nil, std: Float? = nil) throws
+        -> (train: Dataset, test: Dataset)
+    {
+        try FileIO.requireDirectory(directory)
+        if let std, !(std > 0) { throw DataError("MNIST: std must be positive, got \(std)") }
+        guard classes > 0 else { throw DataError("MNIST: classes must be positive, got \(classes)") }
+        let trainImages = try find(directory, trainImageNames)
+        let trainLabels = try find(directory, trainLabelNames)
+        let testImages = try find(directory, testImageNames)
+        let testLabels = try find(directory, testLabelNames)
+        let table = pixelTable(mean: mean ?? 0, std: std ?? 1)
+        let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, table: table, name: "mnist-train")
+        let test = try loadPair(images: testImages, labels: testLabels, classes: classes, table: table, name: "mnist-test")
+        return (train, test)
+    }
+
+    /// Loads one image file and its label file as a data set (any IDX image/label pair in MNIST's layout).
+    public static func loadPair(images: String, labels: String, classes: Int = 10, mean: Float? = nil, std: Float? = nil,
+                                name: String = "mnist") throws -> Dataset {
+        if let std, !(std > 0) { throw DataError("MNIST: std must be positive, got \(std)") }
+        return try loadPair(images: images, labels: labels, classes: classes,
+                            table: pixelTable(mean: mean ?? 0, std: std ?? 1), name: name)
+    }
+
+    /// Value for each byte: (b/255 - mean) / std, computed once so the conversion is one lookup per pixel.
+    static func pixelTable(mean: Float, std: Float) -> [Float] {
+        (0..<256).map { (Float($0) / 255 - mean) / std }
+    }
+
+    static func find(_ directory: String, _ names: [String]) throws -> String {
+        for base in names {
+            for candidate in [base, base + ".gz"] {
+                let path = FileIO.join(directory, candidate)
+                if FileIO.isFile(path) { return path }
+            }
+        }
+        let tried = names.flatMap { [$0, $0 + ".gz"] }.joined(separator: ", ")
+        throw DataError("\(directory): no MNIST file found (looked for \(tried))")
+    }
+
+    static func loadPair(images imagePath: String, labels labelPath: String, classes: Int, table: [Float],
+                         name: String) throws -> Dataset {
+        let imageFile = try FileIO.readMaybeGzip(imagePath)
+        let (imageDims, imageOffset) = try IDX.header(imageFile, name: imagePath)
+        guard imageDims.count == 3 else {
+            throw DataError("\(imagePath): expected 3 dimensions (images x rows x cols), found \(imageDims.count)")
+        }
+        let labelFile = try FileIO.readMaybeGzip(labelPath)
+        let (labelDims, labelOffset) = try IDX.header(labelFile, name: labelPath)
+        guard labelDims.count == 1 else {
+            throw DataError("\(labelPath): expected 1 dimension (labels), found \(labelDims.count)")
+        }
+        let count = imageDims[0]
+        guard count == labelDims[0] else {
+            throw DataError("\(imagePath) has \(count) images but \(labelPath) has \(labelDims[0]) labels")
+        }
+        guard count > 0 else { throw DataError("\(imagePath): empty set (0 images)") }
+        guard imageDims[1] > 0, imageDims[2] > 0 else {
+            throw DataError("\(imagePath): images of size \(imageDims[1]) x \(imageDims[2])")
+        }
+
+        var labels = [Int32](repeating: 0, count: count)
+        for i in 0..<count {
+            let value = Int(labelFile[labelOffset + i])
+            guard value < classes else {
+                throw DataError("\(labelPath): label \(value) at index \(i) is outside 0..<\(classes)")
+            }
+            labels[i] = Int32(value)
+        }
+
+        let shape = Shape(channels: 1, height: imageDims[1], width: imageDims[2])
+        let buffer = AlignedBuffer(count: count * shape.count)
+        convertBytes(imageFile, from: imageOffset, count: buffer.count, table: table, into: buffer.pointer)
+        return Dataset(name: name, shape: shape, classes: classes, images: buffer, labels: labels)
+    }
+
+    /// out[i] = table[bytes[offset + i]].
+    static func convertBytes(_ bytes: [UInt8], from offset: Int, count: Int, table: [Float],
+                             into out: UnsafeMutablePointer<Float>) {
+        bytes.withUnsafeBufferPointer { src in
+            table.withUnsafeBufferPointer { lut in
+                guard let s = src.baseAddress, let t = lut.baseAddress else { return }
+                let p = s + offset
+                for i in 0..<count { out[i] = t[Int(p[i])] }
+            }
+        }
+    }
+}

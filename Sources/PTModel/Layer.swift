@@ -1,0 +1,90 @@
+// The layer protocol and the per-call argument bundle. Layers are value types; each forward or
+// backward call is one dynamic dispatch per layer per shard, never inside a loop.
+import PTTensor
+
+/// One named parameter tensor of a layer (e.g. "conv1.weight", shape [6, 1, 5, 5]).
+/// `offset` is relative to the start of the model's flat parameter buffer.
+public struct ParameterTensor: Sendable, Equatable {
+    public var name: String
+    public var shape: [Int]
+    public var offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// Pointers for one forward or backward call over `batch` samples.
+///
+/// Shapes: input [batch][inputShape], output [batch][outputShape]; parameters / gradients point at
+/// the model's flat buffers (use `ParameterTensor.offset`). `inputGrad` is nil for the first layer
+/// (nothing upstream needs it). Backward *adds* into `gradients` and *overwrites* `inputGrad`.
+public struct LayerCall {
+    public var batch: Int
+    public var input: UnsafeMutablePointer<Float>
+    public var output: UnsafeMutablePointer<Float>
+    public var parameters: UnsafeMutablePointer<Float>
+    public var gradients: UnsafeMutablePointer<Float>
+    public var outputGrad: UnsafeMutablePointer<Float>
+    public var inputGrad: UnsafeMutablePointer<Float>?
+    /// Per-worker scratch of at least `scratchCount` floats.
+    public var scratch: UnsafeMutablePointer<Float>
+    /// Per-layer saved indices (max-pool argmax) of at least `indexCount(batch:)` entries.
+    public var indices: UnsafeMutablePointer<Int32>
+
+    public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                outputGrad: UnsafeMutablePointer<Float>, inputGrad: UnsafeMutablePointer<Float>?,
+                scratch: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>) {
+        self.batch = batch; self.input = input; self.output = output; self.parameters = parameters
+        self.gradients = gradients; self.outputGrad = outputGrad; self.inputGrad = inputGrad
+        self.scratch = scratch; self.indices = indices
+    }
+}
+
+/// A network layer: shapes, parameters, forward and backward.
+public protocol Layer: Sendable {
+    /// Unique name within the model, e.g. "conv1", "pool2", "dense3".
+    var name: String { get }
+    /// Short description for `ptrain summary`, e.g. "conv 5x5 s1 p2, 6 features".
+    var summary: String { get }
+    var inputShape: Shape { get }
+    var outputShape: Shape { get }
+    /// Parameter tensors with offsets into the flat buffer (empty for parameter-free layers).
+    var parameters: [ParameterTensor] { get }
+    /// Forward floating-point operations per sample (2 per multiply-add; 1 per compare or max).
+    var flopsPerSample: Int { get }
+    /// Scratch floats one worker needs for calls with up to `maxBatch` samples.
+    func scratchCount(maxBatch: Int) -> Int
+    /// Saved indices needed for `batch` samples (max pooling's argmax).
+    func indexCount(batch: Int) -> Int
+    /// Fills this layer's parameters (weights from `rng`, biases zero).
+    func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256)
+    func forward(_ call: LayerCall)
+    func backward(_ call: LayerCall)
+}
+
+extension Layer {
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    public func scratchCount(maxBatch: Int) -> Int { 0 }
+    public func indexCount(batch: Int) -> Int { 0 }
+    public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
+}
+
+/// How weights are drawn at initialisation.
+public enum Initializer: String, Sendable, CaseIterable {
+    /// He (Kaiming) uniform: U(-b, b), b = sqrt(6 / fanIn). Suits layers followed by ReLU.
+    case he
+    /// Glorot (Xavier) uniform: U(-b, b), b = sqrt(6 / (fanIn + fanOut)).
+    case glorot
+
+    public func bound(fanIn: Int, fanOut: Int) -> Float {
+        switch self {
+        case .he: return (6.0 / Float(fanIn)).squareRoot()
+        case .glorot: return (6.0 / Float(fanIn + fanOut)).squareRoot()
+        }
+    }
+
+    /// Fills `count` weights uniformly in [-bound, bound].
+    public func fill(_ p: UnsafeMutablePointer<Float>, count: Int, fanIn: Int, fanOut: Int, rng: inout Xoshiro256) {
+        let b = bound(fanIn: fanIn, fanOut: fanOut)
+        for i in 0..<count { p[i] = (rng.nextUnitFloat() * 2 - 1) * b }
+    }
+}

@@ -1,0 +1,190 @@
+// The layers of the slides: convolution, max pooling, ReLU, fully connected (dense), flatten.
+import PTKernels
+import PTTensor
+
+/// 2-D convolution with zero padding (1-D signals: kernel height 1 on inputs of height 1).
+///
+/// Output size: oh = (ih + 2*ph - kh) / sh + 1, ow = (iw + 2*pw - kw) / sw + 1.
+/// Parameters: weight [features][channels][kh][kw], bias [features]. Initialisation: `init` with
+/// fanIn = channels*kh*kw, fanOut = features*kh*kw; bias 0.
+/// Backward adds dW = sum dOut (x) input patches and dB = sum dOut; writes dIn.
+public struct Conv2D: Layer {
+    public let name: String
+    public let inputShape: Shape
+    public let outputShape: Shape
+    public let parameters: [ParameterTensor]
+    public let kernel: ConvKernel
+    public let initializer: Initializer
+
+    /// - Parameters: `maxBatch` is the largest number of samples one call will see (the shard size).
+    public init(name: String, input: Shape, features: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), maxBatch: Int, parameterOffset: Int, initializer: Initializer = .he) {
+        self.name = name
+        self.inputShape = input
+        self.initializer = initializer
+        let g = ConvGeometry(mb: maxBatch, ic: input.channels, oc: features, ih: input.height, iw: input.width,
+                             kh: kernelSize.0, kw: kernelSize.1, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1)
+        kernel = ConvKernel(geometry: g)
+        outputShape = Shape(channels: features, height: g.oh, width: g.ow)
+        let w = ParameterTensor(name: "\(name).weight", shape: [features, input.channels, kernelSize.0, kernelSize.1],
+                                offset: parameterOffset)
+        let b = ParameterTensor(name: "\(name).bias", shape: [features], offset: parameterOffset + alignedCount(w.count))
+        parameters = [w, b]
+    }
+
+    public var geometry: ConvGeometry { kernel.geometry }
+    public var summary: String {
+        let g = geometry
+        let size = g.kh == 1 && inputShape.height == 1 ? "\(g.kw)" : "\(g.kh)x\(g.kw)"
+        return "conv \(size) s\(g.sw) p\(g.kh == 1 && inputShape.height == 1 ? g.pw : g.ph), \(g.oc) features"
+    }
+    public var flopsPerSample: Int { geometry.with(mb: 1).forwardFlops }
+    public func scratchCount(maxBatch: Int) -> Int { kernel.scratchCount }
+
+    public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
+        let g = geometry
+        initializer.fill(p + parameters[0].offset, count: parameters[0].count, fanIn: g.ic * g.kh * g.kw,
+                         fanOut: g.oc * g.kh * g.kw, rng: &rng)
+        (p + parameters[1].offset).update(repeating: 0, count: parameters[1].count)
+    }
+
+    public func forward(_ c: LayerCall) {
+        kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
+                       bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch)
+    }
+
+    public func backward(_ c: LayerCall) {
+        kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
+                               weightGrad: c.gradients + parameters[0].offset,
+                               biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
+        if let dIn = c.inputGrad {
+            kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
+                                inputGrad: dIn, scratch: c.scratch)
+        }
+    }
+}
+
+/// Max pooling: each window's maximum. Windows start every `stride`; with `keepPartial` (the slides'
+/// edge handling) a last window that hangs over the edge is kept and clipped, so a 7x7 map with
+/// window 2, stride 2 gives 4x4. Backward routes each output gradient to its window's arg-max.
+public struct MaxPool2D: Layer {
+    public let name: String
+    public let inputShape: Shape
+    public let outputShape: Shape
+    public var parameters: [ParameterTensor] { [] }
+    public let geometry: PoolGeometry   // planes = channels (one sample)
+
+    public init(name: String, input: Shape, window: (Int, Int), stride: (Int, Int), keepPartial: Bool = true) {
+        self.name = name
+        self.inputShape = input
+        geometry = PoolGeometry(planes: input.channels, ih: input.height, iw: input.width, kh: window.0, kw: window.1,
+                                sh: stride.0, sw: stride.1, keepPartial: keepPartial)
+        outputShape = Shape(channels: input.channels, height: geometry.oh, width: geometry.ow)
+    }
+
+    public var summary: String {
+        let g = geometry
+        return inputShape.height == 1 ? "maxpool \(g.kw) s\(g.sw)" : "maxpool \(g.kh)x\(g.kw) s\(g.sh)"
+    }
+    public var flopsPerSample: Int { outputShape.count * geometry.kh * geometry.kw }
+    public func indexCount(batch: Int) -> Int { batch * outputShape.count }
+
+    public func forward(_ c: LayerCall) {
+        maxPoolForward(geometry.with(planes: c.batch * inputShape.channels), input: c.input, output: c.output, argmax: c.indices)
+    }
+
+    public func backward(_ c: LayerCall) {
+        guard let dIn = c.inputGrad else { return }
+        maxPoolBackward(geometry.with(planes: c.batch * inputShape.channels), outputGrad: c.outputGrad, argmax: c.indices,
+                        inputGrad: dIn)
+    }
+}
+
+/// Rectified linear unit: max(0, x). "Change everything negative to zero."
+public struct ReLU: Layer {
+    public let name: String
+    public let inputShape: Shape
+    public var outputShape: Shape { inputShape }
+    public var parameters: [ParameterTensor] { [] }
+    public init(name: String, input: Shape) { self.name = name; inputShape = input }
+    public var summary: String { "relu" }
+    public var flopsPerSample: Int { inputShape.count }
+    public func forward(_ c: LayerCall) { reluForward(count: c.batch * inputShape.count, input: c.input, output: c.output) }
+    public func backward(_ c: LayerCall) {
+        guard let dIn = c.inputGrad else { return }
+        reluBackward(count: c.batch * inputShape.count, output: c.output, outputGrad: c.outputGrad, inputGrad: dIn)
+    }
+}
+
+/// Flattens C x H x W into a vector of C*H*W values (same memory order).
+public struct Flatten: Layer {
+    public let name: String
+    public let inputShape: Shape
+    public var outputShape: Shape { .flat(inputShape.count) }
+    public var parameters: [ParameterTensor] { [] }
+    public init(name: String, input: Shape) { self.name = name; inputShape = input }
+    public var summary: String { "flatten" }
+    public var flopsPerSample: Int { 0 }
+    public func forward(_ c: LayerCall) { c.output.update(from: c.input, count: c.batch * inputShape.count) }
+    public func backward(_ c: LayerCall) {
+        c.inputGrad?.update(from: c.outputGrad, count: c.batch * inputShape.count)
+    }
+}
+
+/// Fully connected layer ("every value gets a vote"): y = W x + b over the flattened input.
+///
+/// Parameters: weight [neurons][inputs], bias [neurons]. Backward adds dW = dY^T X, dB = sum dY,
+/// writes dX = dY W.
+public struct Dense: Layer {
+    public let name: String
+    public let inputShape: Shape
+    public let outputShape: Shape
+    public let parameters: [ParameterTensor]
+    public let initializer: Initializer
+
+    public init(name: String, input: Shape, neurons: Int, parameterOffset: Int, initializer: Initializer = .he) {
+        self.name = name
+        self.inputShape = input
+        self.initializer = initializer
+        outputShape = .flat(neurons)
+        let w = ParameterTensor(name: "\(name).weight", shape: [neurons, input.count], offset: parameterOffset)
+        let b = ParameterTensor(name: "\(name).bias", shape: [neurons], offset: parameterOffset + alignedCount(w.count))
+        parameters = [w, b]
+    }
+
+    public var inputs: Int { inputShape.count }
+    public var neurons: Int { outputShape.count }
+    public var summary: String { "dense \(neurons)" }
+    public var flopsPerSample: Int { 2 * inputs * neurons }
+
+    public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
+        initializer.fill(p + parameters[0].offset, count: parameters[0].count, fanIn: inputs, fanOut: neurons, rng: &rng)
+        (p + parameters[1].offset).update(repeating: 0, count: neurons)
+    }
+
+    public func forward(_ c: LayerCall) {
+        let w = c.parameters + parameters[0].offset
+        let b = c.parameters + parameters[1].offset
+        for n in 0..<c.batch { (c.output + n * neurons).update(from: b, count: neurons) }
+        sgemm(transA: false, transB: true, m: c.batch, n: neurons, k: inputs, a: c.input, lda: inputs,
+              b: w, ldb: inputs, beta: 1, c: c.output, ldc: neurons)
+    }
+
+    public func backward(_ c: LayerCall) {
+        let dw = c.gradients + parameters[0].offset
+        let db = c.gradients + parameters[1].offset
+        sgemm(transA: true, transB: false, m: neurons, n: inputs, k: c.batch, a: c.outputGrad, lda: neurons,
+              b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs)
+        for n in 0..<c.batch {
+            let row = c.outputGrad + n * neurons
+            for o in 0..<neurons { db[o] += row[o] }
+        }
+        if let dIn = c.inputGrad {
+            sgemm(transA: false, transB: false, m: c.batch, n: inputs, k: neurons, a: c.outputGrad, lda: neurons,
+                  b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs)
+        }
+    }
+}
+
+/// Parameter tensors start on 16-float (64-byte) boundaries in the flat buffer.
+@inlinable public func alignedCount(_ n: Int) -> Int { (n + 15) & ~15 }

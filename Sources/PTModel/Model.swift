@@ -1,0 +1,124 @@
+// The model: a validated stack of layers over one flat parameter layout.
+import PTTensor
+
+/// A layer as a config describes it: the slides' knobs (features, kernel size, stride, padding,
+/// pooling window and stride, neurons).
+public enum LayerSpec: Sendable, Equatable {
+    /// 2-D convolution; for 1-D data use kernel height 1 (`conv1d` in configs).
+    case conv(features: Int, kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int, initializer: Initializer)
+    case maxPool(windowHeight: Int, windowWidth: Int, stride: Int, keepPartial: Bool)
+    case relu
+    case flatten
+    case dense(neurons: Int, initializer: Initializer)
+
+    var kind: String {
+        switch self {
+        case .conv: return "conv"
+        case .maxPool: return "pool"
+        case .relu: return "relu"
+        case .flatten: return "flatten"
+        case .dense: return "dense"
+        }
+    }
+}
+
+/// A model error: one line naming the layer and why it cannot be built.
+public struct ModelError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A stack of layers from an input shape to `classes` logits, with a flat parameter layout:
+/// every tensor's offset is a multiple of 16 floats, so each sits 64-byte aligned in an AlignedBuffer.
+public struct Model: Sendable {
+    public let inputShape: Shape
+    public let layers: [any Layer]
+    /// Floats in the flat parameter (and gradient, and optimizer state) buffer, including alignment gaps.
+    public let parameterCount: Int
+    /// The largest number of samples one forward/backward call will see.
+    public let maxBatch: Int
+
+    /// Builds and validates the layers. Names are the kind plus a per-kind count ("conv1", "dense2").
+    /// - Throws: `ModelError` naming the first layer whose output would be empty or whose
+    ///   settings are impossible.
+    public init(input: Shape, layers specs: [LayerSpec], maxBatch: Int) throws {
+        guard input.count > 0 else { throw ModelError("model input shape \(input) is empty") }
+        guard maxBatch > 0 else { throw ModelError("batch size must be at least 1") }
+        self.inputShape = input
+        self.maxBatch = maxBatch
+        var built: [any Layer] = []
+        var counts: [String: Int] = [:]
+        var shape = input
+        var offset = 0
+        for (index, spec) in specs.enumerated() {
+            counts[spec.kind, default: 0] += 1
+            let name = "\(spec.kind)\(counts[spec.kind]!)"
+            let label = "layer \(index + 1) (\(name))"
+            let layer: any Layer
+            switch spec {
+            case let .conv(features, kh, kw, stride, padding, initializer):
+                guard features > 0 else { throw ModelError("\(label): features must be positive, got \(features)") }
+                guard kh > 0, kw > 0 else { throw ModelError("\(label): kernel size must be positive, got \(kh)x\(kw)") }
+                guard stride > 0 else { throw ModelError("\(label): stride must be positive, got \(stride)") }
+                guard padding >= 0 else { throw ModelError("\(label): padding must not be negative, got \(padding)") }
+                // On 1-D data (height 1) a convolution runs along the width only.
+                let oneD = shape.height == 1
+                let ph = oneD ? 0 : padding
+                let kh = oneD ? 1 : kh
+                if shape.height + 2 * ph < kh || shape.width + 2 * padding < kw {
+                    throw ModelError("\(label): output would be empty: input \(shape) is smaller than the \(oneD ? "\(kw)" : "\(kh)x\(kw)") kernel with padding \(padding)")
+                }
+                layer = Conv2D(name: name, input: shape, features: features, kernelSize: (kh, kw),
+                               stride: (oneD ? 1 : stride, stride), padding: (ph, padding), maxBatch: maxBatch,
+                               parameterOffset: offset, initializer: initializer)
+            case let .maxPool(wh, ww, stride, keep):
+                guard wh > 0, ww > 0 else { throw ModelError("\(label): pooling window must be positive, got \(wh)x\(ww)") }
+                guard stride > 0 else { throw ModelError("\(label): pooling stride must be positive, got \(stride)") }
+                let oneD = shape.height == 1
+                let pool = MaxPool2D(name: name, input: shape, window: (oneD ? 1 : wh, ww), stride: (oneD ? 1 : stride, stride),
+                                     keepPartial: keep)
+                guard pool.outputShape.count > 0 else {
+                    throw ModelError("\(label): output would be empty: input \(shape) is smaller than the pooling window \(oneD ? "\(ww)" : "\(wh)x\(ww)")")
+                }
+                layer = pool
+            case .relu:
+                layer = ReLU(name: name, input: shape)
+            case .flatten:
+                layer = Flatten(name: name, input: shape)
+            case let .dense(neurons, initializer):
+                guard neurons > 0 else { throw ModelError("\(label): neurons must be positive, got \(neurons)") }
+                layer = Dense(name: name, input: shape, neurons: neurons, parameterOffset: offset, initializer: initializer)
+            }
+            for p in layer.parameters { offset = p.offset + alignedCount(p.count) }
+            shape = layer.outputShape
+            built.append(layer)
+        }
+        guard !built.isEmpty else { throw ModelError("model has no layers") }
+        guard shape.isFlat else {
+            throw ModelError("the last layer (\(built.last!.name)) must be dense so the model ends in class scores; its output is \(shape)")
+        }
+        self.layers = built
+        self.parameterCount = offset
+    }
+
+    /// Number of classes: the size of the last layer's output.
+    public var classes: Int { layers.last!.outputShape.count }
+
+    /// All parameter tensors in layer order.
+    public var parameterTensors: [ParameterTensor] { layers.flatMap { $0.parameters } }
+
+    /// Parameters actually used (without alignment gaps).
+    public var trainableCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
+
+    /// Forward FLOPs per sample over all layers.
+    public var flopsPerSample: Int { layers.reduce(0) { $0 + $1.flopsPerSample } }
+
+    /// Initialises all parameters from `seed` (one generator, layers in order).
+    public func initialize(_ parameters: AlignedBuffer, seed: UInt64) {
+        precondition(parameters.count == parameterCount)
+        parameters.zero()
+        var rng = Xoshiro256(seed: seed, stream: 0x1A17)
+        for layer in layers { layer.initialize(parameters: parameters.pointer, rng: &rng) }
+    }
+}

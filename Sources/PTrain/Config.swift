@@ -1,0 +1,329 @@
+// The training configuration: read from YAML, overridden by flags, validated with one-line
+// errors that name the file, line and key.
+import Foundation
+import PTModel
+import PTTensor
+import Yams
+
+/// A configuration error: one line naming the file (with line number when known) and the key.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where the training and test data come from.
+public struct DataConfig: Sendable, Equatable {
+    public enum Source: String, Sendable, CaseIterable {
+        /// The slides' X/O toy problem, generated from the seed.
+        case xo
+        /// A folder of MNIST-format IDX files (raw or gzip).
+        case idx
+    }
+    public var source: Source = .xo
+    /// Data folder (idx); `--data` overrides it.
+    public var path: String?
+    /// X/O generator: image side, training and test counts.
+    public var size: Int = 16
+    public var trainCount: Int = 2000
+    public var testCount: Int = 500
+    /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
+    public var mean: Float?
+    public var std: Float?
+}
+
+/// The resolved configuration of one training run.
+public struct TrainConfig: Sendable, Equatable {
+    public var name: String = "run"
+    public var data = DataConfig()
+    /// Model input (channels, height, width); nil: taken from the data.
+    public var input: Shape?
+    public var layers: [LayerSpec] = []
+    // Optimizer: SGD with momentum.
+    public var learningRate: Float = 0.01
+    public var momentum: Float = 0.9
+    public var nesterov: Bool = false
+    public var weightDecay: Float = 0
+    // Schedule.
+    public var schedule: LRSchedule.Kind = .constant
+    public var warmupEpochs: Double = 0
+    public var stepEpochs: Int = 1
+    public var gamma: Float = 0.1
+    public var minLR: Float = 0
+    // Training.
+    public var epochs: Int = 1
+    public var batchSize: Int = 64
+    /// Fixed number of shards each minibatch is split into (independent of threads).
+    public var shards: Int = 8
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    /// The largest shard: ceil(batchSize / shards).
+    public var maxShard: Int { (batchSize + shards - 1) / shards }
+
+    /// Checks values that do not depend on the data. Throws a one-line `ConfigError`.
+    public func validate(file: String) throws {
+        func fail(_ key: String, _ why: String) throws { throw ConfigError("\(file): \(key): \(why)") }
+        if !learningRate.isFinite || learningRate <= 0 { try fail("optimizer.lr", "must be a finite number > 0, got \(learningRate)") }
+        if !momentum.isFinite || momentum < 0 || momentum >= 1 { try fail("optimizer.momentum", "must be in [0, 1), got \(momentum)") }
+        if !weightDecay.isFinite || weightDecay < 0 { try fail("optimizer.weight_decay", "must be a finite number >= 0, got \(weightDecay)") }
+        if epochs < 1 { try fail("training.epochs", "must be at least 1, got \(epochs)") }
+        if batchSize < 1 { try fail("training.batch_size", "must be at least 1, got \(batchSize)") }
+        if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
+        if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
+        if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
+        if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
+        if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }
+        if !minLR.isFinite || minLR < 0 { try fail("schedule.min_lr", "must be a finite number >= 0, got \(minLR)") }
+        if data.size < 4 { try fail("data.size", "must be at least 4, got \(data.size)") }
+        if data.trainCount < 1 { try fail("data.train", "must be at least 1, got \(data.trainCount)") }
+        if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
+        if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
+        if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
+    }
+}
+
+// MARK: - Reading YAML
+
+/// Walks a YAML mapping, remembering which keys were read so that the rest can be reported as unknown.
+struct YAMLSection {
+    let file: String
+    let path: String
+    let pairs: [(key: String, value: Node)]
+
+    init(file: String, path: String, node: Node) throws {
+        self.file = file
+        self.path = path
+        guard case let .mapping(mapping) = node else {
+            throw ConfigError("\(Self.location(file, node)): \(path.isEmpty ? "the file" : path): expected a mapping of keys")
+        }
+        var pairs: [(String, Node)] = []
+        for (k, v) in mapping {
+            guard let key = k.string else { throw ConfigError("\(Self.location(file, k)): \(path): keys must be strings") }
+            if pairs.contains(where: { $0.0 == key }) { throw ConfigError("\(Self.location(file, k)): \(path.isEmpty ? key : path + "." + key): duplicate key") }
+            pairs.append((key, v))
+        }
+        self.pairs = pairs
+    }
+
+    static func location(_ file: String, _ node: Node) -> String {
+        if let line = node.mark?.line { return "\(file):\(line)" }
+        return file
+    }
+
+    func dotted(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func node(_ key: String) -> Node? { pairs.first { $0.key == key }?.value }
+
+    func checkKnown(_ known: [String]) throws {
+        for (key, value) in pairs where !known.contains(key) {
+            throw ConfigError("\(Self.location(file, value)): unknown key '\(dotted(key))' (known here: \(known.joined(separator: ", ")))")
+        }
+    }
+
+    func fail(_ key: String, _ why: String) -> ConfigError {
+        let where_ = node(key).map { Self.location(file, $0) } ?? file
+        return ConfigError("\(where_): \(dotted(key)): \(why)")
+    }
+
+    func scalar(_ key: String) throws -> String? {
+        guard let n = node(key) else { return nil }
+        guard case let .scalar(s) = n else { throw fail(key, "expected a single value") }
+        return s.string
+    }
+
+    func int(_ key: String) throws -> Int? {
+        guard let s = try scalar(key) else { return nil }
+        guard let v = Int(s) else { throw fail(key, "expected an integer, got '\(s)'") }
+        return v
+    }
+
+    func double(_ key: String) throws -> Double? {
+        guard let s = try scalar(key) else { return nil }
+        let lowered = s.lowercased()
+        if [".nan", "nan", ".inf", "-.inf", "+.inf", "inf", "-inf"].contains(lowered) {
+            throw fail(key, "must be a finite number, got '\(s)'")
+        }
+        guard let v = Double(s), v.isFinite else { throw fail(key, "expected a number, got '\(s)'") }
+        return v
+    }
+
+    func float(_ key: String) throws -> Float? { try double(key).map { Float($0) } }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let s = try scalar(key) else { return nil }
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(key, "expected true or false, got '\(s)'")
+        }
+    }
+
+    func string(_ key: String) throws -> String? { try scalar(key) }
+
+    func section(_ key: String) throws -> YAMLSection? {
+        guard let n = node(key) else { return nil }
+        return try YAMLSection(file: file, path: dotted(key), node: n)
+    }
+}
+
+extension TrainConfig {
+    /// Reads a YAML config file. Unknown keys, wrong types and impossible values are errors that
+    /// name the file, line and key.
+    public static func load(path: String) throws -> TrainConfig {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+            throw ConfigError("\(path): config file not found")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError("\(path): cannot read the config file as UTF-8 text")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses YAML text; `file` names the source in error messages.
+    public static func parse(yaml text: String, file: String) throws -> TrainConfig {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw ConfigError("\(file): the config file is empty") }
+            root = node
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            let first = "\(error)".split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: " ")
+            throw ConfigError("\(file): not valid YAML: \(first)")
+        }
+        let top = try YAMLSection(file: file, path: "", node: root)
+        try top.checkKnown(["name", "data", "model", "optimizer", "schedule", "training"])
+        var c = TrainConfig()
+        if let name = try top.string("name") { c.name = name }
+
+        if let d = try top.section("data") {
+            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std"])
+            if let s = try d.string("source") {
+                guard let src = DataConfig.Source(rawValue: s == "mnist" ? "idx" : s) else {
+                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx, mnist)")
+                }
+                c.data.source = src
+            }
+            c.data.path = try d.string("path") ?? c.data.path
+            c.data.size = try d.int("size") ?? c.data.size
+            c.data.trainCount = try d.int("train") ?? c.data.trainCount
+            c.data.testCount = try d.int("test") ?? c.data.testCount
+            c.data.mean = try d.float("mean") ?? c.data.mean
+            c.data.std = try d.float("std") ?? c.data.std
+        }
+
+        guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }
+        try m.checkKnown(["input", "layers"])
+        if let inputNode = m.node("input") {
+            let i = try YAMLSection(file: file, path: "model.input", node: inputNode)
+            try i.checkKnown(["channels", "height", "width", "length"])
+            let channels = try i.int("channels") ?? 1
+            let length = try i.int("length")
+            let height = try i.int("height") ?? (length != nil ? 1 : nil)
+            let width = try i.int("width") ?? length
+            guard let h = height, let w = width else { throw m.fail("input", "give height and width (or length for 1-D data)") }
+            guard channels > 0, h > 0, w > 0 else { throw m.fail("input", "sizes must be positive, got \(channels)x\(h)x\(w)") }
+            c.input = Shape(channels: channels, height: h, width: w)
+        }
+        guard let layersNode = m.node("layers") else { throw m.fail("layers", "missing: list the layers") }
+        guard case let .sequence(seq) = layersNode else { throw m.fail("layers", "expected a list of layers") }
+        for (index, item) in seq.enumerated() {
+            c.layers.append(try parseLayer(item, index: index, file: file))
+        }
+
+        if let o = try top.section("optimizer") {
+            try o.checkKnown(["type", "lr", "momentum", "nesterov", "weight_decay"])
+            if let t = try o.string("type"), t != "sgd" { throw o.fail("type", "unknown optimizer '\(t)' (known: sgd)") }
+            c.learningRate = try o.float("lr") ?? c.learningRate
+            c.momentum = try o.float("momentum") ?? c.momentum
+            c.nesterov = try o.bool("nesterov") ?? c.nesterov
+            c.weightDecay = try o.float("weight_decay") ?? c.weightDecay
+        }
+        if let s = try top.section("schedule") {
+            try s.checkKnown(["type", "warmup_epochs", "step_epochs", "gamma", "min_lr"])
+            if let t = try s.string("type") {
+                guard let kind = LRSchedule.Kind(rawValue: t) else {
+                    throw s.fail("type", "unknown schedule '\(t)' (known: \(LRSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                c.schedule = kind
+            }
+            c.warmupEpochs = try s.double("warmup_epochs") ?? c.warmupEpochs
+            c.stepEpochs = try s.int("step_epochs") ?? c.stepEpochs
+            c.gamma = try s.float("gamma") ?? c.gamma
+            c.minLR = try s.float("min_lr") ?? c.minLR
+        }
+        if let t = try top.section("training") {
+            try t.checkKnown(["epochs", "batch_size", "shards", "seed"])
+            c.epochs = try t.int("epochs") ?? c.epochs
+            c.batchSize = try t.int("batch_size") ?? c.batchSize
+            c.shards = try t.int("shards") ?? c.shards
+            if let seed = try t.int("seed") {
+                guard seed >= 0 else { throw t.fail("seed", "must be >= 0, got \(seed)") }
+                c.seed = UInt64(seed)
+            }
+        }
+        try c.validate(file: file)
+        return c
+    }
+
+    static func parseLayer(_ node: Node, index: Int, file: String) throws -> LayerSpec {
+        let path = "model.layers[\(index + 1)]"
+        // A bare string ("relu", "flatten") is a layer without settings.
+        if case let .scalar(s) = node {
+            switch s.string {
+            case "relu": return .relu
+            case "flatten": return .flatten
+            default:
+                throw ConfigError("\(YAMLSection.location(file, node)): \(path): '\(s.string)' needs settings (write it as a mapping with 'type')")
+            }
+        }
+        let l = try YAMLSection(file: file, path: path, node: node)
+        guard let type = try l.string("type") else { throw ConfigError("\(YAMLSection.location(file, node)): \(path): missing 'type'") }
+        func initializer() throws -> Initializer {
+            guard let s = try l.string("init") else { return .he }
+            guard let i = Initializer(rawValue: s) else { throw l.fail("init", "unknown initialiser '\(s)' (known: he, glorot)") }
+            return i
+        }
+        switch type {
+        case "conv", "conv2d", "conv1d":
+            try l.checkKnown(["type", "features", "size", "stride", "padding", "init"])
+            guard let features = try l.int("features") else { throw l.fail("features", "missing: how many features (filters)") }
+            guard let size = try l.int("size") else { throw l.fail("size", "missing: the feature (kernel) size") }
+            let stride = try l.int("stride") ?? 1
+            let padding = try l.int("padding") ?? 0
+            if features < 1 { throw l.fail("features", "must be at least 1, got \(features)") }
+            if size < 1 { throw l.fail("size", "must be at least 1, got \(size)") }
+            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
+            if padding < 0 { throw l.fail("padding", "must be >= 0, got \(padding)") }
+            return .conv(features: features, kernelHeight: type == "conv1d" ? 1 : size, kernelWidth: size, stride: stride,
+                         padding: padding, initializer: try initializer())
+        case "maxpool", "pool", "maxpool1d":
+            try l.checkKnown(["type", "window", "stride", "edge"])
+            let window = try l.int("window") ?? 2
+            let stride = try l.int("stride") ?? window
+            if window < 1 { throw l.fail("window", "must be at least 1, got \(window)") }
+            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
+            let edge = try l.string("edge") ?? "keep"
+            guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
+            return .maxPool(windowHeight: type == "maxpool1d" ? 1 : window, windowWidth: window, stride: stride,
+                            keepPartial: edge == "keep")
+        case "relu":
+            try l.checkKnown(["type"])
+            return .relu
+        case "flatten":
+            try l.checkKnown(["type"])
+            return .flatten
+        case "dense", "fc", "linear":
+            try l.checkKnown(["type", "neurons", "init"])
+            guard let neurons = try l.int("neurons") else { throw l.fail("neurons", "missing: how many neurons") }
+            if neurons < 1 { throw l.fail("neurons", "must be at least 1, got \(neurons)") }
+            return .dense(neurons: neurons, initializer: try initializer())
+        default:
+            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, relu, flatten, dense)")
+        }
+    }
+}

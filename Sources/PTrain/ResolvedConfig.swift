@@ -1,0 +1,42 @@
+// Writes a resolved config back as YAML (the run folder's config.yaml), readable by `--config`.
+import PTModel
+
+extension TrainConfig {
+    /// The config as YAML that `TrainConfig.parse` reads back to an equal value.
+    public var yaml: String {
+        var lines: [String] = ["# resolved by ptrain: file values with command-line overrides applied", "name: \(yamlQuoted(name))", "data:"]
+        lines.append("  source: \(data.source.rawValue)")
+        if let path = data.path { lines.append("  path: \(yamlQuoted(path))") }
+        if data.source == .xo {
+            lines += ["  size: \(data.size)", "  train: \(data.trainCount)", "  test: \(data.testCount)"]
+        }
+        if let mean = data.mean { lines.append("  mean: \(mean)") }
+        if let std = data.std { lines.append("  std: \(std)") }
+        lines.append("model:")
+        if let input = input {
+            lines.append("  input: {channels: \(input.channels), height: \(input.height), width: \(input.width)}")
+        }
+        lines.append("  layers:")
+        for layer in layers {
+            switch layer {
+            case let .conv(features, kh, kw, stride, padding, initializer):
+                lines.append("    - {type: \(kh == 1 && kw != 1 ? "conv1d" : "conv"), features: \(features), size: \(kw), stride: \(stride), padding: \(padding), init: \(initializer.rawValue)}")
+            case let .maxPool(wh, ww, stride, keep):
+                lines.append("    - {type: \(wh == 1 && ww != 1 ? "maxpool1d" : "maxpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
+            case .relu: lines.append("    - {type: relu}")
+            case .flatten: lines.append("    - {type: flatten}")
+            case let .dense(neurons, initializer): lines.append("    - {type: dense, neurons: \(neurons), init: \(initializer.rawValue)}")
+            }
+        }
+        lines += ["optimizer:", "  type: sgd", "  lr: \(learningRate)", "  momentum: \(momentum)", "  nesterov: \(nesterov)",
+                  "  weight_decay: \(weightDecay)"]
+        lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
+                  "  gamma: \(gamma)", "  min_lr: \(minLR)"]
+        lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+func yamlQuoted(_ s: String) -> String {
+    "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+}

@@ -1,0 +1,132 @@
+// safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+// shape and byte range, then the raw little-endian data. Readable by the Python safetensors package.
+import Foundation
+import PTModel
+import PTTensor
+
+/// Reads and writes F32 tensors in the safetensors format.
+public enum Safetensors {
+    public struct Tensor: Equatable {
+        public var name: String
+        public var shape: [Int]
+        public var values: [Float]
+        public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
+    }
+
+    /// Serialises tensors (in the given order) with optional string metadata.
+    public static func encode(_ tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)],
+                              metadata: [String: String] = [:]) -> [UInt8] {
+        var entries: [String] = []
+        var offset = 0
+        for t in tensors {
+            let bytes = t.shape.reduce(1, *) * 4
+            entries.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
+        }
+        if !metadata.isEmpty {
+            let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            entries.insert("\"__metadata__\":{\(meta)}", at: 0)
+        }
+        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        var out: [UInt8] = []
+        out.reserveCapacity(8 + header.count + offset)
+        var n = UInt64(header.count).littleEndian
+        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+        out.append(contentsOf: header)
+        for t in tensors {
+            let count = t.shape.reduce(1, *)
+            let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(t.data), count: count * 4)
+            out.append(contentsOf: raw)   // x86-64 and arm64 are little-endian
+        }
+        return out
+    }
+
+    /// Parses a safetensors file's bytes (F32 tensors only). `file` names it in errors.
+    public static func decode(_ bytes: [UInt8], file: String) throws -> (tensors: [Tensor], metadata: [String: String]) {
+        guard bytes.count >= 8 else { throw FileError("\(file): not a safetensors file (shorter than its 8-byte header length)") }
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw FileError("\(file): truncated safetensors file (header of \(headerLength) bytes, file of \(bytes.count))")
+        }
+        let headerData = Data(bytes[8..<(8 + Int(headerLength))])
+        guard let json = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
+            throw FileError("\(file): safetensors header is not a JSON object")
+        }
+        let dataStart = 8 + Int(headerLength)
+        var metadata: [String: String] = [:]
+        var tensors: [(Int, Tensor)] = []
+        for (name, value) in json {
+            if name == "__metadata__" {
+                metadata = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw FileError("\(file): tensor '\(name)' has a malformed header entry")
+            }
+            guard dtype == "F32" else { throw FileError("\(file): tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            let count = shape.reduce(1, *)
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == count * 4,
+                  dataStart + offsets[1] <= bytes.count else {
+                throw FileError("\(file): tensor '\(name)' data range \(offsets) does not fit its shape \(shape) or the file (truncated?)")
+            }
+            var values = [Float](repeating: 0, count: count)
+            values.withUnsafeMutableBytes { dst in
+                bytes.withUnsafeBytes { src in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + offsets[0])..<(dataStart + offsets[1])]))
+                }
+            }
+            tensors.append((offsets[0], Tensor(name: name, shape: shape, values: values)))
+        }
+        return (tensors.sorted { $0.0 < $1.0 }.map(\.1), metadata)
+    }
+
+    /// Writes the model's parameters (tensor names such as "conv1.weight") atomically.
+    public static func save(model: Model, parameters: AlignedBuffer, to path: String, metadata: [String: String] = [:]) throws {
+        let tensors = model.parameterTensors.map { (name: $0.name, shape: $0.shape, data: UnsafePointer(parameters.pointer + $0.offset)) }
+        try AtomicFile.write(encode(tensors, metadata: metadata), to: path)
+    }
+
+    /// Reads a file written by `save` into `parameters`, checking every tensor name and shape.
+    public static func load(model: Model, into parameters: AlignedBuffer, from path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read file") }
+        let (tensors, _) = try decode([UInt8](data), file: path)
+        let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for p in model.parameterTensors {
+            guard let t = byName[p.name] else { throw FileError("\(path): tensor '\(p.name)' is missing (weights from a different model?)") }
+            guard t.shape == p.shape else {
+                throw FileError("\(path): tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape) (weights from a different model?)")
+            }
+            t.values.withUnsafeBufferPointer { (parameters.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
+        }
+        if tensors.count != model.parameterTensors.count {
+            throw FileError("\(path): has \(tensors.count) tensors, the model has \(model.parameterTensors.count) (weights from a different model?)")
+        }
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
+/// A JSON number: finite values with enough digits to round-trip; non-finite ones as null.
+func jsonNumber(_ x: Double) -> String {
+    guard x.isFinite else { return "null" }
+    if x == x.rounded(), abs(x) < 1e15 { return String(Int64(x)) }
+    return "\(x)"
+}

@@ -1,0 +1,182 @@
+// One data-parallel step as a job for the worker pool: shards -> per-shard gradients -> fixed-order
+// reduction over slices -> optimizer step on the same slices. Allocates nothing per step.
+import PTData
+import PTKernels
+import PTModel
+import PTRuntime
+import PTTensor
+
+/// The work of one training or evaluation step. Results do not depend on the worker count:
+/// shard s always holds the same samples, each shard's gradient is computed by one worker into its
+/// own buffer, and the reduction adds the shard buffers in shard order 0, 1, ..., S-1.
+final class StepJob: ParallelJob {
+    enum Mode { case train, evaluate }
+
+    let model: Model
+    let shards: Int
+    let workspaces: [Workspace]
+    let parameters: UnsafeMutablePointer<Float>
+    let gradients: UnsafeMutablePointer<Float>
+    let velocity: UnsafeMutablePointer<Float>
+    let shardGradients: [UnsafeMutablePointer<Float>]
+    let parameterCount: Int
+    let optimizer: SGD
+    /// Per-shard summed loss and number correct of the last step.
+    let shardLoss: UnsafeMutablePointer<Double>
+    let shardCorrect: UnsafeMutablePointer<Int>
+    let timing: StepTiming
+
+    // Set before each `pool.run(self)`.
+    var mode: Mode = .train
+    var dataset: Dataset
+    /// Indices into `dataset` of this step's samples.
+    var indices: UnsafePointer<Int32>
+    var batch = 0
+    var lr: Float = 0
+
+    private let buffers: [AlignedBuffer]
+
+    init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: SGD, dataset: Dataset,
+         indices: UnsafePointer<Int32>) {
+        self.model = model
+        self.shards = shards
+        self.parameterCount = model.parameterCount
+        self.optimizer = optimizer
+        self.dataset = dataset
+        self.indices = indices
+        let grads = AlignedBuffer(count: model.parameterCount)
+        let vel = AlignedBuffer(count: model.parameterCount)
+        let shardBuffers = (0..<shards).map { _ in AlignedBuffer(count: model.parameterCount) }
+        buffers = [parameters, grads, vel] + shardBuffers
+        self.parameters = parameters.pointer
+        gradients = grads.pointer
+        velocity = vel.pointer
+        shardGradients = shardBuffers.map(\.pointer)
+        workspaces = (0..<workers).map { _ in Workspace(model: model) }
+        shardLoss = .allocate(capacity: shards)
+        shardLoss.initialize(repeating: 0, count: shards)
+        shardCorrect = .allocate(capacity: shards)
+        shardCorrect.initialize(repeating: 0, count: shards)
+        timing = StepTiming(workers: workers)
+    }
+
+    deinit {
+        shardLoss.deallocate()
+        shardCorrect.deallocate()
+    }
+
+    var velocityBuffer: AlignedBuffer { buffers[2] }
+
+    /// Shard s covers samples [s*batch/S, (s+1)*batch/S) of the step: sizes differ by at most one.
+    @inline(__always) func shardRange(_ s: Int) -> Range<Int> { (s * batch / shards)..<((s + 1) * batch / shards) }
+
+    func run(worker: Int, pool: WorkerPool) {
+        let workers = pool.workerCount
+        let t0 = monotonicNanoseconds()
+        var s = worker
+        while s < shards {
+            computeShard(s, workspace: workspaces[worker])
+            s += workers
+        }
+        let t1 = monotonicNanoseconds()
+        timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)
+        guard mode == .train else { return }
+        pool.barrier(worker: worker)
+        let t2 = monotonicNanoseconds()
+        timing.record(worker: worker, phase: .wait, nanoseconds: t2 - t1)
+        // Each worker owns a 16-float aligned slice of the flat buffers.
+        let chunk = alignedCount((parameterCount + workers - 1) / workers)
+        let lo = min(parameterCount, worker * chunk)
+        let hi = min(parameterCount, lo + chunk)
+        if lo < hi {
+            reduceShards(lo..<hi)
+            let t3 = monotonicNanoseconds()
+            timing.record(worker: worker, phase: .reduce, nanoseconds: t3 - t2)
+            optimizer.step(lr: lr, weights: parameters, gradients: gradients, velocity: velocity, range: lo..<hi)
+            timing.record(worker: worker, phase: .optimizer, nanoseconds: monotonicNanoseconds() - t3)
+        }
+    }
+
+    private func computeShard(_ s: Int, workspace ws: Workspace) {
+        let range = shardRange(s)
+        let n = range.count
+        let shardGrad = shardGradients[s]
+        if mode == .train { shardGrad.update(repeating: 0, count: parameterCount) }
+        guard n > 0 else {
+            shardLoss[s] = 0
+            shardCorrect[s] = 0
+            return
+        }
+        let sampleCount = dataset.shape.count
+        let images = dataset.images.pointer
+        for i in 0..<n {
+            let index = Int(indices[range.lowerBound + i])
+            (ws.input + i * sampleCount).update(from: images + index * sampleCount, count: sampleCount)
+            ws.labels[i] = dataset.labels[index]
+        }
+        ws.forward(batch: n, parameters: parameters)
+        let train = mode == .train
+        let result = ws.loss(batch: n, gradScale: 1 / Float(batch), computeGradient: train)
+        shardLoss[s] = result.loss
+        shardCorrect[s] = result.correct
+        if train { ws.backward(batch: n, parameters: parameters, gradients: shardGrad) }
+    }
+
+    /// gradients[i] = shard_0[i] + shard_1[i] + ... + shard_{S-1}[i], always in that order.
+    private func reduceShards(_ range: Range<Int>) {
+        let first = shardGradients[0]
+        for i in range { gradients[i] = first[i] }
+        for s in 1..<max(1, shards) {
+            let g = shardGradients[s]
+            for i in range { gradients[i] += g[i] }
+        }
+    }
+
+    /// The step's summed loss and number correct, added in shard order.
+    func totals() -> (loss: Double, correct: Int) {
+        var loss = 0.0
+        var correct = 0
+        for s in 0..<shards { loss += shardLoss[s]; correct += shardCorrect[s] }
+        return (loss, correct)
+    }
+}
+
+/// Per-worker time spent in each phase of a step, for `ptrain bench` (plain stores; each worker
+/// writes only its own row).
+final class StepTiming: @unchecked Sendable {
+    enum Phase: Int, CaseIterable { case compute, wait, reduce, optimizer }
+    let workers: Int
+    let values: UnsafeMutablePointer<UInt64>
+
+    init(workers: Int) {
+        self.workers = workers
+        values = .allocate(capacity: workers * Phase.allCases.count * 8)
+        values.initialize(repeating: 0, count: workers * Phase.allCases.count * 8)
+    }
+    deinit { values.deallocate() }
+
+    // Rows are padded to 64 bytes so workers do not share cache lines.
+    @inline(__always) func record(worker: Int, phase: Phase, nanoseconds: UInt64) {
+        values[worker * 8 * Phase.allCases.count + phase.rawValue * 8] &+= nanoseconds
+    }
+
+    func reset() { values.update(repeating: 0, count: workers * Phase.allCases.count * 8) }
+
+    /// Mean over workers of the time in `phase`, in nanoseconds.
+    func mean(_ phase: Phase) -> Double {
+        var sum: UInt64 = 0
+        for w in 0..<workers { sum &+= values[w * 8 * Phase.allCases.count + phase.rawValue * 8] }
+        return Double(sum) / Double(workers)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CLOCK_MONOTONIC in nanoseconds (no allocation, no Foundation).
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,37 @@
+// Shared command-line pieces: options common to commands, and one-line error reporting.
+import ArgumentParser
+import Foundation
+import PTrain
+
+/// Prints "ptrain: error: MESSAGE" to standard error and exits with code 1 (never a stack trace).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("ptrain: error: \(message)\n".utf8))
+    exit(1)
+}
+
+/// Prints a warning line to standard error.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data("ptrain: warning: \(message)\n".utf8))
+}
+
+/// Runs `body`, turning any error into one line and exit code 1.
+func reportingErrors<T>(_ body: () throws -> T) -> T {
+    do {
+        return try body()
+    } catch let error as ExitCode {
+        exit(error.rawValue)
+    } catch {
+        fail("\(error)")
+    }
+}
+
+/// The config a command works on: `--config FILE`, or the built-in default job.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("YAML config file (default: the built-in X/O job, same as configs/xo.yaml).", valueName: "file"))
+    var config: String?
+
+    func load() throws -> TrainConfig {
+        if let config { return try TrainConfig.load(path: config) }
+        return try TrainConfig.parse(yaml: defaultConfigYAML, file: "(built-in xo config)")
+    }
+}

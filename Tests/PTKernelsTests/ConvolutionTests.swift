@@ -1,0 +1,100 @@
+// Every convolution implementation against the references over awkward geometries, all three passes;
+// determinism; Conv1D through the same machinery.
+import XCTest
+import PTKernels
+
+final class ConvolutionTests: XCTestCase {
+    /// (label, geometry, mb of the call <= geometry.mb)
+    static let cases: [(String, ConvGeometry, Int)] = [
+        ("lenet-conv1 ic=1 pad2", ConvGeometry(mb: 3, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2), 3),
+        ("lenet-conv2", ConvGeometry(mb: 20, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5), 20),
+        ("3x3 pad1 odd sizes", ConvGeometry(mb: 2, ic: 3, oc: 5, ih: 7, iw: 9, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("3x3 pad1 17ch several groups", ConvGeometry(mb: 7, ic: 17, oc: 33, ih: 12, iw: 13, kh: 3, kw: 3, ph: 1, pw: 1), 5),
+        ("stride 2 pad 1", ConvGeometry(mb: 2, ic: 4, oc: 7, ih: 9, iw: 11, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+        ("stride 2x3 no pad", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 10, iw: 13, kh: 2, kw: 4, sh: 2, sw: 3), 1),
+        ("pad larger than overhang", ConvGeometry(mb: 2, ic: 2, oc: 3, ih: 5, iw: 4, kh: 3, kw: 3, ph: 3, pw: 4), 2),
+        ("kernel bigger than input", ConvGeometry(mb: 2, ic: 2, oc: 3, ih: 2, iw: 3, kh: 3, kw: 5, ph: 1, pw: 2), 2),
+        ("1x1", ConvGeometry(mb: 3, ic: 17, oc: 19, ih: 6, iw: 7, kh: 1, kw: 1), 3),
+        ("1x1 stride 2", ConvGeometry(mb: 2, ic: 5, oc: 6, ih: 7, iw: 7, kh: 1, kw: 1, sh: 2, sw: 2), 2),
+        ("1x1 pad 1", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 4, iw: 5, kh: 1, kw: 1, ph: 1, pw: 1), 2),
+        ("ic=1 oc=1", ConvGeometry(mb: 1, ic: 1, oc: 1, ih: 5, iw: 6, kh: 2, kw: 3), 1),
+        ("big plane, one sample per group", ConvGeometry(mb: 3, ic: 2, oc: 9, ih: 50, iw: 47, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("rect kernel pad w only", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 6, iw: 5, kh: 2, kw: 4, ph: 0, pw: 3), 2),
+        ("conv1d k5 pad2", ConvGeometry(mb: 3, ic: 5, oc: 6, ih: 1, iw: 37, kh: 1, kw: 5, pw: 2), 3),
+        ("conv1d stride 2", ConvGeometry(mb: 2, ic: 4, oc: 3, ih: 1, iw: 40, kh: 1, kw: 3, sw: 2, pw: 1), 2),
+        ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
+    ]
+
+    func testEveryImplementationMatchesReference() {
+        var checked = 0
+        for (label, geometry, mb) in Self.cases {
+            XCTAssertTrue(geometry.isValid, label)
+            let g = geometry.with(mb: mb)
+            let x = Buffer(random: g.inputCount, seed: 1), w = Buffer(random: g.weightCount, seed: 2)
+            let bias = Buffer(random: g.oc, seed: 3), dy = Buffer(random: g.outputCount, seed: 4)
+            let dw0 = Buffer(random: g.weightCount, seed: 5), db0 = Buffer(random: g.oc, seed: 6)
+
+            let yRef = Buffer(g.outputCount), dxRef = Buffer(g.inputCount, fill: 7), dwRef = dw0.copy(), dbRef = db0.copy()
+            convForwardReference(g, input: x.pointer, weight: w.pointer, bias: bias.pointer, output: yRef.pointer)
+            convBackwardDataReference(g, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dxRef.pointer)
+            convBackwardWeightsReference(g, input: x.pointer, outputGrad: dy.pointer, weightGrad: dwRef.pointer, biasGrad: dbRef.pointer)
+            let yRefNoBias = Buffer(g.outputCount)
+            convForwardReference(g, input: x.pointer, weight: w.pointer, bias: nil, output: yRefNoBias.pointer)
+
+            for impl in ConvKernel.applicable(geometry) {
+                let kernel = ConvKernel(geometry: geometry, implementation: impl)
+                let scratch = Buffer(kernel.scratchCount + 1, fill: .nan)
+                let name = "\(label) [\(geometry) mb=\(mb)] \(impl)"
+                let y = Buffer(g.outputCount, fill: .nan), y2 = Buffer(g.outputCount, fill: .nan)
+                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: bias.pointer, output: y.pointer, scratch: scratch.pointer)
+                assertClose(y, yRef, reduction: g.reduction, "forward \(name)")
+                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: nil, output: y2.pointer, scratch: scratch.pointer)
+                assertClose(y2, yRefNoBias, reduction: g.reduction, "forward no bias \(name)")
+
+                let dx = Buffer(g.inputCount, fill: .nan)
+                kernel.backwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: scratch.pointer)
+                assertClose(dx, dxRef, reduction: g.oc * g.kh * g.kw, "backwardData \(name)")
+
+                let dw = dw0.copy(), db = db0.copy()
+                kernel.backwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer,
+                                       biasGrad: db.pointer, scratch: scratch.pointer)
+                assertClose(dw, dwRef, reduction: mb * g.oh * g.ow, "backwardWeights \(name)")
+                assertClose(db, dbRef, reduction: mb * g.oh * g.ow, "backwardWeights bias \(name)")
+                let dwNoBias = dw0.copy()
+                kernel.backwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dwNoBias.pointer,
+                                       biasGrad: nil, scratch: scratch.pointer)
+                assertClose(dwNoBias, dwRef, reduction: mb * g.oh * g.ow, "backwardWeights no bias \(name)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 2 * Self.cases.count)
+    }
+
+    func testPointwiseIsChosenFor1x1AndReferenceIsLast() {
+        let g = ConvGeometry(mb: 2, ic: 8, oc: 4, ih: 5, iw: 5, kh: 1, kw: 1)
+        XCTAssertEqual(ConvKernel(geometry: g).implementation, .pointwiseGemm)
+        for (_, geometry, _) in Self.cases { XCTAssertEqual(ConvKernel.applicable(geometry).last, .reference) }
+    }
+
+    func testBitIdenticalRepeats() {
+        for (label, geometry, mb) in Self.cases {
+            let g = geometry.with(mb: mb)
+            let kernel = ConvKernel(geometry: geometry)
+            let x = Buffer(random: g.inputCount, seed: 11), w = Buffer(random: g.weightCount, seed: 12)
+            let dy = Buffer(random: g.outputCount, seed: 13)
+            var outs: [[Buffer]] = []
+            for _ in 0..<2 {
+                let scratch = Buffer(kernel.scratchCount + 1)
+                let y = Buffer(g.outputCount), dx = Buffer(g.inputCount), dw = Buffer(g.weightCount), db = Buffer(g.oc)
+                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: nil, output: y.pointer, scratch: scratch.pointer)
+                kernel.backwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: scratch.pointer)
+                kernel.backwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer, biasGrad: db.pointer,
+                                       scratch: scratch.pointer)
+                outs.append([y, dx, dw, db])
+            }
+            for (i, pass) in ["forward", "backwardData", "backwardWeights", "bias"].enumerated() {
+                assertIdentical(outs[0][i], outs[1][i], "\(label) \(pass)")
+            }
+        }
+    }
+}

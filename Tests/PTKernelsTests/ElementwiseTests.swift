@@ -1,0 +1,97 @@
+// Pooling (the slides' example, edge windows, ties), ReLU and softmax cross-entropy against references.
+import XCTest
+import PTKernels
+
+final class ElementwiseTests: XCTestCase {
+    /// The slides' first feature map (values k/9) pooled with window 2 stride 2, keeping the partial edge.
+    func testSlidesPooledMap() {
+        let ninths: [[Int]] = [
+            [7, -1, 1, 3, 5, -1, 3],
+            [-1, 9, -1, 3, -1, 1, -1],
+            [1, -1, 9, -3, 1, -1, 5],
+            [3, 3, -3, 5, -3, 3, 3],
+            [5, -1, 1, -3, 9, -1, 1],
+            [-1, 1, -1, 3, -1, 9, -1],
+            [3, -1, 5, 3, 1, -1, 7],
+        ]
+        let expected: [[Int]] = [[9, 3, 5, 3], [3, 9, 3, 5], [5, 3, 9, 1], [3, 5, 1, 7]]
+        let g = PoolGeometry(planes: 1, ih: 7, iw: 7, kh: 2, kw: 2, sh: 2, sw: 2, keepPartial: true)
+        XCTAssertEqual(g.oh, 4); XCTAssertEqual(g.ow, 4)
+        let x = Buffer(49)
+        for i in 0..<7 { for j in 0..<7 { x.pointer[i * 7 + j] = Float(ninths[i][j]) / 9 } }
+        let y = Buffer(16), arg = UnsafeMutablePointer<Int32>.allocate(capacity: 16)
+        defer { arg.deallocate() }
+        maxPoolForward(g, input: x.pointer, output: y.pointer, argmax: arg)
+        for i in 0..<4 {
+            for j in 0..<4 {
+                XCTAssertEqual(y.pointer[i * 4 + j], Float(expected[i][j]) / 9, "pooled[\(i)][\(j)]")
+            }
+        }
+        // Truncated to two decimals, as the slides print them (5/9 shows as 0.55, 7/9 as 0.77).
+        let rounded = (0..<16).map { (y.pointer[$0] * 100 + 1e-3).rounded(.down) / 100 }
+        XCTAssertEqual(rounded, [1.00, 0.33, 0.55, 0.33, 0.33, 1.00, 0.33, 0.55, 0.55, 0.33, 1.00, 0.11, 0.33, 0.55, 0.11, 0.77].map { Float($0) })
+    }
+
+    func testMaxPoolMatchesReference() {
+        let shapes: [(Int, Int, Int, Int, Int, Int, Bool)] = [
+            (7, 7, 2, 2, 2, 2, true), (7, 7, 2, 2, 2, 2, false), (28, 28, 2, 2, 2, 2, true), (32, 32, 2, 2, 2, 2, true),
+            (33, 67, 2, 2, 2, 2, true), (66, 35, 2, 2, 2, 2, false), (1, 40, 2, 2, 2, 2, true), (9, 9, 3, 3, 2, 2, true),
+            (10, 13, 3, 2, 3, 1, false), (5, 5, 5, 5, 5, 5, true), (1, 37, 1, 3, 1, 2, true),
+        ]
+        for (ih, iw, kh, kw, sh, sw, keep) in shapes {
+            let g = PoolGeometry(planes: 3, ih: ih, iw: iw, kh: kh, kw: kw, sh: sh, sw: sw, keepPartial: keep)
+            guard g.isValid else { continue }
+            // Few distinct levels: plenty of ties, which must resolve to the first maximum.
+            let x = Buffer(random: g.planes * ih * iw, seed: UInt64(ih * 100 + iw), levels: 4)
+            let n = g.planes * g.oh * g.ow
+            let y = Buffer(n), yRef = Buffer(n)
+            let a = UnsafeMutablePointer<Int32>.allocate(capacity: n), aRef = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+            defer { a.deallocate(); aRef.deallocate() }
+            maxPoolForward(g, input: x.pointer, output: y.pointer, argmax: a)
+            maxPoolForwardReference(g, input: x.pointer, output: yRef.pointer, argmax: aRef)
+            assertIdentical(y, yRef, "maxpool forward \(g)")
+            XCTAssertTrue((0..<n).allSatisfy { a[$0] == aRef[$0] }, "maxpool argmax \(g)")
+            let dy = Buffer(random: n, seed: 5)
+            let dx = Buffer(g.planes * ih * iw, fill: .nan), dxRef = Buffer(g.planes * ih * iw)
+            maxPoolBackward(g, outputGrad: dy.pointer, argmax: a, inputGrad: dx.pointer)
+            maxPoolBackwardReference(g, outputGrad: dy.pointer, argmax: aRef, inputGrad: dxRef.pointer)
+            assertIdentical(dx, dxRef, "maxpool backward \(g)")
+        }
+    }
+
+    func testReLUMatchesReference() {
+        for count in [0, 1, 15, 16, 17, 100, 1000] {
+            let x = Buffer(random: count, seed: UInt64(count))
+            if count > 3 { x.pointer[0] = .nan; x.pointer[1] = -0.0; x.pointer[2] = 0 }
+            let y = Buffer(count), yRef = Buffer(count)
+            reluForward(count: count, input: x.pointer, output: y.pointer)
+            reluForwardReference(count: count, input: x.pointer, output: yRef.pointer)
+            assertIdentical(y, yRef, "relu forward \(count)")
+            let dy = Buffer(random: count, seed: 9)
+            let dx = Buffer(count), dxRef = Buffer(count)
+            reluBackward(count: count, output: y.pointer, outputGrad: dy.pointer, inputGrad: dx.pointer)
+            reluBackwardReference(count: count, output: yRef.pointer, outputGrad: dy.pointer, inputGrad: dxRef.pointer)
+            assertIdentical(dx, dxRef, "relu backward \(count)")
+        }
+    }
+
+    func testSoftmaxCrossEntropyMatchesReference() {
+        for (rows, classes) in [(1, 1), (3, 10), (64, 10), (5, 1000)] {
+            let logits = Buffer(random: rows * classes, seed: UInt64(rows))
+            for i in 0..<(rows * classes) { logits.pointer[i] *= 8 }
+            let labels = (0..<rows).map { Int32(($0 * 7) % classes) }
+            let g = Buffer(rows * classes), gRef = Buffer(rows * classes)
+            let r = labels.withUnsafeBufferPointer {
+                softmaxCrossEntropy(rows: rows, classes: classes, logits: logits.pointer, labels: $0.baseAddress!,
+                                    gradScale: 0.25, logitsGrad: g.pointer)
+            }
+            let rRef = labels.withUnsafeBufferPointer {
+                softmaxCrossEntropyReference(rows: rows, classes: classes, logits: logits.pointer, labels: $0.baseAddress!,
+                                             gradScale: 0.25, logitsGrad: gRef.pointer)
+            }
+            XCTAssertEqual(r.loss, rRef.loss, "loss \(rows)x\(classes)")
+            XCTAssertEqual(r.correct, rRef.correct)
+            assertIdentical(g, gRef, "softmax gradient \(rows)x\(classes)")
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PTKernelsTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,138 @@
+// The pinned pool on this machine: phases ordered by the barrier, pinning, flush-to-zero.
+import CPTSupport
+import PTRuntime
+import XCTest
+
+/// Phase 1: each worker writes its slot. Barrier. Phase 2: each reads its neighbour's slot.
+/// Barrier. Phase 3: worker 0 checks every slot was seen. Any missing ordering shows up as a
+/// stale value.
+private final class PhaseJob: ParallelJob {
+    let slots: UnsafeMutablePointer<Int>
+    let seen: UnsafeMutablePointer<Int>
+    let workers: Int
+    var step = 0
+    var failures = 0
+
+    init(workers: Int) {
+        self.workers = workers
+        slots = .allocate(capacity: workers * 16)
+        slots.initialize(repeating: -1, count: workers * 16)
+        seen = .allocate(capacity: workers * 16)
+        seen.initialize(repeating: -1, count: workers * 16)
+    }
+    deinit { slots.deallocate(); seen.deallocate() }
+
+    func run(worker: Int, pool: WorkerPool) {
+        slots[worker * 16] = step * 1000 + worker
+        pool.barrier(worker: worker)
+        let neighbour = (worker + 1) % workers
+        seen[worker * 16] = slots[neighbour * 16]
+        pool.barrier(worker: worker)
+        if worker == 0 {
+            for w in 0..<workers where seen[w * 16] != step * 1000 + (w + 1) % workers { failures += 1 }
+            step += 1
+        }
+    }
+}
+
+private final class ProbeJob: ParallelJob {
+    var cpu: [Int]
+    var flushToZero: [Int32]
+    var thread: [Int32]
+    init(workers: Int) {
+        cpu = Array(repeating: -2, count: workers)
+        flushToZero = Array(repeating: 0, count: workers)
+        thread = Array(repeating: 0, count: workers)
+    }
+    func run(worker: Int, pool: WorkerPool) {
+        cpu[worker] = Int(pt_current_cpu())
+        flushToZero[worker] = pt_flush_to_zero_is_set()
+        thread[worker] = pt_thread_id()
+        pool.barrier(worker: worker)
+    }
+}
+
+private final class EmptyJob: ParallelJob {
+    func run(worker: Int, pool: WorkerPool) { pool.barrier(worker: worker) }
+}
+
+final class WorkerPoolTests: XCTestCase {
+    func testBarrierOrdersPhases() {
+        for workers in 1...4 {
+            let pool = WorkerPool(workers: workers)
+            let job = PhaseJob(workers: workers)
+            let start = ContinuousClock.now
+            for _ in 0..<10_000 { pool.run(job) }
+            let elapsed = ContinuousClock.now - start
+            XCTAssertEqual(job.step, 10_000, "workers \(workers)")
+            XCTAssertEqual(job.failures, 0, "workers \(workers)")
+            XCTAssertLessThan(elapsed, .seconds(20), "workers \(workers)")
+            print("PhaseJob x10000, \(workers) workers: \(elapsed)")
+        }
+    }
+
+    func testWorkersArePinnedAndFlushToZero() {
+        let allowed = Int(pt_affinity_count())
+        for workers in 1...3 {
+            let pool = WorkerPool(workers: workers)
+            XCTAssertEqual(pool.placement.count, workers)
+            XCTAssertEqual(pool.placement.map(\.worker), Array(0..<workers))
+            XCTAssertTrue(pool.placement.allSatisfy { $0.osCPU >= 0 }, "\(pool.placement) \(pool.warnings)")
+            if workers <= allowed {
+                XCTAssertEqual(Set(pool.placement.map(\.osCPU)).count, workers, "one CPU per worker")
+            }
+            let probe = ProbeJob(workers: workers)
+            for _ in 0..<50 { pool.run(probe) }
+            XCTAssertEqual(probe.cpu, pool.placement.map(\.osCPU), "workers stay on their CPU")
+            XCTAssertEqual(probe.flushToZero, Array(repeating: 1, count: workers))
+            XCTAssertFalse(probe.thread.contains(pt_thread_id()), "the caller is not a worker")
+            XCTAssertEqual(Set(probe.thread).count, workers)
+        }
+    }
+
+    func testSingleWorkerRunsOnItsOwnThread() {
+        let pool = WorkerPool(workers: 1)
+        let probe = ProbeJob(workers: 1)
+        pool.run(probe)
+        XCTAssertNotEqual(probe.thread[0], pt_thread_id())
+        XCTAssertEqual(probe.flushToZero, [1])
+    }
+
+    func testExplicitCPUIsRecorded() throws {
+        guard pt_affinity_count() >= 2 else { throw XCTSkip("needs 2 allowed CPUs") }
+        let cpus = try Topology().osCPUs
+        let pool = WorkerPool(workers: 1, cpus: [cpus[1]])
+        XCTAssertEqual(pool.placement, [WorkerPlacement(worker: 0, osCPU: cpus[1])])
+        let probe = ProbeJob(workers: 1)
+        pool.run(probe)
+        XCTAssertEqual(probe.cpu, [cpus[1]])
+    }
+
+    func testUnavailableCPUIsReportedNotFatal() {
+        let pool = WorkerPool(workers: 1, cpus: [4095])
+        XCTAssertEqual(pool.placement, [WorkerPlacement(worker: 0, osCPU: -1)])
+        XCTAssertEqual(pool.warnings.count, 1)
+        let probe = ProbeJob(workers: 1)
+        pool.run(probe)
+        XCTAssertEqual(probe.flushToZero, [1])
+    }
+
+    func testPoolsComeAndGo() {
+        for _ in 0..<50 {
+            let pool = WorkerPool(workers: 3)
+            pool.run(EmptyJob())
+        }
+    }
+
+    func testSleepingWorkersWakeUp() {
+        // Idle long past the spin budget so every wait ends in the futex path.
+        let pool = WorkerPool(workers: 2, spinIterations: 0)
+        let job = PhaseJob(workers: 2)
+        for _ in 0..<20 {
+            pool.run(job)
+            usleep(2_000)
+        }
+        XCTAssertEqual(job.failures, 0)
+        XCTAssertEqual(job.step, 20)
+    }
+}
