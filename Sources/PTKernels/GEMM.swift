@@ -26,17 +26,17 @@ struct GemmBlocking: Sendable {
     }
 
     /// The k-block length shared by every instruction set (see above).
-    static let kc = 256
+    static let kc = 384
 
     /// AVX-512: 14x32 (28 zmm accumulators, 2 B loads + 14 broadcasts per k step).
     /// 1024^3 on the dev machine (GFLOP/s, medians): 14x32 KC256 MC112 NC2048: see `BLOCKING-NOTES` below.
-    static let avx512 = GemmBlocking(mr: 14, nr: 32, mc: 112, kc: kc, nc: 2048, name: "avx512-14x32", kernel: _micro14x32)
+    static let avx512 = GemmBlocking(mr: 14, nr: 32, mc: 112, kc: kc, nc: 4096, name: "avx512-14x32", kernel: _micro14x32)
     /// AVX2 (16 ymm registers): 6x16 with 12 accumulators of SIMD8, the classic Haswell tile.
-    static let avx2 = GemmBlocking(mr: 6, nr: 16, mc: 120, kc: kc, nc: 2048, name: "avx2-6x16", kernel: _micro6x16)
+    static let avx2 = GemmBlocking(mr: 6, nr: 16, mc: 120, kc: kc, nc: 4096, name: "avx2-6x16", kernel: _micro6x16)
 
     /// Narrower AVX-512 tiles for small m (e.g. oc = 6 or 16): less padding waste than 14 rows.
-    static let avx512x8 = GemmBlocking(mr: 8, nr: 48, mc: 96, kc: kc, nc: 2048, name: "avx512-8x48", kernel: _micro8x48)
-    static let avx512x6 = GemmBlocking(mr: 6, nr: 64, mc: 96, kc: kc, nc: 2048, name: "avx512-6x64", kernel: _micro6x64)
+    static let avx512x8 = GemmBlocking(mr: 8, nr: 48, mc: 96, kc: kc, nc: 4096, name: "avx512-8x48", kernel: _micro8x48)
+    static let avx512x6 = GemmBlocking(mr: 6, nr: 64, mc: 96, kc: kc, nc: 4096, name: "avx512-6x64", kernel: _micro6x64)
 
     static let all: [GemmBlocking] = [avx512, avx512x8, avx512x6, avx2]
 
@@ -138,12 +138,17 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
     let packedB = align64(packedA + mcMax * kcMax)
     let edge = align64(packedB + kcMax * ncMax)
     let micro = bl.kernel
+    // n and k are split into equal blocks (k: the per-element summation order then depends on k only).
+    let nBlocks = (n + bl.nc - 1) / bl.nc
+    let ncEven = min(bl.nc, roundUp((n + nBlocks - 1) / nBlocks, nr))
     var jc = 0
     while jc < n {
-        let nc = min(bl.nc, n - jc)
+        let nc = min(ncEven, n - jc)
+        let kBlocks = (k + bl.kc - 1) / bl.kc
+        let kcEven = (k + kBlocks - 1) / kBlocks
         var pc = 0
         while pc < k {
-            let kc = min(bl.kc, k - pc)
+            let kc = min(kcEven, k - pc)
             let accumulate = pc > 0 || beta != 0
             packB(pc, kc, jc, nc, nr, packedB)
             var ic = 0
@@ -305,11 +310,11 @@ func _cpuHasAVX512() -> Bool {
 public var _gemmKernelNames: [String] { GemmBlocking.all.map(\.name) }
 
 /// `sgemm` forced through one microkernel (tests check they all give identical bits; benchmarks tune).
-public func _sgemmWithKernel(_ name: String, mc: Int? = nil, nc: Int? = nil, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+public func _sgemmWithKernel(_ name: String, mc: Int? = nil, kc: Int? = nil, nc: Int? = nil, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                              alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     guard var bl = GemmBlocking.all.first(where: { $0.name == name }) else { preconditionFailure("no kernel \(name)") }
-    bl = GemmBlocking(mr: bl.mr, nr: bl.nr, mc: mc ?? bl.mc, kc: bl.kc, nc: nc ?? bl.nc, name: bl.name, kernel: bl.kernel)
+    bl = GemmBlocking(mr: bl.mr, nr: bl.nr, mc: mc ?? bl.mc, kc: kc ?? bl.kc, nc: nc ?? bl.nc, name: bl.name, kernel: bl.kernel)
     let ws = UnsafeMutablePointer<Float>.allocate(capacity: bl.kc * (bl.mc + bl.nc) + bl.mr * bl.nr + 64)
     defer { ws.deallocate() }
     _gemmDriver(bl, m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,

@@ -42,7 +42,8 @@ public struct Model: Sendable {
     /// Builds and validates the layers. Names are the kind plus a per-kind count ("conv1", "dense2").
     /// - Throws: `ModelError` naming the first layer whose output would be empty or whose
     ///   settings are impossible.
-    public init(input: Shape, layers specs: [LayerSpec], maxBatch: Int) throws {
+    /// `requireClassifier: false` allows a stack that does not end in a flat vector (layer tests).
+    public init(input: Shape, layers specs: [LayerSpec], maxBatch: Int, requireClassifier: Bool = true) throws {
         guard input.count > 0 else { throw ModelError("model input shape \(input) is empty") }
         guard maxBatch > 0 else { throw ModelError("batch size must be at least 1") }
         self.inputShape = input
@@ -95,7 +96,7 @@ public struct Model: Sendable {
             built.append(layer)
         }
         guard !built.isEmpty else { throw ModelError("model has no layers") }
-        guard shape.isFlat else {
+        guard shape.isFlat || !requireClassifier else {
             throw ModelError("the last layer (\(built.last!.name)) must be dense so the model ends in class scores; its output is \(shape)")
         }
         self.layers = built

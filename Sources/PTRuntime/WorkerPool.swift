@@ -38,11 +38,8 @@ public struct WorkerPlacement: Sendable, Equatable, Codable {
 public final class WorkerPool: @unchecked Sendable {
     public let workerCount: Int
     public private(set) var placement: [WorkerPlacement]
-    /// Pause iterations a waiting worker spins before it sleeps in the kernel (barrier and
-    /// next-job waits); see `WorkerPool.defaultSpinIterations`.
-    public let spinIterations: Int
-    /// Pause iterations the calling thread spins in `run` before it sleeps.
-    public let callerSpinIterations: Int
+    /// How long each kind of wait spins before it sleeps in the kernel.
+    public let waitPolicy: WaitPolicy
     /// Notes from start-up: CPUs that could not be bound, oversubscription.
     public private(set) var warnings: [String] = []
 
@@ -52,11 +49,8 @@ public final class WorkerPool: @unchecked Sendable {
     /// Starts `workers` threads, bound to `cpus[i]` (OS CPU indices, -1 = leave unbound). With
     /// `cpus == nil` the workers follow the default spread plan of this process's topology (one
     /// per physical core, hardware threads next, wrap-around when oversubscribed).
-    /// - Parameters:
-    ///   - spinIterations: overrides `defaultSpinIterations` for the workers (benchmarks, tests).
-    ///   - callerSpinIterations: overrides the caller's spin in `run` (default: the workers' spin
-    ///     when the workers leave a CPU free, else 0).
-    public init(workers: Int, cpus: [Int]? = nil, spinIterations: Int? = nil, callerSpinIterations: Int? = nil) {
+    /// - Parameter waitPolicy: overrides `WaitPolicy.default(workers:cpus:)` (benchmarks, tests).
+    public init(workers: Int, cpus: [Int]? = nil, waitPolicy: WaitPolicy? = nil) {
         precondition(workers >= 1, "a worker pool needs at least one worker")
         precondition(cpus == nil || cpus!.count == workers, "cpus must give one OS CPU per worker")
         workerCount = workers
@@ -78,16 +72,14 @@ public final class WorkerPool: @unchecked Sendable {
         let distinct = Set(targets.filter { $0 >= 0 })
         let cpuCount = targets.contains(-1) ? allowed : distinct.count
         let oversubscribed = workers > cpuCount
-        let spin = spinIterations ?? Self.defaultSpinIterations(workers: workers, cpus: cpuCount)
-        self.spinIterations = spin
-        // The caller is one more thread: when the workers already fill the CPUs its spinning
-        // would steal a worker's CPU, so it sleeps at once.
-        self.callerSpinIterations = callerSpinIterations ?? (workers < cpuCount ? spin : 0)
+        // Spinning is decided by whether workers plus the caller fit the allowed CPUs.
+        let policy = waitPolicy ?? WaitPolicy.default(workers: workers, cpus: allowed)
+        self.waitPolicy = policy
         if oversubscribed && cpus != nil {
             notes.append("oversubscribed: \(workers) workers on \(cpuCount) CPUs")
         }
 
-        state = PoolState(workers: workers, targets: targets, hwloc: hwloc, spin: spin)
+        state = PoolState(workers: workers, targets: targets, hwloc: hwloc, policy: policy)
         placement = []
         state.pool = Unmanaged.passUnretained(self)
         threads.reserveCapacity(workers)
@@ -113,8 +105,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Convenience: a pool laid out by a placement plan.
-    public convenience init(plan: PlacementPlan, spinIterations: Int? = nil) {
-        self.init(workers: plan.workerCount, cpus: plan.osCPUs, spinIterations: spinIterations)
+    public convenience init(plan: PlacementPlan, waitPolicy: WaitPolicy? = nil) {
+        self.init(workers: plan.workerCount, cpus: plan.osCPUs, waitPolicy: waitPolicy)
     }
 
     deinit {
@@ -124,7 +116,7 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Runs `job.run(worker:pool:)` on every worker and returns when all have returned.
     public func run(_ job: ParallelJob) {
-        state.run(job, callerSpin: callerSpinIterations)
+        state.run(job)
     }
 
     /// Waits until every worker of the running job has reached this barrier (the same number of
@@ -133,22 +125,48 @@ public final class WorkerPool: @unchecked Sendable {
     public func barrier(worker: Int) {
         state.barrier()
     }
+}
 
-    /// Spin budget before sleeping, in `pause` iterations (one is ~40 ns on the Skylake-class
-    /// CPUs of the 2-core dev machine, so 4,000 is ~160 µs of spinning).
-    ///
-    /// Measured on the 2-core AVX-512 dev machine, `run` of an empty job with one barrier,
-    /// median of 5 runs x 20,000 steps (µs per run):
-    ///   spin  | 1 worker | 2 workers | 3 workers (oversubscribed) | 4 workers (oversubscribed)
-    ///   (filled in by `WorkerPoolBenchmarks`; see the table in the report below)
-    /// A pure spin barrier with more workers than CPUs cost ~8 ms per step (DESIGN.md), since a
-    /// spinning worker holds the CPU a descheduled one needs: oversubscribed pools do not spin.
-    public static func defaultSpinIterations(workers: Int, cpus: Int) -> Int {
-        workers > cpus ? oversubscribedSpin : fullSpin
+/// How long waits spin before they sleep on a futex: first `pauses` x `pause` (~25 ns each on
+/// the dev machine's CPU), then `yields` x `sched_yield` (lets a descheduled thread that shares
+/// this CPU run first: what matters when threads outnumber CPUs), then FUTEX_WAIT.
+public struct Spin: Sendable, Equatable {
+    public var pauses: Int
+    public var yields: Int
+    public init(pauses: Int, yields: Int = 0) { self.pauses = pauses; self.yields = yields }
+}
+
+/// The spin budget of each kind of wait in a `WorkerPool`.
+public struct WaitPolicy: Sendable, Equatable {
+    /// A worker waiting at `barrier` for the other workers.
+    public var barrier: Spin
+    /// A worker waiting for the next `run`.
+    public var idle: Spin
+    /// The calling thread waiting in `run` for the workers.
+    public var caller: Spin
+
+    public init(barrier: Spin, idle: Spin, caller: Spin) {
+        self.barrier = barrier; self.idle = idle; self.caller = caller
     }
 
-    static let fullSpin = 4_000
-    static let oversubscribedSpin = 0
+    /// No spinning at all: every wait sleeps on the futex.
+    public static let sleep = WaitPolicy(barrier: Spin(pauses: 0), idle: Spin(pauses: 0), caller: Spin(pauses: 0))
+
+    /// MEASURED-TABLE
+    public static func `default`(workers: Int, cpus: Int) -> WaitPolicy {
+        if workers < cpus {  // room for the caller too: everyone spins
+            let spin = Spin(pauses: 4_000, yields: 20)
+            return WaitPolicy(barrier: spin, idle: spin, caller: spin)
+        }
+        if workers == cpus {  // the caller sleeps; idle workers yield so it gets a CPU back fast
+            return WaitPolicy(barrier: Spin(pauses: 4_000, yields: 20), idle: Spin(pauses: 0, yields: 20),
+                              caller: Spin(pauses: 0))
+        }
+        // Oversubscribed: never pause-spin (a spinning worker holds the CPU that a descheduled
+        // one needs: ~8 ms per step in DESIGN.md); yield a little, then sleep.
+        return WaitPolicy(barrier: Spin(pauses: 0, yields: 20), idle: Spin(pauses: 0, yields: 20),
+                          caller: Spin(pauses: 0))
+    }
 }
 
 /// Thread entry argument.
@@ -166,7 +184,7 @@ final class PoolState: @unchecked Sendable {
     let workerCount: UInt32
     let targets: [Int]
     let hwloc: HwlocTopology?
-    let spin: Int
+    let policy: WaitPolicy
     /// Set by the pool right after init; jobs only run while the pool is alive.
     var pool: Unmanaged<WorkerPool>?
     /// The job of the current `run`; written by the caller before it publishes `startGeneration`.
@@ -190,11 +208,11 @@ final class PoolState: @unchecked Sendable {
     private var ready: UnsafeMutablePointer<UInt32> { words + 8 * Self.line }
     private static let wordCount = 9 * line
 
-    init(workers: Int, targets: [Int], hwloc: HwlocTopology?, spin: Int) {
+    init(workers: Int, targets: [Int], hwloc: HwlocTopology?, policy: WaitPolicy) {
         workerCount = UInt32(workers)
         self.targets = targets
         self.hwloc = hwloc
-        self.spin = spin
+        self.policy = policy
         let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.wordCount * 4, alignment: 128)
         raw.initializeMemory(as: UInt32.self, repeating: 0, count: Self.wordCount)
         words = raw.assumingMemoryBound(to: UInt32.self)
@@ -209,17 +227,24 @@ final class PoolState: @unchecked Sendable {
 
     // MARK: waiting
 
-    /// Spins up to `spin` pauses, then sleeps on the futex, until `*word != value`.
+    /// Spins (`spin.pauses` pauses, then `spin.yields` sched_yields), then sleeps on the futex,
+    /// until `*word != value`.
     /// `sleepers` counts threads that may be asleep on `word`, so that publishers only pay the
     /// wake syscall when someone sleeps (seq_cst on both sides: either the publisher sees the
     /// sleeper or the sleeper sees the new value).
     @inline(__always)
     private static func wait(_ word: UnsafeMutablePointer<UInt32>, whileEquals value: UInt32,
-                             sleepers: UnsafeMutablePointer<UInt32>, spin: Int) {
+                             sleepers: UnsafeMutablePointer<UInt32>, spin: Spin) {
         var i = 0
-        while i < spin {
+        while i < spin.pauses {
             if pt_atomic_load_acquire_u32(word) != value { return }
             pt_cpu_relax()
+            i += 1
+        }
+        i = 0
+        while i < spin.yields {
+            if pt_atomic_load_acquire_u32(word) != value { return }
+            sched_yield()
             i += 1
         }
         while pt_atomic_load_acquire_u32(word) == value {
@@ -248,13 +273,14 @@ final class PoolState: @unchecked Sendable {
     }
 
     @inline(__always)
-    func run(_ job: ParallelJob, callerSpin: Int) {
+    func run(_ job: ParallelJob) {
         currentJob = job
         pt_atomic_store_relaxed_u32(remaining, workerCount)
         let previous = generation
         generation = previous &+ 1
         Self.publish(startGeneration, generation, sleepers: startSleepers)
-        Self.wait(doneGeneration, whileEquals: previous, sleepers: callerSleepers, spin: callerSpin)
+        Self.wait(doneGeneration, whileEquals: previous, sleepers: callerSleepers,
+                  spin: policy.caller)
         currentJob = nil
     }
 
@@ -277,7 +303,8 @@ final class PoolState: @unchecked Sendable {
 
         var seen: UInt32 = 0
         while true {
-            Self.wait(startGeneration, whileEquals: seen, sleepers: startSleepers, spin: spin)
+            Self.wait(startGeneration, whileEquals: seen, sleepers: startSleepers,
+                      spin: policy.idle)
             seen = pt_atomic_load_acquire_u32(startGeneration)
             if pt_atomic_load_acquire_u32(shutdown) != 0 { return }
             currentJob.unsafelyUnwrapped.run(worker: worker, pool: pool.unsafelyUnwrapped.takeUnretainedValue())
@@ -297,7 +324,8 @@ final class PoolState: @unchecked Sendable {
             pt_atomic_store_relaxed_u32(barrierCount, 0)
             Self.publish(barrierGeneration, generation &+ 1, sleepers: barrierSleepers)
         } else {
-            Self.wait(barrierGeneration, whileEquals: generation, sleepers: barrierSleepers, spin: spin)
+            Self.wait(barrierGeneration, whileEquals: generation, sleepers: barrierSleepers,
+                      spin: policy.barrier)
         }
     }
 }

@@ -10,6 +10,9 @@ final class ConvolutionTests: XCTestCase {
         ("lenet-conv2", ConvGeometry(mb: 20, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5), 20),
         ("3x3 pad1 odd sizes", ConvGeometry(mb: 2, ic: 3, oc: 5, ih: 7, iw: 9, kh: 3, kw: 3, ph: 1, pw: 1), 2),
         ("3x3 pad1 17ch several groups", ConvGeometry(mb: 7, ic: 17, oc: 33, ih: 12, iw: 13, kh: 3, kw: 3, ph: 1, pw: 1), 5),
+        // oc*ih*iw <= ic*oh*ow: backward data as the transposed convolution (the others use col2im).
+        ("3x3 pad1 channel reduction", ConvGeometry(mb: 3, ic: 9, oc: 4, ih: 8, iw: 10, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("5x5 pad2 32->16 several groups", ConvGeometry(mb: 40, ic: 32, oc: 16, ih: 9, iw: 7, kh: 5, kw: 5, ph: 2, pw: 2), 37),
         ("stride 2 pad 1", ConvGeometry(mb: 2, ic: 4, oc: 7, ih: 9, iw: 11, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
         ("stride 2x3 no pad", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 10, iw: 13, kh: 2, kw: 4, sh: 2, sw: 3), 1),
         ("pad larger than overhang", ConvGeometry(mb: 2, ic: 2, oc: 3, ih: 5, iw: 4, kh: 3, kw: 3, ph: 3, pw: 4), 2),

@@ -45,6 +45,18 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testDotNTMatchesReference() {
+        for (m, n, k) in [(1, 1, 1), (3, 5, 15), (4, 6, 16), (5, 7, 17), (9, 13, 100), (16, 25, 1000), (6, 150, 2000)] {
+            let lda = k + 1, ldb = k + 3, ldc = n + 2
+            let a = Buffer(random: m * lda, seed: 21), b = Buffer(random: n * ldb, seed: 22)
+            let c = Buffer(random: m * ldc, seed: 23), ref = c.copy()
+            sgemmDotNT(m: m, n: n, k: k, a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: c.pointer, ldc: ldc)
+            sgemmReference(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a.pointer, lda: lda, b: b.pointer,
+                           ldb: ldb, beta: 1, c: ref.pointer, ldc: ldc)
+            assertClose(c, ref, reduction: k, "sgemmDotNT m=\(m) n=\(n) k=\(k)")
+        }
+    }
+
     func testKZeroScalesC() {
         let (f, r) = run(false, false, 5, 7, 0, alpha: 1, beta: 0.5, pad: 0, workspace: false)
         assertClose(f, r, reduction: 1, "k = 0")

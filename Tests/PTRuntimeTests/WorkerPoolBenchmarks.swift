@@ -14,47 +14,51 @@ private final class BarrierJob: ParallelJob {
 final class WorkerPoolBenchmarks: XCTestCase {
     /// Median µs per `run` over `repeats` batches of `steps` runs.
     private func measure(_ pool: WorkerPool, _ job: ParallelJob, steps: Int, repeats: Int = 5) -> Double {
-        for _ in 0..<200 { pool.run(job) }
+        for _ in 0..<100 { pool.run(job) }
         var samples: [Double] = []
         for _ in 0..<repeats {
             let start = ContinuousClock.now
             for _ in 0..<steps { pool.run(job) }
-            let elapsed = ContinuousClock.now - start
-            let (seconds, attoseconds) = elapsed.components
-            samples.append((Double(seconds) + Double(attoseconds) * 1e-18) * 1e6 / Double(steps))
+            samples.append(microseconds(ContinuousClock.now - start) / Double(steps))
         }
         return samples.sorted()[repeats / 2]
+    }
+
+    private func microseconds(_ d: Duration) -> Double {
+        let (seconds, attoseconds) = d.components
+        return (Double(seconds) + Double(attoseconds) * 1e-18) * 1e6
     }
 
     func testBarrierCost() throws {
         guard ProcessInfo.processInfo.environment["PTRUNTIME_BENCH"] == "1" else {
             throw XCTSkip("set PTRUNTIME_BENCH=1 to measure")
         }
-        let spins = (ProcessInfo.processInfo.environment["PTRUNTIME_SPINS"] ?? "0,100,1000,4000,20000")
-            .split(separator: ",").map { Int($0)! }
-        let callerSpins: [Int?] = [nil, 0, 4000]
-        print("allowed CPUs \(pt_affinity_count()); µs per run, median of 5 x N steps")
-        print("spin   callerSpin workers  empty  1barrier  10barriers")
+        let start = ContinuousClock.now
+        for _ in 0..<1_000_000 { pt_cpu_relax() }
+        print(String(format: "pause: %.1f ns", microseconds(ContinuousClock.now - start) * 1e3 / 1e6))
+        let cpus = Int(pt_affinity_count())
+        func policy(_ b: (Int, Int), _ i: (Int, Int), _ c: (Int, Int)) -> WaitPolicy {
+            WaitPolicy(barrier: Spin(pauses: b.0, yields: b.1), idle: Spin(pauses: i.0, yields: i.1),
+                       caller: Spin(pauses: c.0, yields: c.1))
+        }
+        let policies: [(String, WaitPolicy?)] = [
+            ("default", nil),
+            ("sleep", .sleep),
+            ("b4000 i4000 c0", policy((4000, 0), (4000, 0), (0, 0))),
+            ("b4000+20y i4000+20y c4000+20y", policy((4000, 20), (4000, 20), (4000, 20))),
+            ("b4000+20y i20y c0", policy((4000, 20), (0, 20), (0, 0))),
+            ("b4000+20y i100y c0", policy((4000, 20), (0, 100), (0, 0))),
+            ("b20y i20y c0", policy((0, 20), (0, 20), (0, 0))),
+            ("b100y i100y c0", policy((0, 100), (0, 100), (0, 0))),
+            ("b20y i20y c20y", policy((0, 20), (0, 20), (0, 20))),
+        ]
+        print("allowed CPUs \(cpus); µs per run, median of 3 x 1000 steps: empty / 1 barrier / 10 barriers")
         for workers in 1...4 {
-            for spin in spins {
-                for callerSpin in callerSpins {
-                    let pool = WorkerPool(workers: workers, spinIterations: spin, callerSpinIterations: callerSpin)
-                    let steps = workers > 2 && spin > 1000 ? 200 : 5000
-                    let empty = measure(pool, BarrierJob(barriers: 0), steps: steps)
-                    let one = measure(pool, BarrierJob(barriers: 1), steps: steps)
-                    let ten = measure(pool, BarrierJob(barriers: 10), steps: steps)
-                    print(String(format: "%6d %10@ %7d %7.2f %8.2f %10.2f", spin,
-                                 callerSpin.map { "\($0)" } ?? "auto(\(pool.callerSpinIterations))",
-                                 workers, empty, one, ten))
-                }
+            for (name, policy) in policies {
+                let pool = WorkerPool(workers: workers, waitPolicy: policy)
+                let row = [0, 1, 10].map { measure(pool, BarrierJob(barriers: $0), steps: 1000, repeats: 3) }
+                print(String(format: "workers %d %-30@ %8.2f %8.2f %8.2f", workers, name as NSString, row[0], row[1], row[2]))
             }
         }
-        let defaults = (1...4).map { workers -> String in
-            let pool = WorkerPool(workers: workers)
-            return String(format: "%d workers: %.2f / %.2f", workers,
-                          measure(pool, BarrierJob(barriers: 0), steps: 5000),
-                          measure(pool, BarrierJob(barriers: 1), steps: 5000))
-        }
-        print("defaults (empty / 1 barrier): " + defaults.joined(separator: "; "))
     }
 }

@@ -126,7 +126,7 @@ final class WorkerPoolTests: XCTestCase {
 
     func testSleepingWorkersWakeUp() {
         // Idle long past the spin budget so every wait ends in the futex path.
-        let pool = WorkerPool(workers: 2, spinIterations: 0)
+        let pool = WorkerPool(workers: 2, waitPolicy: .sleep)
         let job = PhaseJob(workers: 2)
         for _ in 0..<20 {
             pool.run(job)

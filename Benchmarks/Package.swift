@@ -1,0 +1,31 @@
+// swift-tools-version:6.1
+// Kernel benchmarks for maintainers (a separate package so the main build never fetches the
+// benchmark tooling). Run from this folder: `swift package benchmark` (see README.md).
+//
+// - package-benchmark (ordo-one/benchmark, formerly package-benchmark) needs its MallocInterposer trait
+//   named here for malloc counts on Linux with Swift 6.3 (we gate "no allocation in steady state").
+// - The kernels are compiled for the build machine's CPU (`-target-cpu native`), as in the root
+//   package: without it SIMD FMAs become libm calls and every number here is ~100x lower.
+// - The root package is a path dependency; its PTKernels module is reached through the PTrain product.
+import PackageDescription
+
+let package = Package(
+    name: "ptrain-benchmarks",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "KernelBenchmarks",
+            dependencies: [
+                .product(name: "PTrain", package: "main"),
+                .product(name: "Benchmark", package: "package-benchmark"),
+            ],
+            path: "Benchmarks/KernelBenchmarks",
+            swiftSettings: [.unsafeFlags(["-target-cpu", "native"]), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)

@@ -1,0 +1,130 @@
+// `ptrain bench kernels`: single-thread speed of the kernels on the layer shapes that matter, as a
+// fraction of the FMA peak measured in the same run.
+import Foundation
+import PTKernels
+
+/// One measured kernel: `pass` is "forward", "backward_data", "backward_weights", "gemm" or "peak".
+public struct KernelBenchResult: Codable, Sendable {
+    public var name: String
+    public var pass: String
+    public var gflops: Double
+    public var percent_of_peak: Double
+
+    public init(name: String, pass: String, gflops: Double, percent_of_peak: Double) {
+        self.name = name; self.pass = pass; self.gflops = gflops; self.percent_of_peak = percent_of_peak
+    }
+}
+
+/// The convolution shapes measured (name, geometry). FLOPs per pass = 2 * mb * oc * oh * ow * ic * kh * kw.
+public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
+    ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2)),
+    ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5)),
+    ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("cifar-64to64-16x16", ConvGeometry(mb: 128, ic: 64, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("resnet-64to64-56x56", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 56, iw: 56, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1)),
+]
+
+/// Runs the kernel benchmark on the calling thread: the FMA peak first, then forward, backward data
+/// and backward weights of each convolution in `kernelBenchConvolutions`, then SGEMM 1024^3.
+/// Each entry: one warm-up, then the median of several timed repetitions (each long enough to time,
+/// ~20 ms; `quick` shortens both). `filter` keeps entries whose name contains it (the peak always runs).
+public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [KernelBenchResult] {
+    let repetitions = quick ? 3 : 7
+    let minimumSeconds = quick ? 0.005 : 0.02
+    let peak = measureFMAPeak(seconds: quick ? 0.1 : 0.3)
+    var results = [KernelBenchResult(name: "fma-peak", pass: "peak", gflops: peak, percent_of_peak: 100)]
+    func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
+    func record(_ name: String, _ pass: String, flops: Double, _ body: () -> Void) {
+        let seconds = medianSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
+        let gflops = flops / seconds / 1e9
+        results.append(KernelBenchResult(name: name, pass: pass, gflops: gflops, percent_of_peak: 100 * gflops / peak))
+    }
+
+    for (name, g) in kernelBenchConvolutions where keep(name) {
+        let kernel = ConvKernel(geometry: g)
+        let x = benchBuffer(g.inputCount, seed: 1), w = benchBuffer(g.weightCount, seed: 2), b = benchBuffer(g.oc, seed: 3)
+        let y = benchBuffer(g.outputCount, seed: 4), dy = benchBuffer(g.outputCount, seed: 5)
+        let dx = benchBuffer(g.inputCount, seed: 6), dw = benchBuffer(g.weightCount, seed: 7), db = benchBuffer(g.oc, seed: 8)
+        let scratch = benchBuffer(kernel.scratchCount, seed: 9)
+        defer { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
+        let flops = Double(g.forwardFlops)
+        let label = "\(name) [\(kernel.implementation.rawValue)]"
+        record(label, "forward", flops: flops) {
+            kernel.forward(mb: g.mb, input: x, weight: w, bias: b, output: y, scratch: scratch)
+        }
+        record(label, "backward_data", flops: flops) {
+            kernel.backwardData(mb: g.mb, outputGrad: dy, weight: w, inputGrad: dx, scratch: scratch)
+        }
+        record(label, "backward_weights", flops: flops) {
+            kernel.backwardWeights(mb: g.mb, input: x, outputGrad: dy, weightGrad: dw, biasGrad: db, scratch: scratch)
+        }
+    }
+
+    let n = 1024
+    if keep("sgemm-\(n)") {
+        let a = benchBuffer(n * n, seed: 10), b = benchBuffer(n * n, seed: 11), c = benchBuffer(n * n, seed: 12)
+        let ws = benchBuffer(sgemmWorkspaceCount(m: n, n: n, k: n), seed: 13)
+        defer { benchFree([a, b, c, ws]) }
+        record("sgemm-\(n) [\(gemmKernelName)]", "gemm", flops: 2 * Double(n * n * n)) {
+            sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n, workspace: ws)
+        }
+    }
+    return results
+}
+
+/// A table for people, or (json) one JSON object per line with keys name, pass, gflops, percent_of_peak.
+public func formatKernelBench(_ results: [KernelBenchResult], json: Bool) -> String {
+    if json {
+        return results.map { r in
+            let name = String(data: try! JSONEncoder().encode(r.name), encoding: .utf8)!
+            return "{\"name\":\(name),\"pass\":\"\(r.pass)\",\"gflops\":\(String(format: "%.2f", r.gflops)),"
+                + "\"percent_of_peak\":\(String(format: "%.1f", r.percent_of_peak))}"
+        }.joined(separator: "\n") + "\n"
+    }
+    let width = max(6, results.map(\.name.count).max() ?? 0)
+    func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    var lines = [pad("kernel", width) + "  " + pad("pass", 16) + "  " + left("GFLOP/s", 9) + "  " + left("% peak", 7)]
+    for r in results {
+        lines.append(pad(r.name, width) + "  " + pad(r.pass, 16) + "  " + left(String(format: "%.1f", r.gflops), 9)
+                     + "  " + left(String(format: "%.1f", r.percent_of_peak), 7))
+    }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+/// Median wall time of one call to `body`: calls are batched so each timed repetition lasts at least
+/// `minimumSeconds`; one warm-up batch first.
+func medianSeconds(repetitions: Int, minimumSeconds: Double, _ body: () -> Void) -> Double {
+    var t0 = monotonicSeconds()
+    body()
+    let once = max(monotonicSeconds() - t0, 1e-7)
+    let calls = max(1, Int((minimumSeconds / once).rounded(.up)))
+    for _ in 0..<calls { body() }   // warm-up at the timed batch size
+    var times: [Double] = []
+    for _ in 0..<repetitions {
+        t0 = monotonicSeconds()
+        for _ in 0..<calls { body() }
+        times.append((monotonicSeconds() - t0) / Double(calls))
+    }
+    times.sort()
+    return times[times.count / 2]
+}
+
+/// A buffer of floats in [-1, 1) (deterministic), 64-byte aligned.
+func benchBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+    let p = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    var s = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
+    for i in 0..<max(count, 1) {
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        p[i] = Float(s >> 40) / Float(1 << 23) - 1
+    }
+    return p
+}
+
+func benchFree(_ pointers: [UnsafeMutablePointer<Float>]) {
+    for p in pointers { UnsafeMutableRawPointer(p).deallocate() }
+}

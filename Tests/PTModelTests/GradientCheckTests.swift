@@ -1,0 +1,138 @@
+// Every layer's backward against central finite differences of a Double forward pass.
+import XCTest
+import PTKernels
+import PTModel
+import PTTensor
+
+final class GradientCheckTests: XCTestCase {
+    /// Checks d(sum r * layer(x))/dx and /dparams: Float backward versus Double central differences.
+    /// Tolerance: |analytic - numeric| <= 2e-4 * (1 + |numeric|) plus a Float-rounding term that grows
+    /// with the reduction length (sqrt(K) * 1e-6 * max|term|); the Float backward carries ~1e-7 relative
+    /// rounding per add.
+    func check(_ spec: [LayerSpec], input: Shape, batch: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) throws {
+        let model = try Model(input: input, layers: spec, maxBatch: batch, requireClassifier: false)
+        let layer = model.layers.last!
+        var rng = Xoshiro256(seed: seed)
+        let params = AlignedBuffer(count: max(1, model.parameterCount))
+        for i in 0..<model.parameterCount { params[i] = rng.nextUnitFloat() * 2 - 1 }
+        let x = AlignedBuffer(count: batch * input.count)
+        for i in 0..<x.count { x[i] = rng.nextUnitFloat() * 4 - 2 }
+        let r = AlignedBuffer(count: batch * layer.outputShape.count)
+        for i in 0..<r.count { r[i] = rng.nextUnitFloat() * 2 - 1 }
+        let out = AlignedBuffer(count: r.count)
+        let dIn = AlignedBuffer(count: x.count)
+        let grads = AlignedBuffer(count: max(1, model.parameterCount))
+        let scratch = AlignedBuffer(count: max(1, layer.scratchCount(maxBatch: batch)))
+        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, layer.indexCount(batch: batch)))
+        defer { indices.deallocate() }
+        let call = LayerCall(batch: batch, input: x.pointer, output: out.pointer, parameters: params.pointer,
+                             gradients: grads.pointer, outputGrad: r.pointer, inputGrad: dIn.pointer,
+                             scratch: scratch.pointer, indices: indices)
+        layer.forward(call)
+        layer.backward(call)
+
+        let xd = x.array.map(Double.init), pd = params.array.map(Double.init), rd = r.array.map(Double.init)
+        // Forward agreement first: the Double reference computes the same function.
+        let yd = forwardDouble(layer, batch: batch, input: xd, parameters: pd)
+        for i in 0..<yd.count {
+            XCTAssertEqual(Double(out[i]), yd[i], accuracy: 1e-4 * (1 + abs(yd[i])), "\(layer.name) forward[\(i)]", file: file, line: line)
+        }
+        func objective(_ xv: [Double], _ pv: [Double]) -> Double {
+            zip(forwardDouble(layer, batch: batch, input: xv, parameters: pv), rd).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        let eps = 1e-6
+        var worst = 0.0
+        func compare(_ analytic: Float, _ numeric: Double, _ what: String) {
+            let diff = abs(Double(analytic) - numeric)
+            worst = max(worst, diff)
+            XCTAssertLessThanOrEqual(diff, 2e-4 * (1 + abs(numeric)),
+                                     "\(layer.name) \(layer.summary) in \(input) batch \(batch): \(what) analytic \(analytic) numeric \(numeric)",
+                                     file: file, line: line)
+        }
+        for i in 0..<xd.count {
+            var plus = xd, minus = xd
+            plus[i] += eps; minus[i] -= eps
+            compare(dIn[i], (objective(plus, pd) - objective(minus, pd)) / (2 * eps), "dInput[\(i)]")
+        }
+        for t in layer.parameters {
+            for k in 0..<t.count {
+                let i = t.offset + k
+                var plus = pd, minus = pd
+                plus[i] += eps; minus[i] -= eps
+                compare(grads[i], (objective(xd, plus) - objective(xd, minus)) / (2 * eps), "\(t.name)[\(k)]")
+            }
+        }
+    }
+
+    func conv(_ f: Int, _ k: Int, stride: Int = 1, padding: Int = 0, oneD: Bool = false) -> LayerSpec {
+        .conv(features: f, kernelHeight: oneD ? 1 : k, kernelWidth: k, stride: stride, padding: padding, initializer: .he)
+    }
+
+    func testConvolutionBackward() throws {
+        try check([conv(3, 3, padding: 1)], input: Shape(channels: 2, height: 5, width: 5), batch: 2, seed: 1)
+        try check([conv(2, 3, stride: 2)], input: Shape(channels: 3, height: 7, width: 6), batch: 3, seed: 2)
+        try check([conv(4, 1)], input: Shape(channels: 5, height: 3, width: 3), batch: 2, seed: 3)          // 1x1
+        try check([conv(2, 5, padding: 2)], input: Shape(channels: 1, height: 6, width: 5), batch: 1, seed: 4) // LeNet-like
+        try check([conv(3, 2, stride: 3, padding: 1)], input: Shape(channels: 2, height: 5, width: 7), batch: 2, seed: 5)
+        try check([conv(2, 3, padding: 3)], input: Shape(channels: 1, height: 2, width: 3), batch: 2, seed: 6) // padding > overhang
+    }
+
+    func testConvolution1DBackward() throws {
+        try check([conv(3, 5, padding: 2, oneD: true)], input: Shape(channels: 2, height: 1, width: 11), batch: 2, seed: 7)
+        try check([conv(2, 3, stride: 2, oneD: true)], input: Shape(channels: 3, height: 1, width: 9), batch: 3, seed: 8)
+    }
+
+    func testMaxPoolBackward() throws {
+        try check([.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true)], input: Shape(channels: 2, height: 7, width: 7), batch: 2, seed: 9)
+        try check([.maxPool(windowHeight: 3, windowWidth: 3, stride: 2, keepPartial: true)], input: Shape(channels: 3, height: 6, width: 5), batch: 1, seed: 10)
+        try check([.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: false)], input: Shape(channels: 1, height: 5, width: 6), batch: 2, seed: 11)
+        try check([.maxPool(windowHeight: 1, windowWidth: 3, stride: 2, keepPartial: true)], input: Shape(channels: 2, height: 1, width: 10), batch: 2, seed: 12)
+    }
+
+    func testReLUFlattenDenseBackward() throws {
+        try check([.relu], input: Shape(channels: 3, height: 4, width: 5), batch: 2, seed: 13)
+        try check([.flatten], input: Shape(channels: 2, height: 3, width: 3), batch: 2, seed: 14)
+        try check([.dense(neurons: 7, initializer: .he)], input: .flat(13), batch: 3, seed: 15)
+        try check([.dense(neurons: 3, initializer: .glorot)], input: Shape(channels: 2, height: 3, width: 2), batch: 5, seed: 16)
+        try check([.dense(neurons: 1, initializer: .he)], input: .flat(1), batch: 1, seed: 17)
+    }
+
+    /// The whole stack with softmax cross-entropy: Workspace backward versus finite differences of
+    /// the Double forward of every layer and the mean loss.
+    func testWholeModelWithLoss() throws {
+        let specs: [LayerSpec] = [conv(3, 3, padding: 1), .relu, .maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true),
+                                  conv(4, 3, stride: 1), .relu, .flatten, .dense(neurons: 6, initializer: .he), .relu,
+                                  .dense(neurons: 3, initializer: .glorot)]
+        let batch = 4
+        let model = try Model(input: Shape(channels: 2, height: 7, width: 7), layers: specs, maxBatch: batch)
+        let params = AlignedBuffer(count: model.parameterCount)
+        model.initialize(params, seed: 3)
+        let ws = Workspace(model: model)
+        var rng = Xoshiro256(seed: 99)
+        var xd: [Double] = []
+        for i in 0..<(batch * model.inputShape.count) { ws.input[i] = rng.nextUnitFloat() * 2 - 1; xd.append(Double(ws.input[i])) }
+        let labels = [0, 2, 1, 2]
+        for n in 0..<batch { ws.labels[n] = Int32(labels[n]) }
+        ws.forward(batch: batch, parameters: params.pointer)
+        let (loss, _) = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+        let grads = AlignedBuffer(count: model.parameterCount)
+        ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+
+        func lossDouble(_ p: [Double]) -> Double {
+            var a = xd
+            for layer in model.layers { a = forwardDouble(layer, batch: batch, input: a, parameters: p) }
+            return softmaxCrossEntropyDouble(a, labels: labels, classes: 3)
+        }
+        let pd = params.array.map(Double.init)
+        XCTAssertEqual(loss / Double(batch), lossDouble(pd), accuracy: 1e-5)
+        let eps = 1e-6
+        for t in model.parameterTensors {
+            for k in 0..<t.count {
+                var plus = pd, minus = pd
+                plus[t.offset + k] += eps; minus[t.offset + k] -= eps
+                let numeric = (lossDouble(plus) - lossDouble(minus)) / (2 * eps)
+                XCTAssertEqual(Double(grads[t.offset + k]), numeric, accuracy: 2e-4 * (1 + abs(numeric)), "\(t.name)[\(k)]")
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+// Results independent of the thread count: the same config and seed give bit-identical weights and
+// identical metrics (timings aside) with 1, 2, 3 and 4 workers.
+import XCTest
+import PTData
+import PTModel
+import PTRuntime
+import PTrain
+
+final class DeterminismTests: XCTestCase {
+    func train(workers: Int, config: TrainConfig, data: (train: Dataset, test: Dataset)) throws -> (weights: [Float], records: [EpochRecord]) {
+        let pool = WorkerPool(workers: workers)
+        let trainer = try Trainer(config: config, train: data.train, test: data.test, pool: pool)
+        let records = try trainer.run { _ in }
+        return (trainer.parameters.array, records)
+    }
+
+    func testSameBitsForOneToFourWorkers() throws {
+        var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
+        config.data.trainCount = 600
+        config.data.testCount = 100
+        config.epochs = 2
+        config.batchSize = 50      // 7 shards of 7 or 8 samples, and a last batch of 50 again
+        config.shards = 7
+        let data = try loadData(config)
+        let reference = try train(workers: 1, config: config, data: data)
+        XCTAssertGreaterThan(reference.records.last!.testAccuracy, 0.9, "the model should learn")
+        for workers in 2...4 {
+            let other = try train(workers: workers, config: config, data: data)
+            XCTAssertEqual(other.weights, reference.weights, "weights differ with \(workers) workers")
+            for (a, b) in zip(other.records, reference.records) {
+                XCTAssertEqual(a.trainLoss, b.trainLoss, "train loss differs with \(workers) workers")
+                XCTAssertEqual(a.testLoss, b.testLoss)
+                XCTAssertEqual(a.testAccuracy, b.testAccuracy)
+            }
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PTrainTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,75 @@
+// Helpers for the trainer and command-line tests: the repository root, temporary folders, running
+// the built `ptrain` binary, and writing small IDX files.
+import Foundation
+import XCTest
+
+enum TestSupport {
+    /// The repository root (two levels above this file's folder).
+    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The folder holding the test bundle, where SwiftPM also puts the `ptrain` executable.
+    static let productsDirectory: URL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+
+    /// A new empty temporary folder.
+    static func temporaryDirectory(_ name: String = #function) -> URL {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ptrain-test-\(safe)-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the built `ptrain` with `arguments` in the repository root.
+    static func ptrain(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+        let binary = productsDirectory.appendingPathComponent("ptrain")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw XCTSkip("ptrain binary not found next to the test bundle at \(binary.path)")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.currentDirectoryURL = repositoryRoot
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        // Output goes to files, so a chatty child can never block on a full pipe.
+        let dir = temporaryDirectory("run")
+        let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try out.close(); try err.close()
+        let outData = try Data(contentsOf: outURL), errData = try Data(contentsOf: errURL)
+        try? FileManager.default.removeItem(at: dir)
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Writes an unsigned-byte IDX file with the given dimensions and body.
+    static func writeIDX(_ url: URL, dims: [Int], body: [UInt8]) throws {
+        var bytes: [UInt8] = [0, 0, 0x08, UInt8(dims.count)]
+        for d in dims { bytes += [UInt8((d >> 24) & 255), UInt8((d >> 16) & 255), UInt8((d >> 8) & 255), UInt8(d & 255)] }
+        try Data(bytes + body).write(to: url)
+    }
+
+    /// A tiny MNIST-format folder: `train` and `test` images of 28x28 with labels cycling 0..9.
+    static func writeTinyMNIST(_ dir: URL, train: Int = 20, test: Int = 10, labelCount: Int? = nil, badLabel: UInt8? = nil) throws {
+        func images(_ n: Int) -> [UInt8] { (0..<(n * 784)).map { UInt8(($0 * 7) % 256) } }
+        func labels(_ n: Int) -> [UInt8] { (0..<n).map { UInt8($0 % 10) } }
+        try writeIDX(dir.appendingPathComponent("train-images-idx3-ubyte"), dims: [train, 28, 28], body: images(train))
+        var trainLabels = labels(labelCount ?? train)
+        if let badLabel { trainLabels[3] = badLabel }
+        try writeIDX(dir.appendingPathComponent("train-labels-idx1-ubyte"), dims: [trainLabels.count], body: trainLabels)
+        try writeIDX(dir.appendingPathComponent("t10k-images-idx3-ubyte"), dims: [test, 28, 28], body: images(test))
+        try writeIDX(dir.appendingPathComponent("t10k-labels-idx1-ubyte"), dims: [test], body: labels(test))
+    }
+}
