@@ -80,12 +80,12 @@ let package = Package(
         // Trainer, config, run folder, metrics, safetensors.
         .target(
             name: "PTrain",
-            dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor",
+            dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ptrain",
-            dependencies: ["PTrain", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
 
         .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),

@@ -6,7 +6,8 @@
 //   named here for malloc counts on Linux with Swift 6.3 (we gate "no allocation in steady state").
 // - The kernels are compiled for the build machine's CPU (`-target-cpu native`), as in the root
 //   package: without it SIMD FMAs become libm calls and every number here is ~100x lower.
-// - The root package is a path dependency; its PTKernels module is reached through the PTrain product.
+// - The root package is a path dependency; its PTKernels module is reached through the PTrain product
+//   (PTKernels is not a product of its own).
 import PackageDescription
 
 let package = Package(
@@ -20,7 +21,7 @@ let package = Package(
         .executableTarget(
             name: "KernelBenchmarks",
             dependencies: [
-                .product(name: "PTrain", package: "main"),
+                "PTrain",   // the root package's library product, found by name (the folder name may vary)
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/KernelBenchmarks",

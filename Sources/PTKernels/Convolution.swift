@@ -5,6 +5,8 @@
 /// Choosing happens once, in `init`; each call then runs the chosen implementation.
 ///
 /// Implementations (oneDNN style, first applicable wins):
+/// - `directSmall`: stride 1 with oc <= 16 (LeNet): forward computed directly from padded planes (no
+///   unfolding, which costs more than the small GEMM); backward passes as `im2colGemm`.
 /// - `pointwiseGemm`: 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand
 ///   (forward W[oc][ic] x in[ic][P]); no im2col at all.
 /// - `im2colGemm`: samples are taken in groups so the GEMM's n (pixels) is ~2048 wide; the group is
@@ -18,6 +20,9 @@
 /// call's `mb`. Threads never enter here.
 public struct ConvKernel: Sendable {
     public enum Implementation: String, CaseIterable, Sendable {
+        /// Stride 1, oc <= 16: direct forward on padded planes (DirectConvolution.swift); the backward
+        /// passes as `im2colGemm`.
+        case directSmall
         /// 1x1 stride 1 unpadded: plain GEMMs on the sample's planes.
         case pointwiseGemm
         /// Group of samples unfolded (im2col) into scratch, then one GEMM per group.
@@ -39,6 +44,7 @@ public struct ConvKernel: Sendable {
     public static func applicable(_ g: ConvGeometry) -> [Implementation] {
         var list: [Implementation] = []
         if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 { list.append(.pointwiseGemm) }
+        if g.sh == 1 && g.sw == 1 && g.oc <= 16 { list.append(.directSmall) }
         list.append(.im2colGemm)
         list.append(.reference)
         return list
@@ -57,7 +63,8 @@ public struct ConvKernel: Sendable {
     /// rather than GEMM + col2im: only for stride 1 with padding <= kernel-1, and only when its unfolded
     /// matrix (oc*kh*kw x ih*iw per sample) is no bigger than col2im's (ic*kh*kw x oh*ow): with few input
     /// channels (LeNet, the RGB layer) the transposed GEMM has a tiny m and its unfold dominates.
-    /// LeNet conv2, 2 threads busy elsewhere: transposed 5.8 GFLOP/s, col2im path see README.
+    /// Measured (machine shared with builds): LeNet conv2 backward data 6.7% -> 12% of peak, LeNet conv1
+    /// 4% -> 16%, RGB 3->32 12% -> 22%, CIFAR 32->64 34% -> 39% when switched to col2im.
     var backwardDataTransposed: Bool {
         let g = geometry
         return g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1
@@ -70,6 +77,7 @@ public struct ConvKernel: Sendable {
         let t = ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
                              sh: 1, sw: 1, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
         return ConvKernel(geometry: t, implementation: implementation == .pointwiseGemm ? .pointwiseGemm : .im2colGemm)
+        // (The transposed kernel only runs `forward`; im2colGemm keeps its scratch formula simple.)
     }
 
     /// Floats of scratch one call needs (for any mb <= geometry.mb). Provide it once per worker.
@@ -80,7 +88,7 @@ public struct ConvKernel: Sendable {
         case .reference: return 0
         case .pointwiseGemm:
             return sgemmWorkspaceCount(m: max(g.oc, g.ic), n: max(p, max(g.oc, g.ic)), k: max(p, max(g.oc, g.ic)))
-        case .im2colGemm:
+        case .im2colGemm, .directSmall:
             let n = groupSize * p
             let k = g.reduction
             let forward = forwardScratchCount
@@ -106,6 +114,8 @@ public struct ConvKernel: Sendable {
         case .im2colGemm:
             let n = groupSize * p
             return g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
+        case .directSmall:
+            return Self.directScratchCount(g)
         }
     }
 
@@ -118,6 +128,8 @@ public struct ConvKernel: Sendable {
         switch implementation {
         case .reference:
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
+        case .directSmall:
+            directForward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
                 let out = output + s * outSize
@@ -160,7 +172,7 @@ public struct ConvKernel: Sendable {
                 sgemm(transA: true, transB: false, m: g.ic, n: p, k: g.oc, a: weight, lda: g.ic,
                       b: outputGrad + s * outSize, ldb: p, beta: 0, c: inputGrad + s * inSize, ldc: p, workspace: scratch)
             }
-        case .im2colGemm where backwardDataTransposed:
+        case .im2colGemm where backwardDataTransposed, .directSmall where backwardDataTransposed:
             // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], then an ordinary forward.
             let wt = align64(scratch)
             let khw = g.kh * g.kw
@@ -173,7 +185,7 @@ public struct ConvKernel: Sendable {
             }
             transposedKernel.forward(mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
                                      scratch: wt + g.weightCount)
-        case .im2colGemm:
+        case .im2colGemm, .directSmall:
             let k = g.reduction
             var s0 = 0
             while s0 < mb {
@@ -207,7 +219,7 @@ public struct ConvKernel: Sendable {
                            c: weightGrad, ldc: g.ic)
             }
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .im2colGemm:
+        case .im2colGemm, .directSmall:
             let k = g.reduction
             var s0 = 0
             while s0 < mb {

@@ -6,11 +6,17 @@
 
 /// Tile and cache-block sizes for one instruction set (BLIS's MR, NR, MC, KC, NC).
 ///
-/// Measured single-threaded on the 2-core AMD EPYC (AVX-512) development machine, SGEMM 1024^3,
-/// medians of 7 (FMA peak in the same run ~170 GFLOP/s); see `_gemmKernelChoice`:
-///   14x32: see the comment at `avx512`.
+/// Chosen on the 2-core AMD EPYC (Zen 4, family 25 model 17: AVX-512 at one 512-bit FMA per cycle,
+/// 32 KiB L1d, 1 MiB L2) with SGEMM 1024^3 single-threaded, best of 15 runs each while other builds
+/// shared the machine (so only ratios are meaningful; FMA peak measured at the same time):
+///   14x32 KC256 105%*, KC128 92%*, KC384 117%*; 8x48 KC256 107%*, KC128 91%*; 6x64 KC256 112%*;
+///   (* of a peak measured under load at 53 GFLOP/s; the quiet peak is ~117). KC 128 lost
+///   everywhere, 384 won; the tiles were within noise of each other, so m picks the tile (`forShape`).
+/// With half-rate 512-bit FMAs each k step of a 14x32 tile takes 28 cycles for 16 loads, so the B
+/// micro-panel streaming from L2 (KC 384 x 32 x 4 B = 48 KiB > L1) costs nothing; MC keeps the packed A
+/// block (MC x KC) within ~1/4 of L2, NC keeps the packed B block within L3.
 /// KC is the same for every instruction set on purpose: the per-element summation order depends only
-/// on KC (the k-blocking), so AVX2 and AVX-512 machines compute bit-identical GEMMs.
+/// on KC (the k-blocking), so every tile and AVX2/AVX-512 machines compute bit-identical GEMMs.
 @usableFromInline
 struct GemmBlocking: Sendable {
     typealias Microkernel = @Sendable (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Bool) -> Void
@@ -29,7 +35,6 @@ struct GemmBlocking: Sendable {
     static let kc = 384
 
     /// AVX-512: 14x32 (28 zmm accumulators, 2 B loads + 14 broadcasts per k step).
-    /// 1024^3 on the dev machine (GFLOP/s, medians): 14x32 KC256 MC112 NC2048: see `BLOCKING-NOTES` below.
     static let avx512 = GemmBlocking(mr: 14, nr: 32, mc: 112, kc: kc, nc: 4096, name: "avx512-14x32", kernel: _micro14x32)
     /// AVX2 (16 ymm registers): 6x16 with 12 accumulators of SIMD8, the classic Haswell tile.
     static let avx2 = GemmBlocking(mr: 6, nr: 16, mc: 120, kc: kc, nc: 4096, name: "avx2-6x16", kernel: _micro6x16)

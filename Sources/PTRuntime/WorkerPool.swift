@@ -152,14 +152,32 @@ public struct WaitPolicy: Sendable, Equatable {
     /// No spinning at all: every wait sleeps on the futex.
     public static let sleep = WaitPolicy(barrier: Spin(pauses: 0), idle: Spin(pauses: 0), caller: Spin(pauses: 0))
 
-    /// MEASURED-TABLE
+    /// Chosen by `cpus`, the CPUs the process may use (the caller is one more thread).
+    ///
+    /// Measured on the 2-core AVX-512 dev VM (other builds running alongside, so noisy), µs per
+    /// `run`, median of 7 x 1,000 runs, three sessions (`PTRUNTIME_BENCH=1 swift test -c release
+    /// --filter WorkerPoolBenchmarks`; `=sweep` compares policies):
+    ///
+    ///     workers           empty job     1 barrier   10 barriers
+    ///     1                 0.23-0.24     0.23-0.24   0.21-0.23
+    ///     2 (= CPUs)        8-12          37-58       20-24
+    ///     3 (oversub.)      25-31         23          60-65
+    ///     4 (oversub.)      12-20         57-64       74-88
+    ///
+    /// With 2 workers on 2 CPUs every run pays a futex wake of the caller (it cannot spin without
+    /// taking a worker's CPU), hence ~10-50 µs instead of ~1 µs; per step of a few ms that is
+    /// about 1%. Alternatives measured (same units, 2 / 3 / 4 workers, 10 barriers): pure sleep
+    /// (no spinning) 270-380; pause-spinning everywhere incl. the caller 430-520 at 2 workers and
+    /// 1,500-4,000 oversubscribed (spinners hold the CPU a descheduled worker needs: DESIGN.md's
+    /// ~8 ms pure-spin case); the `sched_yield` spins below cut oversubscribed 10-barrier runs
+    /// from ~220-340 µs (sleep at once) to 60-90 µs.
     public static func `default`(workers: Int, cpus: Int) -> WaitPolicy {
         if workers < cpus {  // room for the caller too: everyone spins
             let spin = Spin(pauses: 4_000, yields: 20)
             return WaitPolicy(barrier: spin, idle: spin, caller: spin)
         }
         if workers == cpus {  // the caller sleeps; idle workers yield so it gets a CPU back fast
-            return WaitPolicy(barrier: Spin(pauses: 4_000, yields: 20), idle: Spin(pauses: 0, yields: 20),
+            return WaitPolicy(barrier: Spin(pauses: 4_000, yields: 20), idle: Spin(pauses: 0, yields: 100),
                               caller: Spin(pauses: 0))
         }
         // Oversubscribed: never pause-spin (a spinning worker holds the CPU that a descheduled

@@ -35,6 +35,8 @@ final class StepJob: ParallelJob {
     var lr: Float = 0
 
     private let buffers: [AlignedBuffer]
+    /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
+    let nonFinite: UnsafeMutablePointer<Int32>
 
     init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: SGD, dataset: Dataset,
          indices: UnsafePointer<Int32>) {
@@ -58,11 +60,29 @@ final class StepJob: ParallelJob {
         shardCorrect = .allocate(capacity: shards)
         shardCorrect.initialize(repeating: 0, count: shards)
         timing = StepTiming(workers: workers)
+        nonFinite = .allocate(capacity: workers * 16)
+        nonFinite.initialize(repeating: 0, count: workers * 16)
+        self.workers = workers
+    }
+
+    let workers: Int
+
+    /// After a training step: the name of the first layer whose reduced gradient holds a NaN or
+    /// infinity, or nil when all are finite.
+    func firstNonFiniteLayer() -> String? {
+        guard (0..<workers).contains(where: { nonFinite[$0 * 16] != 0 }) else { return nil }
+        for layer in model.layers {
+            for t in layer.parameters {
+                for i in t.offset..<(t.offset + t.count) where !gradients[i].isFinite { return "the gradient of \(t.name) (layer \(layer.name))" }
+            }
+        }
+        return "the gradients"
     }
 
     deinit {
         shardLoss.deallocate()
         shardCorrect.deallocate()
+        nonFinite.deallocate()
     }
 
     var velocityBuffer: AlignedBuffer { buffers[2] }
@@ -88,8 +108,16 @@ final class StepJob: ParallelJob {
         let chunk = alignedCount((parameterCount + workers - 1) / workers)
         let lo = min(parameterCount, worker * chunk)
         let hi = min(parameterCount, lo + chunk)
+        nonFinite[worker * 16] = 0
         if lo < hi {
             reduceShards(lo..<hi)
+            // inf * 0 and NaN * 0 are NaN: one vectorisable pass tells whether the slice is finite.
+            var probe: Float = 0
+            for i in lo..<hi { probe += gradients[i] * 0 }
+            if !probe.isFinite {
+                nonFinite[worker * 16] = 1
+                return   // leave this slice's weights untouched; the trainer stops
+            }
             let t3 = monotonicNanoseconds()
             timing.record(worker: worker, phase: .reduce, nanoseconds: t3 - t2)
             optimizer.step(lr: lr, weights: parameters, gradients: gradients, velocity: velocity, range: lo..<hi)

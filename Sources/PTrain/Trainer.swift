@@ -23,7 +23,7 @@ public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dat
 }
 
 /// What one epoch produced. Losses are means per sample; accuracies are fractions.
-public struct EpochRecord: Sendable, Equatable {
+public struct EpochRecord: Sendable, Equatable, Codable {
     public var epoch: Int
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -39,6 +39,24 @@ public struct EpochRecord: Sendable, Equatable {
             + "\"test_accuracy\":\(jsonNumber(testAccuracy)),\"images_per_sec\":\(jsonNumber((imagesPerSecond * 10).rounded() / 10)),"
             + "\"seconds\":\(jsonNumber((seconds * 1000).rounded() / 1000))}"
     }
+}
+
+/// The position of a run: epoch and step, the running sums of the current epoch, and the records of
+/// finished epochs. With the weights and the optimizer state it is the whole training state: the
+/// data order is a pure function of (seed, epoch), so no generator state needs saving.
+public struct TrainingProgress: Sendable, Equatable, Codable {
+    /// 0-based epoch being trained (== epochs when finished).
+    public var epoch = 0
+    /// Steps of `epoch` already taken: the data position.
+    public var stepInEpoch = 0
+    public var globalStep = 0
+    /// Summed loss and number correct over the steps of `epoch` so far.
+    public var epochLoss = 0.0
+    public var epochCorrect = 0
+    /// Time spent in training steps of `epoch` so far (timing only).
+    public var trainingNanoseconds: UInt64 = 0
+    public var records: [EpochRecord] = []
+    public init() {}
 }
 
 /// Training stopped because the loss stopped being a finite number.
@@ -58,8 +76,11 @@ public final class Trainer {
     let job: StepJob
     let order: UnsafeMutablePointer<Int32>
     let evalOrder: UnsafeMutablePointer<Int32>
-    public private(set) var globalStep = 0
     public let schedule: LRSchedule
+    /// Where training stands: everything besides weights and optimizer state that a checkpoint needs.
+    public private(set) var progress = TrainingProgress()
+    var preparedEpoch = -1
+    var epochStart: Date?
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
     /// `ConfigError` with one line naming the layer or key.
@@ -101,32 +122,68 @@ public final class Trainer {
 
     public var stepsPerEpoch: Int { (train.count + config.batchSize - 1) / config.batchSize }
 
-    /// Trains one epoch (0-based `epoch`); returns mean loss and accuracy over its samples.
-    /// `afterStep` is called after every step with (step in epoch, mean loss of that step).
-    public func trainEpoch(_ epoch: Int, afterStep: ((Int, Double) -> Void)? = nil) throws -> (loss: Double, accuracy: Double) {
+    /// Fills the sample order of `epoch` (a pure function of seed and epoch).
+    func prepareEpoch(_ epoch: Int) {
         let permutation = epochPermutation(count: train.count, seed: config.seed, epoch: epoch)
         permutation.withUnsafeBufferPointer { order.update(from: $0.baseAddress!, count: train.count) }
+        preparedEpoch = epoch
+    }
+
+    /// Runs one training step (the next one in `progress`) and advances `progress`; at the end of
+    /// an epoch evaluates the test set and returns the epoch's record.
+    public func step() throws -> EpochRecord? {
+        let epoch = progress.epoch
+        if preparedEpoch != epoch { prepareEpoch(epoch) }
+        if progress.stepInEpoch == 0 { epochStart = Date() }
+        let start = progress.stepInEpoch * config.batchSize
         job.mode = .train
         job.dataset = train
-        var lossSum = 0.0
-        var correct = 0
-        for step in 0..<stepsPerEpoch {
-            let start = step * config.batchSize
-            job.indices = UnsafePointer(order + start)
-            job.batch = min(config.batchSize, train.count - start)
-            job.lr = schedule.lr(at: globalStep)
-            pool.run(job)
-            let totals = job.totals()
-            guard totals.loss.isFinite else {
-                throw TrainingError(message: "training stopped: the loss became \(totals.loss) at epoch \(epoch + 1), step \(step + 1) (global step \(globalStep + 1)); try a smaller learning rate")
-            }
-            lossSum += totals.loss
-            correct += totals.correct
-            globalStep += 1
-            afterStep?(step, totals.loss / Double(job.batch))
+        job.indices = UnsafePointer(order + start)
+        job.batch = min(config.batchSize, train.count - start)
+        job.lr = schedule.lr(at: progress.globalStep)
+        let t0 = monotonicNanoseconds()
+        pool.run(job)
+        progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
+        let totals = job.totals()
+        if let layer = job.firstNonFiniteLayer() ?? (totals.loss.isFinite ? nil : "the loss") {
+            throw TrainingError(message: "training stopped: a non-finite value (NaN or infinity) appeared in \(layer) at epoch \(epoch + 1), step \(progress.stepInEpoch + 1) (global step \(progress.globalStep + 1)); the loss was \(totals.loss); try a smaller learning rate")
         }
-        return (lossSum / Double(train.count), Double(correct) / Double(train.count))
+        progress.epochLoss += totals.loss
+        progress.epochCorrect += totals.correct
+        progress.globalStep += 1
+        progress.stepInEpoch += 1
+        guard progress.stepInEpoch == stepsPerEpoch else { return nil }
+        let evaluated = evaluate(test)
+        let trainSeconds = Double(progress.trainingNanoseconds) / 1e9
+        let record = EpochRecord(epoch: epoch + 1, trainLoss: progress.epochLoss / Double(train.count),
+                                 trainAccuracy: Double(progress.epochCorrect) / Double(train.count),
+                                 testLoss: evaluated.loss, testAccuracy: evaluated.accuracy,
+                                 imagesPerSecond: Double(train.count) / max(trainSeconds, 1e-9),
+                                 seconds: Date().timeIntervalSince(epochStart ?? Date()))
+        progress.records.append(record)
+        progress.epoch += 1
+        progress.stepInEpoch = 0
+        progress.epochLoss = 0
+        progress.epochCorrect = 0
+        progress.trainingNanoseconds = 0
+        return record
     }
+
+    /// Whether every epoch has been trained.
+    public var isFinished: Bool { progress.epoch >= config.epochs }
+
+    /// Restores a saved position (from a checkpoint); weights and optimizer state are loaded separately.
+    public func restore(_ saved: TrainingProgress) throws {
+        guard saved.epoch <= config.epochs, saved.stepInEpoch < stepsPerEpoch,
+              saved.globalStep == saved.epoch * stepsPerEpoch + saved.stepInEpoch else {
+            throw ConfigError("checkpoint position (epoch \(saved.epoch + 1), step \(saved.stepInEpoch), global step \(saved.globalStep)) does not fit this run (\(config.epochs) epochs of \(stepsPerEpoch) steps)")
+        }
+        progress = saved
+        preparedEpoch = -1
+    }
+
+    /// The optimizer's momentum buffer (flat, like the parameters).
+    public var velocity: AlignedBuffer { job.velocityBuffer }
 
     /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers).
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double) {
@@ -148,21 +205,14 @@ public final class Trainer {
         return (lossSum / Double(max(1, data.count)), Double(correct) / Double(max(1, data.count)))
     }
 
-    /// Trains all epochs, calling `report` after each with its record.
-    public func run(report: (EpochRecord) throws -> Void, afterStep: ((Int, Int, Double) -> Void)? = nil) throws -> [EpochRecord] {
-        var records: [EpochRecord] = []
-        for epoch in 0..<config.epochs {
-            let t0 = Date()
-            let trained = try trainEpoch(epoch) { step, loss in afterStep?(epoch, step, loss) }
-            let trainSeconds = Date().timeIntervalSince(t0)
-            let evaluated = evaluate(test)
-            let seconds = Date().timeIntervalSince(t0)
-            let record = EpochRecord(epoch: epoch + 1, trainLoss: trained.loss, trainAccuracy: trained.accuracy,
-                                     testLoss: evaluated.loss, testAccuracy: evaluated.accuracy,
-                                     imagesPerSecond: Double(train.count) / max(trainSeconds, 1e-9), seconds: seconds)
-            records.append(record)
-            try report(record)
+    /// Trains until every epoch is done or `afterStep` returns false; `report` gets each epoch's
+    /// record as it is completed. Returns the records of all epochs so far.
+    @discardableResult
+    public func run(report: (EpochRecord) throws -> Void, afterStep: (Trainer) throws -> Bool = { _ in true }) throws -> [EpochRecord] {
+        while !isFinished {
+            if let record = try step() { try report(record) }
+            if !(try afterStep(self)) { break }
         }
-        return records
+        return progress.records
     }
 }

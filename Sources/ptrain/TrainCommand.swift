@@ -1,6 +1,7 @@
 // `ptrain train`: train a model from a config, with flags overriding the file.
 import ArgumentParser
 import Foundation
+import CPTSupport
 import PTData
 import PTRuntime
 import PTrain
@@ -33,6 +34,14 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Metrics file, one JSON object per line (default: the run folder's metrics.jsonl).", valueName: "file"))
     var metrics: String?
     @Flag(name: .shortAndLong, help: "Print only errors and the final summary line.") var quiet = false
+    @Option(name: .customLong("checkpoint-dir"), help: ArgumentHelp("Checkpoint folder (default: the run folder's checkpoints/).", valueName: "dir"))
+    var checkpointDir: String?
+    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Write a checkpoint every N steps, or at the end of every epoch ('epoch').", valueName: "N|epoch"))
+    var checkpointEvery: String?
+    @Option(name: .customLong("keep-checkpoints"), help: "Keep the newest K checkpoints (0 keeps all).")
+    var keepCheckpoints: Int = 3
+    @Option(help: ArgumentHelp("Continue exactly where a checkpoint stood: a checkpoint folder, a folder of checkpoints, or a run folder (the newest checkpoint is taken). The checkpoint's config is used; --data, --threads, --output and the checkpoint options may be given.", valueName: "dir"))
+    var resume: String?
 
     func validate() throws {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
@@ -40,6 +49,16 @@ struct Train: ParsableCommand {
         if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a finite number > 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+        if keepCheckpoints < 0 { throw ValidationError("--keep-checkpoints must be 0 or more") }
+        if let every = checkpointEvery, every != "epoch", (Int(every) ?? 0) < 1 {
+            throw ValidationError("--checkpoint-every takes a number of steps (1 or more) or 'epoch', got '\(every)'")
+        }
+        if resume != nil {
+            if configOptions.config != nil { throw ValidationError("--resume uses the checkpoint's config; drop --config") }
+            if epochs != nil || batchSize != nil || lr != nil || seed != nil || shards != nil {
+                throw ValidationError("--resume continues the checkpoint's run exactly; --epochs, --batch-size, --lr, --seed and --shards cannot change it")
+            }
+        }
     }
 
     func resolvedConfig() throws -> TrainConfig {
@@ -54,33 +73,74 @@ struct Train: ParsableCommand {
         return config
     }
 
+    /// Whether a checkpoint is due after the step that brought the trainer to `progress`.
+    func checkpointDue(_ progress: TrainingProgress) -> Bool {
+        guard let every = checkpointEvery else { return false }
+        if every == "epoch" { return progress.stepInEpoch == 0 }
+        return progress.globalStep % (Int(every) ?? 1) == 0
+    }
+
     func run() throws {
+        pt_install_stop_handlers()
         reportingErrors {
-            let config = try resolvedConfig()
+            var config: TrainConfig
+            var restoreFrom: (folder: String, manifest: CheckpointManifest)?
+            var outputPath = output
+            if let resume {
+                let folder = try Checkpoint.resolve(resume)
+                let manifest = try Checkpoint.readManifest(folder)
+                config = try Checkpoint.config(of: manifest, folder: folder)
+                if let data { config.data.path = data }
+                restoreFrom = (folder, manifest)
+                // By default the run continues in its own folder (the parent of checkpoints/).
+                let parent = (folder as NSString).deletingLastPathComponent
+                if outputPath == nil, (parent as NSString).lastPathComponent == "checkpoints" {
+                    outputPath = (parent as NSString).deletingLastPathComponent
+                }
+            } else {
+                config = try resolvedConfig()
+            }
             let (trainSet, testSet) = try loadData(config)
             let pool = try makePool(threads: threads, quiet: quiet)
             let trainer = try Trainer(config: config, train: trainSet, test: testSet, pool: pool)
-            let folder = try RunFolder(path: output, name: config.name)
+            if let restoreFrom { try Checkpoint.restore(trainer, from: restoreFrom.folder, manifest: restoreFrom.manifest) }
+            let folder = try RunFolder(path: outputPath, name: config.name)
+            let checkpoints = checkpointDir ?? folder.path + "/checkpoints"
             try folder.writeConfig(config)
             let writer = try MetricsWriter(path: metrics ?? folder.metricsPath)
             let placement = pool.placement.map { "{\"worker\":\($0.worker),\"os_cpu\":\($0.osCPU)}" }.joined(separator: ",")
-            try writer.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"placement\":[\(placement)]}")
+            try writer.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"placement\":[\(placement)]}")
+            for record in trainer.progress.records { try writer.write(record.json(event: "epoch")) }
             if !quiet {
-                print("ptrain: \(config.name): \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(pool.workerCount) thread(s), \(config.shards) shards")
+                let from = restoreFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0.folder)," } ?? ""
+                print("ptrain: \(config.name):\(from) \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(pool.workerCount) thread(s), \(config.shards) shards")
             }
             let start = Date()
-            let records = try trainer.run { record in
+            var stopSignal: Int32 = 0
+            let records = try trainer.run(report: { record in
                 try writer.write(record.json(event: "epoch"))
                 if !quiet {
                     print(String(format: "epoch %d/%d  train_loss %.4f  test_loss %.4f  test_accuracy %.2f%%  %.0f images/s  %.1f s",
                                  record.epoch, config.epochs, record.trainLoss, record.testLoss, record.testAccuracy * 100,
                                  record.imagesPerSecond, record.seconds))
                 }
-            }
+            }, afterStep: { trainer in
+                let signal = pt_stop_requested()
+                if checkpointDue(trainer.progress) || signal != 0 {
+                    let path = try Checkpoint.save(trainer, to: checkpoints, keep: keepCheckpoints)
+                    if signal != 0 {
+                        stopSignal = signal
+                        FileHandle.standardError.write(Data("ptrain: stopped by signal \(signal) after global step \(trainer.progress.globalStep); checkpoint \(path); continue with --resume \(path)\n".utf8))
+                        return false
+                    }
+                }
+                return true
+            })
+            if stopSignal != 0 { throw ExitCode(3) }
             try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, config: config)
             var done = records.last!
             done.seconds = Date().timeIntervalSince(start)
-            done.imagesPerSecond = Double(trainSet.count * config.epochs) / max(1e-9, records.reduce(0) { $0 + $1.seconds })
+            done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })
             try writer.write(done.json(event: "done"))
             let best = records.max { $0.testAccuracy < $1.testAccuracy }!
             print(String(format: "ptrain: done: test_accuracy %.2f%% (best %.2f%% at epoch %d), %.1f s; run folder %@",
@@ -89,10 +149,9 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Creates the worker pool for `threads` workers (default: the allowed cores).
+/// Creates the worker pool for `threads` workers (default: the allowed cores); warnings to stderr.
 func makePool(threads: Int?, quiet: Bool) throws -> WorkerPool {
-    let count = threads ?? 1
-    return WorkerPool(workers: count)
+    try makeWorkerPool(threads: threads, warn: { warn($0) })
 }
 
 func jsonQuote(_ s: String) -> String {

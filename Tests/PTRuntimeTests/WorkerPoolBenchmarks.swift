@@ -30,8 +30,9 @@ final class WorkerPoolBenchmarks: XCTestCase {
     }
 
     func testBarrierCost() throws {
-        guard ProcessInfo.processInfo.environment["PTRUNTIME_BENCH"] == "1" else {
-            throw XCTSkip("set PTRUNTIME_BENCH=1 to measure")
+        let mode = ProcessInfo.processInfo.environment["PTRUNTIME_BENCH"]
+        guard mode == "1" || mode == "sweep" else {
+            throw XCTSkip("set PTRUNTIME_BENCH=1 (defaults) or =sweep (policy sweep) to measure")
         }
         let start = ContinuousClock.now
         for _ in 0..<1_000_000 { pt_cpu_relax() }
@@ -52,11 +53,13 @@ final class WorkerPoolBenchmarks: XCTestCase {
             ("b100y i100y c0", policy((0, 100), (0, 100), (0, 0))),
             ("b20y i20y c20y", policy((0, 20), (0, 20), (0, 20))),
         ]
-        print("allowed CPUs \(cpus); µs per run, median of 3 x 1000 steps: empty / 1 barrier / 10 barriers")
+        let repeats = mode == "sweep" ? 3 : 7
+        let runs = mode == "sweep" ? policies : [("default", nil)]
+        print("allowed CPUs \(cpus); µs per run, median of \(repeats) x 1000 steps: empty / 1 barrier / 10 barriers")
         for workers in 1...4 {
-            for (name, policy) in policies {
+            for (name, policy) in runs {
                 let pool = WorkerPool(workers: workers, waitPolicy: policy)
-                let row = [0, 1, 10].map { measure(pool, BarrierJob(barriers: $0), steps: 1000, repeats: 3) }
+                let row = [0, 1, 10].map { measure(pool, BarrierJob(barriers: $0), steps: 1000, repeats: repeats) }
                 print(String(format: "workers %d %-30@ %8.2f %8.2f %8.2f", workers, name as NSString, row[0], row[1], row[2]))
             }
         }

@@ -19,5 +19,6 @@ const char *pt_target_cpu(void);
 
 // Atomics, futex and affinity helpers for the worker pool (PTRuntime).
 #include "CPTThreads.h"
+#include "CPTSignals.h"
 
 #endif

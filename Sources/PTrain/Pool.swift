@@ -1,0 +1,24 @@
+// Creating the worker pool for a run: thread count from the flag, Slurm or the allowed cores,
+// placement from the hwloc topology, warnings passed to the caller.
+import Foundation
+import PTRuntime
+
+/// The pool for `threads` workers (nil: `PlacementPlan.defaultThreadCount`, i.e. the allowed
+/// physical cores or SLURM_CPUS_PER_TASK when smaller), spread over packages and NUMA nodes.
+/// Each warning (more threads than cores, CPUs that could not be bound) goes to `warn`.
+public func makeWorkerPool(threads: Int?, policy: PlacementPolicy = .spread, warn: (String) -> Void) throws -> WorkerPool {
+    let topology: Topology
+    do {
+        topology = try Topology()
+    } catch {
+        warn("hwloc could not read this machine's topology (\(error)); workers are not pinned")
+        return WorkerPool(workers: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount),
+                          cpus: Array(repeating: -1, count: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)))
+    }
+    let count = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: ProcessInfo.processInfo.environment)
+    let plan = PlacementPlan(workers: count, topology: topology, policy: policy)
+    plan.warnings.forEach(warn)
+    let pool = WorkerPool(plan: plan)
+    pool.warnings.forEach(warn)
+    return pool
+}

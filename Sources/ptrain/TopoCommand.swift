@@ -1,0 +1,87 @@
+// `ptrain topo`: what hwloc sees and where the workers will sit.
+import ArgumentParser
+import PTRuntime
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Topo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topo",
+        abstract: "Show the CPU topology (hwloc) and where each worker thread will be pinned.",
+        discussion: """
+            Lists packages, NUMA nodes, cores and hardware threads (PUs) that this process may \
+            use (cgroup cpuset, taskset, srun and mpirun bindings are honoured), then one row \
+            per worker: worker -> core -> OS CPU -> NUMA node -> package. Workers go one per \
+            physical core first (spread over packages and NUMA nodes, or package 0 first with \
+            --policy compact), hardware threads next, and wrap around when there are more \
+            workers than CPUs (oversubscribed, with a warning).
+
+            Examples:
+              ptrain topo
+              ptrain topo --threads 32 --synthetic "pack:2 numa:2 core:16 pu:2" --format json
+            """)
+
+    @Option(help: "Number of workers (default: the allowed physical cores, or SLURM_CPUS_PER_TASK when smaller).")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("An hwloc synthetic topology to plan for instead of this machine.",
+                               valueName: "description"))
+    var synthetic: String?
+
+    @Option(help: "Placement policy: spread or compact.")
+    var policy: PlacementPolicy = .spread
+
+    @Option(help: "Output format: text or json.")
+    var format: Format = .text
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if let synthetic, synthetic.trimmingBlanks.isEmpty {
+            throw ValidationError("--synthetic needs a description such as \"pack:2 numa:2 core:16 pu:2\"")
+        }
+    }
+
+    func run() throws {
+        let topology: Topology
+        do {
+            topology = try synthetic.map { try Topology(synthetic: $0) } ?? Topology()
+        } catch let error as TopologyError {
+            throw ValidationError(error.description)
+        }
+        let workers = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: environment())
+        let plan = PlacementPlan(workers: workers, topology: topology, policy: policy)
+        switch format {
+        case .text: print(topologyReport(topology: topology, plan: plan))
+        case .json: print(topologyReportJSON(plan: plan))
+        }
+    }
+
+    /// The process environment without Foundation.
+    private func environment() -> [String: String] {
+        var result: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let pair = String(cString: pointer)
+            if let equals = pair.firstIndex(of: "=") {
+                result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            entry += 1
+        }
+        return result
+    }
+}
+
+extension PlacementPolicy: ExpressibleByArgument {}
+
+private extension String {
+    var trimmingBlanks: Substring {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return s
+    }
+}
