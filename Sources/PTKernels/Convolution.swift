@@ -305,6 +305,9 @@ public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMu
 @usableFromInline
 func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
     let (oh, ow) = (g.oh, g.ow)
+    // "Same" width at stride 1 (ow == iw): source and destination rows line up, so the whole valid
+    // band of a tap is one long shifted copy; only the <= pw wrapped columns per row are then zeroed.
+    let bandCopy = g.sw == 1 && g.sh == 1 && ow == g.iw
     var row = 0
     for c in 0..<g.ic {
         let plane = input + c * g.ih * g.iw
@@ -312,6 +315,25 @@ func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutableP
             for j in 0..<g.kw {
                 let dst = col + row * ld
                 let (lo, hi) = validColumns(g, j, ow)
+                if bandCopy {
+                    let y0 = min(oh, max(0, g.ph - i)), y1 = max(y0, min(oh, g.ih + g.ph - i))
+                    if y0 > 0 { dst.update(repeating: 0, count: y0 * ow) }
+                    if y1 < oh { (dst + y1 * ow).update(repeating: 0, count: (oh - y1) * ow) }
+                    if y1 > y0 && hi > lo {
+                        let first = y0 * ow + lo, last = (y1 - 1) * ow + hi
+                        let shift = (i - g.ph) * g.iw + (j - g.pw)
+                        copyFloats(dst + first, plane + first + shift, last - first)
+                        for y in y0..<y1 {
+                            let d = dst + y * ow
+                            for x in 0..<lo { d[x] = 0 }
+                            for x in hi..<ow { d[x] = 0 }
+                        }
+                    } else if y1 > y0 {
+                        (dst + y0 * ow).update(repeating: 0, count: (y1 - y0) * ow)
+                    }
+                    row += 1
+                    continue
+                }
                 for y in 0..<oh {
                     let iy = y * g.sh - g.ph + i
                     let d = dst + y * ow

@@ -257,6 +257,12 @@ func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
         d.storeBytes(of: s.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self), toByteOffset: i * 4, as: SIMD16<Float>.self)
         i += 16
     }
+    if i < count && count >= 16 {
+        // Tail: one more vector ending at count, overlapping what was copied (same values).
+        let t = (count - 16) * 4
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: t, as: SIMD16<Float>.self), toByteOffset: t, as: SIMD16<Float>.self)
+        return
+    }
     while i < count { dst[i] = src[i]; i += 1 }
 }
 

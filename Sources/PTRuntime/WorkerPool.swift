@@ -40,7 +40,8 @@ public final class WorkerPool: @unchecked Sendable {
     public private(set) var placement: [WorkerPlacement]
     /// How long each kind of wait spins before it sleeps in the kernel.
     public let waitPolicy: WaitPolicy
-    /// Notes from start-up: CPUs that could not be bound, oversubscription.
+    /// Notes from start-up: CPUs that could not be bound, topology not readable; with `cpus == nil`
+    /// also the default plan's warnings (with explicit CPUs those are `PlacementPlan.warnings`).
     public private(set) var warnings: [String] = []
 
     private let state: PoolState
@@ -69,15 +70,9 @@ public final class WorkerPool: @unchecked Sendable {
         }
         if hwloc == nil { targets = Array(repeating: -1, count: workers) }
         let allowed = max(1, Int(pt_affinity_count()))
-        let distinct = Set(targets.filter { $0 >= 0 })
-        let cpuCount = targets.contains(-1) ? allowed : distinct.count
-        let oversubscribed = workers > cpuCount
         // Spinning is decided by whether workers plus the caller fit the allowed CPUs.
         let policy = waitPolicy ?? WaitPolicy.default(workers: workers, cpus: allowed)
         self.waitPolicy = policy
-        if oversubscribed && cpus != nil {
-            notes.append("oversubscribed: \(workers) workers on \(cpuCount) CPUs")
-        }
 
         state = PoolState(workers: workers, targets: targets, hwloc: hwloc, policy: policy)
         placement = []
