@@ -68,8 +68,11 @@ struct GemmBlocking: Sendable {
     }()
 }
 
-/// Name of the GEMM microkernel this process uses (for logs and benchmarks).
+/// Name of the GEMM microkernel family this process uses (for logs and benchmarks).
 public var gemmKernelName: String { GemmBlocking.current.name }
+
+/// Name of the microkernel `sgemm` uses for an m-row product.
+public func gemmKernelName(m: Int) -> String { GemmBlocking.forShape(m: m).name }
 
 // MARK: Workspace
 

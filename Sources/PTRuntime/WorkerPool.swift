@@ -68,7 +68,10 @@ public final class WorkerPool: @unchecked Sendable {
             targets = Array(repeating: -1, count: workers)
             notes.append("hwloc could not load this machine's topology: workers are not pinned")
         }
-        if hwloc == nil { targets = Array(repeating: -1, count: workers) }
+        if hwloc == nil && targets.contains(where: { $0 >= 0 }) {
+            targets = Array(repeating: -1, count: workers)
+            notes.append("hwloc could not load this machine's topology: workers are not pinned")
+        }
         let allowed = max(1, Int(pt_affinity_count()))
         // Spinning is decided by whether workers plus the caller fit the allowed CPUs.
         let policy = waitPolicy ?? WaitPolicy.default(workers: workers, cpus: allowed)

@@ -68,7 +68,7 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
         let a = benchBuffer(n * n, seed: 10), b = benchBuffer(n * n, seed: 11), c = benchBuffer(n * n, seed: 12)
         let ws = benchBuffer(sgemmWorkspaceCount(m: n, n: n, k: n), seed: 13)
         defer { benchFree([a, b, c, ws]) }
-        record("sgemm-\(n) [\(gemmKernelName)]", "gemm", flops: 2 * Double(n * n * n)) {
+        record("sgemm-\(n) [\(gemmKernelName(m: n))]", "gemm", flops: 2 * Double(n * n * n)) {
             sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n, workspace: ws)
         }
     }

@@ -19,6 +19,6 @@ public func makeWorkerPool(threads: Int?, policy: PlacementPolicy = .spread, war
     let plan = PlacementPlan(workers: count, topology: topology, policy: policy)
     plan.warnings.forEach(warn)
     let pool = WorkerPool(plan: plan)
-    pool.warnings.forEach(warn)
+    pool.warnings.filter { !plan.warnings.contains($0) }.forEach(warn)
     return pool
 }

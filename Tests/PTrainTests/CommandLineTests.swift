@@ -95,4 +95,50 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(run.status, 64, run.stderr)
         XCTAssertTrue(run.stderr.contains("--batch-size"), run.stderr)
     }
+
+    /// `taskset -c 1 ptrain train --threads 1` pins its worker to CPU 1 (the metrics' start record
+    /// says where the worker ran); asking for more threads than allowed cores warns.
+    func testTasksetBindsTheWorkerAndOversubscriptionWarns() throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2,
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") else {
+            throw XCTSkip("needs CPU 1 and taskset")
+        }
+        let dir = TestSupport.temporaryDirectory()
+        let binary = TestSupport.productsDirectory.appendingPathComponent("ptrain").path
+        let run = try TestSupport.run("/usr/bin/taskset", ["-c", "1", binary, "train", "--epochs", "1", "--threads", "1",
+                                                           "--output", dir.path, "-q"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let start = try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        let object = try JSONSerialization.jsonObject(with: Data(start.utf8)) as! [String: Any]
+        let placement = try XCTUnwrap(object["placement"] as? [[String: Int]])
+        XCTAssertEqual(placement, [["worker": 0, "os_cpu": 1]])
+        XCTAssertFalse(run.stderr.contains("warning"), run.stderr)
+
+        let over = try TestSupport.run("/usr/bin/taskset", ["-c", "1", binary, "train", "--epochs", "1", "--threads", "2",
+                                                            "--output", dir.appendingPathComponent("over").path, "-q"])
+        XCTAssertEqual(over.status, 0, over.stderr)
+        XCTAssertTrue(over.stderr.contains("warning") && over.stderr.contains("2 workers"), over.stderr)
+    }
+
+    func testEvalAndPredictUseACheckpoint() throws {
+        let dir = TestSupport.temporaryDirectory()
+        XCTAssertEqual(try TestSupport.ptrain(["train", "--epochs", "1", "--output", dir.path, "--checkpoint-every", "epoch", "-q"]).status, 0)
+        let eval = try TestSupport.ptrain(["eval", "--checkpoint", dir.path])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains("accuracy") && eval.stdout.contains("confusion matrix"), eval.stdout)
+        // A 2-sample IDX file of 16x16 bytes.
+        let input = dir.appendingPathComponent("two.idx")
+        try TestSupport.writeIDX(input, dims: [2, 16, 16], body: (0..<512).map { UInt8($0 % 256) })
+        let predict = try TestSupport.ptrain(["predict", "--checkpoint", dir.path, "--input", input.path, "--format", "json"])
+        XCTAssertEqual(predict.status, 0, predict.stderr)
+        let lines = predict.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, predict.stdout)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        let probabilities = try XCTUnwrap(first["probabilities"] as? [Double])
+        XCTAssertEqual(probabilities.count, 2)
+        XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-5)
+        // Input of the wrong shape: one line.
+        try TestSupport.writeIDX(input, dims: [2, 28, 28], body: [UInt8](repeating: 0, count: 2 * 784))
+        try expectFailure(["predict", "--checkpoint", dir.path, "--input", input.path], ["1x28x28"])
+    }
 }

@@ -31,8 +31,13 @@ enum TestSupport {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw XCTSkip("ptrain binary not found next to the test bundle at \(binary.path)")
         }
+        return try run(binary.path, arguments, environment: environment)
+    }
+
+    /// Runs `executable` with `arguments` in the repository root, capturing its output.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = repositoryRoot
         if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
