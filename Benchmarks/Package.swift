@@ -14,14 +14,14 @@ let package = Package(
     name: "ptrain-benchmarks",
     platforms: [.macOS(.v13)],
     dependencies: [
-        .package(path: ".."),
+        .package(name: "ptrain", path: ".."),
         .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "KernelBenchmarks",
             dependencies: [
-                "PTrain",   // the root package's library product, found by name (the folder name may vary)
+                .product(name: "PTrain", package: "ptrain"),
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/KernelBenchmarks",

@@ -10,7 +10,9 @@
 /// - `pointwiseGemm`: 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand
 ///   (forward W[oc][ic] x in[ic][P]); no im2col at all.
 /// - `im2colGemm`: samples are taken in groups so the GEMM's n (pixels) is ~2048 wide; the group is
-///   unfolded into scratch (vectorised row copies), multiplied, and the result copied out with the bias.
+///   unfolded into scratch (vectorised band copies), multiplied, and the result copied out with the bias.
+///   Backward weights multiplies the same unfolded group with `sgemmDotNT` (pixels contiguous in both
+///   operands, so nothing is transposed).
 ///   Backward data with stride 1 and padding <= kernel-1 runs as the forward of the transposed
 ///   convolution (flipped, transposed weights, padding k-1-p) so it needs no col2im scatter.
 /// - `reference`: the plain loops.
@@ -92,7 +94,7 @@ public struct ConvKernel: Sendable {
             let n = groupSize * p
             let k = g.reduction
             let forward = forwardScratchCount
-            let weights = k * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: k, k: n) + 32
+            let weights = k * n + g.oc * n
             var data: Int
             if backwardDataTransposed {
                 data = g.weightCount + 16 + transposedKernel.forwardScratchCount
@@ -225,12 +227,11 @@ public struct ConvKernel: Sendable {
             while s0 < mb {
                 let count = min(groupSize, mb - s0)
                 let n = count * p
-                let col = scratch, dbuf = scratch + k * n, ws = dbuf + g.oc * n
+                let col = scratch, dbuf = scratch + k * n
                 for t in 0..<count {
                     im2col(g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n)
                     for o in 0..<g.oc { copyFloats(dbuf + o * n + t * p, outputGrad + (s0 + t) * outSize + o * p, p) }
                 }
-                _ = ws
                 sgemmDotNT(m: g.oc, n: k, k: n, a: dbuf, lda: n, b: col, ldb: n, c: weightGrad, ldc: k)
                 s0 += count
             }

@@ -19,6 +19,15 @@ public struct DataConfig: Sendable, Equatable {
         case xo
         /// A folder of MNIST-format IDX files (raw or gzip).
         case idx
+        /// A folder of CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin).
+        case cifar10
+        /// A folder with train_images.npy, train_labels.npy, test_images.npy, test_labels.npy.
+        case npy
+        /// The Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.wav; recordings 0-4
+        /// of every speaker and digit are the test set (upstream's split), 5-49 the training set.
+        case fsdd
+        /// A UCR/UEA time-series problem: a folder with NAME_TRAIN.ts and NAME_TEST.ts.
+        case ucr
     }
     public var source: Source = .xo
     /// Data folder (idx); `--data` overrides it.
@@ -27,6 +36,10 @@ public struct DataConfig: Sendable, Equatable {
     public var size: Int = 16
     public var trainCount: Int = 2000
     public var testCount: Int = 500
+    /// Spoken digits: samples per clip (zero-padded or centre-cropped).
+    public var length: Int = 8000
+    /// UCR: normalise each series to zero mean and unit variance.
+    public var zNormalize: Bool = false
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?
     public var std: Float?
@@ -76,7 +89,8 @@ public struct TrainConfig: Sendable, Equatable {
         if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
         if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }
         if !minLR.isFinite || minLR < 0 { try fail("schedule.min_lr", "must be a finite number >= 0, got \(minLR)") }
-        if data.size < 4 { try fail("data.size", "must be at least 4, got \(data.size)") }
+        if data.size < 8 || data.size > 64 { try fail("data.size", "must be in 8...64, got \(data.size)") }
+        if data.length < 1 { try fail("data.length", "must be at least 1, got \(data.length)") }
         if data.trainCount < 1 { try fail("data.train", "must be at least 1, got \(data.trainCount)") }
         if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
@@ -201,10 +215,10 @@ extension TrainConfig {
         if let name = try top.string("name") { c.name = name }
 
         if let d = try top.section("data") {
-            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std"])
+            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize"])
             if let s = try d.string("source") {
                 guard let src = DataConfig.Source(rawValue: s == "mnist" ? "idx" : s) else {
-                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx, mnist)")
+                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx (or mnist), cifar10, npy, fsdd, ucr)")
                 }
                 c.data.source = src
             }
@@ -214,6 +228,8 @@ extension TrainConfig {
             c.data.testCount = try d.int("test") ?? c.data.testCount
             c.data.mean = try d.float("mean") ?? c.data.mean
             c.data.std = try d.float("std") ?? c.data.std
+            c.data.length = try d.int("length") ?? c.data.length
+            c.data.zNormalize = try d.bool("z_normalize") ?? c.data.zNormalize
         }
 
         guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }

@@ -10,6 +10,8 @@ extension TrainConfig {
         if data.source == .xo {
             lines += ["  size: \(data.size)", "  train: \(data.trainCount)", "  test: \(data.testCount)"]
         }
+        if data.source == .fsdd { lines.append("  length: \(data.length)") }
+        if data.source == .ucr { lines.append("  z_normalize: \(data.zNormalize)") }
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
         lines.append("model:")

@@ -95,7 +95,7 @@ final class StepJob: ParallelJob {
         let t0 = monotonicNanoseconds()
         var s = worker
         while s < shards {
-            computeShard(s, workspace: workspaces[worker])
+            computeShard(s, worker: worker)
             s += workers
         }
         let t1 = monotonicNanoseconds()
@@ -125,7 +125,8 @@ final class StepJob: ParallelJob {
         }
     }
 
-    private func computeShard(_ s: Int, workspace ws: Workspace) {
+    private func computeShard(_ s: Int, worker: Int) {
+        let ws = workspaces[worker]
         let range = shardRange(s)
         let n = range.count
         let shardGrad = shardGradients[s]
@@ -135,13 +136,9 @@ final class StepJob: ParallelJob {
             shardCorrect[s] = 0
             return
         }
-        let sampleCount = dataset.shape.count
-        let images = dataset.images.pointer
-        for i in 0..<n {
-            let index = Int(indices[range.lowerBound + i])
-            (ws.input + i * sampleCount).update(from: images + index * sampleCount, count: sampleCount)
-            ws.labels[i] = dataset.labels[index]
-        }
+        let t0 = monotonicNanoseconds()
+        dataset.gather(indices: indices + range.lowerBound, count: n, images: ws.input, labels: ws.labels)
+        timing.record(worker: worker, phase: .data, nanoseconds: monotonicNanoseconds() - t0)
         ws.forward(batch: n, parameters: parameters)
         let train = mode == .train
         let result = ws.loss(batch: n, gradScale: 1 / Float(batch), computeGradient: train)
@@ -172,7 +169,7 @@ final class StepJob: ParallelJob {
 /// Per-worker time spent in each phase of a step, for `ptrain bench` (plain stores; each worker
 /// writes only its own row).
 final class StepTiming: @unchecked Sendable {
-    enum Phase: Int, CaseIterable { case compute, wait, reduce, optimizer }
+    enum Phase: Int, CaseIterable { case compute, wait, reduce, optimizer, data }
     let workers: Int
     let values: UnsafeMutablePointer<UInt64>
 

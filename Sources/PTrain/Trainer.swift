@@ -14,11 +14,21 @@ public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dat
         let train = XOData.make(count: config.data.trainCount, size: config.data.size, seed: config.seed)
         let test = XOData.make(count: config.data.testCount, size: config.data.size, seed: config.seed &+ 0x7E57)
         return (train, test)
-    case .idx:
+    default:
         guard let path = config.data.path else {
-            throw ConfigError("data.path: not set; pass --data DIR (a folder of MNIST-format IDX files)")
+            throw ConfigError("data.path: not set; pass --data DIR (the \(config.data.source.rawValue) data folder)")
         }
-        return try MNISTFolder.load(directory: path, classes: 10, mean: config.data.mean, std: config.data.std)
+        switch config.data.source {
+        case .xo: fatalError("unreachable")
+        case .idx: return try MNISTFolder.load(directory: path, classes: 10, mean: config.data.mean, std: config.data.std)
+        case .cifar10:
+            return try CIFAR10Folder.load(directory: path, mean: config.data.mean.map { [$0] }, std: config.data.std.map { [$0] })
+        case .npy:
+            return (try NPYPair.load(images: path + "/train_images.npy", labels: path + "/train_labels.npy"),
+                    try NPYPair.load(images: path + "/test_images.npy", labels: path + "/test_labels.npy"))
+        case .fsdd: return try SpokenDigits.load(directory: path, length: config.data.length)
+        case .ucr: return try UCRFolder.load(directory: path, zNormalize: config.data.zNormalize)
+        }
     }
 }
 
@@ -80,6 +90,7 @@ public final class Trainer {
     /// Where training stands: everything besides weights and optimizer state that a checkpoint needs.
     public private(set) var progress = TrainingProgress()
     var preparedEpoch = -1
+    var benchCursor = 0
     var epochStart: Date?
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
@@ -168,6 +179,34 @@ public final class Trainer {
         progress.trainingNanoseconds = 0
         return record
     }
+
+    /// Benchmark steps: `count` training steps over the training set in order (cycling), without
+    /// touching `progress` or evaluating. Returns the elapsed nanoseconds.
+    public func timedSteps(_ count: Int) -> UInt64 {
+        if preparedEpoch != 0 { prepareEpoch(0) }
+        job.mode = .train
+        job.dataset = train
+        let t0 = monotonicNanoseconds()
+        for _ in 0..<count {
+            let start = benchCursor * config.batchSize
+            job.indices = UnsafePointer(order + start)
+            job.batch = min(config.batchSize, train.count - start)
+            job.lr = config.learningRate
+            pool.run(job)
+            benchCursor = (benchCursor + 1) % stepsPerEpoch
+        }
+        return monotonicNanoseconds() - t0
+    }
+
+    /// Mean time per worker in each phase since the last `resetPhaseTimes`, in nanoseconds:
+    /// compute (forward and backward, data gathering included), data (gathering alone), waiting at
+    /// the barrier, reduction, optimizer.
+    public func phaseTimes() -> (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double) {
+        let t = job.timing
+        return (t.mean(.compute), t.mean(.data), t.mean(.wait), t.mean(.reduce), t.mean(.optimizer))
+    }
+
+    public func resetPhaseTimes() { job.timing.reset() }
 
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }

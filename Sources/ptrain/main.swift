@@ -16,7 +16,7 @@ struct PTrainCommand: ParsableCommand {
             Exit codes: 0 success; 1 bad input, configuration or data, or training failed;
             2 the CPU lacks instructions the binary was built for; 64 wrong command-line usage.
             """,
-        subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 

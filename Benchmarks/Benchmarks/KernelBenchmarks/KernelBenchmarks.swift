@@ -1,5 +1,5 @@
 // Kernel benchmarks: SGEMM and the LeNet / CIFAR convolutions, single thread, with thresholds.
-// Throughput is reported in units of "1M multiply-adds x2" (MFLOP) per iteration via scaledIterations.
+// Throughput is calls per second; GFLOP/s against the FMA peak comes from `ptrain bench kernels`.
 import Benchmark
 import PTKernels
 

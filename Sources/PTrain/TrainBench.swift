@@ -1,0 +1,144 @@
+// `ptrain bench train` and `ptrain bench scaling`: whole training steps on synthetic data of a
+// config's input shape; warm-up, then the median of several timed windows.
+import Foundation
+import PTData
+import PTRuntime
+import PTTensor
+
+/// One measured thread count.
+public struct TrainBenchResult: Codable, Sendable {
+    public var threads: Int
+    public var batch_size: Int
+    public var images_per_sec: Double
+    public var images_per_sec_min: Double
+    public var images_per_sec_max: Double
+    public var step_ms: Double
+    /// Filled by scaling runs: relative to the first (smallest) thread count measured.
+    public var speedup: Double = 1
+    public var efficiency: Double = 1
+    /// Mean per-worker time per step in each phase, milliseconds.
+    public var compute_ms: Double
+    public var data_ms: Double
+    public var reduce_ms: Double
+    public var optimizer_ms: Double
+    public var wait_ms: Double
+
+    public var json: String {
+        func f(_ x: Double, _ digits: Int = 3) -> String { jsonNumber((x * pow(10, Double(digits))).rounded() / pow(10, Double(digits))) }
+        return "{\"threads\":\(threads),\"batch_size\":\(batch_size),\"images_per_sec\":\(f(images_per_sec, 1)),"
+            + "\"images_per_sec_min\":\(f(images_per_sec_min, 1)),\"images_per_sec_max\":\(f(images_per_sec_max, 1)),"
+            + "\"step_ms\":\(f(step_ms)),\"speedup\":\(f(speedup)),\"efficiency\":\(f(efficiency)),\"compute_ms\":\(f(compute_ms)),"
+            + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms))}"
+    }
+}
+
+/// Random samples (standard normal pixels, uniform labels) of `shape`, from `seed`.
+public func syntheticDataset(shape: Shape, classes: Int, count: Int, seed: UInt64) -> Dataset {
+    var rng = Xoshiro256(seed: seed, stream: 0xBE7C)
+    let images = AlignedBuffer(count: count * shape.count)
+    for i in 0..<images.count { images[i] = Float(rng.nextNormal()) }
+    let labels = (0..<count).map { _ in Int32(rng.nextInt(below: classes)) }
+    return Dataset(name: "synthetic", shape: shape, classes: classes, images: images, labels: labels)
+}
+
+/// Settings of a training benchmark.
+public struct TrainBenchSettings: Sendable {
+    public var warmupSeconds: Double = 2
+    public var windows: Int = 7
+    /// Steps per timed window; nil: as many as fit in `windowSeconds`.
+    public var stepsPerWindow: Int?
+    public var windowSeconds: Double = 1
+    public init() {}
+}
+
+/// Measures training steps of `config` (its batch size and shards) on `pool`.
+public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBenchSettings) throws -> TrainBenchResult {
+    guard let input = config.input else {
+        throw ConfigError("model.input: a benchmark needs the config's input shape (channels, height, width)")
+    }
+    var config = config
+    config.epochs = 1
+    let classes = try PTModelShim.classes(config: config, input: input)
+    let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * 4, seed: config.seed)
+    let trainer = try Trainer(config: config, train: data, test: data, pool: pool)
+    // Warm-up: at least one step, then until the warm-up time has passed.
+    let warmEnd = Date().addingTimeInterval(settings.warmupSeconds)
+    repeat { _ = trainer.timedSteps(1) } while Date() < warmEnd
+    // Steps per window: fixed, or estimated from one timed step.
+    let steps = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
+    trainer.resetPhaseTimes()
+    var rates: [Double] = []
+    var total: UInt64 = 0
+    for _ in 0..<settings.windows {
+        let ns = trainer.timedSteps(steps)
+        total += ns
+        rates.append(Double(steps * config.batchSize) / (Double(ns) / 1e9))
+    }
+    let totalSteps = Double(steps * settings.windows)
+    let phases = trainer.phaseTimes()
+    let median = rates.sorted()[rates.count / 2]
+    return TrainBenchResult(threads: pool.workerCount, batch_size: config.batchSize, images_per_sec: median,
+                            images_per_sec_min: rates.min()!, images_per_sec_max: rates.max()!,
+                            step_ms: Double(config.batchSize) / median * 1000,
+                            compute_ms: (phases.compute - phases.data) / totalSteps / 1e6, data_ms: phases.data / totalSteps / 1e6,
+                            reduce_ms: phases.reduce / totalSteps / 1e6, optimizer_ms: phases.optimizer / totalSteps / 1e6,
+                            wait_ms: phases.wait / totalSteps / 1e6)
+}
+
+/// Fills speedup and efficiency relative to the first result.
+public func scalingTable(_ results: [TrainBenchResult]) -> [TrainBenchResult] {
+    guard let base = results.first else { return [] }
+    return results.map { r in
+        var r = r
+        r.speedup = r.images_per_sec / base.images_per_sec
+        r.efficiency = r.speedup / (Double(r.threads) / Double(base.threads))
+        return r
+    }
+}
+
+/// A table for people.
+public func formatTrainBench(_ results: [TrainBenchResult]) -> String {
+    var lines = ["threads  images/s   (min-max)          speedup  efficiency  step ms  compute  data    reduce  optimizer  wait"]
+    for r in results {
+        lines.append(String(format: "%7d  %9.1f  (%8.1f-%8.1f)  %7.2f  %9.1f%%  %7.3f  %7.3f  %6.3f  %6.3f  %9.3f  %6.3f",
+                            r.threads, r.images_per_sec, r.images_per_sec_min, r.images_per_sec_max, r.speedup, r.efficiency * 100,
+                            r.step_ms, r.compute_ms, r.data_ms, r.reduce_ms, r.optimizer_ms, r.wait_ms))
+    }
+    lines.append("(per-step phase times are means over workers, in ms; compute excludes data gathering)")
+    return lines.joined(separator: "\n")
+}
+
+/// CSV of a scaling run.
+public func scalingCSV(_ results: [TrainBenchResult]) -> String {
+    var lines = ["threads,batch_size,images_per_sec,speedup,efficiency,step_ms,compute_ms,data_ms,reduce_ms,optimizer_ms,wait_ms"]
+    for r in results {
+        lines.append([String(r.threads), String(r.batch_size), String(format: "%.1f", r.images_per_sec), String(format: "%.4f", r.speedup),
+                      String(format: "%.4f", r.efficiency), String(format: "%.4f", r.step_ms), String(format: "%.4f", r.compute_ms),
+                      String(format: "%.4f", r.data_ms), String(format: "%.4f", r.reduce_ms), String(format: "%.4f", r.optimizer_ms),
+                      String(format: "%.4f", r.wait_ms)].joined(separator: ","))
+    }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+/// Writes the scaling CSV and an SVG of speedup against threads (with the ideal line) into `folder`.
+public func writeScalingFiles(_ results: [TrainBenchResult], folder: String, title: String) throws -> (csv: String, svg: String) {
+    try makeDirectory(folder)
+    let csv = folder + "/scaling.csv", svg = folder + "/scaling.svg"
+    try AtomicFile.write(scalingCSV(results), to: csv)
+    let base = Double(results.first?.threads ?? 1)
+    let threads = results.map { Double($0.threads) }
+    let plot = LinePlot(title: title, xLabel: "threads", yLabel: "speedup",
+                        series: [.init(name: "ideal", points: threads.map { ($0, $0 / base) }, dashed: true),
+                                 .init(name: "measured", points: results.map { (Double($0.threads), $0.speedup) }, dashed: false)])
+    try AtomicFile.write(plot.svg(), to: svg)
+    return (csv, svg)
+}
+
+import PTModel
+
+/// Number of classes a config's model produces for `input`.
+enum PTModelShim {
+    static func classes(config: TrainConfig, input: Shape) throws -> Int {
+        try Model(input: input, layers: config.layers, maxBatch: 1).classes
+    }
+}

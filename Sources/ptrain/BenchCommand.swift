@@ -1,0 +1,138 @@
+// `ptrain bench`: kernel GFLOP/s against the FMA peak, whole training steps, and thread scaling.
+import ArgumentParser
+import Foundation
+import PTrain
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure kernels, training steps and scaling with threads.",
+        subcommands: [BenchKernels.self, BenchTrain.self, BenchScaling.self])
+}
+
+struct BenchOutput: ParsableArguments {
+    @Option(help: "text (a table) or json (one object per line).") var format: String = "text"
+    func validate() throws { guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") } }
+    var json: Bool { format == "json" }
+}
+
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Single-threaded GFLOP/s of each kernel pass, as a share of the FMA peak measured in the same run.",
+        discussion: """
+            Shapes: LeNet conv1/conv2 (mb 64), CIFAR-style 3x3 layers (mb 128), a ResNet-style 3x3
+            and a 1x1 layer at 56x56 (mb 8), and SGEMM 1024^3.
+
+            Example:
+              ptrain bench kernels --format json
+            """)
+    @OptionGroup var output: BenchOutput
+    @Flag(help: "Shorter timings (less precise).") var quick = false
+    @Option(help: "Only shapes whose name contains this text.") var filter: String?
+
+    func run() throws {
+        print(formatKernelBench(runKernelBench(quick: quick, filter: filter), json: output.json))
+    }
+}
+
+/// Options shared by `bench train` and `bench scaling`.
+struct TrainBenchOptions: ParsableArguments {
+    @OptionGroup var configOptions: ConfigOptions
+    @Option(name: .customLong("batch-size"), help: "Global batch size (default: the config's).") var batchSize: Int?
+    @Option(help: "Shards per batch (default: the config's).") var shards: Int?
+    @Option(help: "Steps per timed window (default: as many as fit in about a second).") var steps: Int?
+    @Option(help: "Timed windows; the median is reported.") var windows: Int = 7
+    @Option(help: "Warm-up seconds before timing.") var warmup: Double = 2
+
+    func validate() throws {
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if windows < 1 { throw ValidationError("--windows must be at least 1") }
+    }
+
+    func load() throws -> (TrainConfig, TrainBenchSettings) {
+        var config = try configOptions.load()
+        if let batchSize { config.batchSize = batchSize }
+        if let shards { config.shards = shards }
+        config.shards = min(config.shards, config.batchSize)
+        try config.validate(file: configOptions.config ?? "(built-in xo config)")
+        var settings = TrainBenchSettings()
+        settings.stepsPerWindow = steps
+        settings.windows = windows
+        settings.warmupSeconds = warmup
+        return (config, settings)
+    }
+}
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Measure whole training steps on synthetic data of the config's input shape.",
+        discussion: """
+            Warm-up, then the median images/s of several timed windows.
+
+            Example:
+              ptrain bench train --config configs/lenet5-mnist.yaml --batch-size 64 --threads 1 --format json
+            """)
+    @OptionGroup var options: TrainBenchOptions
+    @OptionGroup var output: BenchOutput
+    @Option(help: "Worker threads (default: the allowed cores).") var threads: Int?
+
+    func run() throws {
+        reportingErrors {
+            let (config, settings) = try options.load()
+            let pool = try makePool(threads: threads, quiet: false)
+            let result = try benchTrain(config: config, pool: pool, settings: settings)
+            print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
+        }
+    }
+}
+
+struct BenchScaling: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Run training steps at each thread count: images/s, speedup, parallel efficiency, phase times.",
+        discussion: """
+            Speedup and efficiency are relative to the first thread count given. Writes scaling.csv and
+            scaling.svg (speedup against threads, with the ideal line) into --output.
+
+            Example:
+              ptrain bench scaling --config configs/lenet5-mnist.yaml --batch-size 256 --threads 1,2,4,8,16
+            """)
+    @OptionGroup var options: TrainBenchOptions
+    @OptionGroup var output: BenchOutput
+    @Option(help: ArgumentHelp("Comma-separated thread counts.", valueName: "list")) var threads: String = "1,2"
+    @Option(name: .customLong("output"), help: ArgumentHelp("Folder for scaling.csv and scaling.svg (default runs/scaling-NAME-TIMESTAMP).", valueName: "dir"))
+    var folder: String?
+
+    func validate() throws {
+        guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--threads takes a comma-separated list of positive numbers, got '\(threads)'")
+        }
+    }
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        reportingErrors {
+            let (config, settings) = try options.load()
+            var results: [TrainBenchResult] = []
+            for count in threadCounts {
+                let pool = try makePool(threads: count, quiet: false)
+                results.append(try benchTrain(config: config, pool: pool, settings: settings))
+            }
+            results = scalingTable(results)
+            let run = try RunFolder(path: folder, name: "scaling-\(config.name)")
+            let files = try writeScalingFiles(results, folder: run.path,
+                                              title: "\(config.name), batch \(config.batchSize): speedup with threads")
+            if output.json {
+                results.forEach { print($0.json) }
+            } else {
+                print("\(config.name), batch \(config.batchSize), \(config.shards) shards")
+                print(formatTrainBench(results))
+                print("wrote \(files.csv) and \(files.svg)")
+            }
+        }
+    }
+}
