@@ -60,4 +60,20 @@ public struct RunFolder {
         try Safetensors.save(model: model, parameters: parameters, to: weightsPath,
                              metadata: ["format": "pt", "producer": "ptrain", "config": config.name])
     }
+
+    public var lossPlotPath: String { path + "/loss.svg" }
+    public var accuracyPlotPath: String { path + "/accuracy.svg" }
+
+    /// Writes loss.svg and accuracy.svg: train against test, per epoch.
+    public func writePlots(_ records: [EpochRecord], name: String) throws {
+        let epochs = records.map { Double($0.epoch) }
+        let loss = LinePlot(title: "\(name): loss per epoch", xLabel: "epoch", yLabel: "mean cross-entropy",
+                            series: [.init(name: "train", points: Array(zip(epochs, records.map(\.trainLoss)))),
+                                     .init(name: "test", points: Array(zip(epochs, records.map(\.testLoss))))])
+        let accuracy = LinePlot(title: "\(name): accuracy per epoch", xLabel: "epoch", yLabel: "accuracy (%)",
+                                series: [.init(name: "train", points: Array(zip(epochs, records.map { $0.trainAccuracy * 100 }))),
+                                         .init(name: "test", points: Array(zip(epochs, records.map { $0.testAccuracy * 100 })))])
+        try AtomicFile.write(loss.svg(), to: lossPlotPath)
+        try AtomicFile.write(accuracy.svg(), to: accuracyPlotPath)
+    }
 }

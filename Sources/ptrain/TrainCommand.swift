@@ -33,7 +33,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Run folder (default runs/NAME-TIMESTAMP).", valueName: "dir")) var output: String?
     @Option(help: ArgumentHelp("Metrics file, one JSON object per line (default: the run folder's metrics.jsonl).", valueName: "file"))
     var metrics: String?
-    @Flag(name: .shortAndLong, help: "Print only errors and the final summary line.") var quiet = false
+    @Flag(name: .shortAndLong, help: "Print only errors and the final summary.") var quiet = false
+    @Flag(name: .shortAndLong, help: "More detail: the worker placement, and progress lines every 5 s in batch jobs.") var verbose = false
     @Option(name: .customLong("checkpoint-dir"), help: ArgumentHelp("Checkpoint folder (default: the run folder's checkpoints/).", valueName: "dir"))
     var checkpointDir: String?
     @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Write a checkpoint every N steps, or at the end of every epoch ('epoch').", valueName: "N|epoch"))
@@ -115,20 +116,23 @@ struct Train: ParsableCommand {
                 let from = restoreFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0.folder)," } ?? ""
                 print("ptrain: \(config.name):\(from) \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(pool.workerCount) thread(s), \(config.shards) shards")
             }
+            if verbose {
+                print("placement: " + pool.placement.map { "worker \($0.worker) -> CPU \($0.osCPU)" }.joined(separator: ", "))
+            }
+            let reporter = ProgressReporter(level: quiet ? .quiet : (verbose ? .verbose : .normal), trainer: trainer)
             let start = Date()
             var stopSignal: Int32 = 0
             let records = try trainer.run(report: { record in
                 try writer.write(record.json(event: "epoch"))
-                if !quiet {
-                    print(String(format: "epoch %d/%d  train_loss %.4f  test_loss %.4f  test_accuracy %.2f%%  %.0f images/s  %.1f s",
-                                 record.epoch, config.epochs, record.trainLoss, record.testLoss, record.testAccuracy * 100,
-                                 record.imagesPerSecond, record.seconds))
-                }
+                reporter.epoch(record)
+                try folder.writePlots(trainer.progress.records, name: config.name)
             }, afterStep: { trainer in
+                reporter.step(trainer.progress)
                 let signal = pt_stop_requested()
                 if checkpointDue(trainer.progress) || signal != 0 {
                     let path = try Checkpoint.save(trainer, to: checkpoints, keep: keepCheckpoints)
                     if signal != 0 {
+                        reporter.finishLine()
                         stopSignal = signal
                         FileHandle.standardError.write(Data("ptrain: stopped by signal \(signal) after global step \(trainer.progress.globalStep); checkpoint \(path); continue with --resume \(path)\n".utf8))
                         return false
@@ -143,8 +147,8 @@ struct Train: ParsableCommand {
             done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })
             try writer.write(done.json(event: "done"))
             let best = records.max { $0.testAccuracy < $1.testAccuracy }!
-            print(String(format: "ptrain: done: test_accuracy %.2f%% (best %.2f%% at epoch %d), %.1f s; run folder %@",
-                         done.testAccuracy * 100, best.testAccuracy * 100, best.epoch, done.seconds, folder.path))
+            print(String(format: "ptrain: done: test_accuracy %.2f%%, best %.2f%% at epoch %d; %.1f s in all, %.0f images/s in training; run folder %@",
+                         done.testAccuracy * 100, best.testAccuracy * 100, best.epoch, done.seconds, done.imagesPerSecond, folder.path))
         }
     }
 }
