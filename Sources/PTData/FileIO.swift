@@ -81,7 +81,9 @@ enum FileIO {
         if input.count >= 18 {
             let n = input.count
             let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
-            capacity = max(capacity, isize + 1)
+            // ISIZE comes from the file: trust it only as far as deflate can expand (at most ~1032:1),
+            // so that a corrupted trailer cannot ask for gigabytes up front.
+            capacity = max(capacity, min(isize + 1, input.count * 1032 + (1 << 16)))
         }
         var out = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         defer { out.deallocate() }

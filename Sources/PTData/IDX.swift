@@ -80,6 +80,10 @@ public enum MNISTFolder {
         let table = pixelTable(mean: mean ?? 0, std: std ?? 1)
         let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, table: table, name: "mnist-train")
         let test = try loadPair(images: testImages, labels: testLabels, classes: classes, table: table, name: "mnist-test")
+        guard train.shape == test.shape else {
+            throw DataError("\(testImages) has images of \(test.shape.height) x \(test.shape.width) but \(trainImages) has "
+                + "\(train.shape.height) x \(train.shape.width)")
+        }
         return (train, test)
     }
 

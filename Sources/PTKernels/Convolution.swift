@@ -41,6 +41,9 @@ public struct ConvKernel: Sendable {
     /// GEMM width aimed for when grouping samples: wide enough to amortise packing A, small enough that
     /// the unfolded group (reduction x columns floats) stays near the L2/L3 boundary.
     static let targetColumns = 2048
+    /// From this many output pixels per sample, `im2colGemm` forward runs one GEMM per sample straight
+    /// into the output instead of grouping samples (n = oh*ow is then wide enough on its own).
+    static let directOutputPixels = 256
 
     /// Implementations in order of preference; the first applicable one is used.
     public static func applicable(_ g: ConvGeometry) -> [Implementation] {
@@ -59,7 +62,24 @@ public struct ConvKernel: Sendable {
         self.implementation = impl
         let p = max(1, geometry.oh * geometry.ow)
         self.groupSize = max(1, min(max(geometry.mb, 1), Self.targetColumns / p))
+        let t = ConvGeometry(mb: geometry.mb, ic: geometry.oc, oc: geometry.ic, ih: geometry.oh, iw: geometry.ow,
+                             kh: geometry.kh, kw: geometry.kw, sh: 1, sw: 1,
+                             ph: max(0, geometry.kh - 1 - geometry.ph), pw: max(0, geometry.kw - 1 - geometry.pw))
+        self.transposedImplementation = impl == .pointwiseGemm ? .pointwiseGemm
+            : Self.applicable(t).contains(.directSmall) ? .directSmall : .im2colGemm
     }
+
+    /// For the transposed kernel: no applicability check (it would allocate in the step).
+    init(transposed geometry: ConvGeometry, implementation: Implementation) {
+        self.geometry = geometry
+        self.implementation = implementation
+        let p = max(1, geometry.oh * geometry.ow)
+        self.groupSize = max(1, min(max(geometry.mb, 1), Self.targetColumns / p))
+        self.transposedImplementation = .reference   // never used: a transposed kernel only runs forward
+    }
+
+    /// Implementation of `transposedKernel`, chosen once in `init`.
+    let transposedImplementation: Implementation
 
     /// Whether backward data runs as the forward of the transposed convolution (no col2im scatter)
     /// rather than GEMM + col2im: only for stride 1 with padding <= kernel-1, and only when its unfolded
@@ -67,18 +87,24 @@ public struct ConvKernel: Sendable {
     /// channels (LeNet, the RGB layer) the transposed GEMM has a tiny m and its unfold dominates.
     /// Measured (machine shared with builds): LeNet conv2 backward data 6.7% -> 12% of peak, LeNet conv1
     /// 4% -> 16%, RGB 3->32 12% -> 22%, CIFAR 32->64 34% -> 39% when switched to col2im.
+    /// When the transposed convolution itself runs direct (few input channels: LeNet conv2, 6 <- 16)
+    /// nothing is unfolded at all, so it always wins over GEMM + col2im (whose 10-wide rows were
+    /// scalar copies: col2im was 8.5% of a LeNet step).
     var backwardDataTransposed: Bool {
         let g = geometry
-        return g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1
-            && g.oc * g.ih * g.iw <= g.ic * g.oh * g.ow
+        guard g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1 else { return false }
+        return g.oc * g.ih * g.iw <= g.ic * g.oh * g.ow || transposedImplementation == .directSmall
+    }
+
+    var transposedGeometry: ConvGeometry {
+        let g = geometry
+        return ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
+                            sh: 1, sw: 1, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
     }
 
     /// The transposed convolution: dIn = conv(dOut, W' with padding k-1-p), W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j].
     var transposedKernel: ConvKernel {
-        let g = geometry
-        let t = ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
-                             sh: 1, sw: 1, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
-        return ConvKernel(geometry: t, implementation: implementation == .pointwiseGemm ? .pointwiseGemm : .im2colGemm)
+        ConvKernel(transposed: transposedGeometry, implementation: transposedImplementation)
         // (The transposed kernel only runs `forward`; im2colGemm keeps its scratch formula simple.)
     }
 
@@ -138,6 +164,19 @@ public struct ConvKernel: Sendable {
                 if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
                 sgemm(transA: false, transB: false, m: g.oc, n: p, k: g.ic, a: weight, lda: g.ic,
                       b: input + s * inSize, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: scratch)
+            }
+        case .im2colGemm where p >= Self.directOutputPixels:
+            // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
+            // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
+            // was ~10% of the step.
+            let k = g.reduction
+            let col = scratch, ws = scratch + k * p
+            for s in 0..<mb {
+                im2col(g, input: input + s * inSize, col: col, ld: p)
+                let out = output + s * outSize
+                if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
+                sgemm(transA: false, transB: false, m: g.oc, n: p, k: k, a: weight, lda: k,
+                      b: col, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: ws)
             }
         case .im2colGemm:
             let k = g.reduction

@@ -9,17 +9,19 @@
 public func sgemmDotNT(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                        c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m <= 0 || n <= 0 || k <= 0 { return }
-    var i = 0
-    while i < m {
-        let rows = min(4, m - i)
-        var j = 0
-        while j < n {
-            let cols = min(6, n - j)
+    // Columns outside, rows inside: B (the unfolded input, usually the bigger operand, often beyond L2)
+    // streams from memory once while A (m rows) stays in cache. Same sums as any other order.
+    var j = 0
+    while j < n {
+        let cols = min(6, n - j)
+        var i = 0
+        while i < m {
+            let rows = min(4, m - i)
             _dotTile4x6(k: k, a: a + i * lda, lda: lda, rows: rows, b: b + j * ldb, ldb: ldb, cols: cols,
                         c: c + i * ldc + j, ldc: ldc)
-            j += 6
+            i += 4
         }
-        i += 4
+        j += 6
     }
 }
 

@@ -16,6 +16,11 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
     let (ih, iw, oh, ow) = (g.ih, g.iw, g.oh, g.ow)
     let fullRows = min(oh, ih / 2), fullCols = min(ow, iw / 2)
     let lane = VI(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    // Narrow rows (LeNet: 14 and 5 outputs) also take the vector step: lanes past the row's last full
+    // window read the next row (or plane) and store garbage into later outputs, which the edge loop
+    // or a later row overwrites. Only steps whose 32-wide reads and 16-wide stores stay inside the
+    // buffers are taken; the last few rows of the last plane fall back to the scalar loop.
+    let inTotal = g.planes * ih * iw, outTotal = g.planes * oh * ow
     for p in 0..<g.planes {
         let plane = input + p * ih * iw
         let out = output + p * oh * ow, arg = argmax + p * oh * ow
@@ -24,7 +29,8 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
             if y < fullRows {
                 let r0 = UnsafeRawPointer(plane + 2 * y * iw), r1 = UnsafeRawPointer(plane + (2 * y + 1) * iw)
                 let base0 = Int32(2 * y * iw), base1 = Int32((2 * y + 1) * iw)
-                while x + 16 <= fullCols {
+                let readEnd = p * ih * iw + (2 * y + 1) * iw + 32, writeEnd = p * oh * ow + y * ow + 16
+                while x < fullCols && readEnd + 2 * x <= inTotal && writeEnd + x <= outTotal {
                     let a = SIMD32<Float>(lowHalf: r0.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
                                           highHalf: r0.loadUnaligned(fromByteOffset: 8 * x + 64, as: V.self))
                     let b = SIMD32<Float>(lowHalf: r1.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
@@ -42,6 +48,7 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
                     UnsafeMutableRawPointer(arg + y * ow + x).storeBytes(of: index, as: VI.self)
                     x += 16
                 }
+                x = min(x, fullCols)
             }
             while x < ow {
                 var best = -Float.infinity

@@ -55,6 +55,18 @@ struct GemmBlocking: Sendable {
         return best
     }
 
+    /// The tile for an m x n problem: the least padded area (rows and columns) over the AVX-512 tiles,
+    /// ties to the m-only choice. Narrow n matters for per-sample convolution GEMMs (n = oh*ow = 256:
+    /// 8x48 pads to 288 columns, 6x64 to none).
+    static func forShape(m: Int, n: Int) -> GemmBlocking {
+        let base = current
+        guard base.mr == avx512.mr && base.nr == avx512.nr else { return base }
+        var best = forShape(m: m)
+        for bl in [avx512, avx512x8, avx512x6]
+        where roundUp(m, bl.mr) * roundUp(n, bl.nr) < roundUp(m, best.mr) * roundUp(n, best.nr) { best = bl }
+        return best
+    }
+
     /// The blocking used by this process: AVX-512 when the CPU reports avx512f (Linux /proc/cpuinfo),
     /// else AVX2. `PTRAIN_GEMM_KERNEL=avx2|avx512` overrides (useful when the binary was built for a
     /// narrower target than the CPU it runs on). Chosen once; results do not depend on the choice.
@@ -111,7 +123,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
                   workspace: UnsafeMutablePointer<Float>? = nil) {
     if m <= 0 || n <= 0 { return }
     let ws = workspace ?? _threadWorkspace(sgemmWorkspaceCount(m: m, n: n, k: k))
-    _gemmDriver(GemmBlocking.forShape(m: m), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
+    _gemmDriver(GemmBlocking.forShape(m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
         packA: { i0, mc, p0, kc, mr, dest in
             packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
         },

@@ -162,26 +162,33 @@ public struct Dense: Layer {
         (p + parameters[1].offset).update(repeating: 0, count: neurons)
     }
 
+    /// GEMM workspace for the backward products (dW: neurons x inputs x batch, dX: batch x inputs x neurons).
+    public func scratchCount(maxBatch: Int) -> Int {
+        sgemmWorkspaceCount(m: max(neurons, maxBatch), n: inputs, k: max(neurons, maxBatch))
+    }
+
     public func forward(_ c: LayerCall) {
         let w = c.parameters + parameters[0].offset
         let b = c.parameters + parameters[1].offset
         for n in 0..<c.batch { (c.output + n * neurons).update(from: b, count: neurons) }
-        sgemm(transA: false, transB: true, m: c.batch, n: neurons, k: inputs, a: c.input, lda: inputs,
-              b: w, ldb: inputs, beta: 1, c: c.output, ldc: neurons)
+        // y[n][o] += x[n][:] . W[o][:]: both operands are contiguous along the inputs, so the
+        // inner-product GEMM reads them as they lie (no transposed packing of W for a shard of 8-16 rows).
+        sgemmDotNT(m: c.batch, n: neurons, k: inputs, a: c.input, lda: inputs, b: w, ldb: inputs,
+                   c: c.output, ldc: neurons)
     }
 
     public func backward(_ c: LayerCall) {
         let dw = c.gradients + parameters[0].offset
         let db = c.gradients + parameters[1].offset
         sgemm(transA: true, transB: false, m: neurons, n: inputs, k: c.batch, a: c.outputGrad, lda: neurons,
-              b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs)
+              b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs, workspace: c.scratch)
         for n in 0..<c.batch {
             let row = c.outputGrad + n * neurons
             for o in 0..<neurons { db[o] += row[o] }
         }
         if let dIn = c.inputGrad {
             sgemm(transA: false, transB: false, m: c.batch, n: inputs, k: neurons, a: c.outputGrad, lda: neurons,
-                  b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs)
+                  b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs, workspace: c.scratch)
         }
     }
 }

@@ -53,7 +53,9 @@ public enum Checkpoint {
     public static func folderName(step: Int) -> String { String(format: "step-%09d", step) }
 
     /// Saves the trainer's state under `directory/step-NNNNNNNNN`, then deletes all but the newest
-    /// `keep` checkpoints (0 keeps all). Returns the new checkpoint's path.
+    /// `keep` checkpoints (0 keeps all). Returns the new checkpoint's path. The checkpoint is built in a
+    /// hidden staging folder and renamed into place: on failure (a full disk, say) the staging folder
+    /// is removed, the earlier checkpoints are untouched, and the one-line error names the checkpoint.
     @discardableResult
     public static func save(_ trainer: Trainer, to directory: String, keep: Int) throws -> String {
         try makeDirectory(directory)
@@ -61,8 +63,8 @@ public enum Checkpoint {
         let final = "\(directory)/\(name)"
         let staging = "\(directory)/.\(name).tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
-        try makeDirectory(staging)
         do {
+            try makeDirectory(staging)
             let model = trainer.model
             let weights = Safetensors.encode(model.parameterTensors.map {
                 (name: $0.name, shape: $0.shape, data: UnsafePointer(trainer.parameters.pointer + $0.offset)) },
@@ -80,20 +82,40 @@ public enum Checkpoint {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write([UInt8](try encoder.encode(manifest)), to: "\(staging)/\(manifestFile)")
-            if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
+            // A checkpoint of the same step (a rerun) is moved aside, not deleted, until the new one is in place.
+            let aside = "\(directory)/.\(name).old-\(getpid())"
+            var movedAside = false
+            if FileManager.default.fileExists(atPath: final) {
+                try? FileManager.default.removeItem(atPath: aside)
+                guard rename(final, aside) == 0 else {
+                    throw FileError("cannot move the earlier \(name) aside: \(String(cString: strerror(errno)))")
+                }
+                movedAside = true
+            }
             guard rename(staging, final) == 0 else {
-                throw FileError("\(final): cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
+                let why = String(cString: strerror(errno))
+                if movedAside { rename(aside, final) }
+                throw FileError("cannot move the checkpoint into place: \(why)")
             }
             syncDirectory(directory)
+            if movedAside { try? FileManager.default.removeItem(atPath: aside) }
         } catch {
             try? FileManager.default.removeItem(atPath: staging)
-            throw error
+            let kept = list(directory).last.map { "; the newest complete checkpoint, \(directory)/\($0), is intact" } ?? ""
+            let cause = "\(error)".replacingOccurrences(of: "\(staging)/", with: "")
+            throw FileError("\(final): cannot save the checkpoint: \(cause)\(kept)")
         }
         if keep > 0 {
             let all = list(directory)
             for old in all.dropLast(keep) { try? FileManager.default.removeItem(atPath: "\(directory)/\(old)") }
         }
         return final
+    }
+
+    /// Creates the checkpoint folder `directory` (and its parents) if needed and checks that it is a
+    /// writable folder, so that a run can fail at start-up, before training, with a one-line error.
+    public static func prepareDirectory(_ directory: String) throws {
+        try makeDirectory(directory)
     }
 
     /// Checkpoint folder names in `directory`, oldest first.
@@ -105,9 +127,10 @@ public enum Checkpoint {
     /// A checkpoint folder, or a folder of checkpoints (the newest complete one is taken).
     public static func resolve(_ path: String) throws -> String {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw FileError("\(path): checkpoint folder not found")
         }
+        guard isDir.boolValue else { throw FileError("\(path): is a file; expected a checkpoint folder (or a run folder)") }
         if FileManager.default.fileExists(atPath: "\(path)/\(manifestFile)") { return path }
         for candidate in [path, "\(path)/checkpoints"] {
             if let newest = list(candidate).last { return "\(candidate)/\(newest)" }
@@ -115,9 +138,15 @@ public enum Checkpoint {
         throw FileError("\(path): no checkpoint here (no \(manifestFile) and no step-* folders)")
     }
 
-    /// Reads and verifies a checkpoint's manifest and files (sizes and CRC-32).
+    /// Reads and verifies a checkpoint's manifest and files (sizes and CRC-32): the format, a
+    /// consistent position (no negative counts, one record per finished epoch), and both data files
+    /// listed. One-line errors name the file.
     public static func readManifest(_ folder: String) throws -> CheckpointManifest {
         let path = "\(folder)/\(manifestFile)"
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+            throw FileError("\(path): missing (not a checkpoint folder?)")
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read the manifest") }
         let manifest: CheckpointManifest
         do {
@@ -126,9 +155,21 @@ public enum Checkpoint {
             throw FileError("\(path): not a valid ptrain checkpoint manifest (truncated or corrupted?)")
         }
         guard manifest.format == "ptrain-checkpoint", manifest.version == 1 else {
-            throw FileError("\(path): unsupported checkpoint format \(manifest.format) version \(manifest.version)")
+            throw FileError("\(path): unsupported checkpoint format \(jsonString(manifest.format)) version \(manifest.version)")
+        }
+        let p = manifest.progress
+        guard p.epoch >= 0, p.stepInEpoch >= 0, p.globalStep >= 0, p.epochCorrect >= 0, p.epochLoss.isFinite, p.epochLoss >= 0,
+              p.records.count == p.epoch, p.records.enumerated().allSatisfy({ $0.element.epoch == $0.offset + 1 }) else {
+            throw FileError("\(path): inconsistent position (epoch \(p.epoch), step \(p.stepInEpoch), global step \(p.globalStep), "
+                + "\(p.records.count) epoch records; corrupted?)")
+        }
+        for required in [weightsFile, optimizerFile] where manifest.files[required] == nil {
+            throw FileError("\(path): does not list \(required) (corrupted?)")
         }
         for (name, sum) in manifest.files.sorted(by: { $0.key < $1.key }) {
+            guard [weightsFile, optimizerFile].contains(name) else {
+                throw FileError("\(path): lists an unexpected file \(jsonString(name)) (corrupted?)")
+            }
             let file = "\(folder)/\(name)"
             guard let bytes = FileManager.default.contents(atPath: file) else { throw FileError("\(file): missing from the checkpoint") }
             guard bytes.count == sum.bytes else {
@@ -148,8 +189,7 @@ public enum Checkpoint {
     public static func restore(_ trainer: Trainer, from folder: String, manifest: CheckpointManifest) throws {
         try Safetensors.load(model: trainer.model, into: trainer.parameters, from: "\(folder)/\(weightsFile)")
         let path = "\(folder)/\(optimizerFile)"
-        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read file") }
-        let (tensors, _) = try Safetensors.decode([UInt8](data), file: path)
+        let (tensors, _) = try Safetensors.decode(try Safetensors.readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for p in trainer.model.parameterTensors {
             guard let t = byName["\(p.name).momentum_buffer"], t.shape == p.shape else {

@@ -38,7 +38,8 @@ public struct DataConfig: Sendable, Equatable {
     public var testCount: Int = 500
     /// Spoken digits: samples per clip (zero-padded or centre-cropped).
     public var length: Int = 8000
-    /// UCR: normalise each series to zero mean and unit variance.
+    /// Normalise each series to zero mean and unit variance (any source; for UCR the reader does it
+    /// per channel).
     public var zNormalize: Bool = false
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?

@@ -11,7 +11,7 @@ extension TrainConfig {
             lines += ["  size: \(data.size)", "  train: \(data.trainCount)", "  test: \(data.testCount)"]
         }
         if data.source == .fsdd { lines.append("  length: \(data.length)") }
-        if data.source == .ucr { lines.append("  z_normalize: \(data.zNormalize)") }
+        if data.zNormalize { lines.append("  z_normalize: true") }
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
         lines.append("model:")

@@ -42,7 +42,8 @@ public enum Safetensors {
         return out
     }
 
-    /// Parses a safetensors file's bytes (F32 tensors only). `file` names it in errors.
+    /// Parses a safetensors file's bytes (F32 tensors only). `file` names it in errors, which are one
+    /// line each: names taken from the file are quoted with control characters escaped.
     public static func decode(_ bytes: [UInt8], file: String) throws -> (tensors: [Tensor], metadata: [String: String]) {
         guard bytes.count >= 8 else { throw FileError("\(file): not a safetensors file (shorter than its 8-byte header length)") }
         var headerLength: UInt64 = 0
@@ -50,37 +51,74 @@ public enum Safetensors {
         guard headerLength <= UInt64(bytes.count - 8) else {
             throw FileError("\(file): truncated safetensors file (header of \(headerLength) bytes, file of \(bytes.count))")
         }
+        guard headerLength >= 2 else { throw FileError("\(file): not a safetensors file (header of \(headerLength) bytes)") }
         let headerData = Data(bytes[8..<(8 + Int(headerLength))])
-        guard let json = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
-            throw FileError("\(file): safetensors header is not a JSON object")
+        guard let object = try? JSONSerialization.jsonObject(with: headerData), let json = object as? [String: Any] else {
+            throw FileError("\(file): safetensors header is not a JSON object (truncated or not a safetensors file?)")
         }
         let dataStart = 8 + Int(headerLength)
+        let dataBytes = bytes.count - dataStart
         var metadata: [String: String] = [:]
         var tensors: [(Int, Tensor)] = []
-        for (name, value) in json {
+        // Sorted names: the same file always gives the same error first.
+        for name in json.keys.sorted() {
+            let value = json[name]!
             if name == "__metadata__" {
                 metadata = (value as? [String: String]) ?? [:]
                 continue
             }
+            let quoted = jsonString(name)
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
-                throw FileError("\(file): tensor '\(name)' has a malformed header entry")
+                  let shape = integers(entry["shape"]), let offsets = integers(entry["data_offsets"]), offsets.count == 2 else {
+                throw FileError("\(file): tensor \(quoted) has a malformed header entry")
             }
-            guard dtype == "F32" else { throw FileError("\(file): tensor '\(name)' has dtype \(dtype); only F32 is supported") }
-            let count = shape.reduce(1, *)
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == count * 4,
-                  dataStart + offsets[1] <= bytes.count else {
-                throw FileError("\(file): tensor '\(name)' data range \(offsets) does not fit its shape \(shape) or the file (truncated?)")
+            guard dtype == "F32" else { throw FileError("\(file): tensor \(quoted) has dtype \(jsonString(dtype)); only F32 is supported") }
+            // Element count and byte range without overflow: every size is bounded by the file's.
+            var count = 1
+            for n in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: n)
+                guard n >= 0, !overflow, product <= dataBytes else {
+                    throw FileError("\(file): tensor \(quoted) has shape \(shape), larger than the file (truncated or corrupted?)")
+                }
+                count = product
+            }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataBytes, offsets[1] - offsets[0] == count * 4 else {
+                throw FileError("\(file): tensor \(quoted) data range \(offsets) does not fit its shape \(shape) or the file (truncated?)")
             }
             var values = [Float](repeating: 0, count: count)
-            values.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + offsets[0])..<(dataStart + offsets[1])]))
+            if count > 0 {
+                values.withUnsafeMutableBytes { dst in
+                    bytes.withUnsafeBytes { src in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + offsets[0])..<(dataStart + offsets[1])]))
+                    }
                 }
             }
             tensors.append((offsets[0], Tensor(name: name, shape: shape, values: values)))
         }
-        return (tensors.sorted { $0.0 < $1.0 }.map(\.1), metadata)
+        return (tensors.sorted { ($0.0, $0.1.name) < ($1.0, $1.1.name) }.map(\.1), metadata)
+    }
+
+    /// A JSON array of whole numbers as [Int]; nil for anything else (fractions, strings, huge values).
+    static func integers(_ value: Any?) -> [Int]? {
+        guard let array = value as? [Any] else { return nil }
+        var out: [Int] = []
+        out.reserveCapacity(array.count)
+        for element in array {
+            guard let number = element as? NSNumber else { return nil }
+            let d = number.doubleValue
+            guard d.isFinite, d == d.rounded(), abs(d) < 9.0e15, let i = Int(exactly: d) else { return nil }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// Reads the file at `path`, naming it in a one-line error when that is impossible.
+    static func readFile(_ path: String) throws -> [UInt8] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw FileError("\(path): file not found") }
+        guard !isDir.boolValue else { throw FileError("\(path): is a folder, expected a file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read file") }
+        return [UInt8](data)
     }
 
     /// Writes the model's parameters (tensor names such as "conv1.weight") atomically.
@@ -91,8 +129,7 @@ public enum Safetensors {
 
     /// Reads a file written by `save` into `parameters`, checking every tensor name and shape.
     public static func load(model: Model, into parameters: AlignedBuffer, from path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read file") }
-        let (tensors, _) = try decode([UInt8](data), file: path)
+        let (tensors, _) = try decode(try readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for p in model.parameterTensors {
             guard let t = byName[p.name] else { throw FileError("\(path): tensor '\(p.name)' is missing (weights from a different model?)") }

@@ -9,6 +9,30 @@ import PTTensor
 /// Loads the training and test sets a config names. `dataOverride` (the `--data` flag) replaces
 /// `data.path`.
 public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
+    let sets = try loadRawData(config)
+    if config.data.zNormalize && config.data.source != .ucr {
+        for set in [sets.train, sets.test] { standardizeEachSample(set) }
+    }
+    return sets
+}
+
+/// Scales every sample of `data` in place to zero mean and unit variance (a constant sample becomes 0).
+func standardizeEachSample(_ data: Dataset) {
+    let n = data.shape.count
+    for i in 0..<data.count {
+        let x = data.sample(i)
+        var mean = 0.0
+        for k in 0..<n { mean += Double(x[k]) }
+        mean /= Double(n)
+        var variance = 0.0
+        for k in 0..<n { variance += (Double(x[k]) - mean) * (Double(x[k]) - mean) }
+        let std = (variance / Double(n)).squareRoot()
+        let scale = std > 1e-12 ? 1 / std : 0
+        for k in 0..<n { x[k] = Float((Double(x[k]) - mean) * scale) }
+    }
+}
+
+func loadRawData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
     switch config.data.source {
     case .xo:
         let train = XOData.make(count: config.data.trainCount, size: config.data.size, seed: config.seed)

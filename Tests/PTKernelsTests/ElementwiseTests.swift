@@ -37,6 +37,9 @@ final class ElementwiseTests: XCTestCase {
             (7, 7, 2, 2, 2, 2, true), (7, 7, 2, 2, 2, 2, false), (28, 28, 2, 2, 2, 2, true), (32, 32, 2, 2, 2, 2, true),
             (33, 67, 2, 2, 2, 2, true), (66, 35, 2, 2, 2, 2, false), (1, 40, 2, 2, 2, 2, true), (9, 9, 3, 3, 2, 2, true),
             (10, 13, 3, 2, 3, 1, false), (5, 5, 5, 5, 5, 5, true), (1, 37, 1, 3, 1, 2, true),
+            // Narrow rows through the vector step (LeNet's 28 -> 14 and 10 -> 5), odd sizes, one column.
+            (10, 10, 2, 2, 2, 2, true), (14, 14, 2, 2, 2, 2, true), (11, 11, 2, 2, 2, 2, true), (11, 11, 2, 2, 2, 2, false),
+            (6, 30, 2, 2, 2, 2, true), (3, 9, 2, 2, 2, 2, false), (4, 2, 2, 2, 2, 2, true), (2, 64, 2, 2, 2, 2, true),
         ]
         for (ih, iw, kh, kw, sh, sw, keep) in shapes {
             let g = PoolGeometry(planes: 3, ih: ih, iw: iw, kh: kh, kw: kw, sh: sh, sw: sw, keepPartial: keep)
