@@ -26,9 +26,9 @@ public struct LinePlot {
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
     /// "Nice" tick values covering [lo, hi].
-    static func ticks(_ lo: Double, _ hi: Double, count: Int = 6) -> [Double] {
+    static func ticks(_ lo: Double, _ hi: Double, count: Int = 6, integers: Bool = false) -> [Double] {
         let span = max(hi - lo, 1e-12)
-        let raw = span / Double(count)
+        let raw = integers ? max(1, span / Double(count)) : span / Double(count)
         let magnitude = pow(10, floor(log10(raw)))
         let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
         var t = ceil(lo / step) * step
@@ -63,7 +63,9 @@ public struct LinePlot {
                    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">",
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
                    "<text x=\"\(n(left + pw / 2))\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(Self.escape(title))</text>"]
-        for t in Self.ticks(x0, x1) {
+        // Whole-number x values (epochs, threads) get whole-number ticks.
+        let integerX = all.allSatisfy { $0.0 == $0.0.rounded() }
+        for t in Self.ticks(x0, x1, integers: integerX) {
             out.append("<line x1=\"\(n(sx(t)))\" y1=\"\(n(top))\" x2=\"\(n(sx(t)))\" y2=\"\(n(top + ph))\" stroke=\"#e5e5e5\"/>")
             out.append("<text x=\"\(n(sx(t)))\" y=\"\(n(top + ph + 18))\" text-anchor=\"middle\">\(Self.label(t))</text>")
         }
