@@ -31,3 +31,23 @@ public struct DataError: Error, CustomStringConvertible, Equatable {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
+
+/// `text` fit for a one-line message: control characters escaped, cut to `limit` characters.
+func printable<S: StringProtocol>(_ text: S, limit: Int = 40) -> String {
+    var out = ""
+    for (i, u) in text.unicodeScalars.enumerated() {
+        if i == limit { out += "..."; break }
+        switch u {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029 {
+                out += "\\u{" + String(u.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out
+}

@@ -58,14 +58,14 @@ public enum NPY {
 
         guard let descr = quotedValue(dict, key: "descr") else { throw DataError("\(name): .npy header has no 'descr'") }
         guard let dtype = DType(rawValue: descr == "<u1" ? "|u1" : descr) else {
-            throw DataError("\(name): unsupported dtype '\(descr)' (supported: "
+            throw DataError("\(name): unsupported dtype '\(printable(descr))' (supported: "
                 + DType.allCases.map(\.rawValue).joined(separator: ", ") + ")")
         }
         guard let fortran = rawValue(dict, key: "fortran_order") else {
             throw DataError("\(name): .npy header has no 'fortran_order'")
         }
         if fortran.hasPrefix("True") { throw DataError("\(name): fortran_order True is not supported (save in C order)") }
-        guard fortran.hasPrefix("False") else { throw DataError("\(name): bad fortran_order '\(fortran)'") }
+        guard fortran.hasPrefix("False") else { throw DataError("\(name): bad fortran_order '\(printable(fortran.prefix(12)))'") }
 
         guard let shapeText = rawValue(dict, key: "shape"), shapeText.hasPrefix("("),
               let close = shapeText.firstIndex(of: ")") else {
@@ -75,7 +75,7 @@ public enum NPY {
         for part in shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",") {
             let token = part.trimmingSpaces()
             if token.isEmpty { continue }
-            guard let n = Int(token), n >= 0 else { throw DataError("\(name): bad shape entry '\(token)'") }
+            guard let n = Int(token), n >= 0 else { throw DataError("\(name): bad shape entry '\(printable(token))'") }
             shape.append(n)
         }
         var count = 1
@@ -89,7 +89,7 @@ public enum NPY {
         let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.size)
         guard !overflow else { throw DataError("\(name): shape \(shape) overflows") }
         if body < expected {
-            throw DataError("\(name): truncated: shape \(shape) of \(descr) needs \(expected) bytes of data, file has \(body)")
+            throw DataError("\(name): truncated: shape \(shape) of \(printable(descr)) needs \(expected) bytes of data, file has \(body)")
         }
         if body > expected {
             throw DataError("\(name): \(body - expected) trailing bytes after the \(expected) bytes of data")

@@ -122,7 +122,7 @@ public enum UCRFile {
                         var q = p
                         while q < colon && base[q] != UInt8(ascii: ",") && base[q] != UInt8(ascii: ":") { q += 1 }
                         let token = String(decoding: UnsafeBufferPointer(start: base + p, count: q - p), as: UTF8.self)
-                        throw DataError("\(place): '\(token)' is not a number")
+                        throw DataError("\(place): '\(printable(token))' is not a number")
                     }
                     channels[channels.count - 1].append(v.isNaN ? 0 : v)
                     p += used
@@ -132,7 +132,7 @@ public enum UCRFile {
                     var q = p
                     while q < colon && base[q] != UInt8(ascii: ",") && base[q] != UInt8(ascii: ":") { q += 1 }
                     let token = String(decoding: UnsafeBufferPointer(start: base + p, count: q - p), as: UTF8.self)
-                    throw DataError("\(place): '\(token)' is not a number")
+                    throw DataError("\(place): '\(printable(token))' is not a number")
                 }
             }
         }
@@ -151,7 +151,7 @@ public enum UCRFile {
         var labels = [Int32](repeating: 0, count: parsed.series.count)
         for (i, label) in parsed.labels.enumerated() {
             guard let c = classOf[label] else {
-                throw DataError("\(path): case \(i) has label '\(label)', not one of \(classLabels.joined(separator: " "))")
+                throw DataError("\(path): case \(i) has label '\(printable(label))', not one of \(printable(classLabels.joined(separator: " "), limit: 200))")
             }
             labels[i] = c
         }

@@ -5,8 +5,9 @@
 /// Choosing happens once, in `init`; each call then runs the chosen implementation.
 ///
 /// Implementations (oneDNN style, first applicable wins):
-/// - `directSmall`: stride 1 with oc <= 16 (LeNet): forward computed directly from padded planes (no
-///   unfolding, which costs more than the small GEMM); backward passes as `im2colGemm`.
+/// - `directSmall`: stride 1 with oc <= 16 (LeNet): forward and backward weights computed directly from
+///   padded planes (no unfolding, which costs more than the small GEMM); backward data as the direct
+///   forward of the transposed convolution when that has few outputs too, else as `im2colGemm`.
 /// - `pointwiseGemm`: 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand
 ///   (forward W[oc][ic] x in[ic][P]); no im2col at all.
 /// - `im2colGemm`: samples are taken in groups so the GEMM's n (pixels) is ~2048 wide; the group is
@@ -22,8 +23,8 @@
 /// call's `mb`. Threads never enter here.
 public struct ConvKernel: Sendable {
     public enum Implementation: String, CaseIterable, Sendable {
-        /// Stride 1, oc <= 16: direct forward on padded planes (DirectConvolution.swift); the backward
-        /// passes as `im2colGemm`.
+        /// Stride 1, oc <= 16: direct forward and backward weights on padded planes
+        /// (DirectConvolution.swift); backward data as the transposed direct forward or `im2colGemm`.
         case directSmall
         /// 1x1 stride 1 unpadded: plain GEMMs on the sample's planes.
         case pointwiseGemm
@@ -120,7 +121,7 @@ public struct ConvKernel: Sendable {
             let n = groupSize * p
             let k = g.reduction
             let forward = forwardScratchCount
-            let weights = k * n + g.oc * n
+            let weights = implementation == .directSmall ? directWeightsScratchCount : k * n + g.oc * n
             var data: Int
             if backwardDataTransposed {
                 data = g.weightCount + 16 + transposedKernel.forwardScratchCount
@@ -141,7 +142,10 @@ public struct ConvKernel: Sendable {
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
         case .im2colGemm:
             let n = groupSize * p
-            return g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
+            let grouped = g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
+            let perSample = _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
+                + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
+            return max(grouped, perSample)
         case .directSmall:
             return Self.directScratchCount(g)
         }
@@ -169,14 +173,17 @@ public struct ConvKernel: Sendable {
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
             // was ~10% of the step.
+            // The weights are packed once per call, not once per sample.
             let k = g.reduction
-            let col = scratch, ws = scratch + k * p
+            let packed = align64(scratch), col = packed + roundUp(_packedACount(m: g.oc, n: p, k: k), 16)
+            let ws = col + k * p
+            _packWholeA(m: g.oc, n: p, k: k, a: weight, lda: k, dest: packed)
             for s in 0..<mb {
                 im2col(g, input: input + s * inSize, col: col, ld: p)
                 let out = output + s * outSize
                 if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
-                sgemm(transA: false, transB: false, m: g.oc, n: p, k: k, a: weight, lda: k,
-                      b: col, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: ws)
+                _sgemmPrepackedA(m: g.oc, n: p, k: k, packedA: packed, b: col, ldb: p,
+                                 beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: ws)
             }
         case .im2colGemm:
             let k = g.reduction
@@ -260,7 +267,10 @@ public struct ConvKernel: Sendable {
                            c: weightGrad, ldc: g.ic)
             }
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .im2colGemm, .directSmall:
+        case .directSmall:
+            directBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
+            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
+        case .im2colGemm:
             let k = g.reduction
             var s0 = 0
             while s0 < mb {

@@ -93,3 +93,131 @@ func _directTile(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: Un
     }
     store(0, a0, b0); store(1, a1, b1); store(2, a2, b2); store(3, a3, b3); store(4, a4, b4); store(5, a5, b5)
 }
+
+// MARK: Backward weights without unfolding
+
+// dW[o][c][i][j] = sum over samples and output pixels of dOut[o][y][x] * pad[c][y+i][x+j]. On the padded
+// width (q = y*Wp + x, with dOut' zero for x >= ow) that is a dot product of two contiguous vectors:
+// dOut'[o][0..<L] . pad[c][i*Wp + j + 0..<L]. So each tap is a shifted view of the padded plane and
+// nothing is unfolded (LeNet: im2col + the inner-product GEMM were ~30% of a step).
+
+extension ConvKernel {
+    /// Padded-width length of one sample's output gradient row block, rounded to whole vectors.
+    static func directWeightsLength(_ g: ConvGeometry) -> Int { roundUp(g.oh * (g.iw + 2 * g.pw), 16) }
+
+    /// Samples handled per pass of `directBackwardWeights`: ~4096 padded pixels per tile sweep.
+    /// Fixed by the geometry (its mb), so the summation order depends only on the shard size.
+    var directWeightsGroup: Int {
+        let g = geometry
+        return max(1, min(max(g.mb, 1), 4096 / Self.directWeightsLength(g)))
+    }
+
+    var directWeightsScratchCount: Int {
+        let g = geometry
+        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
+        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
+        return directWeightsGroup * (g.ic * planeStride + g.oc * Self.directWeightsLength(g)) + 32
+    }
+
+    func directBackwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                               weightGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
+        let (oh, ow) = (g.oh, g.ow)
+        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
+        let length = Self.directWeightsLength(g)
+        let group = directWeightsGroup
+        let inStride = g.ic * planeStride, gradStride = g.oc * length
+        let padded = align64(scratch)
+        let grads = padded + group * inStride
+        // Borders, the columns x >= ow and the tails stay zero; interiors are rewritten per group.
+        padded.update(repeating: 0, count: group * (inStride + gradStride))
+        let taps = g.kh * g.kw, reduction = g.ic * taps
+        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * oh * ow
+        var s0 = 0
+        while s0 < mb {
+            let count = min(group, mb - s0)
+            for t in 0..<count {
+                let x = input + (s0 + t) * inSize, dy = outputGrad + (s0 + t) * outSize
+                for c in 0..<g.ic {
+                    for y in 0..<g.ih {
+                        copyFloats(padded + t * inStride + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
+                    }
+                }
+                for o in 0..<g.oc {
+                    for y in 0..<oh { copyFloats(grads + t * gradStride + o * length + y * wp, dy + (o * oh + y) * ow, ow) }
+                }
+            }
+            var tap = 0
+            while tap < reduction {
+                let cols = min(6, reduction - tap)
+                @inline(__always) func offset(_ k: Int) -> Int {
+                    let r = tap + min(k, cols - 1)
+                    let c = r / taps, i = (r % taps) / g.kw, j = r % g.kw
+                    return c * planeStride + i * wp + j
+                }
+                let offsets = (offset(0), offset(1), offset(2), offset(3), offset(4), offset(5))
+                var o0 = 0
+                while o0 < g.oc {
+                    let rows = min(4, g.oc - o0)
+                    _directWeightsTile(samples: count, length: length, a: grads + o0 * length, lda: length, aStride: gradStride,
+                                       rows: rows, b: padded, bStride: inStride, offsets: offsets, cols: cols,
+                                       c: weightGrad + o0 * reduction + tap, ldc: reduction)
+                    o0 += 4
+                }
+                tap += 6
+            }
+            s0 += count
+        }
+    }
+}
+
+/// c[r][k] += sum over samples t and q < length of a[t*aStride + r*lda + q] * b[t*bStride + offsets.k + q],
+/// r < rows (<= 4), k < cols (<= 6). Per element: 16 lane-chains over (t, q), a fixed-order lane sum,
+/// one add into c. Missing rows re-read the last valid one and are not stored (offsets repeat the last
+/// valid tap).
+@inline(never)
+func _directWeightsTile(samples: Int, length: Int, a: UnsafePointer<Float>, lda: Int, aStride: Int, rows: Int,
+                        b: UnsafePointer<Float>, bStride: Int, offsets: (Int, Int, Int, Int, Int, Int), cols: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int) {
+    typealias V = SIMD16<Float>
+    var c00 = V(), c01 = V(), c02 = V(), c03 = V(), c04 = V(), c05 = V()
+    var c10 = V(), c11 = V(), c12 = V(), c13 = V(), c14 = V(), c15 = V()
+    var c20 = V(), c21 = V(), c22 = V(), c23 = V(), c24 = V(), c25 = V()
+    var c30 = V(), c31 = V(), c32 = V(), c33 = V(), c34 = V(), c35 = V()
+    for t in 0..<samples {
+        let at = a + t * aStride, bt = b + t * bStride
+        let a0 = UnsafeRawPointer(at), a1 = UnsafeRawPointer(at + min(1, rows - 1) * lda)
+        let a2 = UnsafeRawPointer(at + min(2, rows - 1) * lda), a3 = UnsafeRawPointer(at + min(3, rows - 1) * lda)
+        let b0 = UnsafeRawPointer(bt + offsets.0), b1 = UnsafeRawPointer(bt + offsets.1)
+        let b2 = UnsafeRawPointer(bt + offsets.2), b3 = UnsafeRawPointer(bt + offsets.3)
+        let b4 = UnsafeRawPointer(bt + offsets.4), b5 = UnsafeRawPointer(bt + offsets.5)
+        var o = 0
+        while o < length * 4 {
+            let x0 = b0.loadUnaligned(fromByteOffset: o, as: V.self), x1 = b1.loadUnaligned(fromByteOffset: o, as: V.self)
+            let x2 = b2.loadUnaligned(fromByteOffset: o, as: V.self), x3 = b3.loadUnaligned(fromByteOffset: o, as: V.self)
+            let x4 = b4.loadUnaligned(fromByteOffset: o, as: V.self), x5 = b5.loadUnaligned(fromByteOffset: o, as: V.self)
+            var y = a0.loadUnaligned(fromByteOffset: o, as: V.self)
+            c00 = c00.addingProduct(y, x0); c01 = c01.addingProduct(y, x1); c02 = c02.addingProduct(y, x2)
+            c03 = c03.addingProduct(y, x3); c04 = c04.addingProduct(y, x4); c05 = c05.addingProduct(y, x5)
+            y = a1.loadUnaligned(fromByteOffset: o, as: V.self)
+            c10 = c10.addingProduct(y, x0); c11 = c11.addingProduct(y, x1); c12 = c12.addingProduct(y, x2)
+            c13 = c13.addingProduct(y, x3); c14 = c14.addingProduct(y, x4); c15 = c15.addingProduct(y, x5)
+            y = a2.loadUnaligned(fromByteOffset: o, as: V.self)
+            c20 = c20.addingProduct(y, x0); c21 = c21.addingProduct(y, x1); c22 = c22.addingProduct(y, x2)
+            c23 = c23.addingProduct(y, x3); c24 = c24.addingProduct(y, x4); c25 = c25.addingProduct(y, x5)
+            y = a3.loadUnaligned(fromByteOffset: o, as: V.self)
+            c30 = c30.addingProduct(y, x0); c31 = c31.addingProduct(y, x1); c32 = c32.addingProduct(y, x2)
+            c33 = c33.addingProduct(y, x3); c34 = c34.addingProduct(y, x4); c35 = c35.addingProduct(y, x5)
+            o += 64
+        }
+    }
+    @inline(__always) func finish(_ acc: V, _ r: Int, _ q: Int) {
+        guard r < rows && q < cols else { return }
+        c[r * ldc + q] += acc.sum()
+    }
+    finish(c00, 0, 0); finish(c01, 0, 1); finish(c02, 0, 2); finish(c03, 0, 3); finish(c04, 0, 4); finish(c05, 0, 5)
+    finish(c10, 1, 0); finish(c11, 1, 1); finish(c12, 1, 2); finish(c13, 1, 3); finish(c14, 1, 4); finish(c15, 1, 5)
+    finish(c20, 2, 0); finish(c21, 2, 1); finish(c22, 2, 2); finish(c23, 2, 3); finish(c24, 2, 4); finish(c25, 2, 5)
+    finish(c30, 3, 0); finish(c31, 3, 1); finish(c32, 3, 2); finish(c33, 3, 3); finish(c34, 3, 4); finish(c35, 3, 5)
+}

@@ -132,6 +132,40 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         })
 }
 
+// MARK: A packed once, many products
+
+/// Floats `_packWholeA` writes for an m x k operand of m x n products.
+func _packedACount(m: Int, n: Int, k: Int) -> Int {
+    roundUp(max(m, 1), GemmBlocking.forShape(m: m, n: n).mr) * max(k, 0)
+}
+
+/// Packs all of A (m x k, row-major, not transposed) the way the driver would for m x n products, so a
+/// loop of GEMMs with the same A (one per sample) packs it once. `dest`: `_packedACount` floats.
+func _packWholeA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, dest: UnsafeMutablePointer<Float>) {
+    let bl = GemmBlocking.forShape(m: m, n: n)
+    let mPad = roundUp(m, bl.mr)
+    let kBlocks = (k + bl.kc - 1) / bl.kc
+    let kcEven = (k + max(kBlocks, 1) - 1) / max(kBlocks, 1)
+    var pc = 0
+    while pc < k {
+        let kc = min(kcEven, k - pc)
+        packPanelsA(trans: false, a: a, lda: lda, alpha: 1, m: m, i0: 0, mc: m, p0: pc, kc: kc, mr: bl.mr, dest: dest + pc * mPad)
+        pc += kc
+    }
+}
+
+/// C = A B + beta C with A from `_packWholeA` (same m, n, k). Same sums as `sgemm`.
+func _sgemmPrepackedA(m: Int, n: Int, k: Int, packedA: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>) {
+    if m <= 0 || n <= 0 { return }
+    _gemmDriver(GemmBlocking.forShape(m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: workspace,
+        packA: { _, _, _, _, _, _ in },
+        prepackedA: packedA,
+        packB: { p0, kc, j0, nc, nr, dest in
+            packPanelsB(trans: false, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+        })
+}
+
 // MARK: Driver
 
 /// The BLIS loop nest. `packA(i0, mc, p0, kc, MR, dest)` writes rows i0..<i0+mc, columns p0..<p0+kc of
@@ -141,6 +175,7 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
 func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
                  c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>,
                  packA: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void,
+                 prepackedA: UnsafePointer<Float>? = nil,
                  packB: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
     if m <= 0 || n <= 0 { return }
     if k <= 0 || (beta != 0 && beta != 1) {
@@ -174,7 +209,15 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
             var ic = 0
             while ic < m {
                 let mc = min(bl.mc, m - ic)
-                packA(ic, mc, pc, kc, mr, packedA)
+                // A packed once for many products (`_packWholeA`): k-block pc starts at pc*roundUp(m, MR),
+                // row block ic at ic*kc inside it.
+                let aBlock: UnsafePointer<Float>
+                if let prepackedA {
+                    aBlock = prepackedA + pc * roundUp(m, mr) + ic * kc
+                } else {
+                    packA(ic, mc, pc, kc, mr, packedA)
+                    aBlock = UnsafePointer(packedA)
+                }
                 var jr = 0
                 while jr < nc {
                     let cols = min(nr, nc - jr)
@@ -182,7 +225,7 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
                     var ir = 0
                     while ir < mc {
                         let rows = min(mr, mc - ir)
-                        let ap = packedA + ir * kc
+                        let ap = aBlock + ir * kc
                         let ct = c + (ic + ir) * ldc + jc + jr
                         if rows == mr && cols == nr {
                             micro(kc, ap, bp, ct, ldc, accumulate)

@@ -26,8 +26,12 @@ public struct LayerCall {
     public var inputGrad: UnsafeMutablePointer<Float>?
     /// Per-worker scratch of at least `scratchCount` floats.
     public var scratch: UnsafeMutablePointer<Float>
-    /// Per-layer saved indices (max-pool argmax) of at least `indexCount(batch:)` entries.
+    /// Per-layer saved indices (max-pool argmax, dropout mask) of at least `indexCount(batch:)` entries.
     public var indices: UnsafeMutablePointer<Int32>
+    /// Training step (dropout active) or inference.
+    public var training = false
+    /// Seed for this layer's random noise in this call (see `Workspace.noiseSeed`).
+    public var noiseSeed: UInt64 = 0
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,

@@ -7,6 +7,9 @@ public enum LayerSpec: Sendable, Equatable {
     /// 2-D convolution; for 1-D data use kernel height 1 (`conv1d` in configs).
     case conv(features: Int, kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int, initializer: Initializer)
     case maxPool(windowHeight: Int, windowWidth: Int, stride: Int, keepPartial: Bool)
+    case avgPool(windowHeight: Int, windowWidth: Int, stride: Int, keepPartial: Bool)
+    case globalAvgPool
+    case dropout(rate: Float)
     case relu
     case flatten
     case dense(neurons: Int, initializer: Initializer)
@@ -15,6 +18,9 @@ public enum LayerSpec: Sendable, Equatable {
         switch self {
         case .conv: return "conv"
         case .maxPool: return "pool"
+        case .avgPool: return "avgpool"
+        case .globalAvgPool: return "gap"
+        case .dropout: return "dropout"
         case .relu: return "relu"
         case .flatten: return "flatten"
         case .dense: return "dense"
@@ -83,6 +89,21 @@ public struct Model: Sendable {
                     throw ModelError("\(label): output would be empty: input \(shape) is smaller than the pooling window \(oneD ? "\(ww)" : "\(wh)x\(ww)")")
                 }
                 layer = pool
+            case let .avgPool(wh, ww, stride, keep):
+                guard wh > 0, ww > 0 else { throw ModelError("\(label): pooling window must be positive, got \(wh)x\(ww)") }
+                guard stride > 0 else { throw ModelError("\(label): pooling stride must be positive, got \(stride)") }
+                let oneD = shape.height == 1
+                let pool = AvgPool2D(name: name, input: shape, window: (oneD ? 1 : wh, ww), stride: (oneD ? 1 : stride, stride),
+                                     keepPartial: keep)
+                guard pool.outputShape.count > 0 else {
+                    throw ModelError("\(label): output would be empty: input \(shape) is smaller than the pooling window \(oneD ? "\(ww)" : "\(wh)x\(ww)")")
+                }
+                layer = pool
+            case .globalAvgPool:
+                layer = GlobalAvgPool(name: name, input: shape)
+            case let .dropout(rate):
+                guard rate >= 0, rate < 1 else { throw ModelError("\(label): dropout rate must be in [0, 1), got \(rate)") }
+                layer = Dropout(name: name, input: shape, rate: rate)
             case .relu:
                 layer = ReLU(name: name, input: shape)
             case .flatten:

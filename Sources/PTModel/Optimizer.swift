@@ -82,3 +82,73 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// Adam (Kingma & Ba), and AdamW when `decoupledWeightDecay` is set (Loshchilov & Hutter), PyTorch's
+/// formulation. With t the 1-based step:
+///   g = grad (+ weightDecay * w for Adam; AdamW instead multiplies w by 1 - lr * weightDecay)
+///   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
+///   w -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+public struct Adam: Sendable, Equatable {
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    public var decoupledWeightDecay: Bool
+
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0,
+                decoupledWeightDecay: Bool = false) {
+        self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon
+        self.weightDecay = weightDecay; self.decoupledWeightDecay = decoupledWeightDecay
+    }
+
+    public func step(lr: Float, t: Int, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                     m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, range: Range<Int>) {
+        let b1 = beta1, b2 = beta2, eps = epsilon
+        let c1 = Float(1 - pow(Double(beta1), Double(t))), c2 = Float(1 - pow(Double(beta2), Double(t)))
+        let coupled = decoupledWeightDecay ? 0 : weightDecay
+        let shrink = decoupledWeightDecay ? 1 - lr * weightDecay : 1
+        let stepSize = lr / c1
+        let rc2 = 1 / c2.squareRoot()
+        for i in range {
+            let g = gradients[i] + coupled * weights[i]
+            let mi = b1 * m[i] + (1 - b1) * g
+            let vi = b2 * v[i] + (1 - b2) * g * g
+            m[i] = mi
+            v[i] = vi
+            weights[i] = weights[i] * shrink - stepSize * mi / (vi.squareRoot() * rc2 + eps)
+        }
+    }
+}
+
+/// The optimizer of a run. State: SGD keeps one buffer (momentum), Adam two (m, v), each shaped
+/// like the flat parameter buffer.
+public enum Optimizer: Sendable, Equatable {
+    case sgd(SGD)
+    case adam(Adam)
+
+    /// Number of flat state buffers.
+    public var stateCount: Int {
+        switch self {
+        case .sgd: return 1
+        case .adam: return 2
+        }
+    }
+
+    /// Names of the state tensors in checkpoints, PyTorch's: "momentum_buffer", or "exp_avg" and "exp_avg_sq".
+    public var stateNames: [String] {
+        switch self {
+        case .sgd: return ["momentum_buffer"]
+        case .adam: return ["exp_avg", "exp_avg_sq"]
+        }
+    }
+
+    /// One update of weights[range] at 0-based global step `step`.
+    @inline(__always)
+    public func step(lr: Float, step: Int, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                     state: UnsafeMutablePointer<Float>, state2: UnsafeMutablePointer<Float>, range: Range<Int>) {
+        switch self {
+        case let .sgd(sgd): sgd.step(lr: lr, weights: weights, gradients: gradients, velocity: state, range: range)
+        case let .adam(adam): adam.step(lr: lr, t: step + 1, weights: weights, gradients: gradients, m: state, v: state2, range: range)
+        }
+    }
+}

@@ -53,10 +53,19 @@ public final class Workspace: @unchecked Sendable {
     /// The logits after `forward`: [batch][classes].
     public var logits: UnsafeMutablePointer<Float> { activations[model.layers.count].pointer }
 
+    /// Training (dropout active) or inference. Set by the step before `forward`.
+    public var training = false
+    /// Seed of this call's random noise (dropout): a function of (seed, global step, shard), so the
+    /// noise does not depend on which worker runs the shard.
+    public var noiseSeed: UInt64 = 0
+
     func call(_ i: Int, batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> LayerCall {
-        LayerCall(batch: batch, input: activations[i].pointer, output: activations[i + 1].pointer,
-                  parameters: parameters, gradients: gradients, outputGrad: activationGrads[i + 1].pointer,
-                  inputGrad: i == 0 ? nil : activationGrads[i].pointer, scratch: scratch.pointer, indices: indexStorage[i])
+        var c = LayerCall(batch: batch, input: activations[i].pointer, output: activations[i + 1].pointer,
+                          parameters: parameters, gradients: gradients, outputGrad: activationGrads[i + 1].pointer,
+                          inputGrad: i == 0 ? nil : activationGrads[i].pointer, scratch: scratch.pointer, indices: indexStorage[i])
+        c.training = training
+        c.noiseSeed = noiseSeed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+        return c
     }
 
     /// Runs every layer forward over `batch` samples already in `input`.

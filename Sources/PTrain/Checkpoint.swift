@@ -69,9 +69,12 @@ public enum Checkpoint {
             let weights = Safetensors.encode(model.parameterTensors.map {
                 (name: $0.name, shape: $0.shape, data: UnsafePointer(trainer.parameters.pointer + $0.offset)) },
                 metadata: ["format": "pt", "producer": "ptrain"])
-            let optimizer = Safetensors.encode(model.parameterTensors.map {
-                (name: "\($0.name).momentum_buffer", shape: $0.shape, data: UnsafePointer(trainer.velocity.pointer + $0.offset)) },
-                metadata: ["optimizer": "sgd"])
+            // Optimizer state, one tensor per parameter and state buffer: "conv1.weight.momentum_buffer"
+            // (SGD), "conv1.weight.exp_avg" and "conv1.weight.exp_avg_sq" (Adam).
+            let optimizer = Safetensors.encode(trainer.optimizerState.flatMap { state in
+                model.parameterTensors.map {
+                    (name: "\($0.name).\(state.name)", shape: $0.shape, data: UnsafePointer(state.buffer.pointer + $0.offset)) }
+            }, metadata: ["optimizer": trainer.config.optimizer.rawValue])
             try AtomicFile.write(weights, to: "\(staging)/\(weightsFile)")
             try AtomicFile.write(optimizer, to: "\(staging)/\(optimizerFile)")
             let manifest = CheckpointManifest(
@@ -191,11 +194,13 @@ public enum Checkpoint {
         let path = "\(folder)/\(optimizerFile)"
         let (tensors, _) = try Safetensors.decode(try Safetensors.readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for p in trainer.model.parameterTensors {
-            guard let t = byName["\(p.name).momentum_buffer"], t.shape == p.shape else {
-                throw FileError("\(path): momentum buffer of '\(p.name)' is missing or has the wrong shape")
+        for state in trainer.optimizerState {
+            for p in trainer.model.parameterTensors {
+                guard let t = byName["\(p.name).\(state.name)"], t.shape == p.shape else {
+                    throw FileError("\(path): optimizer state '\(p.name).\(state.name)' is missing or has the wrong shape")
+                }
+                t.values.withUnsafeBufferPointer { (state.buffer.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
             }
-            t.values.withUnsafeBufferPointer { (trainer.velocity.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
         }
         try trainer.restore(manifest.progress)
     }

@@ -53,11 +53,16 @@ public struct TrainConfig: Sendable, Equatable {
     /// Model input (channels, height, width); nil: taken from the data.
     public var input: Shape?
     public var layers: [LayerSpec] = []
-    // Optimizer: SGD with momentum.
+    /// sgd, adam or adamw.
+    public enum OptimizerKind: String, Sendable, CaseIterable { case sgd, adam, adamw }
+    public var optimizer: OptimizerKind = .sgd
     public var learningRate: Float = 0.01
     public var momentum: Float = 0.9
     public var nesterov: Bool = false
     public var weightDecay: Float = 0
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
     // Schedule.
     public var schedule: LRSchedule.Kind = .constant
     public var warmupEpochs: Double = 0
@@ -73,6 +78,16 @@ public struct TrainConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The optimizer the settings describe.
+    public func makeOptimizer() -> Optimizer {
+        switch optimizer {
+        case .sgd: return .sgd(SGD(momentum: momentum, nesterov: nesterov, weightDecay: weightDecay))
+        case .adam, .adamw:
+            return .adam(Adam(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay,
+                              decoupledWeightDecay: optimizer == .adamw))
+        }
+    }
+
     /// The largest shard: ceil(batchSize / shards).
     public var maxShard: Int { (batchSize + shards - 1) / shards }
 
@@ -81,6 +96,9 @@ public struct TrainConfig: Sendable, Equatable {
         func fail(_ key: String, _ why: String) throws { throw ConfigError("\(file): \(key): \(why)") }
         if !learningRate.isFinite || learningRate <= 0 { try fail("optimizer.lr", "must be a finite number > 0, got \(learningRate)") }
         if !momentum.isFinite || momentum < 0 || momentum >= 1 { try fail("optimizer.momentum", "must be in [0, 1), got \(momentum)") }
+        if !(beta1 >= 0 && beta1 < 1) { try fail("optimizer.beta1", "must be in [0, 1), got \(beta1)") }
+        if !(beta2 >= 0 && beta2 < 1) { try fail("optimizer.beta2", "must be in [0, 1), got \(beta2)") }
+        if !(epsilon.isFinite && epsilon > 0) { try fail("optimizer.eps", "must be a finite number > 0, got \(epsilon)") }
         if !weightDecay.isFinite || weightDecay < 0 { try fail("optimizer.weight_decay", "must be a finite number >= 0, got \(weightDecay)") }
         if epochs < 1 { try fail("training.epochs", "must be at least 1, got \(epochs)") }
         if batchSize < 1 { try fail("training.batch_size", "must be at least 1, got \(batchSize)") }
@@ -253,8 +271,14 @@ extension TrainConfig {
         }
 
         if let o = try top.section("optimizer") {
-            try o.checkKnown(["type", "lr", "momentum", "nesterov", "weight_decay"])
-            if let t = try o.string("type"), t != "sgd" { throw o.fail("type", "unknown optimizer '\(t)' (known: sgd)") }
+            try o.checkKnown(["type", "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"])
+            if let t = try o.string("type") {
+                guard let kind = OptimizerKind(rawValue: t) else { throw o.fail("type", "unknown optimizer '\(t)' (known: sgd, adam, adamw)") }
+                c.optimizer = kind
+            }
+            c.beta1 = try o.float("beta1") ?? c.beta1
+            c.beta2 = try o.float("beta2") ?? c.beta2
+            c.epsilon = try o.float("eps") ?? c.epsilon
             c.learningRate = try o.float("lr") ?? c.learningRate
             c.momentum = try o.float("momentum") ?? c.momentum
             c.nesterov = try o.bool("nesterov") ?? c.nesterov
@@ -328,6 +352,24 @@ extension TrainConfig {
             guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
             return .maxPool(windowHeight: type == "maxpool1d" ? 1 : window, windowWidth: window, stride: stride,
                             keepPartial: edge == "keep")
+        case "avgpool", "avgpool1d":
+            try l.checkKnown(["type", "window", "stride", "edge"])
+            let window = try l.int("window") ?? 2
+            let stride = try l.int("stride") ?? window
+            if window < 1 { throw l.fail("window", "must be at least 1, got \(window)") }
+            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
+            let edge = try l.string("edge") ?? "keep"
+            guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
+            return .avgPool(windowHeight: type == "avgpool1d" ? 1 : window, windowWidth: window, stride: stride,
+                            keepPartial: edge == "keep")
+        case "global_avgpool", "gap":
+            try l.checkKnown(["type"])
+            return .globalAvgPool
+        case "dropout":
+            try l.checkKnown(["type", "rate"])
+            let rate = try l.float("rate") ?? 0.5
+            if !(rate >= 0 && rate < 1) { throw l.fail("rate", "must be in [0, 1), got \(rate)") }
+            return .dropout(rate: rate)
         case "relu":
             try l.checkKnown(["type"])
             return .relu
@@ -340,7 +382,7 @@ extension TrainConfig {
             if neurons < 1 { throw l.fail("neurons", "must be at least 1, got \(neurons)") }
             return .dense(neurons: neurons, initializer: try initializer())
         default:
-            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, relu, flatten, dense)")
+            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, dropout, relu, flatten, dense)")
         }
     }
 }

@@ -25,13 +25,22 @@ extension TrainConfig {
                 lines.append("    - {type: \(kh == 1 && kw != 1 ? "conv1d" : "conv"), features: \(features), size: \(kw), stride: \(stride), padding: \(padding), init: \(initializer.rawValue)}")
             case let .maxPool(wh, ww, stride, keep):
                 lines.append("    - {type: \(wh == 1 && ww != 1 ? "maxpool1d" : "maxpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
+            case let .avgPool(wh, ww, stride, keep):
+                lines.append("    - {type: \(wh == 1 && ww != 1 ? "avgpool1d" : "avgpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
+            case .globalAvgPool: lines.append("    - {type: global_avgpool}")
+            case let .dropout(rate): lines.append("    - {type: dropout, rate: \(rate)}")
             case .relu: lines.append("    - {type: relu}")
             case .flatten: lines.append("    - {type: flatten}")
             case let .dense(neurons, initializer): lines.append("    - {type: dense, neurons: \(neurons), init: \(initializer.rawValue)}")
             }
         }
-        lines += ["optimizer:", "  type: sgd", "  lr: \(learningRate)", "  momentum: \(momentum)", "  nesterov: \(nesterov)",
-                  "  weight_decay: \(weightDecay)"]
+        lines += ["optimizer:", "  type: \(optimizer.rawValue)", "  lr: \(learningRate)"]
+        if optimizer == .sgd {
+            lines += ["  momentum: \(momentum)", "  nesterov: \(nesterov)"]
+        } else {
+            lines += ["  beta1: \(beta1)", "  beta2: \(beta2)", "  eps: \(epsilon)"]
+        }
+        lines.append("  weight_decay: \(weightDecay)")
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
         lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]

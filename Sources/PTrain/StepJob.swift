@@ -20,7 +20,9 @@ final class StepJob: ParallelJob {
     let velocity: UnsafeMutablePointer<Float>
     let shardGradients: [UnsafeMutablePointer<Float>]
     let parameterCount: Int
-    let optimizer: SGD
+    let optimizer: Optimizer
+    /// Second optimizer state buffer (Adam's v); a one-float placeholder for SGD.
+    let state2: UnsafeMutablePointer<Float>
     /// Per-shard summed loss and number correct of the last step.
     let shardLoss: UnsafeMutablePointer<Double>
     let shardCorrect: UnsafeMutablePointer<Int>
@@ -33,12 +35,16 @@ final class StepJob: ParallelJob {
     var indices: UnsafePointer<Int32>
     var batch = 0
     var lr: Float = 0
+    /// 0-based global step of this training step (Adam's bias correction, dropout's noise).
+    var globalStep = 0
+    /// Noise seed of the step: a function of (config seed, global step); shards derive theirs from it.
+    var noiseBase: UInt64 = 0
 
     private let buffers: [AlignedBuffer]
     /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
     let nonFinite: UnsafeMutablePointer<Int32>
 
-    init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: SGD, dataset: Dataset,
+    init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: Optimizer, dataset: Dataset,
          indices: UnsafePointer<Int32>) {
         self.model = model
         self.shards = shards
@@ -49,7 +55,9 @@ final class StepJob: ParallelJob {
         let grads = AlignedBuffer(count: model.parameterCount)
         let vel = AlignedBuffer(count: model.parameterCount)
         let shardBuffers = (0..<shards).map { _ in AlignedBuffer(count: model.parameterCount) }
-        buffers = [parameters, grads, vel] + shardBuffers
+        let second = AlignedBuffer(count: optimizer.stateCount > 1 ? model.parameterCount : 1)
+        buffers = [parameters, grads, vel, second] + shardBuffers
+        state2 = second.pointer
         self.parameters = parameters.pointer
         gradients = grads.pointer
         velocity = vel.pointer
@@ -85,7 +93,8 @@ final class StepJob: ParallelJob {
         nonFinite.deallocate()
     }
 
-    var velocityBuffer: AlignedBuffer { buffers[2] }
+    /// The optimizer's state buffers (SGD: momentum; Adam: m and v).
+    var stateBuffers: [AlignedBuffer] { Array(buffers[2..<(2 + optimizer.stateCount)]) }
 
     /// Shard s covers samples [s*batch/S, (s+1)*batch/S) of the step: sizes differ by at most one.
     @inline(__always) func shardRange(_ s: Int) -> Range<Int> { (s * batch / shards)..<((s + 1) * batch / shards) }
@@ -120,7 +129,8 @@ final class StepJob: ParallelJob {
             }
             let t3 = monotonicNanoseconds()
             timing.record(worker: worker, phase: .reduce, nanoseconds: t3 - t2)
-            optimizer.step(lr: lr, weights: parameters, gradients: gradients, velocity: velocity, range: lo..<hi)
+            optimizer.step(lr: lr, step: globalStep, weights: parameters, gradients: gradients, state: velocity, state2: state2,
+                           range: lo..<hi)
             timing.record(worker: worker, phase: .optimizer, nanoseconds: monotonicNanoseconds() - t3)
         }
     }
@@ -139,6 +149,9 @@ final class StepJob: ParallelJob {
         let t0 = monotonicNanoseconds()
         dataset.gather(indices: indices + range.lowerBound, count: n, images: ws.input, labels: ws.labels)
         timing.record(worker: worker, phase: .data, nanoseconds: monotonicNanoseconds() - t0)
+        ws.training = mode == .train
+        var mix = SplitMix64(seed: noiseBase ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
+        ws.noiseSeed = mix.next()
         ws.forward(batch: n, parameters: parameters)
         let train = mode == .train
         let result = ws.loss(batch: n, gradScale: 1 / Float(batch), computeGradient: train)

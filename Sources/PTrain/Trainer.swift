@@ -141,7 +141,7 @@ public final class Trainer {
         evalOrder = .allocate(capacity: max(1, max(train.count, test.count)))
         for i in 0..<max(train.count, test.count) { evalOrder[i] = Int32(i) }
         job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
-                      optimizer: SGD(momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay),
+                      optimizer: config.makeOptimizer(),
                       dataset: train, indices: order)
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
@@ -176,6 +176,10 @@ public final class Trainer {
         job.indices = UnsafePointer(order + start)
         job.batch = min(config.batchSize, train.count - start)
         job.lr = schedule.lr(at: progress.globalStep)
+        job.globalStep = progress.globalStep
+        var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
+        mix.state &+= UInt64(progress.globalStep) &* 0x9E37_79B9_7F4A_7C15
+        job.noiseBase = mix.next()
         let t0 = monotonicNanoseconds()
         pool.run(job)
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
@@ -245,8 +249,10 @@ public final class Trainer {
         preparedEpoch = -1
     }
 
-    /// The optimizer's momentum buffer (flat, like the parameters).
-    public var velocity: AlignedBuffer { job.velocityBuffer }
+    /// The optimizer's state buffers (flat, like the parameters) with their checkpoint names.
+    public var optimizerState: [(name: String, buffer: AlignedBuffer)] {
+        Array(zip(job.optimizer.stateNames, job.stateBuffers)).map { (name: $0.0, buffer: $0.1) }
+    }
 
     /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers).
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double) {

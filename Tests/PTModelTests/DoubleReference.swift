@@ -4,7 +4,8 @@ import PTModel
 import PTTensor
 
 /// A Double forward pass of one layer on one batch: input [batch][inputShape] -> output.
-func forwardDouble(_ layer: any Layer, batch: Int, input: [Double], parameters: [Double]) -> [Double] {
+func forwardDouble(_ layer: any Layer, batch: Int, input: [Double], parameters: [Double], training: Bool = false,
+                   noiseSeed: UInt64 = 0) -> [Double] {
     let inS = layer.inputShape, outS = layer.outputShape
     var out = [Double](repeating: 0, count: batch * outS.count)
     switch layer {
@@ -46,6 +47,28 @@ func forwardDouble(_ layer: any Layer, batch: Int, input: [Double], parameters: 
                     out[(p * g.oh + y) * g.ow + x] = best
                 }
             }
+        }
+    case let pool as AvgPool2D:
+        let g = pool.geometry
+        for p in 0..<(batch * inS.channels) {
+            for y in 0..<g.oh {
+                for x in 0..<g.ow {
+                    var sum = 0.0, count = 0.0
+                    for i in (y * g.sh)..<min(y * g.sh + g.kh, g.ih) {
+                        for j in (x * g.sw)..<min(x * g.sw + g.kw, g.iw) { sum += input[(p * g.ih + i) * g.iw + j]; count += 1 }
+                    }
+                    out[(p * g.oh + y) * g.ow + x] = sum / count
+                }
+            }
+        }
+    case is GlobalAvgPool:
+        let plane = inS.height * inS.width
+        for p in 0..<(batch * inS.channels) { out[p] = input[(p * plane)..<((p + 1) * plane)].reduce(0, +) / Double(plane) }
+    case let dropout as Dropout:
+        let threshold = UInt64((Double(1 - dropout.rate) * 4_294_967_296).rounded())
+        for i in 0..<out.count {
+            if !training { out[i] = input[i]; continue }
+            out[i] = Dropout.keep(seed: noiseSeed, index: i, threshold: threshold) ? input[i] / (1 - Double(dropout.rate)) : 0
         }
     case is ReLU:
         for i in 0..<out.count { out[i] = max(0, input[i]) }

@@ -9,7 +9,8 @@ final class GradientCheckTests: XCTestCase {
     /// Tolerance: |analytic - numeric| <= 2e-4 * (1 + |numeric|) plus a Float-rounding term that grows
     /// with the reduction length (sqrt(K) * 1e-6 * max|term|); the Float backward carries ~1e-7 relative
     /// rounding per add.
-    func check(_ spec: [LayerSpec], input: Shape, batch: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) throws {
+    func check(_ spec: [LayerSpec], input: Shape, batch: Int, seed: UInt64, training: Bool = false,
+               file: StaticString = #filePath, line: UInt = #line) throws {
         let model = try Model(input: input, layers: spec, maxBatch: batch, requireClassifier: false)
         let layer = model.layers.last!
         var rng = Xoshiro256(seed: seed)
@@ -25,20 +26,23 @@ final class GradientCheckTests: XCTestCase {
         let scratch = AlignedBuffer(count: max(1, layer.scratchCount(maxBatch: batch)))
         let indices = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, layer.indexCount(batch: batch)))
         defer { indices.deallocate() }
-        let call = LayerCall(batch: batch, input: x.pointer, output: out.pointer, parameters: params.pointer,
+        var call = LayerCall(batch: batch, input: x.pointer, output: out.pointer, parameters: params.pointer,
                              gradients: grads.pointer, outputGrad: r.pointer, inputGrad: dIn.pointer,
                              scratch: scratch.pointer, indices: indices)
+        call.training = training
+        call.noiseSeed = seed &* 31
         layer.forward(call)
         layer.backward(call)
 
         let xd = x.array.map(Double.init), pd = params.array.map(Double.init), rd = r.array.map(Double.init)
         // Forward agreement first: the Double reference computes the same function.
-        let yd = forwardDouble(layer, batch: batch, input: xd, parameters: pd)
+        let yd = forwardDouble(layer, batch: batch, input: xd, parameters: pd, training: training, noiseSeed: call.noiseSeed)
         for i in 0..<yd.count {
             XCTAssertEqual(Double(out[i]), yd[i], accuracy: 1e-4 * (1 + abs(yd[i])), "\(layer.name) forward[\(i)]", file: file, line: line)
         }
         func objective(_ xv: [Double], _ pv: [Double]) -> Double {
-            zip(forwardDouble(layer, batch: batch, input: xv, parameters: pv), rd).reduce(0) { $0 + $1.0 * $1.1 }
+            zip(forwardDouble(layer, batch: batch, input: xv, parameters: pv, training: training, noiseSeed: call.noiseSeed), rd)
+                .reduce(0) { $0 + $1.0 * $1.1 }
         }
         let eps = 1e-6
         var worst = 0.0
@@ -87,6 +91,38 @@ final class GradientCheckTests: XCTestCase {
         try check([.maxPool(windowHeight: 3, windowWidth: 3, stride: 2, keepPartial: true)], input: Shape(channels: 3, height: 6, width: 5), batch: 1, seed: 10)
         try check([.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: false)], input: Shape(channels: 1, height: 5, width: 6), batch: 2, seed: 11)
         try check([.maxPool(windowHeight: 1, windowWidth: 3, stride: 2, keepPartial: true)], input: Shape(channels: 2, height: 1, width: 10), batch: 2, seed: 12)
+    }
+
+    func testAveragePoolingAndDropoutBackward() throws {
+        try check([.avgPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true)], input: Shape(channels: 2, height: 7, width: 5), batch: 2, seed: 18)
+        try check([.avgPool(windowHeight: 3, windowWidth: 3, stride: 1, keepPartial: false)], input: Shape(channels: 1, height: 5, width: 6), batch: 2, seed: 19)
+        try check([.avgPool(windowHeight: 1, windowWidth: 4, stride: 3, keepPartial: true)], input: Shape(channels: 3, height: 1, width: 11), batch: 1, seed: 20)
+        try check([.globalAvgPool], input: Shape(channels: 4, height: 3, width: 5), batch: 3, seed: 21)
+        try check([.dropout(rate: 0.3)], input: Shape(channels: 3, height: 4, width: 4), batch: 2, seed: 22, training: true)
+        try check([.dropout(rate: 0.3)], input: .flat(17), batch: 2, seed: 23, training: false)
+    }
+
+    /// Dropout keeps about 1 - rate of the values while training, the same ones for the same seed.
+    func testDropoutMaskRateAndDeterminism() throws {
+        let layer = Dropout(name: "d", input: .flat(10_000), rate: 0.25)
+        let x = AlignedBuffer([Float](repeating: 1, count: 10_000))
+        func run(seed: UInt64) -> [Float] {
+            let out = AlignedBuffer(count: 10_000)
+            let idx = UnsafeMutablePointer<Int32>.allocate(capacity: 10_000)
+            defer { idx.deallocate() }
+            var c = LayerCall(batch: 1, input: x.pointer, output: out.pointer, parameters: x.pointer, gradients: x.pointer,
+                              outputGrad: x.pointer, inputGrad: nil, scratch: x.pointer, indices: idx)
+            c.training = true
+            c.noiseSeed = seed
+            layer.forward(c)
+            return out.array
+        }
+        let a = run(seed: 5), b = run(seed: 5), c = run(seed: 6)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a, c)
+        let kept = a.filter { $0 != 0 }.count
+        XCTAssertEqual(Double(kept) / 10_000, 0.75, accuracy: 0.02)
+        XCTAssertTrue(a.allSatisfy { $0 == 0 || abs($0 - 1 / 0.75) < 1e-6 })
     }
 
     func testReLUFlattenDenseBackward() throws {

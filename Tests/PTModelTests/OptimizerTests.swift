@@ -52,4 +52,30 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(warm.lr(at: 4), 1)
         XCTAssertEqual(warm.lr(at: 54), 0.5, accuracy: 1e-6)
     }
+
+    /// Adam and AdamW against hand-computed first steps (bias correction makes step 1 move by ~lr).
+    func testAdamAndAdamW() {
+        func run(_ adam: Adam, lr: Float, w0: Float, grads: [Float]) -> Float {
+            var w = [w0], m: [Float] = [0], v: [Float] = [0]
+            for (t, g) in grads.enumerated() {
+                let gs = [g]
+                w.withUnsafeMutableBufferPointer { wp in m.withUnsafeMutableBufferPointer { mp in v.withUnsafeMutableBufferPointer { vp in
+                    gs.withUnsafeBufferPointer { gp in
+                        adam.step(lr: lr, t: t + 1, weights: wp.baseAddress!, gradients: gp.baseAddress!, m: mp.baseAddress!,
+                                  v: vp.baseAddress!, range: 0..<1)
+                    } } } }
+            }
+            return w[0]
+        }
+        // Step 1: m^ = g, v^ = g^2, so w = w0 - lr * g / (|g| + eps) = 1 - 0.1 = 0.9.
+        XCTAssertEqual(run(Adam(), lr: 0.1, w0: 1, grads: [0.5]), 0.9, accuracy: 1e-6)
+        // Step 2 with g = 0.5 then 0.25: m = 0.9*0.05 + 0.1*0.25 = 0.07 -> m^ = 0.07/0.19 = 0.368421;
+        // v = 0.999*0.00025 + 0.001*0.0625 = 0.00031225 -> v^ = 0.00031225/0.001999 = 0.156203, sqrt 0.395225;
+        // w = 0.9 - 0.1 * 0.368421 / 0.395225 = 0.806782.
+        XCTAssertEqual(run(Adam(), lr: 0.1, w0: 1, grads: [0.5, 0.25]), 0.806782, accuracy: 1e-5)
+        // Adam adds weight decay to the gradient: g = 0 + 0.5 * 2 = 1 -> w = 2 - 0.1 = 1.9.
+        XCTAssertEqual(run(Adam(weightDecay: 0.5), lr: 0.1, w0: 2, grads: [0]), 1.9, accuracy: 1e-6)
+        // AdamW decays the weight directly: w = 2 * (1 - 0.1 * 0.5) - 0.1 * sign(g) = 1.9 - 0.1 = 1.8.
+        XCTAssertEqual(run(Adam(weightDecay: 0.5, decoupledWeightDecay: true), lr: 0.1, w0: 2, grads: [1]), 1.8, accuracy: 1e-6)
+    }
 }

@@ -28,6 +28,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(again, config)
         let lenet = try TrainConfig.load(path: TestSupport.repositoryRoot.appendingPathComponent("configs/lenet5-mnist.yaml").path)
         XCTAssertEqual(try TrainConfig.parse(yaml: lenet.yaml, file: "resolved"), lenet)
+        // Every layer kind and the Adam family survive the round trip.
+        var more = config
+        more.optimizer = .adamw
+        more.nesterov = false   // an SGD setting: not written for Adam
+        more.beta2 = 0.98
+        more.layers = [.conv(features: 4, kernelHeight: 1, kernelWidth: 5, stride: 2, padding: 2, initializer: .glorot), .relu,
+                       .avgPool(windowHeight: 1, windowWidth: 3, stride: 2, keepPartial: false), .dropout(rate: 0.125),
+                       .maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true), .globalAvgPool, .flatten,
+                       .dense(neurons: 3, initializer: .he)]
+        XCTAssertEqual(try TrainConfig.parse(yaml: more.yaml, file: "resolved"), more)
     }
 
     func expectError(_ yaml: String, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -49,7 +59,7 @@ final class ConfigTests: XCTestCase {
         expectError(layers + "training:\n  epochs: -2\n", "training.epochs: must be at least 1")
         expectError(layers + "optimizer:\n  lr: .nan\n", "optimizer.lr: must be a finite number")
         expectError(layers + "optimizer:\n  lr: -1\n", "optimizer.lr: must be a finite number > 0")
-        expectError(layers + "optimizer:\n  type: adam\n", "unknown optimizer 'adam'")
+        expectError(layers + "optimizer:\n  type: rmsprop\n", "unknown optimizer 'rmsprop'")
         expectError("model:\n  layers:\n    - {type: conv, features: 0, size: 3}\n", "model.layers[1].features: must be at least 1")
         expectError("model:\n  layers:\n    - {type: conv, featurs: 4, size: 3}\n", "unknown key 'model.layers[1].featurs'")
         expectError("model:\n  layers:\n    - {type: convolution}\n", "unknown layer type 'convolution'")

@@ -34,4 +34,24 @@ final class DeterminismTests: XCTestCase {
             }
         }
     }
+
+    /// Dropout noise and Adam's state are keyed by (seed, step, shard), not by worker.
+    func testDropoutAndAdamWAreThreadCountIndependent() throws {
+        var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
+        config.data.trainCount = 300
+        config.data.testCount = 50
+        config.epochs = 1
+        config.batchSize = 30
+        config.shards = 5
+        config.optimizer = .adamw
+        config.learningRate = 0.002
+        config.weightDecay = 0.01
+        config.layers.insert(.dropout(rate: 0.25), at: config.layers.count - 1)
+        let data = try loadData(config)
+        let reference = try train(workers: 1, config: config, data: data)
+        for workers in [2, 3] {
+            XCTAssertEqual(try train(workers: workers, config: config, data: data).weights, reference.weights,
+                           "weights differ with \(workers) workers")
+        }
+    }
 }
