@@ -50,6 +50,11 @@ let package = Package(
         .executable(name: "ptrain", targets: ["ptrain"]),
         .library(name: "PTrain", targets: ["PTrain"]),
     ],
+    traits: [
+        // `swift build -c release --traits MPI`: an MPI communicator (Open MPI or MPICH through
+        // pkg-config "mpi-c"; Debian: libopenmpi-dev). Without it ptrain needs no MPI at all.
+        .trait(name: "MPI", description: "Multi-process training over MPI (needs an MPI library, e.g. libopenmpi-dev)"),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
@@ -58,6 +63,8 @@ let package = Package(
         // System libraries, one C shim each.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHwloc", pkgConfig: "hwloc", providers: [.apt(["libhwloc-dev"])]),
+        // MPI, only with the trait MPI.
+        .systemLibrary(name: "CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         // CPU feature check, flush-to-zero, and other tiny things Swift cannot spell.
         // Deliberately compiled WITHOUT the target-CPU flag: it must run on any x86-64 CPU.
         .target(name: "CPTSupport", cSettings: [
@@ -76,7 +83,9 @@ let package = Package(
         // hwloc topology, placement, pinned worker pool, barrier.
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
         // Communicator protocol (in-process now; MPI behind a trait later).
-        .target(name: "PTDistributed", dependencies: ["PTTensor"], swiftSettings: swiftSettings),
+        .target(name: "PTDistributed",
+                dependencies: ["PTTensor", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                swiftSettings: swiftSettings + [.define("MPI", .when(traits: ["MPI"]))]),
         // Trainer, config, run folder, metrics, safetensors.
         .target(
             name: "PTrain",
@@ -85,7 +94,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ptrain",
-            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
 
         .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),

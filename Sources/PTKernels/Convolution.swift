@@ -121,7 +121,7 @@ public struct ConvKernel: Sendable {
             let n = groupSize * p
             let k = g.reduction
             let forward = forwardScratchCount
-            let weights = implementation == .directSmall ? directWeightsScratchCount : k * n + g.oc * n
+            let weights = backwardWeightsDirect ? directWeightsScratchCount : k * n + g.oc * n
             var data: Int
             if backwardDataTransposed {
                 data = g.weightCount + 16 + transposedKernel.forwardScratchCount
@@ -131,6 +131,16 @@ public struct ConvKernel: Sendable {
             data = max(data, 0)
             return max(forward, weights, data)
         }
+    }
+
+    /// Output rows unfolded at a time by the per-sample forward: the sample's unfolded matrix split into
+    /// equal chunks of at most ~160K floats (640 KiB, within the 1 MiB L2 next to the packed panels).
+    /// CIFAR 32->32 at 32x32 (288 x 1024 floats): 2 chunks of 16 rows. Same sums as one chunk.
+    var forwardChunkRows: Int {
+        let g = geometry
+        let total = g.reduction * g.oh * g.ow
+        let chunks = max(1, (total + 163_839) / 163_840)
+        return max(1, (g.oh + chunks - 1) / chunks)
     }
 
     /// Scratch of `forward` alone.
@@ -173,17 +183,24 @@ public struct ConvKernel: Sendable {
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
             // was ~10% of the step.
-            // The weights are packed once per call, not once per sample.
+            // The weights are packed once per call, not once per sample. A sample is unfolded in chunks
+            // of output rows (`forwardChunkRows`) so the unfolded chunk stays in L2 while the GEMM packs it.
             let k = g.reduction
             let packed = align64(scratch), col = packed + roundUp(_packedACount(m: g.oc, n: p, k: k), 16)
             let ws = col + k * p
             _packWholeA(m: g.oc, n: p, k: k, a: weight, lda: k, dest: packed)
+            let chunk = forwardChunkRows
             for s in 0..<mb {
-                im2col(g, input: input + s * inSize, col: col, ld: p)
                 let out = output + s * outSize
                 if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
-                _sgemmPrepackedA(m: g.oc, n: p, k: k, packedA: packed, b: col, ldb: p,
-                                 beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: ws)
+                var y0 = 0
+                while y0 < g.oh {
+                    let y1 = min(g.oh, y0 + chunk), n = (y1 - y0) * g.ow
+                    _im2col(g, input: input + s * inSize, col: col, ld: n, rows: y0..<y1)
+                    _sgemmPrepackedA(m: g.oc, n: n, k: k, packedA: packed, b: col, ldb: n,
+                                     beta: bias == nil ? 0 : 1, c: out + y0 * g.ow, ldc: p, workspace: ws)
+                    y0 = y1
+                }
             }
         case .im2colGemm:
             let k = g.reduction
@@ -267,7 +284,7 @@ public struct ConvKernel: Sendable {
                            c: weightGrad, ldc: g.ic)
             }
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .directSmall:
+        case .directSmall, .im2colGemm where backwardWeightsDirect:
             directBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
         case .im2colGemm:
@@ -354,7 +371,13 @@ public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMu
 
 @usableFromInline
 func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
-    let (oh, ow) = (g.oh, g.ow)
+    _im2col(g, input: input, col: col, ld: ld, rows: 0..<g.oh)
+}
+
+/// `im2col` of the output rows `rows` only: col[r][(y - rows.lowerBound)*ow + x].
+func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int, rows: Range<Int>) {
+    let ow = g.ow
+    let (r0, r1) = (rows.lowerBound, rows.upperBound)
     // "Same" width at stride 1 (ow == iw): source and destination rows line up, so the whole valid
     // band of a tap is one long shifted copy; only the <= pw wrapped columns per row are then zeroed.
     let bandCopy = g.sw == 1 && g.sh == 1 && ow == g.iw
@@ -366,27 +389,27 @@ func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutableP
                 let dst = col + row * ld
                 let (lo, hi) = validColumns(g, j, ow)
                 if bandCopy {
-                    let y0 = min(oh, max(0, g.ph - i)), y1 = max(y0, min(oh, g.ih + g.ph - i))
-                    if y0 > 0 { dst.update(repeating: 0, count: y0 * ow) }
-                    if y1 < oh { (dst + y1 * ow).update(repeating: 0, count: (oh - y1) * ow) }
+                    let y0 = min(r1, max(r0, g.ph - i)), y1 = max(y0, min(r1, g.ih + g.ph - i))
+                    if y0 > r0 { dst.update(repeating: 0, count: (y0 - r0) * ow) }
+                    if y1 < r1 { (dst + (y1 - r0) * ow).update(repeating: 0, count: (r1 - y1) * ow) }
                     if y1 > y0 && hi > lo {
                         let first = y0 * ow + lo, last = (y1 - 1) * ow + hi
                         let shift = (i - g.ph) * g.iw + (j - g.pw)
-                        copyFloats(dst + first, plane + first + shift, last - first)
+                        copyFloats(dst + first - r0 * ow, plane + first + shift, last - first)
                         for y in y0..<y1 {
-                            let d = dst + y * ow
+                            let d = dst + (y - r0) * ow
                             for x in 0..<lo { d[x] = 0 }
                             for x in hi..<ow { d[x] = 0 }
                         }
                     } else if y1 > y0 {
-                        (dst + y0 * ow).update(repeating: 0, count: (y1 - y0) * ow)
+                        (dst + (y0 - r0) * ow).update(repeating: 0, count: (y1 - y0) * ow)
                     }
                     row += 1
                     continue
                 }
-                for y in 0..<oh {
+                for y in r0..<r1 {
                     let iy = y * g.sh - g.ph + i
-                    let d = dst + y * ow
+                    let d = dst + (y - r0) * ow
                     if iy < 0 || iy >= g.ih || lo >= hi { d.update(repeating: 0, count: ow); continue }
                     let src = plane + iy * g.iw - g.pw + j
                     if lo > 0 { d.update(repeating: 0, count: lo) }

@@ -7,11 +7,19 @@
 // and dropped. Register tile: up to 6 output channels x 32 q (12 SIMD16 accumulators); per tap
 // 2 loads + 6 weight broadcasts for 12 FMAs.
 
+/// Row pitch of the padded planes. Rows share their zero padding: row y's right padding is row y+1's
+/// left padding, so a pitch of iw + pw suffices when pw <= kw - 1 (an output column reading left of
+/// its row lands in the previous row's zero tail, one reading right in its own). LeNet conv1 32 -> 30,
+/// the transposed LeNet conv2 (backward data, pw' = 4) 18 -> 14, CIFAR 3x3 34 -> 33: fewer wasted FMAs
+/// on the columns x >= ow.
+@inline(__always)
+func directPaddedWidth(_ g: ConvGeometry) -> Int { g.pw <= g.kw - 1 ? g.iw + g.pw : g.iw + 2 * g.pw }
+
 extension ConvKernel {
     /// Scratch floats for `directForward`: the padded sample and the padded-width output of one sample.
     static func directScratchCount(_ g: ConvGeometry) -> Int {
-        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
-        let q = roundUp(g.oh * wp, 32)
+        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
+        let q = roundUp(g.oh * wp, 16)
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
         return g.ic * planeStride + g.oc * q + 32
     }
@@ -19,9 +27,9 @@ extension ConvKernel {
     func directForward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
+        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
         let (oh, ow) = (g.oh, g.ow)
-        let qCount = roundUp(oh * wp, 32)
+        let qCount = roundUp(oh * wp, 16)   // 32-wide tiles, then at most one 16-wide one
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
         let padded = align64(scratch)
         let full = padded + g.ic * planeStride
@@ -38,10 +46,14 @@ extension ConvKernel {
             while o0 < g.oc {
                 let count = min(6, g.oc - o0)
                 var q = 0
-                while q < qCount {
+                while q + 32 <= qCount {
                     _directTile(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
                                 weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
                     q += 32
+                }
+                if q < qCount {
+                    _directTile16(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
+                                  weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
                 }
                 o0 += count
             }
@@ -94,6 +106,38 @@ func _directTile(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: Un
     store(0, a0, b0); store(1, a1, b1); store(2, a2, b2); store(3, a3, b3); store(4, a4, b4); store(5, a5, b5)
 }
 
+/// `_directTile` for the last 16 q of a plane (6 accumulators).
+@inline(never)
+func _directTile16(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: UnsafePointer<Float>,
+                   weight: UnsafePointer<Float>, outputs: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+    typealias V = SIMD16<Float>
+    let taps = kh * kw
+    let wstride = ic * taps
+    let w0 = weight, w1 = weight + min(1, outputs - 1) * wstride, w2 = weight + min(2, outputs - 1) * wstride
+    let w3 = weight + min(3, outputs - 1) * wstride, w4 = weight + min(4, outputs - 1) * wstride
+    let w5 = weight + min(5, outputs - 1) * wstride
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V()
+    var t = 0
+    for c in 0..<ic {
+        let plane = UnsafeRawPointer(input + c * planeStride)
+        for i in 0..<kh {
+            let row = plane + 4 * i * wp
+            for j in 0..<kw {
+                let u = row.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
+                a0 = a0.addingProduct(V(repeating: w0[t]), u); a1 = a1.addingProduct(V(repeating: w1[t]), u)
+                a2 = a2.addingProduct(V(repeating: w2[t]), u); a3 = a3.addingProduct(V(repeating: w3[t]), u)
+                a4 = a4.addingProduct(V(repeating: w4[t]), u); a5 = a5.addingProduct(V(repeating: w5[t]), u)
+                t += 1
+            }
+        }
+    }
+    @inline(__always) func store(_ r: Int, _ a: V) {
+        guard r < outputs else { return }
+        UnsafeMutableRawPointer(out + r * ldo).storeBytes(of: a, as: V.self)
+    }
+    store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5)
+}
+
 // MARK: Backward weights without unfolding
 
 // dW[o][c][i][j] = sum over samples and output pixels of dOut[o][y][x] * pad[c][y+i][x+j]. On the padded
@@ -103,18 +147,32 @@ func _directTile(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: Un
 
 extension ConvKernel {
     /// Padded-width length of one sample's output gradient row block, rounded to whole vectors.
-    static func directWeightsLength(_ g: ConvGeometry) -> Int { roundUp(g.oh * (g.iw + 2 * g.pw), 16) }
+    static func directWeightsLength(_ g: ConvGeometry) -> Int { roundUp(g.oh * directPaddedWidth(g), 16) }
 
-    /// Samples handled per pass of `directBackwardWeights`: ~4096 padded pixels per tile sweep.
-    /// Fixed by the geometry (its mb), so the summation order depends only on the shard size.
+    /// Samples handled per pass of `directBackwardWeights`: as many as keep the group's padded inputs and
+    /// output gradients within ~768 KiB (L2 is 1 MiB), so each tile's lane sums are amortised over
+    /// several samples. Fixed by the geometry (its mb), so the summation order depends only on the shard size.
     var directWeightsGroup: Int {
         let g = geometry
-        return max(1, min(max(g.mb, 1), 4096 / Self.directWeightsLength(g)))
+        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
+        let perSample = g.ic * roundUp(hp * wp + 32 + g.kw, 16) + g.oc * Self.directWeightsLength(g)
+        return max(1, min(max(g.mb, 1), 196_608 / perSample))
+    }
+
+    /// Whether backward weights runs `directBackwardWeights`: stride 1, and for `im2colGemm` layers only
+    /// when the padded width wastes at most 1/8 of the FMAs. CIFAR-small b128 (shards of 16, 1 thread):
+    /// 436 -> 468 and 417 -> 450 images/s against im2col + `sgemmDotNT` for all four 3x3 layers; 32x32
+    /// layers only: 455 / 437.
+    var backwardWeightsDirect: Bool {
+        let g = geometry
+        guard g.sh == 1 && g.sw == 1, implementation == .directSmall || implementation == .im2colGemm else { return false }
+        if implementation == .directSmall { return true }
+        return 8 * Self.directWeightsLength(g) <= 9 * g.oh * g.ow
     }
 
     var directWeightsScratchCount: Int {
         let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
+        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
         return directWeightsGroup * (g.ic * planeStride + g.oc * Self.directWeightsLength(g)) + 32
     }
@@ -122,7 +180,7 @@ extension ConvKernel {
     func directBackwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                                weightGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, g.iw + 2 * g.pw)
+        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
         let (oh, ow) = (g.oh, g.ow)
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
         let length = Self.directWeightsLength(g)

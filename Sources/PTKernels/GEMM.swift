@@ -57,7 +57,8 @@ struct GemmBlocking: Sendable {
 
     /// The tile for an m x n problem: the least padded area (rows and columns) over the AVX-512 tiles,
     /// ties to the m-only choice. Narrow n matters for per-sample convolution GEMMs (n = oh*ow = 256:
-    /// 8x48 pads to 288 columns, 6x64 to none).
+    /// 8x48 pads to 288 columns, 6x64 to none). CIFAR-small b128, 1 thread: 470 images/s against 449
+    /// with the m-only choice.
     static func forShape(m: Int, n: Int) -> GemmBlocking {
         let base = current
         guard base.mr == avx512.mr && base.nr == avx512.nr else { return base }

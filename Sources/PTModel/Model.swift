@@ -114,6 +114,13 @@ public struct Model: Sendable {
             }
             for p in layer.parameters { offset = p.offset + alignedCount(p.count) }
             shape = layer.outputShape
+            // Keep every buffer addressable and the run within memory: at most 2^31 parameters and
+            // 2^30 activation values per shard for one layer.
+            guard offset <= 1 << 31 else { throw ModelError("\(label): the model would have more than 2^31 parameters") }
+            guard shape.count.multipliedReportingOverflow(by: maxBatch).partialValue <= 1 << 30,
+                  !shape.count.multipliedReportingOverflow(by: maxBatch).overflow else {
+                throw ModelError("\(label): output of \(shape) per sample x \(maxBatch) samples per shard is too large (over 2^30 values)")
+            }
             built.append(layer)
         }
         guard !built.isEmpty else { throw ModelError("model has no layers") }

@@ -202,7 +202,9 @@ public enum Checkpoint {
                 t.values.withUnsafeBufferPointer { (state.buffer.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
             }
         }
-        try trainer.restore(manifest.progress)
+        do { try trainer.restore(manifest.progress) } catch {
+            throw FileError("\(folder)/\(manifestFile): \(error)")
+        }
     }
 }
 

@@ -8,7 +8,10 @@ import Yams
 /// A configuration error: one line naming the file (with line number when known) and the key.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// Line breaks inside the message (from a key or value) are escaped: the error stays one line.
+    public init(_ message: String) {
+        self.message = message.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+    }
     public var description: String { message }
 }
 
@@ -100,8 +103,14 @@ public struct TrainConfig: Sendable, Equatable {
         if !(beta2 >= 0 && beta2 < 1) { try fail("optimizer.beta2", "must be in [0, 1), got \(beta2)") }
         if !(epsilon.isFinite && epsilon > 0) { try fail("optimizer.eps", "must be a finite number > 0, got \(epsilon)") }
         if !weightDecay.isFinite || weightDecay < 0 { try fail("optimizer.weight_decay", "must be a finite number >= 0, got \(weightDecay)") }
-        if epochs < 1 { try fail("training.epochs", "must be at least 1, got \(epochs)") }
-        if batchSize < 1 { try fail("training.batch_size", "must be at least 1, got \(batchSize)") }
+        if epochs < 1 || epochs > 1_000_000 { try fail("training.epochs", "must be in 1...1000000, got \(epochs)") }
+        if batchSize < 1 || batchSize > 1 << 20 { try fail("training.batch_size", "must be in 1...\(1 << 20), got \(batchSize)") }
+        if warmupEpochs > Double(epochs) { try fail("schedule.warmup_epochs", "must not exceed the \(epochs) epochs, got \(warmupEpochs)") }
+        if stepEpochs > 1_000_000 { try fail("schedule.step_epochs", "must be at most 1000000, got \(stepEpochs)") }
+        if data.trainCount > 10_000_000 { try fail("data.train", "must be at most 10000000, got \(data.trainCount)") }
+        if data.testCount > 10_000_000 { try fail("data.test", "must be at most 10000000, got \(data.testCount)") }
+        if data.length > 10_000_000 { try fail("data.length", "must be at most 10000000, got \(data.length)") }
+        if let mean = data.mean, !mean.isFinite { try fail("data.mean", "must be a finite number, got \(mean)") }
         if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
         if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
         if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
@@ -182,7 +191,11 @@ struct YAMLSection {
         return v
     }
 
-    func float(_ key: String) throws -> Float? { try double(key).map { Float($0) } }
+    func float(_ key: String) throws -> Float? {
+        guard let d = try double(key) else { return nil }
+        guard Float(d).isFinite else { throw fail(key, "must be a finite number, got \(d) (too large)") }
+        return Float(d)
+    }
 
     func bool(_ key: String) throws -> Bool? {
         guard let s = try scalar(key) else { return nil }
@@ -261,7 +274,9 @@ extension TrainConfig {
             let height = try i.int("height") ?? (length != nil ? 1 : nil)
             let width = try i.int("width") ?? length
             guard let h = height, let w = width else { throw m.fail("input", "give height and width (or length for 1-D data)") }
-            guard channels > 0, h > 0, w > 0 else { throw m.fail("input", "sizes must be positive, got \(channels)x\(h)x\(w)") }
+            guard channels > 0, h > 0, w > 0, channels <= 65_536, h <= 1 << 20, w <= 1 << 20, channels * h * w <= 1 << 28 else {
+                throw m.fail("input", "sizes must be positive and at most 2^28 values per sample, got \(channels)x\(h)x\(w)")
+            }
             c.input = Shape(channels: channels, height: h, width: w)
         }
         guard let layersNode = m.node("layers") else { throw m.fail("layers", "missing: list the layers") }
@@ -336,8 +351,10 @@ extension TrainConfig {
             guard let size = try l.int("size") else { throw l.fail("size", "missing: the feature (kernel) size") }
             let stride = try l.int("stride") ?? 1
             let padding = try l.int("padding") ?? 0
-            if features < 1 { throw l.fail("features", "must be at least 1, got \(features)") }
-            if size < 1 { throw l.fail("size", "must be at least 1, got \(size)") }
+            if features < 1 || features > 65_536 { throw l.fail("features", "must be in 1...65536, got \(features)") }
+            if size < 1 || size > 4096 { throw l.fail("size", "must be in 1...4096, got \(size)") }
+            if stride > 4096 { throw l.fail("stride", "must be at most 4096, got \(stride)") }
+            if padding > 4096 { throw l.fail("padding", "must be at most 4096, got \(padding)") }
             if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
             if padding < 0 { throw l.fail("padding", "must be >= 0, got \(padding)") }
             return .conv(features: features, kernelHeight: type == "conv1d" ? 1 : size, kernelWidth: size, stride: stride,
@@ -346,7 +363,7 @@ extension TrainConfig {
             try l.checkKnown(["type", "window", "stride", "edge"])
             let window = try l.int("window") ?? 2
             let stride = try l.int("stride") ?? window
-            if window < 1 { throw l.fail("window", "must be at least 1, got \(window)") }
+            if window < 1 || window > 4096 { throw l.fail("window", "must be in 1...4096, got \(window)") }
             if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
             let edge = try l.string("edge") ?? "keep"
             guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
@@ -356,7 +373,7 @@ extension TrainConfig {
             try l.checkKnown(["type", "window", "stride", "edge"])
             let window = try l.int("window") ?? 2
             let stride = try l.int("stride") ?? window
-            if window < 1 { throw l.fail("window", "must be at least 1, got \(window)") }
+            if window < 1 || window > 4096 { throw l.fail("window", "must be in 1...4096, got \(window)") }
             if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
             let edge = try l.string("edge") ?? "keep"
             guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
@@ -379,7 +396,7 @@ extension TrainConfig {
         case "dense", "fc", "linear":
             try l.checkKnown(["type", "neurons", "init"])
             guard let neurons = try l.int("neurons") else { throw l.fail("neurons", "missing: how many neurons") }
-            if neurons < 1 { throw l.fail("neurons", "must be at least 1, got \(neurons)") }
+            if neurons < 1 || neurons > 1 << 20 { throw l.fail("neurons", "must be in 1...\(1 << 20), got \(neurons)") }
             return .dense(neurons: neurons, initializer: try initializer())
         default:
             throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, dropout, relu, flatten, dense)")

@@ -7,11 +7,8 @@ extension TrainConfig {
         var lines: [String] = ["# resolved by ptrain: file values with command-line overrides applied", "name: \(yamlQuoted(name))", "data:"]
         lines.append("  source: \(data.source.rawValue)")
         if let path = data.path { lines.append("  path: \(yamlQuoted(path))") }
-        if data.source == .xo {
-            lines += ["  size: \(data.size)", "  train: \(data.trainCount)", "  test: \(data.testCount)"]
-        }
-        if data.source == .fsdd { lines.append("  length: \(data.length)") }
-        if data.zNormalize { lines.append("  z_normalize: true") }
+        lines += ["  size: \(data.size)", "  train: \(data.trainCount)", "  test: \(data.testCount)", "  length: \(data.length)",
+                  "  z_normalize: \(data.zNormalize)"]
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
         lines.append("model:")
@@ -48,6 +45,9 @@ extension TrainConfig {
     }
 }
 
+/// A YAML string literal: single-quoted, or double-quoted with JSON escapes when it holds control
+/// characters (YAML's double-quoted style accepts JSON strings).
 func yamlQuoted(_ s: String) -> String {
-    "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+    if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return jsonString(s) }
+    return "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
 }

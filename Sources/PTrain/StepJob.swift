@@ -1,14 +1,18 @@
 // One data-parallel step as a job for the worker pool: shards -> per-shard gradients -> fixed-order
 // reduction over slices -> optimizer step on the same slices. Allocates nothing per step.
 import PTData
+import PTDistributed
 import PTKernels
 import PTModel
 import PTRuntime
 import PTTensor
 
-/// The work of one training or evaluation step. Results do not depend on the worker count:
-/// shard s always holds the same samples, each shard's gradient is computed by one worker into its
-/// own buffer, and the reduction adds the shard buffers in shard order 0, 1, ..., S-1.
+/// The work of one training or evaluation step. Results do not depend on the worker or process
+/// count: shard s always holds the same samples, each shard's gradient is computed by one worker into
+/// its own buffer, and the shard gradients are added in one fixed pairwise tree (see `pairwiseSum`).
+/// With several processes, rank r computes the contiguous block of shards
+/// [r*S/R, (r+1)*S/R) — a subtree of that tree when S/R is a power of two — so each rank reduces its
+/// subtree in-node, the ranks exchange their partial sums, and every rank finishes the same tree.
 final class StepJob: ParallelJob {
     enum Mode { case train, evaluate }
 
@@ -44,20 +48,37 @@ final class StepJob: ParallelJob {
     /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
     let nonFinite: UnsafeMutablePointer<Int32>
 
+    let communicator: Communicator
+    /// This rank's shards.
+    let firstShard: Int, endShard: Int
+    /// size x parameterCount: every rank's partial gradient (only with several ranks).
+    let rankPartials: UnsafeMutablePointer<Float>
+    let rankPartialPointers: [UnsafeMutablePointer<Float>]
+    /// Shard blocks of the ranks: rank r has shards [b[r], b[r+1]).
+    let rankShardBoundaries: [Int]
+
     init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: Optimizer, dataset: Dataset,
-         indices: UnsafePointer<Int32>) {
+         indices: UnsafePointer<Int32>, communicator: Communicator = LocalCommunicator()) {
         self.model = model
         self.shards = shards
+        self.communicator = communicator
+        firstShard = communicator.rank * shards / communicator.size
+        endShard = (communicator.rank + 1) * shards / communicator.size
         self.parameterCount = model.parameterCount
         self.optimizer = optimizer
         self.dataset = dataset
         self.indices = indices
         let grads = AlignedBuffer(count: model.parameterCount)
         let vel = AlignedBuffer(count: model.parameterCount)
-        let shardBuffers = (0..<shards).map { _ in AlignedBuffer(count: model.parameterCount) }
+        // Gradient buffers for this rank's shards only (indexed s - firstShard).
+        let shardBuffers = (firstShard..<endShard).map { _ in AlignedBuffer(count: model.parameterCount) }
+        let partials = AlignedBuffer(count: communicator.size > 1 ? communicator.size * model.parameterCount : 1)
         let second = AlignedBuffer(count: optimizer.stateCount > 1 ? model.parameterCount : 1)
-        buffers = [parameters, grads, vel, second] + shardBuffers
+        buffers = [parameters, grads, vel, second, partials] + shardBuffers
         state2 = second.pointer
+        rankPartials = partials.pointer
+        rankPartialPointers = communicator.size > 1 ? (0..<communicator.size).map { partials.pointer + $0 * model.parameterCount } : []
+        rankShardBoundaries = (0...communicator.size).map { $0 * shards / communicator.size }
         self.parameters = parameters.pointer
         gradients = grads.pointer
         velocity = vel.pointer
@@ -102,8 +123,8 @@ final class StepJob: ParallelJob {
     func run(worker: Int, pool: WorkerPool) {
         let workers = pool.workerCount
         let t0 = monotonicNanoseconds()
-        var s = worker
-        while s < shards {
+        var s = firstShard + worker
+        while s < endShard {
             computeShard(s, worker: worker)
             s += workers
         }
@@ -111,15 +132,31 @@ final class StepJob: ParallelJob {
         timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)
         guard mode == .train else { return }
         pool.barrier(worker: worker)
-        let t2 = monotonicNanoseconds()
+        var t2 = monotonicNanoseconds()
         timing.record(worker: worker, phase: .wait, nanoseconds: t2 - t1)
         // Each worker owns a 16-float aligned slice of the flat buffers.
         let chunk = alignedCount((parameterCount + workers - 1) / workers)
         let lo = min(parameterCount, worker * chunk)
         let hi = min(parameterCount, lo + chunk)
+        let ranks = communicator.size
+        // In-node: this rank's subtree of shards, into the gradient (one rank) or this rank's partial.
+        let partial = ranks > 1 ? rankPartials + communicator.rank * parameterCount : gradients
+        if lo < hi { pairwiseSum(shardGradients, into: partial, range: lo..<hi) }
+        if ranks > 1 {
+            // Across processes: exchange the partial sums, then finish the same tree over them.
+            timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t2)
+            pool.barrier(worker: worker)
+            if worker == 0 {
+                let tc = monotonicNanoseconds()
+                communicator.allGather(inPlace: rankPartials, count: parameterCount)
+                timing.record(worker: worker, phase: .communicate, nanoseconds: monotonicNanoseconds() - tc)
+            }
+            pool.barrier(worker: worker)
+            t2 = monotonicNanoseconds()
+            if lo < hi { pairwiseSum(rankPartialPointers, into: gradients, range: lo..<hi) }
+        }
         nonFinite[worker * 16] = 0
         if lo < hi {
-            reduceShards(lo..<hi)
             // inf * 0 and NaN * 0 are NaN: one vectorisable pass tells whether the slice is finite.
             var probe: Float = 0
             for i in lo..<hi { probe += gradients[i] * 0 }
@@ -139,7 +176,7 @@ final class StepJob: ParallelJob {
         let ws = workspaces[worker]
         let range = shardRange(s)
         let n = range.count
-        let shardGrad = shardGradients[s]
+        let shardGrad = shardGradients[s - firstShard]
         if mode == .train { shardGrad.update(repeating: 0, count: parameterCount) }
         guard n > 0 else {
             shardLoss[s] = 0
@@ -160,18 +197,34 @@ final class StepJob: ParallelJob {
         if train { ws.backward(batch: n, parameters: parameters, gradients: shardGrad) }
     }
 
-    /// gradients[i] = shard_0[i] + shard_1[i] + ... + shard_{S-1}[i], always in that order.
-    private func reduceShards(_ range: Range<Int>) {
-        let first = shardGradients[0]
-        for i in range { gradients[i] = first[i] }
-        for s in 1..<max(1, shards) {
-            let g = shardGradients[s]
-            for i in range { gradients[i] += g[i] }
+    /// destination[range] = the pairwise sum of `buffers[0..<n][range]`, consuming the buffers' slices:
+    /// with stride 1, 2, 4, ...: buffers[i] += buffers[i + stride] for i = 0, 2*stride, 4*stride, ...
+    /// That is the tree that splits n leaves at the largest power of two below n, so a block of
+    /// 2^k consecutive leaves starting at a multiple of 2^k is one of its subtrees.
+    private func pairwiseSum(_ buffers: [UnsafeMutablePointer<Float>], into destination: UnsafeMutablePointer<Float>,
+                             range: Range<Int>) {
+        let n = buffers.count
+        var stride = 1
+        while stride < n {
+            var i = 0
+            while i + stride < n {
+                let a = buffers[i], b = buffers[i + stride]
+                for k in range { a[k] += b[k] }
+                i += 2 * stride
+            }
+            stride *= 2
         }
+        let first = buffers[0]
+        for k in range { destination[k] = first[k] }
     }
 
-    /// The step's summed loss and number correct, added in shard order.
+    /// The step's summed loss and number correct, added in shard order (after collecting every
+    /// rank's shards).
     func totals() -> (loss: Double, correct: Int) {
+        if communicator.size > 1 {
+            communicator.allGather(inPlace: shardLoss, boundaries: rankShardBoundaries)
+            communicator.allGather(inPlace: shardCorrect, boundaries: rankShardBoundaries)
+        }
         var loss = 0.0
         var correct = 0
         for s in 0..<shards { loss += shardLoss[s]; correct += shardCorrect[s] }
@@ -182,7 +235,7 @@ final class StepJob: ParallelJob {
 /// Per-worker time spent in each phase of a step, for `ptrain bench` (plain stores; each worker
 /// writes only its own row).
 final class StepTiming: @unchecked Sendable {
-    enum Phase: Int, CaseIterable { case compute, wait, reduce, optimizer, data }
+    enum Phase: Int, CaseIterable { case compute, wait, reduce, optimizer, data, communicate }
     let workers: Int
     let values: UnsafeMutablePointer<UInt64>
 

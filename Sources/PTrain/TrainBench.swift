@@ -2,6 +2,7 @@
 // config's input shape; warm-up, then the median of several timed windows.
 import Foundation
 import PTData
+import PTDistributed
 import PTRuntime
 import PTTensor
 
@@ -22,13 +23,17 @@ public struct TrainBenchResult: Codable, Sendable {
     public var reduce_ms: Double
     public var optimizer_ms: Double
     public var wait_ms: Double
+    /// Cross-process exchange of the partial gradients (worker 0's time; 0 with one process).
+    public var communicate_ms: Double = 0
+    public var processes: Int = 1
 
     public var json: String {
         func f(_ x: Double, _ digits: Int = 3) -> String { jsonNumber((x * pow(10, Double(digits))).rounded() / pow(10, Double(digits))) }
         return "{\"threads\":\(threads),\"batch_size\":\(batch_size),\"images_per_sec\":\(f(images_per_sec, 1)),"
             + "\"images_per_sec_min\":\(f(images_per_sec_min, 1)),\"images_per_sec_max\":\(f(images_per_sec_max, 1)),"
             + "\"step_ms\":\(f(step_ms)),\"speedup\":\(f(speedup)),\"efficiency\":\(f(efficiency)),\"compute_ms\":\(f(compute_ms)),"
-            + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms))}"
+            + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms)),"
+            + "\"communicate_ms\":\(f(communicate_ms)),\"processes\":\(processes)}"
     }
 }
 
@@ -52,7 +57,10 @@ public struct TrainBenchSettings: Sendable {
 }
 
 /// Measures training steps of `config` (its batch size and shards) on `pool`.
-public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBenchSettings) throws -> TrainBenchResult {
+/// Under MPI every rank runs the same steps on its block of shards; the result is rank 0's view
+/// (steps are synchronised by the gradient exchange, so all ranks see the same step time).
+public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBenchSettings,
+                       communicator: Communicator = LocalCommunicator()) throws -> TrainBenchResult {
     guard let input = config.input else {
         throw ConfigError("model.input: a benchmark needs the config's input shape (channels, height, width)")
     }
@@ -60,12 +68,18 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     config.epochs = 1
     let classes = try PTModelShim.classes(config: config, input: input)
     let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * 4, seed: config.seed)
-    let trainer = try Trainer(config: config, train: data, test: data, pool: pool)
+    let trainer = try Trainer(config: config, train: data, test: data, pool: pool, communicator: communicator)
     // Warm-up: at least one step, then until the warm-up time has passed.
     let warmEnd = Date().addingTimeInterval(settings.warmupSeconds)
-    repeat { _ = trainer.timedSteps(1) } while Date() < warmEnd
+    // Ranks agree on when warm-up ends and on the window length (rank 0's clock decides).
+    var warming = 1
+    while warming != 0 {
+        _ = trainer.timedSteps(1)
+        warming = communicator.maximum(communicator.rank == 0 && Date() >= warmEnd ? 0 : (communicator.rank == 0 ? 1 : 0))
+    }
     // Steps per window: fixed, or estimated from one timed step.
-    let steps = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
+    let estimate = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
+    let steps = communicator.maximum(communicator.rank == 0 ? estimate : 0)
     trainer.resetPhaseTimes()
     var rates: [Double] = []
     var total: UInt64 = 0
@@ -82,7 +96,8 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
                             step_ms: Double(config.batchSize) / median * 1000,
                             compute_ms: (phases.compute - phases.data) / totalSteps / 1e6, data_ms: phases.data / totalSteps / 1e6,
                             reduce_ms: phases.reduce / totalSteps / 1e6, optimizer_ms: phases.optimizer / totalSteps / 1e6,
-                            wait_ms: phases.wait / totalSteps / 1e6)
+                            wait_ms: phases.wait / totalSteps / 1e6, communicate_ms: phases.communicate / totalSteps / 1e6,
+                            processes: communicator.size)
 }
 
 /// Fills speedup and efficiency relative to the first result.
@@ -91,31 +106,32 @@ public func scalingTable(_ results: [TrainBenchResult]) -> [TrainBenchResult] {
     return results.map { r in
         var r = r
         r.speedup = r.images_per_sec / base.images_per_sec
-        r.efficiency = r.speedup / (Double(r.threads) / Double(base.threads))
+        r.efficiency = r.speedup / (Double(r.threads * r.processes) / Double(base.threads * base.processes))
         return r
     }
 }
 
 /// A table for people.
 public func formatTrainBench(_ results: [TrainBenchResult]) -> String {
-    var lines = ["threads  images/s   (min-max)          speedup  efficiency  step ms  compute  data    reduce  optimizer  wait"]
+    var lines = ["procs  threads  images/s   (min-max)          speedup  efficiency  step ms  compute  data    reduce  optimizer  wait    mpi"]
     for r in results {
-        lines.append(String(format: "%7d  %9.1f  (%8.1f-%8.1f)  %7.2f  %9.1f%%  %7.3f  %7.3f  %6.3f  %6.3f  %9.3f  %6.3f",
-                            r.threads, r.images_per_sec, r.images_per_sec_min, r.images_per_sec_max, r.speedup, r.efficiency * 100,
-                            r.step_ms, r.compute_ms, r.data_ms, r.reduce_ms, r.optimizer_ms, r.wait_ms))
+        lines.append(String(format: "%5d  %7d  %9.1f  (%8.1f-%8.1f)  %7.2f  %9.1f%%  %7.3f  %7.3f  %6.3f  %6.3f  %9.3f  %6.3f  %6.3f",
+                            r.processes, r.threads, r.images_per_sec, r.images_per_sec_min, r.images_per_sec_max, r.speedup,
+                            r.efficiency * 100, r.step_ms, r.compute_ms, r.data_ms, r.reduce_ms, r.optimizer_ms, r.wait_ms,
+                            r.communicate_ms))
     }
-    lines.append("(per-step phase times are means over workers, in ms; compute excludes data gathering)")
+    lines.append("(per-step times in ms, means over workers; compute excludes data gathering; mpi: the cross-process exchange)")
     return lines.joined(separator: "\n")
 }
 
 /// CSV of a scaling run.
 public func scalingCSV(_ results: [TrainBenchResult]) -> String {
-    var lines = ["threads,batch_size,images_per_sec,speedup,efficiency,step_ms,compute_ms,data_ms,reduce_ms,optimizer_ms,wait_ms"]
+    var lines = ["processes,threads,batch_size,images_per_sec,speedup,efficiency,step_ms,compute_ms,data_ms,reduce_ms,optimizer_ms,wait_ms,communicate_ms"]
     for r in results {
-        lines.append([String(r.threads), String(r.batch_size), String(format: "%.1f", r.images_per_sec), String(format: "%.4f", r.speedup),
+        lines.append([String(r.processes), String(r.threads), String(r.batch_size), String(format: "%.1f", r.images_per_sec), String(format: "%.4f", r.speedup),
                       String(format: "%.4f", r.efficiency), String(format: "%.4f", r.step_ms), String(format: "%.4f", r.compute_ms),
                       String(format: "%.4f", r.data_ms), String(format: "%.4f", r.reduce_ms), String(format: "%.4f", r.optimizer_ms),
-                      String(format: "%.4f", r.wait_ms)].joined(separator: ","))
+                      String(format: "%.4f", r.wait_ms), String(format: "%.4f", r.communicate_ms)].joined(separator: ","))
     }
     return lines.joined(separator: "\n") + "\n"
 }

@@ -2,6 +2,7 @@
 // evaluates, and reports one metrics record per epoch.
 import Foundation
 import PTData
+import PTDistributed
 import PTModel
 import PTRuntime
 import PTTensor
@@ -119,7 +120,21 @@ public final class Trainer {
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
     /// `ConfigError` with one line naming the layer or key.
-    public init(config: TrainConfig, train: Dataset, test: Dataset, pool: WorkerPool) throws {
+    public let communicator: Communicator
+
+    /// - Parameter communicator: the processes of the job (one by default). With several ranks,
+    ///   `shards` must be a multiple of the rank count and shards/ranks a power of two, so that each
+    ///   rank's block of shards is a subtree of the fixed reduction tree.
+    public init(config: TrainConfig, train: Dataset, test: Dataset, pool: WorkerPool,
+                communicator: Communicator = LocalCommunicator()) throws {
+        let ranks = communicator.size
+        if ranks > 1 {
+            let perRank = config.shards / ranks
+            guard config.shards % ranks == 0, perRank > 0, perRank & (perRank - 1) == 0 else {
+                throw ConfigError("training.shards: \(config.shards) shards cannot be split over \(ranks) processes; use a multiple of \(ranks) whose share per process is a power of two (e.g. \(ranks * 4))")
+            }
+        }
+        self.communicator = communicator
         if let input = config.input, input != train.shape {
             throw ConfigError("model.input: the config says \(input), the data '\(train.name)' has samples of \(train.shape)")
         }
@@ -142,7 +157,7 @@ public final class Trainer {
         for i in 0..<max(train.count, test.count) { evalOrder[i] = Int32(i) }
         job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
                       optimizer: config.makeOptimizer(),
-                      dataset: train, indices: order)
+                      dataset: train, indices: order, communicator: communicator)
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -229,9 +244,11 @@ public final class Trainer {
     /// Mean time per worker in each phase since the last `resetPhaseTimes`, in nanoseconds:
     /// compute (forward and backward, data gathering included), data (gathering alone), waiting at
     /// the barrier, reduction, optimizer.
-    public func phaseTimes() -> (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double) {
+    public func phaseTimes() -> (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double, communicate: Double) {
         let t = job.timing
-        return (t.mean(.compute), t.mean(.data), t.mean(.wait), t.mean(.reduce), t.mean(.optimizer))
+        // The exchange runs on worker 0 only: its time, not a mean over workers.
+        return (t.mean(.compute), t.mean(.data), t.mean(.wait), t.mean(.reduce), t.mean(.optimizer),
+                t.mean(.communicate) * Double(t.workers))
     }
 
     public func resetPhaseTimes() { job.timing.reset() }

@@ -1,6 +1,7 @@
 // `ptrain bench`: kernel GFLOP/s against the FMA peak, whole training steps, and thread scaling.
 import ArgumentParser
 import Foundation
+import PTDistributed
 import PTrain
 
 struct Bench: ParsableCommand {
@@ -81,9 +82,11 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         reportingErrors {
+            let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
             let (config, settings) = try options.load()
             let pool = try makePool(threads: threads, quiet: false)
-            let result = try benchTrain(config: config, pool: pool, settings: settings)
+            let result = try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator)
+            guard communicator.rank == 0 else { return }
             print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
         }
     }
@@ -116,12 +119,14 @@ struct BenchScaling: ParsableCommand {
 
     func run() throws {
         reportingErrors {
+            let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
             let (config, settings) = try options.load()
             var results: [TrainBenchResult] = []
             for count in threadCounts {
                 let pool = try makePool(threads: count, quiet: false)
-                results.append(try benchTrain(config: config, pool: pool, settings: settings))
+                results.append(try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator))
             }
+            guard communicator.rank == 0 else { return }
             results = scalingTable(results)
             let run = try RunFolder(path: folder, name: "scaling-\(config.name)")
             let files = try writeScalingFiles(results, folder: run.path,

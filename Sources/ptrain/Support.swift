@@ -5,7 +5,9 @@ import PTrain
 
 /// Prints "ptrain: error: MESSAGE" to standard error and exits with code 1 (never a stack trace).
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("ptrain: error: \(message)\n".utf8))
+    // One line, always: a line break inside a message (from a file name or a value) is escaped.
+    let line = message.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+    FileHandle.standardError.write(Data("ptrain: error: \(line)\n".utf8))
     exit(1)
 }
 

@@ -3,6 +3,8 @@ import ArgumentParser
 import Foundation
 import CPTSupport
 import PTData
+import PTDistributed
+import PTModel
 import PTRuntime
 import PTrain
 
@@ -83,73 +85,104 @@ struct Train: ParsableCommand {
 
     func run() throws {
         pt_install_stop_handlers()
-        reportingErrors {
-            var config: TrainConfig
-            var restoreFrom: (folder: String, manifest: CheckpointManifest)?
-            var outputPath = output
-            if let resume {
-                let folder = try Checkpoint.resolve(resume)
-                let manifest = try Checkpoint.readManifest(folder)
-                config = try Checkpoint.config(of: manifest, folder: folder)
-                if let data { config.data.path = data }
-                restoreFrom = (folder, manifest)
-                // By default the run continues in its own folder (the parent of checkpoints/).
-                let parent = (folder as NSString).deletingLastPathComponent
-                if outputPath == nil, (parent as NSString).lastPathComponent == "checkpoints" {
-                    outputPath = (parent as NSString).deletingLastPathComponent
-                }
-            } else {
-                config = try resolvedConfig()
+        let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
+        do {
+            try train(communicator: communicator)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            // With several processes, one failing rank ends them all, naming itself.
+            if communicator.size > 1 { communicator.abort("rank \(communicator.rank): \(error)", code: 1) }
+            fail("\(error)")
+        }
+    }
+
+    func train(communicator: Communicator) throws {
+        let leader = communicator.rank == 0   // only rank 0 prints and writes files
+        var config: TrainConfig
+        var restoreFrom: (folder: String, manifest: CheckpointManifest)?
+        var outputPath = output
+        if let resume {
+            let folder = try Checkpoint.resolve(resume)
+            let manifest = try Checkpoint.readManifest(folder)
+            config = try Checkpoint.config(of: manifest, folder: folder)
+            if let data { config.data.path = data }
+            restoreFrom = (folder, manifest)
+            // By default the run continues in its own folder (the parent of checkpoints/).
+            let parent = (folder as NSString).deletingLastPathComponent
+            if outputPath == nil, (parent as NSString).lastPathComponent == "checkpoints" {
+                outputPath = (parent as NSString).deletingLastPathComponent
             }
-            let (trainSet, testSet) = try loadData(config)
-            let pool = try makePool(threads: threads, quiet: quiet)
-            let trainer = try Trainer(config: config, train: trainSet, test: testSet, pool: pool)
-            if let restoreFrom { try Checkpoint.restore(trainer, from: restoreFrom.folder, manifest: restoreFrom.manifest) }
-            let folder = try RunFolder(path: outputPath, name: config.name)
-            let checkpoints = checkpointDir ?? folder.path + "/checkpoints"
-            try folder.writeConfig(config)
-            let writer = try MetricsWriter(path: metrics ?? folder.metricsPath)
-            let placement = pool.placement.map { "{\"worker\":\($0.worker),\"os_cpu\":\($0.osCPU)}" }.joined(separator: ",")
-            try writer.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"placement\":[\(placement)]}")
-            for record in trainer.progress.records { try writer.write(record.json(event: "epoch")) }
-            if !quiet {
-                let from = restoreFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0.folder)," } ?? ""
-                print("ptrain: \(config.name):\(from) \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(pool.workerCount) thread(s), \(config.shards) shards")
-            }
+        } else {
+            config = try resolvedConfig()
+        }
+        let (trainSet, testSet) = try loadData(config)
+        let pool = try makeWorkerPool(threads: threads, warn: { if leader || communicator.size > 1 { warn($0) } })
+        let trainer: Trainer
+        do {
+            trainer = try Trainer(config: config, train: trainSet, test: testSet, pool: pool, communicator: communicator)
+        } catch let error as ConfigError {
+            throw ConfigError("\(configOptions.config ?? restoreFrom?.folder ?? "(built-in xo config)"): \(error)")
+        } catch let error as ModelError {
+            throw ModelError("\(configOptions.config ?? restoreFrom?.folder ?? "(built-in xo config)"): \(error)")
+        }
+        if let restoreFrom { try Checkpoint.restore(trainer, from: restoreFrom.folder, manifest: restoreFrom.manifest) }
+        let folder: RunFolder? = leader ? try RunFolder(path: outputPath, name: config.name) : nil
+        let checkpoints = checkpointDir ?? (folder?.path ?? ".") + "/checkpoints"
+        // An unusable --checkpoint-dir fails now, before anything is written.
+        if leader, checkpointDir != nil { try Checkpoint.prepareDirectory(checkpoints) }
+        try folder?.writeConfig(config)
+        let writer: MetricsWriter? = leader ? try MetricsWriter(path: metrics ?? folder!.metricsPath) : nil
+        let placement = pool.placement.map { "{\"worker\":\($0.worker),\"os_cpu\":\($0.osCPU)}" }.joined(separator: ",")
+        try writer?.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"processes\":\(communicator.size),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"placement\":[\(placement)]}")
+        for record in trainer.progress.records { try writer?.write(record.json(event: "epoch")) }
+        let level: ProgressReporter.Level = !leader || quiet ? .quiet : (verbose ? .verbose : .normal)
+        if level != .quiet {
+            let from = restoreFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0.folder)," } ?? ""
+            let processes = communicator.size > 1 ? "\(communicator.size) processes x " : ""
+            print("ptrain: \(config.name):\(from) \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(processes)\(pool.workerCount) thread(s), \(config.shards) shards")
             if verbose {
                 print("placement: " + pool.placement.map { "worker \($0.worker) -> CPU \($0.osCPU)" }.joined(separator: ", "))
             }
-            let reporter = ProgressReporter(level: quiet ? .quiet : (verbose ? .verbose : .normal), trainer: trainer)
-            let start = Date()
-            var stopSignal: Int32 = 0
-            let records = try trainer.run(report: { record in
-                try writer.write(record.json(event: "epoch"))
-                reporter.epoch(record)
-                try folder.writePlots(trainer.progress.records, name: config.name)
-            }, afterStep: { trainer in
-                reporter.step(trainer.progress)
-                let signal = pt_stop_requested()
-                if checkpointDue(trainer.progress) || signal != 0 {
+        }
+        let reporter = ProgressReporter(level: level, trainer: trainer)
+        let start = Date()
+        var stopSignal = 0
+        let records = try trainer.run(report: { record in
+            try writer?.write(record.json(event: "epoch"))
+            reporter.epoch(record)
+            try folder?.writePlots(trainer.progress.records, name: config.name)
+        }, afterStep: { trainer in
+            reporter.step(trainer.progress)
+            // All ranks stop at the same step: the first signal seen by any rank counts.
+            let local = Int(pt_stop_requested())
+            let signal = communicator.size > 1 ? communicator.maximum(local) : local
+            if checkpointDue(trainer.progress) || signal != 0 {
+                if leader {
                     let path = try Checkpoint.save(trainer, to: checkpoints, keep: keepCheckpoints)
                     if signal != 0 {
                         reporter.finishLine()
-                        stopSignal = signal
                         FileHandle.standardError.write(Data("ptrain: stopped by signal \(signal) after global step \(trainer.progress.globalStep); checkpoint \(path); continue with --resume \(path)\n".utf8))
-                        return false
                     }
                 }
-                return true
-            })
-            if stopSignal != 0 { throw ExitCode(3) }
-            try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, config: config)
-            var done = records.last!
-            done.seconds = Date().timeIntervalSince(start)
-            done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })
-            try writer.write(done.json(event: "done"))
-            let best = records.max { $0.testAccuracy < $1.testAccuracy }!
-            print(String(format: "ptrain: done: test_accuracy %.2f%%, best %.2f%% at epoch %d; %.1f s in all, %.0f images/s in training; run folder %@",
-                         done.testAccuracy * 100, best.testAccuracy * 100, best.epoch, done.seconds, done.imagesPerSecond, folder.path))
-        }
+                if communicator.size > 1 { communicator.barrier() }
+                if signal != 0 {
+                    stopSignal = signal
+                    return false
+                }
+            }
+            return true
+        })
+        if stopSignal != 0 { throw ExitCode(3) }
+        guard leader, let folder, let writer else { return }
+        try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, config: config)
+        var done = records.last!
+        done.seconds = Date().timeIntervalSince(start)
+        done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })
+        try writer.write(done.json(event: "done"))
+        let best = records.max { $0.testAccuracy < $1.testAccuracy }!
+        print(String(format: "ptrain: done: test_accuracy %.2f%%, best %.2f%% at epoch %d; %.1f s in all, %.0f images/s in training; run folder %@",
+                     done.testAccuracy * 100, best.testAccuracy * 100, best.epoch, done.seconds, done.imagesPerSecond, folder.path))
     }
 }
 
