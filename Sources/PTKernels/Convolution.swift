@@ -197,7 +197,7 @@ public struct ConvKernel: Sendable {
                 while y0 < g.oh {
                     let y1 = min(g.oh, y0 + chunk), n = (y1 - y0) * g.ow
                     _im2col(g, input: input + s * inSize, col: col, ld: n, rows: y0..<y1)
-                    _sgemmPrepackedA(m: g.oc, n: n, k: k, packedA: packed, b: col, ldb: n,
+                    _sgemmPrepackedA(m: g.oc, n: n, k: k, packedN: p, packedA: packed, b: col, ldb: n,
                                      beta: bias == nil ? 0 : 1, c: out + y0 * g.ow, ldc: p, workspace: ws)
                     y0 = y1
                 }

@@ -155,11 +155,12 @@ func _packWholeA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, dest
     }
 }
 
-/// C = A B + beta C with A from `_packWholeA` (same m, n, k). Same sums as `sgemm`.
-func _sgemmPrepackedA(m: Int, n: Int, k: Int, packedA: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
+/// C = A B + beta C with A from `_packWholeA(m:n: packedN, k:)` (same m and k; n <= packedN picks nothing:
+/// the tile is the one A was packed for). Same sums as `sgemm`.
+func _sgemmPrepackedA(m: Int, n: Int, k: Int, packedN: Int, packedA: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>) {
     if m <= 0 || n <= 0 { return }
-    _gemmDriver(GemmBlocking.forShape(m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: workspace,
+    _gemmDriver(GemmBlocking.forShape(m: m, n: packedN), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: workspace,
         packA: { _, _, _, _, _, _ in },
         prepackedA: packedA,
         packB: { p0, kc, j0, nc, nr, dest in

@@ -14,7 +14,8 @@ struct PTrainCommand: ParsableCommand {
               ptrain topo
 
             Exit codes: 0 success; 1 bad input, configuration or data, or training failed;
-            2 the CPU lacks instructions the binary was built for; 64 wrong command-line usage.
+            2 the CPU lacks instructions the binary was built for; 3 stopped by a signal after writing
+            a checkpoint; 128+N a second signal N; 64 wrong command-line usage.
             """,
         subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self, Bench.self],
         defaultSubcommand: Train.self)
