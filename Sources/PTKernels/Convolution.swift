@@ -21,6 +21,9 @@
 /// Determinism: forward and backward-data sums run over ic*kh*kw (or oc*kh*kw) in an order fixed by
 /// the geometry; backward-weights sums run group by group, the group size fixed by `geometry.mb` and the
 /// call's `mb`. Threads never enter here.
+#if canImport(Glibc)
+import Glibc
+#endif
 public struct ConvKernel: Sendable {
     public enum Implementation: String, CaseIterable, Sendable {
         /// Stride 1, oc <= 16: direct forward and backward weights on padded planes
@@ -139,7 +142,7 @@ public struct ConvKernel: Sendable {
     var forwardChunkRows: Int {
         let g = geometry
         let total = g.reduction * g.oh * g.ow
-        let chunks = max(1, (total + 163_839) / 163_840)
+        let chunks = getenv("PTX_NOCHUNK") != nil ? 1 : max(1, (total + 163_839) / 163_840)
         return max(1, (g.oh + chunks - 1) / chunks)
     }
 

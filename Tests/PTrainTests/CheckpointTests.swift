@@ -112,4 +112,26 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(broken.status, 1)
         XCTAssertTrue(broken.stderr.contains("manifest.json"), broken.stderr)
     }
+
+    /// A loss that stops being finite ends training with one line naming the step and where the
+    /// NaN or infinity appeared; the checkpoints written before stay intact and loadable.
+    func testNonFiniteLossStopsWithStepAndLayerAndKeepsCheckpoints() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let config = try writeConfig(dir, epochs: 1)
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "  lr: 0.05", with: "  lr: 1e30")
+        try Data(text.utf8).write(to: URL(fileURLWithPath: config))
+        let out = dir.appendingPathComponent("run")
+        let run = try TestSupport.ptrain(["train", "--config", config, "--output", out.path, "--checkpoint-every", "1",
+                                          "--keep-checkpoints", "0", "-q"])
+        XCTAssertEqual(run.status, 1, run.stderr)
+        XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+        XCTAssertTrue(run.stderr.contains("non-finite") && run.stderr.contains("global step"), run.stderr)
+        XCTAssertTrue(run.stderr.contains(".weight") || run.stderr.contains(".bias") || run.stderr.contains("the loss"), run.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors").path))
+        let saved = Checkpoint.list(out.appendingPathComponent("checkpoints").path)
+        XCTAssertFalse(saved.isEmpty, "the checkpoints before the failure must remain")
+        for name in saved {
+            XCTAssertNoThrow(try Checkpoint.readManifest(out.appendingPathComponent("checkpoints/\(name)").path))
+        }
+    }
 }
