@@ -21,9 +21,6 @@
 /// Determinism: forward and backward-data sums run over ic*kh*kw (or oc*kh*kw) in an order fixed by
 /// the geometry; backward-weights sums run group by group, the group size fixed by `geometry.mb` and the
 /// call's `mb`. Threads never enter here.
-#if canImport(Glibc)
-import Glibc
-#endif
 public struct ConvKernel: Sendable {
     public enum Implementation: String, CaseIterable, Sendable {
         /// Stride 1, oc <= 16: direct forward and backward weights on padded planes
@@ -139,10 +136,11 @@ public struct ConvKernel: Sendable {
     /// Output rows unfolded at a time by the per-sample forward: the sample's unfolded matrix split into
     /// equal chunks of at most ~160K floats (640 KiB, within the 1 MiB L2 next to the packed panels).
     /// CIFAR 32->32 at 32x32 (288 x 1024 floats): 2 chunks of 16 rows. Same sums as one chunk.
+    /// CIFAR-small b128, 1 thread, alternating runs: 483 / 478 / 485 images/s against 482 / 469 / 449 unchunked.
     var forwardChunkRows: Int {
         let g = geometry
         let total = g.reduction * g.oh * g.ow
-        let chunks = getenv("PTX_NOCHUNK") != nil ? 1 : max(1, (total + 163_839) / 163_840)
+        let chunks = max(1, (total + 163_839) / 163_840)
         return max(1, (g.oh + chunks - 1) / chunks)
     }
 

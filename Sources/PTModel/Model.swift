@@ -79,26 +79,20 @@ public struct Model: Sendable {
                 layer = Conv2D(name: name, input: shape, features: features, kernelSize: (kh, kw),
                                stride: (oneD ? 1 : stride, stride), padding: (ph, padding), maxBatch: maxBatch,
                                parameterOffset: offset, initializer: initializer)
-            case let .maxPool(wh, ww, stride, keep):
+            case let .maxPool(wh, ww, stride, keep), let .avgPool(wh, ww, stride, keep):
                 guard wh > 0, ww > 0 else { throw ModelError("\(label): pooling window must be positive, got \(wh)x\(ww)") }
                 guard stride > 0 else { throw ModelError("\(label): pooling stride must be positive, got \(stride)") }
+                // On 1-D data (height 1) pooling runs along the width only.
                 let oneD = shape.height == 1
-                let pool = MaxPool2D(name: name, input: shape, window: (oneD ? 1 : wh, ww), stride: (oneD ? 1 : stride, stride),
-                                     keepPartial: keep)
-                guard pool.outputShape.count > 0 else {
+                let window = (oneD ? 1 : wh, ww), strides = (oneD ? 1 : stride, stride)
+                if case .maxPool = spec {
+                    layer = MaxPool2D(name: name, input: shape, window: window, stride: strides, keepPartial: keep)
+                } else {
+                    layer = AvgPool2D(name: name, input: shape, window: window, stride: strides, keepPartial: keep)
+                }
+                guard layer.outputShape.count > 0 else {
                     throw ModelError("\(label): output would be empty: input \(shape) is smaller than the pooling window \(oneD ? "\(ww)" : "\(wh)x\(ww)")")
                 }
-                layer = pool
-            case let .avgPool(wh, ww, stride, keep):
-                guard wh > 0, ww > 0 else { throw ModelError("\(label): pooling window must be positive, got \(wh)x\(ww)") }
-                guard stride > 0 else { throw ModelError("\(label): pooling stride must be positive, got \(stride)") }
-                let oneD = shape.height == 1
-                let pool = AvgPool2D(name: name, input: shape, window: (oneD ? 1 : wh, ww), stride: (oneD ? 1 : stride, stride),
-                                     keepPartial: keep)
-                guard pool.outputShape.count > 0 else {
-                    throw ModelError("\(label): output would be empty: input \(shape) is smaller than the pooling window \(oneD ? "\(ww)" : "\(wh)x\(ww)")")
-                }
-                layer = pool
             case .globalAvgPool:
                 layer = GlobalAvgPool(name: name, input: shape)
             case let .dropout(rate):

@@ -359,7 +359,7 @@ extension TrainConfig {
             if padding < 0 { throw l.fail("padding", "must be >= 0, got \(padding)") }
             return .conv(features: features, kernelHeight: type == "conv1d" ? 1 : size, kernelWidth: size, stride: stride,
                          padding: padding, initializer: try initializer())
-        case "maxpool", "pool", "maxpool1d":
+        case "maxpool", "pool", "maxpool1d", "avgpool", "avgpool1d":
             try l.checkKnown(["type", "window", "stride", "edge"])
             let window = try l.int("window") ?? 2
             let stride = try l.int("stride") ?? window
@@ -367,18 +367,10 @@ extension TrainConfig {
             if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
             let edge = try l.string("edge") ?? "keep"
             guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
-            return .maxPool(windowHeight: type == "maxpool1d" ? 1 : window, windowWidth: window, stride: stride,
-                            keepPartial: edge == "keep")
-        case "avgpool", "avgpool1d":
-            try l.checkKnown(["type", "window", "stride", "edge"])
-            let window = try l.int("window") ?? 2
-            let stride = try l.int("stride") ?? window
-            if window < 1 || window > 4096 { throw l.fail("window", "must be in 1...4096, got \(window)") }
-            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
-            let edge = try l.string("edge") ?? "keep"
-            guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
-            return .avgPool(windowHeight: type == "avgpool1d" ? 1 : window, windowWidth: window, stride: stride,
-                            keepPartial: edge == "keep")
+            let height = type.hasSuffix("1d") ? 1 : window
+            return type.hasPrefix("avg")
+                ? .avgPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
+                : .maxPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
         case "global_avgpool", "gap":
             try l.checkKnown(["type"])
             return .globalAvgPool

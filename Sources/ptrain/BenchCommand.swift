@@ -8,6 +8,12 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernels, training steps and scaling with threads.",
+        discussion: """
+            Examples:
+              ptrain bench kernels
+              ptrain bench train --config configs/lenet5-mnist.yaml --batch-size 64 --threads 1
+              ptrain bench scaling --config configs/lenet5-mnist.yaml --batch-size 256 --threads 1,2
+            """,
         subcommands: [BenchKernels.self, BenchTrain.self, BenchScaling.self])
 }
 

@@ -112,15 +112,9 @@ final class BadInputTests: XCTestCase {
         return url.path
     }
 
-    /// The small X/O job of the checkpoint tests: 200 samples, batch 32 (7 steps per epoch), 2 epochs.
+    /// The small X/O job of these tests: 200 samples, batch 32 (7 steps per epoch), 2 epochs.
     func smallXO(_ dir: URL, _ edit: (String) -> String = { $0 }) throws -> String {
-        let text = defaultConfigYAML
-            .replacingOccurrences(of: "  train: 8000", with: "  train: 200")
-            .replacingOccurrences(of: "  test: 500", with: "  test: 50")
-            .replacingOccurrences(of: "  epochs: 8", with: "  epochs: 2")
-        let url = dir.appendingPathComponent("xo-\(UUID().uuidString.prefix(6)).yaml")
-        try Data(edit(text).utf8).write(to: url)
-        return url.path
+        try TestSupport.smallXOConfig(dir, train: 200, test: 50, epochs: 2, edit: edit)
     }
 
     /// Rewrites a checkpoint manifest's size and CRC-32 of `name` to match the file as it is now,

@@ -6,14 +6,7 @@ import PTrain
 final class CheckpointTests: XCTestCase {
     /// A small X/O job: 600 samples, batch 40 (15 steps per epoch), 3 epochs = 45 steps.
     func writeConfig(_ dir: URL, train: Int = 600, epochs: Int = 3) throws -> String {
-        let text = defaultConfigYAML
-            .replacingOccurrences(of: "  train: 8000", with: "  train: \(train)")
-            .replacingOccurrences(of: "  test: 500", with: "  test: 100")
-            .replacingOccurrences(of: "  epochs: 8", with: "  epochs: \(epochs)")
-            .replacingOccurrences(of: "  batch_size: 32", with: "  batch_size: 40")
-        let path = dir.appendingPathComponent("small.yaml")
-        try Data(text.utf8).write(to: path)
-        return path.path
+        try TestSupport.smallXOConfig(dir, train: train, test: 100, epochs: epochs, batchSize: 40)
     }
 
     /// The metrics records without timings.
@@ -119,6 +112,7 @@ final class CheckpointTests: XCTestCase {
         let dir = TestSupport.temporaryDirectory()
         let config = try writeConfig(dir, epochs: 1)
         let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "  lr: 0.05", with: "  lr: 1e30")
+        XCTAssertTrue(text.contains("lr: 1e30"))
         try Data(text.utf8).write(to: URL(fileURLWithPath: config))
         let out = dir.appendingPathComponent("run")
         let run = try TestSupport.ptrain(["train", "--config", config, "--output", out.path, "--checkpoint-every", "1",

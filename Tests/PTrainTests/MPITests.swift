@@ -23,13 +23,7 @@ final class MPITests: XCTestCase {
     }
 
     func smallConfig(_ dir: URL, train: Int = 600, epochs: Int = 2) throws -> String {
-        let text = defaultConfigYAML
-            .replacingOccurrences(of: "  train: 8000", with: "  train: \(train)")
-            .replacingOccurrences(of: "  test: 500", with: "  test: 100")
-            .replacingOccurrences(of: "  epochs: 8", with: "  epochs: \(epochs)")
-        let path = dir.appendingPathComponent("small.yaml")
-        try Data(text.utf8).write(to: path)
-        return path.path
+        try TestSupport.smallXOConfig(dir, train: train, test: 100, epochs: epochs)
     }
 
     func records(_ folder: URL) throws -> [String] {

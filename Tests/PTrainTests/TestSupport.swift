@@ -1,6 +1,7 @@
 // Helpers for the trainer and command-line tests: the repository root, temporary folders, running
 // the built `ptrain` binary, and writing small IDX files.
 import Foundation
+import PTrain
 import XCTest
 
 enum TestSupport {
@@ -76,5 +77,19 @@ enum TestSupport {
         try writeIDX(dir.appendingPathComponent("train-labels-idx1-ubyte"), dims: [trainLabels.count], body: trainLabels)
         try writeIDX(dir.appendingPathComponent("t10k-images-idx3-ubyte"), dims: [test, 28, 28], body: images(test))
         try writeIDX(dir.appendingPathComponent("t10k-labels-idx1-ubyte"), dims: [test], body: labels(test))
+    }
+
+    /// A small X/O job (the default config with fewer samples and epochs) written into `dir`;
+    /// `edit` may change the YAML text further. Returns the file's path.
+    static func smallXOConfig(_ dir: URL, train: Int, test: Int, epochs: Int, batchSize: Int = 32,
+                              edit: (String) -> String = { $0 }) throws -> String {
+        let text = defaultConfigYAML
+            .replacingOccurrences(of: "  train: 8000", with: "  train: \(train)")
+            .replacingOccurrences(of: "  test: 500", with: "  test: \(test)")
+            .replacingOccurrences(of: "  epochs: 8", with: "  epochs: \(epochs)")
+            .replacingOccurrences(of: "  batch_size: 32", with: "  batch_size: \(batchSize)")
+        let url = dir.appendingPathComponent("xo-\(UUID().uuidString.prefix(6)).yaml")
+        try Data(edit(text).utf8).write(to: url)
+        return url.path
     }
 }
