@@ -172,6 +172,22 @@ final class HwlocTopology: @unchecked Sendable {
             cores: cores)
     }
 
+    /// The calling thread's current CPU binding (to restore it later), or nil.
+    func currentThreadBinding() -> hwloc_bitmap_t? {
+        guard let set = hwloc_bitmap_alloc() else { return nil }
+        guard hwloc_get_cpubind(topology, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0 else {
+            hwloc_bitmap_free(set)
+            return nil
+        }
+        return set
+    }
+
+    /// Binds `thread` to `set` again (and frees `set`).
+    func restoreBinding(of thread: pthread_t, to set: hwloc_bitmap_t) {
+        _ = hwloc_set_thread_cpubind(topology, thread, set, 0)
+        hwloc_bitmap_free(set)
+    }
+
     /// Binds the calling thread to one OS CPU (thread scope) and returns the CPU it then runs on,
     /// or -1 when binding failed (CPU not allowed, not present).
     func bindCurrentThread(toOSCPU cpu: Int) -> Int {

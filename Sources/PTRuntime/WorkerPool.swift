@@ -6,6 +6,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CHwloc
 import CPTSupport
 
 /// Work run on every worker of a pool, once per call to `WorkerPool.run`.
@@ -47,11 +48,19 @@ public final class WorkerPool: @unchecked Sendable {
     private let state: PoolState
     private var threads: [pthread_t] = []
 
+    /// Whether the thread that calls `run` acts as worker 0 (see `init`).
+    public let callerIsWorkerZero: Bool
+
     /// Starts `workers` threads, bound to `cpus[i]` (OS CPU indices, -1 = leave unbound). With
     /// `cpus == nil` the workers follow the default spread plan of this process's topology (one
     /// per physical core, hardware threads next, wrap-around when oversubscribed).
     /// - Parameter waitPolicy: overrides `WaitPolicy.default(workers:cpus:)` (benchmarks, tests).
-    public init(workers: Int, cpus: [Int]? = nil, waitPolicy: WaitPolicy? = nil) {
+    /// - Parameter callerIsWorkerZero: the creating thread binds itself to worker 0's CPU and runs
+    ///   worker 0's part of every job inside `run`; only workers 1..<N get threads of their own.
+    ///   No thread sleeps and wakes between steps just to hand over work (measured in
+    ///   docs/ARCHITECTURE.md); `run` must then always be called from the creating thread.
+    public init(workers: Int, cpus: [Int]? = nil, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) {
+        self.callerIsWorkerZero = callerIsWorkerZero
         precondition(workers >= 1, "a worker pool needs at least one worker")
         precondition(cpus == nil || cpus!.count == workers, "cpus must give one OS CPU per worker")
         workerCount = workers
@@ -73,15 +82,19 @@ public final class WorkerPool: @unchecked Sendable {
             notes.append("hwloc could not load this machine's topology: workers are not pinned")
         }
         let allowed = max(1, Int(pt_affinity_count()))
-        // Spinning is decided by whether workers plus the caller fit the allowed CPUs.
-        let policy = waitPolicy ?? WaitPolicy.default(workers: workers, cpus: allowed)
+        // Spinning is decided by whether workers plus the caller fit the allowed CPUs (a caller
+        // that is worker 0 is one of the workers).
+        let policy = waitPolicy ?? (callerIsWorkerZero ? WaitPolicy.callerWorks(workers: workers, cpus: allowed)
+                                                       : WaitPolicy.default(workers: workers, cpus: allowed))
         self.waitPolicy = policy
 
-        state = PoolState(workers: workers, targets: targets, hwloc: hwloc, policy: policy)
+        state = PoolState(workers: workers, targets: targets, hwloc: hwloc, policy: policy,
+                          callerIsWorkerZero: callerIsWorkerZero)
         placement = []
         state.pool = Unmanaged.passUnretained(self)
         threads.reserveCapacity(workers)
-        for worker in 0..<workers {
+        if callerIsWorkerZero { state.adoptCallerAsWorkerZero() }
+        for worker in (callerIsWorkerZero ? 1 : 0)..<workers {
             let context = Unmanaged.passRetained(WorkerContext(state: state, worker: worker)).toOpaque()
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
@@ -103,8 +116,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Convenience: a pool laid out by a placement plan.
-    public convenience init(plan: PlacementPlan, waitPolicy: WaitPolicy? = nil) {
-        self.init(workers: plan.workerCount, cpus: plan.osCPUs, waitPolicy: waitPolicy)
+    public convenience init(plan: PlacementPlan, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) {
+        self.init(workers: plan.workerCount, cpus: plan.osCPUs, waitPolicy: waitPolicy, callerIsWorkerZero: callerIsWorkerZero)
     }
 
     deinit {
@@ -169,6 +182,16 @@ public struct WaitPolicy: Sendable, Equatable {
     /// 1,500-4,000 oversubscribed (spinners hold the CPU a descheduled worker needs: DESIGN.md's
     /// ~8 ms pure-spin case); the `sched_yield` spins below cut oversubscribed 10-barrier runs
     /// from ~220-340 µs (sleep at once) to 60-90 µs.
+    /// For a pool whose caller is worker 0: the caller is busy, not asleep, between jobs, so with
+    /// a CPU per worker everyone spins a while before sleeping; oversubscribed as `default`.
+    public static func callerWorks(workers: Int, cpus: Int) -> WaitPolicy {
+        if workers <= cpus {
+            let spin = Spin(pauses: 4_000, yields: 20)
+            return WaitPolicy(barrier: spin, idle: spin, caller: spin)
+        }
+        return WaitPolicy.default(workers: workers, cpus: cpus)
+    }
+
     public static func `default`(workers: Int, cpus: Int) -> WaitPolicy {
         if workers < cpus {  // room for the caller too: everyone spins
             let spin = Spin(pauses: 4_000, yields: 20)
@@ -224,7 +247,11 @@ final class PoolState: @unchecked Sendable {
     private var ready: UnsafeMutablePointer<UInt32> { words + 8 * Self.line }
     private static let wordCount = 9 * line
 
-    init(workers: Int, targets: [Int], hwloc: HwlocTopology?, policy: WaitPolicy) {
+    /// Worker 0 is the thread that calls `run` (see `WorkerPool.init`).
+    let callerIsWorkerZero: Bool
+
+    init(workers: Int, targets: [Int], hwloc: HwlocTopology?, policy: WaitPolicy, callerIsWorkerZero: Bool = false) {
+        self.callerIsWorkerZero = callerIsWorkerZero
         workerCount = UInt32(workers)
         self.targets = targets
         self.hwloc = hwloc
@@ -280,16 +307,36 @@ final class PoolState: @unchecked Sendable {
 
     // MARK: caller side
 
+    /// The creating thread becomes worker 0: binds itself and sets flush-to-zero.
+    /// Restores its binding when the pool goes, so that a later topology query (which unites the
+    /// bindings of the process's threads) or a later pool sees the CPUs the process had.
+    func adoptCallerAsWorkerZero() {
+        if let hwloc, targets[0] >= 0 {
+            callerBinding = hwloc.currentThreadBinding()
+            callerThread = pthread_self()
+            observedCPU[0] = hwloc.bindCurrentThread(toOSCPU: targets[0])
+        }
+        pt_set_flush_to_zero()
+    }
+
+    private var callerBinding: hwloc_bitmap_t?
+    private var callerThread: pthread_t?
+
     func waitUntilReady() {
+        let threads = callerIsWorkerZero ? workerCount - 1 : workerCount
         while true {
             let seen = pt_atomic_load_acquire_u32(ready)
-            if seen == workerCount { return }
+            if seen == threads { return }
             _ = pt_futex_wait(ready, seen)
         }
     }
 
     @inline(__always)
     func run(_ job: ParallelJob) {
+        if callerIsWorkerZero {
+            runAsWorkerZero(job)
+            return
+        }
         currentJob = job
         pt_atomic_store_relaxed_u32(remaining, workerCount)
         let previous = generation
@@ -300,7 +347,29 @@ final class PoolState: @unchecked Sendable {
         currentJob = nil
     }
 
+    /// Hands the job to workers 1..<N, runs worker 0's part here, then waits for the others.
+    @inline(__always)
+    private func runAsWorkerZero(_ job: ParallelJob) {
+        let pool = self.pool.unsafelyUnwrapped.takeUnretainedValue()
+        if workerCount == 1 {
+            job.run(worker: 0, pool: pool)
+            return
+        }
+        currentJob = job
+        pt_atomic_store_relaxed_u32(remaining, workerCount - 1)
+        let previous = generation
+        generation = previous &+ 1
+        Self.publish(startGeneration, generation, sleepers: startSleepers)
+        job.run(worker: 0, pool: pool)
+        Self.wait(doneGeneration, whileEquals: previous, sleepers: callerSleepers, spin: policy.caller)
+        currentJob = nil
+    }
+
     func shutDown() {
+        if let hwloc, let callerBinding, let callerThread {
+            hwloc.restoreBinding(of: callerThread, to: callerBinding)
+            self.callerBinding = nil
+        }
         pt_atomic_store_seqcst_u32(shutdown, 1)
         generation &+= 1
         pt_atomic_store_seqcst_u32(startGeneration, generation)

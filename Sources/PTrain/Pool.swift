@@ -18,7 +18,8 @@ public func makeWorkerPool(threads: Int?, policy: PlacementPolicy = .spread, war
     let count = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: ProcessInfo.processInfo.environment)
     let plan = PlacementPlan(workers: count, topology: topology, policy: policy)
     plan.warnings.forEach(warn)
-    let pool = WorkerPool(plan: plan)
+    // The calling (main) thread runs worker 0's share of every step: no hand-over wake-ups.
+    let pool = WorkerPool(plan: plan, callerIsWorkerZero: true)
     pool.warnings.filter { !plan.warnings.contains($0) }.forEach(warn)
     return pool
 }

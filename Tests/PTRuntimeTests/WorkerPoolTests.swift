@@ -57,6 +57,36 @@ private final class EmptyJob: ParallelJob {
 }
 
 final class WorkerPoolTests: XCTestCase {
+    /// With `callerIsWorkerZero` the thread that creates the pool runs worker 0's part of every job
+    /// (pinned, flush-to-zero) and the barrier still orders phases across all workers. Runs on a
+    /// thread of its own, since the pool pins its creator.
+    func testCallerAsWorkerZeroRunsWorkerZeroAndOrdersPhases() {
+        for workers in 1...4 {
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var failures = -1, steps = 0, ownThread = false, ftz: Int32 = 0, cpuOK = false
+            let thread = Thread {
+                let pool = WorkerPool(workers: workers, callerIsWorkerZero: true)
+                let job = PhaseJob(workers: workers)
+                for _ in 0..<5_000 { pool.run(job) }
+                failures = job.failures
+                steps = job.step
+                let probe = ProbeJob(workers: workers)
+                pool.run(probe)
+                ownThread = probe.thread[0] == pt_thread_id() && Set(probe.thread).count == workers
+                ftz = probe.flushToZero.min() ?? 0
+                cpuOK = pool.placement[0].osCPU == -1 || pool.placement[0].osCPU == probe.cpu[0]
+                done.signal()
+            }
+            thread.start()
+            done.wait()
+            XCTAssertEqual(steps, 5_000, "workers \(workers)")
+            XCTAssertEqual(failures, 0, "workers \(workers)")
+            XCTAssertTrue(ownThread, "worker 0 must run on the creating thread, the others on their own")
+            XCTAssertEqual(ftz, 1)
+            XCTAssertTrue(cpuOK)
+        }
+    }
+
     func testBarrierOrdersPhases() {
         for workers in 1...4 {
             let pool = WorkerPool(workers: workers)
