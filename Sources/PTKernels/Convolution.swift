@@ -136,7 +136,8 @@ public struct ConvKernel: Sendable {
     /// Output rows unfolded at a time by the per-sample forward: the sample's unfolded matrix split into
     /// equal chunks of at most ~160K floats (640 KiB, within the 1 MiB L2 next to the packed panels).
     /// CIFAR 32->32 at 32x32 (288 x 1024 floats): 2 chunks of 16 rows. Same sums as one chunk.
-    /// CIFAR-small b128, 1 thread, alternating runs: 483 / 478 / 485 images/s against 482 / 469 / 449 unchunked.
+    /// CIFAR-small b128, 1 thread, alternating runs: 483 / 478 / 485 images/s against 482 / 469 / 449 unchunked;
+    /// chunks of 100K floats: 457 / 472 / 471 against 462 / 461 / 469 (noise); 60K: 434 / 437 / 442 (worse).
     var forwardChunkRows: Int {
         let g = geometry
         let total = g.reduction * g.oh * g.ow

@@ -206,9 +206,13 @@ extension ConvKernel {
                     for y in 0..<oh { copyFloats(grads + t * gradStride + o * length + y * wp, dy + (o * oh + y) * ow, ow) }
                 }
             }
+            // Tile: 4 channels x 6 taps, or 6 x 4 when that pads less (LeNet conv1: 6 channels x 25 taps
+            // computes 6 x 28 instead of 8 x 30).
+            let wide = roundUp(g.oc, 6) * roundUp(reduction, 4) < roundUp(g.oc, 4) * roundUp(reduction, 6)
+            let tileRows = wide ? 6 : 4, tileCols = wide ? 4 : 6
             var tap = 0
             while tap < reduction {
-                let cols = min(6, reduction - tap)
+                let cols = min(tileCols, reduction - tap)
                 @inline(__always) func offset(_ k: Int) -> Int {
                     let r = tap + min(k, cols - 1)
                     let c = r / taps, i = (r % taps) / g.kw, j = r % g.kw
@@ -217,13 +221,20 @@ extension ConvKernel {
                 let offsets = (offset(0), offset(1), offset(2), offset(3), offset(4), offset(5))
                 var o0 = 0
                 while o0 < g.oc {
-                    let rows = min(4, g.oc - o0)
-                    _directWeightsTile(samples: count, length: length, a: grads + o0 * length, lda: length, aStride: gradStride,
-                                       rows: rows, b: padded, bStride: inStride, offsets: offsets, cols: cols,
-                                       c: weightGrad + o0 * reduction + tap, ldc: reduction)
-                    o0 += 4
+                    let rows = min(tileRows, g.oc - o0)
+                    if wide {
+                        _directWeightsTile6x4(samples: count, length: length, a: grads + o0 * length, lda: length,
+                                              aStride: gradStride, rows: rows, b: padded, bStride: inStride,
+                                              offsets: (offsets.0, offsets.1, offsets.2, offsets.3), cols: cols,
+                                              c: weightGrad + o0 * reduction + tap, ldc: reduction)
+                    } else {
+                        _directWeightsTile(samples: count, length: length, a: grads + o0 * length, lda: length, aStride: gradStride,
+                                           rows: rows, b: padded, bStride: inStride, offsets: offsets, cols: cols,
+                                           c: weightGrad + o0 * reduction + tap, ldc: reduction)
+                    }
+                    o0 += tileRows
                 }
-                tap += 6
+                tap += tileCols
             }
             s0 += count
         }
@@ -278,4 +289,51 @@ func _directWeightsTile(samples: Int, length: Int, a: UnsafePointer<Float>, lda:
     finish(c10, 1, 0); finish(c11, 1, 1); finish(c12, 1, 2); finish(c13, 1, 3); finish(c14, 1, 4); finish(c15, 1, 5)
     finish(c20, 2, 0); finish(c21, 2, 1); finish(c22, 2, 2); finish(c23, 2, 3); finish(c24, 2, 4); finish(c25, 2, 5)
     finish(c30, 3, 0); finish(c31, 3, 1); finish(c32, 3, 2); finish(c33, 3, 3); finish(c34, 3, 4); finish(c35, 3, 5)
+}
+
+/// `_directWeightsTile` with 6 rows (channels) x 4 taps; same per-element summation order.
+@inline(never)
+func _directWeightsTile6x4(samples: Int, length: Int, a: UnsafePointer<Float>, lda: Int, aStride: Int, rows: Int,
+                           b: UnsafePointer<Float>, bStride: Int, offsets: (Int, Int, Int, Int), cols: Int,
+                           c: UnsafeMutablePointer<Float>, ldc: Int) {
+    typealias V = SIMD16<Float>
+    var c00 = V(), c01 = V(), c02 = V(), c03 = V(), c10 = V(), c11 = V(), c12 = V(), c13 = V()
+    var c20 = V(), c21 = V(), c22 = V(), c23 = V(), c30 = V(), c31 = V(), c32 = V(), c33 = V()
+    var c40 = V(), c41 = V(), c42 = V(), c43 = V(), c50 = V(), c51 = V(), c52 = V(), c53 = V()
+    for t in 0..<samples {
+        let at = a + t * aStride, bt = b + t * bStride
+        let a0 = UnsafeRawPointer(at), a1 = UnsafeRawPointer(at + min(1, rows - 1) * lda)
+        let a2 = UnsafeRawPointer(at + min(2, rows - 1) * lda), a3 = UnsafeRawPointer(at + min(3, rows - 1) * lda)
+        let a4 = UnsafeRawPointer(at + min(4, rows - 1) * lda), a5 = UnsafeRawPointer(at + min(5, rows - 1) * lda)
+        let b0 = UnsafeRawPointer(bt + offsets.0), b1 = UnsafeRawPointer(bt + offsets.1)
+        let b2 = UnsafeRawPointer(bt + offsets.2), b3 = UnsafeRawPointer(bt + offsets.3)
+        var o = 0
+        while o < length * 4 {
+            let x0 = b0.loadUnaligned(fromByteOffset: o, as: V.self), x1 = b1.loadUnaligned(fromByteOffset: o, as: V.self)
+            let x2 = b2.loadUnaligned(fromByteOffset: o, as: V.self), x3 = b3.loadUnaligned(fromByteOffset: o, as: V.self)
+            var y = a0.loadUnaligned(fromByteOffset: o, as: V.self)
+            c00 = c00.addingProduct(y, x0); c01 = c01.addingProduct(y, x1); c02 = c02.addingProduct(y, x2); c03 = c03.addingProduct(y, x3)
+            y = a1.loadUnaligned(fromByteOffset: o, as: V.self)
+            c10 = c10.addingProduct(y, x0); c11 = c11.addingProduct(y, x1); c12 = c12.addingProduct(y, x2); c13 = c13.addingProduct(y, x3)
+            y = a2.loadUnaligned(fromByteOffset: o, as: V.self)
+            c20 = c20.addingProduct(y, x0); c21 = c21.addingProduct(y, x1); c22 = c22.addingProduct(y, x2); c23 = c23.addingProduct(y, x3)
+            y = a3.loadUnaligned(fromByteOffset: o, as: V.self)
+            c30 = c30.addingProduct(y, x0); c31 = c31.addingProduct(y, x1); c32 = c32.addingProduct(y, x2); c33 = c33.addingProduct(y, x3)
+            y = a4.loadUnaligned(fromByteOffset: o, as: V.self)
+            c40 = c40.addingProduct(y, x0); c41 = c41.addingProduct(y, x1); c42 = c42.addingProduct(y, x2); c43 = c43.addingProduct(y, x3)
+            y = a5.loadUnaligned(fromByteOffset: o, as: V.self)
+            c50 = c50.addingProduct(y, x0); c51 = c51.addingProduct(y, x1); c52 = c52.addingProduct(y, x2); c53 = c53.addingProduct(y, x3)
+            o += 64
+        }
+    }
+    @inline(__always) func finish(_ acc: V, _ r: Int, _ q: Int) {
+        guard r < rows && q < cols else { return }
+        c[r * ldc + q] += acc.sum()
+    }
+    finish(c00, 0, 0); finish(c01, 0, 1); finish(c02, 0, 2); finish(c03, 0, 3)
+    finish(c10, 1, 0); finish(c11, 1, 1); finish(c12, 1, 2); finish(c13, 1, 3)
+    finish(c20, 2, 0); finish(c21, 2, 1); finish(c22, 2, 2); finish(c23, 2, 3)
+    finish(c30, 3, 0); finish(c31, 3, 1); finish(c32, 3, 2); finish(c33, 3, 3)
+    finish(c40, 4, 0); finish(c41, 4, 1); finish(c42, 4, 2); finish(c43, 4, 3)
+    finish(c50, 5, 0); finish(c51, 5, 1); finish(c52, 5, 2); finish(c53, 5, 3)
 }
