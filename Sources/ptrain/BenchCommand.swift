@@ -39,7 +39,7 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Only shapes whose name contains this text.") var filter: String?
 
     func run() throws {
-        print(formatKernelBench(runKernelBench(quick: quick, filter: filter), json: output.json))
+        print(formatKernelBench(runKernelBench(quick: quick, filter: filter), json: output.json), terminator: "")
     }
 }
 
