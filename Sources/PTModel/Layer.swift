@@ -32,6 +32,12 @@ public struct LayerCall {
     public var training = false
     /// Seed for this layer's random noise in this call (see `Workspace.noiseSeed`).
     public var noiseSeed: UInt64 = 0
+    /// The model's flat state buffer (batch normalisation's running statistics; use
+    /// `Layer.state` offsets), or nil when the model has none.
+    public var state: UnsafeMutablePointer<Float>?
+    /// Where a training forward records this layer's statistics of the shard (`statsCount` floats),
+    /// or nil when they are not collected.
+    public var shardStats: UnsafeMutablePointer<Float>?
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -53,6 +59,12 @@ public protocol Layer: Sendable {
     var outputShape: Shape { get }
     /// Parameter tensors with offsets into the flat buffer (empty for parameter-free layers).
     var parameters: [ParameterTensor] { get }
+    /// Non-trainable state tensors (running statistics) with offsets into the model's state buffer.
+    var state: [ParameterTensor] { get }
+    /// Floats of per-shard statistics a training forward records (see `LayerCall.shardStats`).
+    var statsCount: Int { get }
+    /// Fills this layer's part of the state buffer with its initial values.
+    func initializeState(_ state: UnsafeMutablePointer<Float>)
     /// Forward floating-point operations per sample (2 per multiply-add; 1 per compare or max).
     var flopsPerSample: Int { get }
     /// Scratch floats one worker needs for calls with up to `maxBatch` samples.
@@ -67,6 +79,9 @@ public protocol Layer: Sendable {
 
 extension Layer {
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    public var state: [ParameterTensor] { [] }
+    public var statsCount: Int { 0 }
+    public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }
     public func indexCount(batch: Int) -> Int { 0 }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}

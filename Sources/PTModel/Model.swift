@@ -10,6 +10,8 @@ public enum LayerSpec: Sendable, Equatable {
     case avgPool(windowHeight: Int, windowWidth: Int, stride: Int, keepPartial: Bool)
     case globalAvgPool
     case dropout(rate: Float)
+    /// Batch normalisation over each channel (statistics of each shard while training).
+    case batchNorm(momentum: Float, epsilon: Float)
     case relu
     case flatten
     case dense(neurons: Int, initializer: Initializer)
@@ -21,6 +23,7 @@ public enum LayerSpec: Sendable, Equatable {
         case .avgPool: return "avgpool"
         case .globalAvgPool: return "gap"
         case .dropout: return "dropout"
+        case .batchNorm: return "bn"
         case .relu: return "relu"
         case .flatten: return "flatten"
         case .dense: return "dense"
@@ -42,6 +45,12 @@ public struct Model: Sendable {
     public let layers: [any Layer]
     /// Floats in the flat parameter (and gradient, and optimizer state) buffer, including alignment gaps.
     public let parameterCount: Int
+    /// Floats in the flat state buffer (running statistics), including alignment gaps.
+    public let stateCount: Int
+    /// Floats of statistics one shard records in a training forward (all layers), and where each
+    /// layer's part starts.
+    public let statsPerShard: Int
+    public let statsOffsets: [Int]
     /// The largest number of samples one forward/backward call will see.
     public let maxBatch: Int
 
@@ -58,6 +67,9 @@ public struct Model: Sendable {
         var counts: [String: Int] = [:]
         var shape = input
         var offset = 0
+        var stateOffset = 0
+        var statsOffset = 0
+        var statsOffsets: [Int] = []
         for (index, spec) in specs.enumerated() {
             counts[spec.kind, default: 0] += 1
             let name = "\(spec.kind)\(counts[spec.kind]!)"
@@ -98,6 +110,11 @@ public struct Model: Sendable {
             case let .dropout(rate):
                 guard rate >= 0, rate < 1 else { throw ModelError("\(label): dropout rate must be in [0, 1), got \(rate)") }
                 layer = Dropout(name: name, input: shape, rate: rate)
+            case let .batchNorm(momentum, epsilon):
+                guard momentum >= 0, momentum <= 1 else { throw ModelError("\(label): momentum must be in [0, 1], got \(momentum)") }
+                guard epsilon > 0, epsilon.isFinite else { throw ModelError("\(label): eps must be a finite number > 0, got \(epsilon)") }
+                layer = BatchNorm(name: name, input: shape, momentum: momentum, epsilon: epsilon,
+                                  parameterOffset: offset, stateOffset: stateOffset)
             case .relu:
                 layer = ReLU(name: name, input: shape)
             case .flatten:
@@ -107,6 +124,9 @@ public struct Model: Sendable {
                 layer = Dense(name: name, input: shape, neurons: neurons, parameterOffset: offset, initializer: initializer)
             }
             for p in layer.parameters { offset = p.offset + alignedCount(p.count) }
+            for t in layer.state { stateOffset = t.offset + alignedCount(t.count) }
+            statsOffsets.append(statsOffset)
+            statsOffset += layer.statsCount
             shape = layer.outputShape
             // Keep every buffer addressable and the run within memory: at most 2^31 parameters and
             // 2^30 activation values per shard for one layer.
@@ -123,6 +143,9 @@ public struct Model: Sendable {
         }
         self.layers = built
         self.parameterCount = offset
+        self.stateCount = stateOffset
+        self.statsPerShard = statsOffset
+        self.statsOffsets = statsOffsets
     }
 
     /// Number of classes: the size of the last layer's output.
@@ -130,6 +153,16 @@ public struct Model: Sendable {
 
     /// All parameter tensors in layer order.
     public var parameterTensors: [ParameterTensor] { layers.flatMap { $0.parameters } }
+
+    /// All state tensors (running statistics) in layer order.
+    public var stateTensors: [ParameterTensor] { layers.flatMap { $0.state } }
+
+    /// Fills the state buffer with its initial values (running means 0, variances 1).
+    public func initializeState(_ state: AlignedBuffer) {
+        precondition(state.count == max(1, stateCount))
+        state.zero()
+        for layer in layers { layer.initializeState(state.pointer) }
+    }
 
     /// Parameters actually used (without alignment gaps).
     public var trainableCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }

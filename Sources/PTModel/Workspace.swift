@@ -53,6 +53,10 @@ public final class Workspace: @unchecked Sendable {
     /// The logits after `forward`: [batch][classes].
     public var logits: UnsafeMutablePointer<Float> { activations[model.layers.count].pointer }
 
+    /// The model's state buffer (running statistics), or nil (inference then uses batch statistics).
+    public var state: UnsafeMutablePointer<Float>?
+    /// Where a training forward records the shard's statistics (`model.statsPerShard` floats), or nil.
+    public var shardStats: UnsafeMutablePointer<Float>?
     /// Training (dropout active) or inference. Set by the step before `forward`.
     public var training = false
     /// Seed of this call's random noise (dropout): a function of (seed, global step, shard), so the
@@ -65,6 +69,8 @@ public final class Workspace: @unchecked Sendable {
                           inputGrad: i == 0 ? nil : activationGrads[i].pointer, scratch: scratch.pointer, indices: indexStorage[i])
         c.training = training
         c.noiseSeed = noiseSeed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+        c.state = state
+        c.shardStats = shardStats.map { $0 + model.statsOffsets[i] }
         return c
     }
 

@@ -66,9 +66,8 @@ public enum Checkpoint {
         do {
             try makeDirectory(staging)
             let model = trainer.model
-            let weights = Safetensors.encode(model.parameterTensors.map {
-                (name: $0.name, shape: $0.shape, data: UnsafePointer(trainer.parameters.pointer + $0.offset)) },
-                metadata: ["format": "pt", "producer": "ptrain"])
+            let weights = Safetensors.encode(Safetensors.modelTensors(model, parameters: trainer.parameters, state: trainer.state),
+                                             metadata: ["format": "pt", "producer": "ptrain"])
             // Optimizer state, one tensor per parameter and state buffer: "conv1.weight.momentum_buffer"
             // (SGD), "conv1.weight.exp_avg" and "conv1.weight.exp_avg_sq" (Adam).
             let optimizer = Safetensors.encode(trainer.optimizerState.flatMap { state in
@@ -190,7 +189,7 @@ public enum Checkpoint {
 
     /// Loads weights, optimizer state and position into a trainer built from the checkpoint's config.
     public static func restore(_ trainer: Trainer, from folder: String, manifest: CheckpointManifest) throws {
-        try Safetensors.load(model: trainer.model, into: trainer.parameters, from: "\(folder)/\(weightsFile)")
+        try Safetensors.load(model: trainer.model, into: trainer.parameters, state: trainer.state, from: "\(folder)/\(weightsFile)")
         let path = "\(folder)/\(optimizerFile)"
         let (tensors, _) = try Safetensors.decode(try Safetensors.readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })

@@ -374,6 +374,13 @@ extension TrainConfig {
         case "global_avgpool", "gap":
             try l.checkKnown(["type"])
             return .globalAvgPool
+        case "batchnorm", "bn":
+            try l.checkKnown(["type", "momentum", "eps"])
+            let momentum = try l.float("momentum") ?? 0.1
+            let eps = try l.float("eps") ?? 1e-5
+            if !(momentum >= 0 && momentum <= 1) { throw l.fail("momentum", "must be in [0, 1], got \(momentum)") }
+            if !(eps > 0) { throw l.fail("eps", "must be a number > 0, got \(eps)") }
+            return .batchNorm(momentum: momentum, epsilon: eps)
         case "dropout":
             try l.checkKnown(["type", "rate"])
             let rate = try l.float("rate") ?? 0.5
@@ -391,7 +398,7 @@ extension TrainConfig {
             if neurons < 1 || neurons > 1 << 20 { throw l.fail("neurons", "must be in 1...\(1 << 20), got \(neurons)") }
             return .dense(neurons: neurons, initializer: try initializer())
         default:
-            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, dropout, relu, flatten, dense)")
+            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, batchnorm, dropout, relu, flatten, dense)")
         }
     }
 }

@@ -17,13 +17,19 @@ public struct Classifier {
         }
         model = try Model(input: shape, layers: config.layers, maxBatch: max(1, config.maxShard))
         parameters = AlignedBuffer(count: model.parameterCount)
-        try Safetensors.load(model: model, into: parameters, from: "\(folder)/\(Checkpoint.weightsFile)")
+        state = AlignedBuffer(count: max(1, model.stateCount))
+        model.initializeState(state)
+        try Safetensors.load(model: model, into: parameters, state: state, from: "\(folder)/\(Checkpoint.weightsFile)")
     }
+
+    /// Running statistics (batch normalisation).
+    public let state: AlignedBuffer
 
     /// Class probabilities (softmax of the logits), one row of `model.classes` per sample.
     /// `samples` holds count x shape.count floats.
     public func probabilities(_ samples: UnsafePointer<Float>, count: Int) -> [[Double]] {
         let ws = Workspace(model: model)
+        ws.state = state.pointer
         let size = model.inputShape.count
         var rows: [[Double]] = []
         rows.reserveCapacity(count)

@@ -26,6 +26,7 @@ extension TrainConfig {
                 lines.append("    - {type: \(wh == 1 && ww != 1 ? "avgpool1d" : "avgpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
             case .globalAvgPool: lines.append("    - {type: global_avgpool}")
             case let .dropout(rate): lines.append("    - {type: dropout, rate: \(rate)}")
+            case let .batchNorm(momentum, epsilon): lines.append("    - {type: batchnorm, momentum: \(momentum), eps: \(epsilon)}")
             case .relu: lines.append("    - {type: relu}")
             case .flatten: lines.append("    - {type: flatten}")
             case let .dense(neurons, initializer): lines.append("    - {type: dense, neurons: \(neurons), init: \(initializer.rawValue)}")

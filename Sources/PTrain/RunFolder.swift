@@ -56,8 +56,8 @@ public struct RunFolder {
 
     public func writeConfig(_ config: TrainConfig) throws { try AtomicFile.write(config.yaml, to: configPath) }
 
-    public func writeWeights(model: Model, parameters: AlignedBuffer, config: TrainConfig) throws {
-        try Safetensors.save(model: model, parameters: parameters, to: weightsPath,
+    public func writeWeights(model: Model, parameters: AlignedBuffer, state: AlignedBuffer, config: TrainConfig) throws {
+        try Safetensors.save(model: model, parameters: parameters, state: state, to: weightsPath,
                              metadata: ["format": "pt", "producer": "ptrain", "config": config.name])
     }
 

@@ -121,25 +121,38 @@ public enum Safetensors {
         return [UInt8](data)
     }
 
-    /// Writes the model's parameters (tensor names such as "conv1.weight") atomically.
-    public static func save(model: Model, parameters: AlignedBuffer, to path: String, metadata: [String: String] = [:]) throws {
-        let tensors = model.parameterTensors.map { (name: $0.name, shape: $0.shape, data: UnsafePointer(parameters.pointer + $0.offset)) }
-        try AtomicFile.write(encode(tensors, metadata: metadata), to: path)
+    /// The model's tensors for a weights file: parameters ("conv1.weight", …), then state
+    /// ("bn1.running_mean", …) when the model has any.
+    static func modelTensors(_ model: Model, parameters: AlignedBuffer, state: AlignedBuffer?)
+        -> [(name: String, shape: [Int], data: UnsafePointer<Float>)] {
+        model.parameterTensors.map { (name: $0.name, shape: $0.shape, data: UnsafePointer(parameters.pointer + $0.offset)) }
+            + (state.map { buffer in
+                model.stateTensors.map { (name: $0.name, shape: $0.shape, data: UnsafePointer(buffer.pointer + $0.offset)) }
+            } ?? [])
     }
 
-    /// Reads a file written by `save` into `parameters`, checking every tensor name and shape.
-    public static func load(model: Model, into parameters: AlignedBuffer, from path: String) throws {
+    /// Writes the model's parameters and state (tensor names such as "conv1.weight",
+    /// "bn1.running_mean") atomically.
+    public static func save(model: Model, parameters: AlignedBuffer, state: AlignedBuffer? = nil, to path: String,
+                            metadata: [String: String] = [:]) throws {
+        try AtomicFile.write(encode(modelTensors(model, parameters: parameters, state: state), metadata: metadata), to: path)
+    }
+
+    /// Reads a file written by `save` into `parameters` (and `state`), checking every tensor name and shape.
+    public static func load(model: Model, into parameters: AlignedBuffer, state: AlignedBuffer? = nil, from path: String) throws {
         let (tensors, _) = try decode(try readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for p in model.parameterTensors {
+        let wanted = model.parameterTensors.map { ($0, parameters) } + model.stateTensors.compactMap { t in state.map { (t, $0) } }
+        for (p, buffer) in wanted {
             guard let t = byName[p.name] else { throw FileError("\(path): tensor '\(p.name)' is missing (weights from a different model?)") }
             guard t.shape == p.shape else {
                 throw FileError("\(path): tensor '\(p.name)' has shape \(t.shape), the model expects \(p.shape) (weights from a different model?)")
             }
-            t.values.withUnsafeBufferPointer { (parameters.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
+            t.values.withUnsafeBufferPointer { (buffer.pointer + p.offset).update(from: $0.baseAddress!, count: p.count) }
         }
-        if tensors.count != model.parameterTensors.count {
-            throw FileError("\(path): has \(tensors.count) tensors, the model has \(model.parameterTensors.count) (weights from a different model?)")
+        let expected = model.parameterTensors.count + (state == nil ? 0 : model.stateTensors.count)
+        if tensors.count != expected {
+            throw FileError("\(path): has \(tensors.count) tensors, the model has \(expected) (weights from a different model?)")
         }
     }
 }

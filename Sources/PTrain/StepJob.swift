@@ -48,6 +48,12 @@ final class StepJob: ParallelJob {
     /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
     let nonFinite: UnsafeMutablePointer<Int32>
 
+    /// The model's running statistics (batch normalisation), and the statistics each shard of the
+    /// last training step recorded ([shard][model.statsPerShard]).
+    let state: UnsafeMutablePointer<Float>
+    let statsPerShard: Int
+    let shardStats: UnsafeMutablePointer<Float>
+
     let communicator: Communicator
     /// This rank's shards.
     let firstShard: Int, endShard: Int
@@ -58,8 +64,12 @@ final class StepJob: ParallelJob {
     let rankShardBoundaries: [Int]
 
     init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: Optimizer, dataset: Dataset,
-         indices: UnsafePointer<Int32>, communicator: Communicator = LocalCommunicator()) {
+         indices: UnsafePointer<Int32>, state: AlignedBuffer, communicator: Communicator = LocalCommunicator()) {
         self.model = model
+        self.state = state.pointer
+        statsPerShard = model.statsPerShard
+        let stats = AlignedBuffer(count: max(1, shards * model.statsPerShard))
+        shardStats = stats.pointer
         self.shards = shards
         self.communicator = communicator
         firstShard = communicator.rank * shards / communicator.size
@@ -74,7 +84,7 @@ final class StepJob: ParallelJob {
         let shardBuffers = (firstShard..<endShard).map { _ in AlignedBuffer(count: model.parameterCount) }
         let partials = AlignedBuffer(count: communicator.size > 1 ? communicator.size * model.parameterCount : 1)
         let second = AlignedBuffer(count: optimizer.stateCount > 1 ? model.parameterCount : 1)
-        buffers = [parameters, grads, vel, second, partials] + shardBuffers
+        buffers = [parameters, grads, vel, second, partials] + shardBuffers + [state, stats]
         state2 = second.pointer
         rankPartials = partials.pointer
         rankPartialPointers = communicator.size > 1 ? (0..<communicator.size).map { partials.pointer + $0 * model.parameterCount } : []
@@ -187,6 +197,8 @@ final class StepJob: ParallelJob {
         dataset.gather(indices: indices + range.lowerBound, count: n, images: ws.input, labels: ws.labels)
         timing.record(worker: worker, phase: .data, nanoseconds: monotonicNanoseconds() - t0)
         ws.training = mode == .train
+        ws.state = state
+        ws.shardStats = mode == .train && statsPerShard > 0 ? shardStats + s * statsPerShard : nil
         var mix = SplitMix64(seed: noiseBase ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
         ws.noiseSeed = mix.next()
         ws.forward(batch: n, parameters: parameters)
@@ -216,6 +228,21 @@ final class StepJob: ParallelJob {
         }
         let first = buffers[0]
         for k in range { destination[k] = first[k] }
+    }
+
+    /// After a training step: folds every shard's recorded statistics, in shard order, into the
+    /// running statistics (collecting other ranks' shards first). Main thread, between steps.
+    func updateRunningStatistics() {
+        guard statsPerShard > 0 else { return }
+        if communicator.size > 1 {
+            communicator.allGather(inPlace: shardStats, count: shards / communicator.size * statsPerShard)
+        }
+        for (i, layer) in model.layers.enumerated() {
+            guard let bn = layer as? BatchNorm else { continue }
+            let offset = model.statsOffsets[i]
+            bn.updateRunningStatistics(state, shards: shards, stats: { UnsafePointer(self.shardStats + $0 * self.statsPerShard + offset) },
+                                       samples: { self.shardRange($0).count })
+        }
     }
 
     /// The step's summed loss and number correct, added in shard order (after collecting every

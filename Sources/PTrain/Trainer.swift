@@ -108,6 +108,8 @@ public final class Trainer {
     public let test: Dataset
     public let pool: WorkerPool
     public let parameters: AlignedBuffer
+    /// Running statistics of batch normalisation layers (flat, `model.stateTensors` offsets).
+    public let state: AlignedBuffer
     let job: StepJob
     let order: UnsafeMutablePointer<Int32>
     let evalOrder: UnsafeMutablePointer<Int32>
@@ -151,13 +153,15 @@ public final class Trainer {
         }
         parameters = AlignedBuffer(count: model.parameterCount)
         model.initialize(parameters, seed: config.seed)
+        state = AlignedBuffer(count: max(1, model.stateCount))
+        model.initializeState(state)
         order = .allocate(capacity: max(1, train.count))
         order.initialize(repeating: 0, count: max(1, train.count))
         evalOrder = .allocate(capacity: max(1, max(train.count, test.count)))
         for i in 0..<max(train.count, test.count) { evalOrder[i] = Int32(i) }
         job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
                       optimizer: config.makeOptimizer(),
-                      dataset: train, indices: order, communicator: communicator)
+                      dataset: train, indices: order, state: state, communicator: communicator)
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -197,6 +201,7 @@ public final class Trainer {
         job.noiseBase = mix.next()
         let t0 = monotonicNanoseconds()
         pool.run(job)
+        job.updateRunningStatistics()
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
         let totals = job.totals()
         if let layer = job.firstNonFiniteLayer() ?? (totals.loss.isFinite ? nil : "the loss") {
@@ -236,6 +241,7 @@ public final class Trainer {
             job.batch = min(config.batchSize, train.count - start)
             job.lr = config.learningRate
             pool.run(job)
+            job.updateRunningStatistics()
             benchCursor = (benchCursor + 1) % stepsPerEpoch
         }
         return monotonicNanoseconds() - t0

@@ -175,7 +175,7 @@ struct Train: ParsableCommand {
         })
         if stopSignal != 0 { throw ExitCode(3) }
         guard leader, let folder, let writer else { return }
-        try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, config: config)
+        try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, state: trainer.state, config: config)
         var done = records.last!
         done.seconds = Date().timeIntervalSince(start)
         done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })

@@ -70,6 +70,23 @@ func forwardDouble(_ layer: any Layer, batch: Int, input: [Double], parameters: 
             if !training { out[i] = input[i]; continue }
             out[i] = Dropout.keep(seed: noiseSeed, index: i, threshold: threshold) ? input[i] / (1 - Double(dropout.rate)) : 0
         }
+    case let bn as BatchNorm:
+        // Statistics of the call's samples (training, or no running statistics given).
+        let hw = inS.height * inS.width, c = inS.channels
+        let g = bn.parameters[0].offset, b = bn.parameters[1].offset
+        for ch in 0..<c {
+            var values: [Double] = []
+            for n in 0..<batch { values += input[((n * c + ch) * hw)..<((n * c + ch + 1) * hw)] }
+            let mean = values.reduce(0, +) / Double(values.count)
+            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)
+            let invStd = 1 / (variance + Double(bn.epsilon)).squareRoot()
+            for n in 0..<batch {
+                for k in 0..<hw {
+                    let i = (n * c + ch) * hw + k
+                    out[i] = parameters[g + ch] * (input[i] - mean) * invStd + parameters[b + ch]
+                }
+            }
+        }
     case is ReLU:
         for i in 0..<out.count { out[i] = max(0, input[i]) }
     case is Flatten:

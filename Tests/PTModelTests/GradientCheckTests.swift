@@ -102,6 +102,31 @@ final class GradientCheckTests: XCTestCase {
         try check([.dropout(rate: 0.3)], input: .flat(17), batch: 2, seed: 23, training: false)
     }
 
+    func testBatchNormBackward() throws {
+        try check([.batchNorm(momentum: 0.1, epsilon: 1e-5)], input: Shape(channels: 3, height: 4, width: 5), batch: 3, seed: 24, training: true)
+        try check([.batchNorm(momentum: 0.1, epsilon: 1e-3)], input: .flat(7), batch: 5, seed: 25, training: true)
+        try check([.batchNorm(momentum: 0.1, epsilon: 1e-5)], input: Shape(channels: 2, height: 1, width: 9), batch: 2, seed: 26, training: true)
+    }
+
+    /// Running statistics: shard statistics folded in shard order, variance unbiased over the batch.
+    func testBatchNormRunningStatistics() throws {
+        let bn = BatchNorm(name: "bn1", input: .flat(1), momentum: 0.5, parameterOffset: 0, stateOffset: 0)
+        let state = AlignedBuffer(count: 32)
+        bn.initializeState(state.pointer)
+        // Shard 0: samples {1, 3} (mean 2, var 1); shard 1: samples {5, 7, 9} (mean 7, var 8/3).
+        let stats: [[Float]] = [[2, 1], [7, 8.0 / 3]]
+        let pointers = stats.map { row -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: 2)
+            p.initialize(from: row, count: 2)
+            return p
+        }
+        defer { pointers.forEach { $0.deallocate() } }
+        bn.updateRunningStatistics(state.pointer, shards: 2, stats: { UnsafePointer(pointers[$0]) }, samples: { [2, 3][$0] })
+        // Batch {1, 3, 5, 7, 9}: mean 5, unbiased variance 10. Running: 0.5 * 0 + 0.5 * 5, 0.5 * 1 + 0.5 * 10.
+        XCTAssertEqual(state[bn.state[0].offset], 2.5, accuracy: 1e-6)
+        XCTAssertEqual(state[bn.state[1].offset], 5.5, accuracy: 1e-5)
+    }
+
     /// Dropout keeps about 1 - rate of the values while training, the same ones for the same seed.
     func testDropoutMaskRateAndDeterminism() throws {
         let layer = Dropout(name: "d", input: .flat(10_000), rate: 0.25)

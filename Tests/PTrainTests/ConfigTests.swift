@@ -35,6 +35,7 @@ final class ConfigTests: XCTestCase {
         more.beta2 = 0.98
         more.layers = [.conv(features: 4, kernelHeight: 1, kernelWidth: 5, stride: 2, padding: 2, initializer: .glorot), .relu,
                        .avgPool(windowHeight: 1, windowWidth: 3, stride: 2, keepPartial: false), .dropout(rate: 0.125),
+                       .batchNorm(momentum: 0.25, epsilon: 0.001),
                        .maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true), .globalAvgPool, .flatten,
                        .dense(neurons: 3, initializer: .he)]
         XCTAssertEqual(try TrainConfig.parse(yaml: more.yaml, file: "resolved"), more)

@@ -11,7 +11,7 @@ final class DeterminismTests: XCTestCase {
         let pool = WorkerPool(workers: workers)
         let trainer = try Trainer(config: config, train: data.train, test: data.test, pool: pool)
         let records = try trainer.run { _ in }
-        return (trainer.parameters.array, records)
+        return (trainer.parameters.array + trainer.state.array, records)   // weights and running statistics
     }
 
     func testSameBitsForOneToFourWorkers() throws {
@@ -35,8 +35,8 @@ final class DeterminismTests: XCTestCase {
         }
     }
 
-    /// Dropout noise and Adam's state are keyed by (seed, step, shard), not by worker.
-    func testDropoutAndAdamWAreThreadCountIndependent() throws {
+    /// Dropout noise, batch-norm statistics and Adam's state are keyed by (seed, step, shard), not by worker.
+    func testDropoutBatchNormAndAdamWAreThreadCountIndependent() throws {
         var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
         config.data.trainCount = 300
         config.data.testCount = 50
@@ -47,6 +47,7 @@ final class DeterminismTests: XCTestCase {
         config.learningRate = 0.002
         config.weightDecay = 0.01
         config.layers.insert(.dropout(rate: 0.25), at: config.layers.count - 1)
+        config.layers.insert(.batchNorm(momentum: 0.1, epsilon: 1e-5), at: 1)   // after conv1
         let data = try loadData(config)
         let reference = try train(workers: 1, config: config, data: data)
         for workers in [2, 3] {
