@@ -94,7 +94,10 @@ public struct ConvKernel: Sendable {
     var backwardDataTransposed: Bool {
         let g = geometry
         guard g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1 else { return false }
+        // Nor when the transposed forward runs as direct register tiles (whole 16-pixel input rows):
+        // CIFAR 32->64 16x16 backward data 69.5% -> see directTilesApply.
         return g.oc * g.ih * g.iw <= g.ic * g.oh * g.ow || transposedImplementation == .directSmall
+            || (transposedImplementation == .im2colGemm && g.iw % 16 == 0)
     }
 
     var transposedGeometry: ConvGeometry {

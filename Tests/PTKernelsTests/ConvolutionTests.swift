@@ -28,6 +28,14 @@ final class ConvolutionTests: XCTestCase {
         ("rect kernel pad w only", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 6, iw: 5, kh: 2, kw: 4, ph: 0, pw: 3), 2),
         ("conv1d k5 pad2", ConvGeometry(mb: 3, ic: 5, oc: 6, ih: 1, iw: 37, kh: 1, kw: 5, pw: 2), 3),
         ("conv1d stride 2", ConvGeometry(mb: 2, ic: 4, oc: 3, ih: 1, iw: 40, kh: 1, kw: 3, sw: 2, pw: 1), 2),
+        // Output width a multiple of 16, stride 1: forward (and transposed backward data) as direct register tiles.
+        ("direct tiles 8x3 partial rows", ConvGeometry(mb: 3, ic: 5, oc: 13, ih: 6, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("direct tiles vector tail", ConvGeometry(mb: 2, ic: 7, oc: 20, ih: 5, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("direct tiles 6x4 oc64", ConvGeometry(mb: 2, ic: 33, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("direct tiles pad larger than overhang", ConvGeometry(mb: 2, ic: 2, oc: 9, ih: 3, iw: 10, kh: 3, kw: 3, ph: 3, pw: 4), 2),
+        ("direct tiles backward data only", ConvGeometry(mb: 2, ic: 6, oc: 17, ih: 9, iw: 16, kh: 3, kw: 3), 2),
+        ("direct tiles rect 5x3 oc 7", ConvGeometry(mb: 1, ic: 3, oc: 7, ih: 8, iw: 32, kh: 5, kw: 3, ph: 2, pw: 1), 1),
+        ("direct tiles conv1d", ConvGeometry(mb: 3, ic: 4, oc: 10, ih: 1, iw: 48, kh: 1, kw: 5, pw: 2), 3),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 

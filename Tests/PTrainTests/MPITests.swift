@@ -22,8 +22,8 @@ final class MPITests: XCTestCase {
         guard !mpirun.isEmpty else { throw XCTSkip("mpirun not found") }
     }
 
-    func smallConfig(_ dir: URL, train: Int = 600, epochs: Int = 2) throws -> String {
-        try TestSupport.smallXOConfig(dir, train: train, test: 100, epochs: epochs)
+    func smallConfig(_ dir: URL, train: Int = 600, epochs: Int = 2, edit: (String) -> String = { $0 }) throws -> String {
+        try TestSupport.smallXOConfig(dir, train: train, test: 100, epochs: epochs, edit: edit)
     }
 
     func records(_ folder: URL) throws -> [String] {
@@ -32,10 +32,15 @@ final class MPITests: XCTestCase {
             .map { String($0.replacingOccurrences(of: #","images_per_sec":[^,]*,"seconds":[^}]*"#, with: "", options: .regularExpression)) }
     }
 
-    /// `--threads 2`, `mpirun -np 2 … --threads 1` and `mpirun -np 2 … --threads 2` give the same weights.
+    /// `--threads 2`, `mpirun -np 2 … --threads 1` and `mpirun -np 2 … --threads 2` give the same weights
+    /// (with batch normalisation and dropout, whose statistics and noise also cross processes).
     func testSameWeightsInOneProcessAndAcrossRanks() throws {
         let dir = TestSupport.temporaryDirectory()
-        let config = try smallConfig(dir)
+        let config = try smallConfig(dir) {
+            $0.replacingOccurrences(of: "    - {type: relu}\n", with: "    - {type: batchnorm}\n    - {type: relu}\n")
+              .replacingOccurrences(of: "    - {type: dense, neurons: 2}", with: "    - {type: dropout, rate: 0.2}\n    - {type: dense, neurons: 2}")
+        }
+        XCTAssertTrue(try String(contentsOfFile: config, encoding: .utf8).contains("batchnorm"))
         let single = dir.appendingPathComponent("single"), ranks = dir.appendingPathComponent("ranks")
         let ranksThreads = dir.appendingPathComponent("ranks-threads")
         let a = try TestSupport.run(binary, ["train", "--config", config, "--threads", "2", "--output", single.path, "-q"])
