@@ -10,16 +10,17 @@ public struct Classifier {
     public let model: Model
     public let parameters: AlignedBuffer
 
-    /// Builds the model of a checkpoint's config for samples of `shape` and loads its weights.
-    public init(checkpoint folder: String, manifest: CheckpointManifest, config: TrainConfig, shape: Shape) throws {
+    /// Builds the model of `config` for samples of `shape` and loads `weights` (a safetensors file
+    /// written by ptrain: parameters and running statistics).
+    public init(weights: String, config: TrainConfig, shape: Shape) throws {
         if let input = config.input, input != shape {
-            throw ConfigError("\(folder): the model expects samples of \(input), the input has \(shape)")
+            throw ConfigError("\(weights): the model expects samples of \(input), the input has \(shape)")
         }
         model = try Model(input: shape, layers: config.layers, maxBatch: max(1, config.maxShard))
         parameters = AlignedBuffer(count: model.parameterCount)
         state = AlignedBuffer(count: max(1, model.stateCount))
         model.initializeState(state)
-        try Safetensors.load(model: model, into: parameters, state: state, from: "\(folder)/\(Checkpoint.weightsFile)")
+        try Safetensors.load(model: model, into: parameters, state: state, from: weights)
     }
 
     /// Running statistics (batch normalisation).

@@ -5,11 +5,26 @@ import PTData
 import PTTensor
 import PTrain
 
-/// Reads a checkpoint (a step folder, a folder of them, or a run folder).
-func openCheckpoint(_ path: String) throws -> (folder: String, manifest: CheckpointManifest, config: TrainConfig) {
+/// Trained weights to use: a checkpoint (a step folder, a folder of them, or a run folder with
+/// checkpoints: the newest), or else a finished run folder's final weights and config.
+struct TrainedModel {
+    var weights: String
+    var config: TrainConfig
+    var label: String
+}
+
+func openTrainedModel(_ path: String) throws -> TrainedModel {
+    let fm = FileManager.default
+    let hasCheckpoints = fm.fileExists(atPath: path + "/" + Checkpoint.manifestFile)
+        || !Checkpoint.list(path).isEmpty || !Checkpoint.list(path + "/checkpoints").isEmpty
+    if !hasCheckpoints, fm.fileExists(atPath: path + "/model.safetensors"), fm.fileExists(atPath: path + "/config.yaml") {
+        return TrainedModel(weights: path + "/model.safetensors", config: try TrainConfig.load(path: path + "/config.yaml"),
+                            label: "run folder \(path) (final weights)")
+    }
     let folder = try Checkpoint.resolve(path)
     let manifest = try Checkpoint.readManifest(folder)
-    return (folder, manifest, try Checkpoint.config(of: manifest, folder: folder))
+    return TrainedModel(weights: folder + "/" + Checkpoint.weightsFile, config: try Checkpoint.config(of: manifest, folder: folder),
+                        label: "checkpoint \(folder) (global step \(manifest.progress.globalStep))")
 }
 
 struct Eval: ParsableCommand {
@@ -21,7 +36,7 @@ struct Eval: ParsableCommand {
               ptrain eval --checkpoint runs/lenet/checkpoints --data path/to/mnist
             """)
 
-    @Option(help: ArgumentHelp("Checkpoint folder, folder of checkpoints, or run folder (newest checkpoint).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Checkpoint folder, folder of checkpoints, or run folder (its newest checkpoint, or its final weights when it has none).", valueName: "dir"))
     var checkpoint: String
     @Option(help: ArgumentHelp("Data folder (overrides the checkpoint config's data.path).", valueName: "dir")) var data: String?
     @Option(help: "Which split to evaluate: test or train.") var split: String = "test"
@@ -32,13 +47,14 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         reportingErrors {
-            var (folder, manifest, config) = try openCheckpoint(checkpoint)
-            if let data { config.data.path = data; if config.data.source == .xo { config.data.source = .idx } }
+            var trained = try openTrainedModel(checkpoint)
+            if let data { trained.config.data.path = data; if trained.config.data.source == .xo { trained.config.data.source = .idx } }
+            let config = trained.config
             let sets = try loadData(config)
             let set = split == "test" ? sets.test : sets.train
-            let classifier = try Classifier(checkpoint: folder, manifest: manifest, config: config, shape: set.shape)
+            let classifier = try Classifier(weights: trained.weights, config: config, shape: set.shape)
             let result = classifier.evaluate(set)
-            print("checkpoint \(folder) (global step \(manifest.progress.globalStep)), \(split) set \(set.name): \(set.count) samples")
+            print("\(trained.label), \(split) set \(set.name): \(set.count) samples")
             print(String(format: "loss %.4f  accuracy %.2f%%", result.loss, result.accuracy * 100))
             print("confusion matrix (rows: true class, columns: predicted class)")
             let width = max(4, String(result.confusion.flatMap { $0 }.max() ?? 0).count + 1)
@@ -62,7 +78,7 @@ struct Predict: ParsableCommand {
               ptrain predict --checkpoint runs/lenet --input t10k-images-idx3-ubyte
             """)
 
-    @Option(help: ArgumentHelp("Checkpoint folder, folder of checkpoints, or run folder (newest checkpoint).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Checkpoint folder, folder of checkpoints, or run folder (its newest checkpoint, or its final weights when it has none).", valueName: "dir"))
     var checkpoint: String
     @Option(help: ArgumentHelp("IDX or NPY file of samples.", valueName: "file")) var input: String
     @Option(help: "Print at most this many samples (0: all).") var limit: Int = 0
@@ -75,9 +91,10 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         reportingErrors {
-            let (folder, manifest, config) = try openCheckpoint(checkpoint)
+            let trained = try openTrainedModel(checkpoint)
+            let config = trained.config
             let (values, count, shape) = try readSamples(config)
-            let classifier = try Classifier(checkpoint: folder, manifest: manifest, config: config, shape: shape)
+            let classifier = try Classifier(weights: trained.weights, config: config, shape: shape)
             let n = limit == 0 ? count : min(limit, count)
             let probs = values.withUnsafeBufferPointer { classifier.probabilities($0.baseAddress!, count: n) }
             for (i, p) in probs.enumerated() {

@@ -137,6 +137,12 @@ final class CommandLineTests: XCTestCase {
         let probabilities = try XCTUnwrap(first["probabilities"] as? [Double])
         XCTAssertEqual(probabilities.count, 2)
         XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-5)
+        // A finished run without checkpoints: its final weights.
+        let plain = dir.appendingPathComponent("plain")
+        XCTAssertEqual(try TestSupport.ptrain(["train", "--epochs", "1", "--output", plain.path, "-q"]).status, 0)
+        let final = try TestSupport.ptrain(["eval", "--checkpoint", plain.path])
+        XCTAssertEqual(final.status, 0, final.stderr)
+        XCTAssertTrue(final.stdout.contains("final weights") && final.stdout.contains("accuracy"), final.stdout)
         // Input of the wrong shape: one line.
         try TestSupport.writeIDX(input, dims: [2, 28, 28], body: [UInt8](repeating: 0, count: 2 * 784))
         try expectFailure(["predict", "--checkpoint", dir.path, "--input", input.path], ["1x28x28"])
