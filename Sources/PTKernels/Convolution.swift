@@ -124,7 +124,8 @@ public struct ConvKernel: Sendable {
             let n = groupSize * p
             let k = g.reduction
             let forward = forwardScratchCount
-            let weights = backwardWeightsDirect ? directWeightsScratchCount : k * n + g.oc * n
+            let weights = weightsTilesApply && implementation == .im2colGemm ? weightsTilesScratchCount
+                : backwardWeightsDirect ? directWeightsScratchCount : k * n + g.oc * n
             var data: Int
             if backwardDataTransposed {
                 data = g.weightCount + 16 + transposedKernel.forwardScratchCount
@@ -292,6 +293,9 @@ public struct ConvKernel: Sendable {
                 sgemmDotNT(m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: input + s * inSize, ldb: p,
                            c: weightGrad, ldc: g.ic)
             }
+            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
+        case .im2colGemm where weightsTilesApply:
+            tilesBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
         case .directSmall, .im2colGemm where backwardWeightsDirect:
             directBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)

@@ -3,6 +3,7 @@
 import Foundation
 import PTData
 import PTDistributed
+import PTModel
 import PTRuntime
 import PTTensor
 
@@ -66,7 +67,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     }
     var config = config
     config.epochs = 1
-    let classes = try PTModelShim.classes(config: config, input: input)
+    let classes = try Model(input: input, layers: config.layers, maxBatch: 1).classes
     let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * 4, seed: config.seed)
     let trainer = try Trainer(config: config, train: data, test: data, pool: pool, communicator: communicator)
     // Warm-up: at least one step, then until the warm-up time has passed.
@@ -148,13 +149,4 @@ public func writeScalingFiles(_ results: [TrainBenchResult], folder: String, tit
                                  .init(name: "measured", points: results.map { (Double($0.threads), $0.speedup) }, dashed: false)])
     try AtomicFile.write(plot.svg(), to: svg)
     return (csv, svg)
-}
-
-import PTModel
-
-/// Number of classes a config's model produces for `input`.
-enum PTModelShim {
-    static func classes(config: TrainConfig, input: Shape) throws -> Int {
-        try Model(input: input, layers: config.layers, maxBatch: 1).classes
-    }
 }
