@@ -334,7 +334,7 @@ func addRowSums(_ base: UnsafePointer<Float>, rows: Int, count: Int, samples: In
             while q + 16 <= count { acc += r.loadUnaligned(fromByteOffset: q * 4, as: SIMD16<Float>.self); q += 16 }
             while q < count { tail += row[q]; q += 1 }
         }
-        sums[o] += acc.sum() + tail
+        sums[o] += _laneSum(acc) + tail
     }
 }
 
@@ -347,6 +347,19 @@ func copyAddingConstant(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer
     while i + 16 <= count {
         d.storeBytes(of: s.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) + v, toByteOffset: i * 4, as: SIMD16<Float>.self)
         i += 16
+    }
+    if i == count { return }
+    // Tails as overlapping vectors (dst and src do not overlap, so overlapped values are rewritten equal).
+    if count >= 16 {
+        let t = (count - 16) * 4
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: t, as: SIMD16<Float>.self) + v, toByteOffset: t, as: SIMD16<Float>.self)
+        return
+    }
+    if count >= 8 {
+        let t = (count - 8) * 4, v8 = SIMD8<Float>(repeating: constant)
+        let head = s.loadUnaligned(as: SIMD8<Float>.self) + v8, tail = s.loadUnaligned(fromByteOffset: t, as: SIMD8<Float>.self) + v8
+        d.storeBytes(of: head, as: SIMD8<Float>.self); d.storeBytes(of: tail, toByteOffset: t, as: SIMD8<Float>.self)
+        return
     }
     while i < count { dst[i] = src[i] + constant; i += 1 }
 }

@@ -21,7 +21,8 @@ extension ConvKernel {
         let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
         let q = roundUp(g.oh * wp, 16)
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        return g.ic * planeStride + g.oc * q + 32
+        let packed = max(roundUp(g.oc, 8), roundUp(g.oc, 6)) * g.reduction
+        return g.ic * planeStride + g.oc * q + 32 + roundUp(packed, 16) + roundUp(g.reduction, 16) + 16
     }
 
     func directForward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -33,6 +34,21 @@ extension ConvKernel {
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
         let padded = align64(scratch)
         let full = padded + g.ic * planeStride
+        // Register tiles of `_runConvTiles` (8 or 6 channels x 3 or 4 vectors of 16 q) over the padded width.
+        // LeNet b64, 1 thread: see `ConvKernel.directTileShape`; the 6 x 32 `_directTile` gave conv1 66%,
+        // conv2 54% of peak forward.
+        // Only when they pad fewer output channels than the 6 x 32 tiles below (LeNet conv2 forward: 16 rows
+        // against 18: 54% -> 60% of peak). With as many rows (LeNet conv1 forward, conv2 backward data) both
+        // measured the same, so those keep the 6 x 32 tiles.
+        let vectors = qCount / 16
+        let (mr, nv) = Self.directTileShape(oc: g.oc, vectors: vectors)
+        let useTiles = roundUp(g.oc, mr) < roundUp(g.oc, 6) && Self.tapOffsetsFitInt32(g)
+        let packed = align64(full + g.oc * qCount)
+        let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
+        let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
+        if useTiles {
+            _prepareConvTiles(g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
+        }
         let taps = g.kh * g.kw
         padded.update(repeating: 0, count: g.ic * planeStride)   // borders stay zero; interiors are rewritten
         for s in 0..<mb {
@@ -42,20 +58,25 @@ extension ConvKernel {
                     copyFloats(padded + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
                 }
             }
-            var o0 = 0
-            while o0 < g.oc {
-                let count = min(6, g.oc - o0)
-                var q = 0
-                while q + 32 <= qCount {
-                    _directTile(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
-                                weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
-                    q += 32
+            if useTiles {
+                _runConvTiles(mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
+                              input: padded, inPos: { v in v * 16 }, out: full, ldo: qCount, outPos: { v in v * 16 }, bias: nil)
+            } else {
+                var o0 = 0
+                while o0 < g.oc {
+                    let count = min(6, g.oc - o0)
+                    var q = 0
+                    while q + 32 <= qCount {
+                        _directTile(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
+                                    weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
+                        q += 32
+                    }
+                    if q < qCount {
+                        _directTile16(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
+                                      weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
+                    }
+                    o0 += count
                 }
-                if q < qCount {
-                    _directTile16(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
-                                  weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
-                }
-                o0 += count
             }
             let out = output + s * g.oc * oh * ow
             for o in 0..<g.oc {
@@ -283,7 +304,7 @@ func _directWeightsTile(samples: Int, length: Int, a: UnsafePointer<Float>, lda:
     }
     @inline(__always) func finish(_ acc: V, _ r: Int, _ q: Int) {
         guard r < rows && q < cols else { return }
-        c[r * ldc + q] += acc.sum()
+        c[r * ldc + q] += _laneSum(acc)
     }
     finish(c00, 0, 0); finish(c01, 0, 1); finish(c02, 0, 2); finish(c03, 0, 3); finish(c04, 0, 4); finish(c05, 0, 5)
     finish(c10, 1, 0); finish(c11, 1, 1); finish(c12, 1, 2); finish(c13, 1, 3); finish(c14, 1, 4); finish(c15, 1, 5)
@@ -328,7 +349,7 @@ func _directWeightsTile6x4(samples: Int, length: Int, a: UnsafePointer<Float>, l
     }
     @inline(__always) func finish(_ acc: V, _ r: Int, _ q: Int) {
         guard r < rows && q < cols else { return }
-        c[r * ldc + q] += acc.sum()
+        c[r * ldc + q] += _laneSum(acc)
     }
     finish(c00, 0, 0); finish(c01, 0, 1); finish(c02, 0, 2); finish(c03, 0, 3)
     finish(c10, 1, 0); finish(c11, 1, 1); finish(c12, 1, 2); finish(c13, 1, 3)

@@ -323,6 +323,19 @@ func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
         d.storeBytes(of: s.loadUnaligned(fromByteOffset: t, as: SIMD16<Float>.self), toByteOffset: t, as: SIMD16<Float>.self)
         return
     }
+    // Short rows (LeNet's 10- and 14-wide planes): two overlapping 8- or 4-wide moves.
+    if count >= 8 {
+        let t = (count - 8) * 4
+        let head = s.loadUnaligned(as: SIMD8<Float>.self), tail = s.loadUnaligned(fromByteOffset: t, as: SIMD8<Float>.self)
+        d.storeBytes(of: head, as: SIMD8<Float>.self); d.storeBytes(of: tail, toByteOffset: t, as: SIMD8<Float>.self)
+        return
+    }
+    if count >= 4 {
+        let t = (count - 4) * 4
+        let head = s.loadUnaligned(as: SIMD4<Float>.self), tail = s.loadUnaligned(fromByteOffset: t, as: SIMD4<Float>.self)
+        d.storeBytes(of: head, as: SIMD4<Float>.self); d.storeBytes(of: tail, toByteOffset: t, as: SIMD4<Float>.self)
+        return
+    }
     while i < count { dst[i] = src[i]; i += 1 }
 }
 

@@ -36,6 +36,13 @@ final class ConvolutionTests: XCTestCase {
         ("direct tiles backward data only", ConvGeometry(mb: 2, ic: 6, oc: 17, ih: 9, iw: 16, kh: 3, kw: 3), 2),
         ("direct tiles rect 5x3 oc 7", ConvGeometry(mb: 1, ic: 3, oc: 7, ih: 8, iw: 32, kh: 5, kw: 3, ph: 2, pw: 1), 1),
         ("direct tiles conv1d", ConvGeometry(mb: 3, ic: 4, oc: 10, ih: 1, iw: 48, kh: 1, kw: 5, pw: 2), 3),
+        // 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: backward weights as (taps x channels) tiles.
+        ("weights tiles 4x3x2 group tail", ConvGeometry(mb: 2, ic: 9, oc: 32, ih: 7, iw: 11, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("weights tiles 4x3x2 pixel pairs even width", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 6, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("weights tiles 3x3x3 stride 2", ConvGeometry(mb: 3, ic: 8, oc: 48, ih: 5, iw: 6, kh: 2, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 3),
+        ("weights tiles 2x3x4 pad larger than overhang", ConvGeometry(mb: 2, ic: 10, oc: 64, ih: 6, iw: 9, kh: 1, kw: 3, pw: 4), 1),
+        ("weights tiles oc 128", ConvGeometry(mb: 1, ic: 8, oc: 128, ih: 4, iw: 4, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+        ("weights tiles conv1d stride 2", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 1, iw: 20, kh: 1, kw: 3, sw: 2, pw: 1), 2),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 
