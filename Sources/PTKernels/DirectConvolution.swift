@@ -66,6 +66,13 @@ extension ConvKernel {
                 while o0 < g.oc {
                     let count = min(6, g.oc - o0)
                     var q = 0
+                    // A single output channel (LeNet conv1's backward data, run as the transposed
+                    // convolution with oc = 1) would waste 5 of the 6 tile rows: 8 vectors of one row.
+                    while count == 1 && q + 128 <= qCount {
+                        _directTileSingle(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
+                                          weight: weight + o0 * g.ic * taps, out: full + o0 * qCount + q)
+                        q += 128
+                    }
                     while q + 32 <= qCount {
                         _directTile(ic: g.ic, kh: g.kh, kw: g.kw, wp: wp, planeStride: planeStride, input: padded + q,
                                     weight: weight + o0 * g.ic * taps, outputs: count, out: full + o0 * qCount + q, ldo: qCount)
@@ -125,6 +132,41 @@ func _directTile(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: Un
         d.storeBytes(of: b, toByteOffset: 64, as: V.self)
     }
     store(0, a0, b0); store(1, a1, b1); store(2, a2, b2); store(3, a3, b3); store(4, a4, b4); store(5, a5, b5)
+}
+
+/// out[0..<128] = sum over c, i, j of w[c][i][j] * in[c*planeStride + i*wp + j + 0..<128]: one output
+/// channel, 8 independent accumulators (enough to hide the FMA latency). Same summation order per
+/// output as `_directTile`, so the two give identical results.
+@inline(never)
+func _directTileSingle(ic: Int, kh: Int, kw: Int, wp: Int, planeStride: Int, input: UnsafePointer<Float>,
+                       weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V()
+    var t = 0
+    for c in 0..<ic {
+        let plane = UnsafeRawPointer(input + c * planeStride)
+        for i in 0..<kh {
+            let row = plane + 4 * i * wp
+            for j in 0..<kw {
+                let s = V(repeating: weight[t])
+                let base = 4 * j
+                a0 = a0.addingProduct(s, row.loadUnaligned(fromByteOffset: base, as: V.self))
+                a1 = a1.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 64, as: V.self))
+                a2 = a2.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 128, as: V.self))
+                a3 = a3.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 192, as: V.self))
+                a4 = a4.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 256, as: V.self))
+                a5 = a5.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 320, as: V.self))
+                a6 = a6.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 384, as: V.self))
+                a7 = a7.addingProduct(s, row.loadUnaligned(fromByteOffset: base + 448, as: V.self))
+                t += 1
+            }
+        }
+    }
+    let d = UnsafeMutableRawPointer(out)
+    d.storeBytes(of: a0, as: V.self); d.storeBytes(of: a1, toByteOffset: 64, as: V.self)
+    d.storeBytes(of: a2, toByteOffset: 128, as: V.self); d.storeBytes(of: a3, toByteOffset: 192, as: V.self)
+    d.storeBytes(of: a4, toByteOffset: 256, as: V.self); d.storeBytes(of: a5, toByteOffset: 320, as: V.self)
+    d.storeBytes(of: a6, toByteOffset: 384, as: V.self); d.storeBytes(of: a7, toByteOffset: 448, as: V.self)
 }
 
 /// `_directTile` for the last 16 q of a plane (6 accumulators).

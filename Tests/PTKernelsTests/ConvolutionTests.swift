@@ -21,6 +21,7 @@ final class ConvolutionTests: XCTestCase {
         ("1x1 stride 2", ConvGeometry(mb: 2, ic: 5, oc: 6, ih: 7, iw: 7, kh: 1, kw: 1, sh: 2, sw: 2), 2),
         ("1x1 pad 1", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 4, iw: 5, kh: 1, kw: 1, ph: 1, pw: 1), 2),
         ("ic=1 oc=1", ConvGeometry(mb: 1, ic: 1, oc: 1, ih: 5, iw: 6, kh: 2, kw: 3), 1),
+        ("oc=1 wide planes (single-channel tiles)", ConvGeometry(mb: 2, ic: 3, oc: 1, ih: 20, iw: 21, kh: 3, kw: 3, ph: 1, pw: 1), 1),
         ("per-sample GEMM, two k-blocks", ConvGeometry(mb: 3, ic: 20, oc: 21, ih: 17, iw: 16, kh: 5, kw: 5, ph: 2, pw: 2), 2),
         ("per-sample GEMM, row chunks", ConvGeometry(mb: 2, ic: 32, oc: 20, ih: 33, iw: 31, kh: 3, kw: 3, ph: 1, pw: 1), 2),
         ("per-sample GEMM, stride 2 row chunks", ConvGeometry(mb: 1, ic: 48, oc: 8, ih: 40, iw: 40, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 1),
