@@ -129,3 +129,22 @@ private func trimmed(_ text: String) -> Substring {
     while let c = s.last, c.isWhitespace { s.removeLast() }
     return s
 }
+
+extension Topology {
+    /// Several processes of one job on this node that may all use the same CPUs (for example
+    /// `mpirun --bind-to none`) would otherwise pin their workers to the same cores. When the
+    /// launcher says how many processes share the node (OMPI_COMM_WORLD_LOCAL_SIZE / _LOCAL_RANK,
+    /// MPI_LOCALNRANKS / MPI_LOCALRANKID, SLURM_NTASKS_PER_NODE / SLURM_LOCALID) and this
+    /// process's allowed cores can hold all of them (`threads` cores each), the process keeps the
+    /// consecutive block of cores [localRank * threads, (localRank + 1) * threads). A process that
+    /// the launcher already bound to its own CPUs sees too few cores for that and is left as it is.
+    public func shareForLocalRank(threads: Int, environment: [String: String]) throws -> Topology {
+        func number(_ keys: [String]) -> Int? { keys.lazy.compactMap { environment[$0].flatMap { Int(trimmed($0)) } }.first }
+        guard threads > 0,
+              let size = number(["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"]),
+              let rank = number(["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]),
+              size > 1, rank >= 0, rank < size, coreCount >= size * threads else { return self }
+        let block = cores[(rank * threads)..<((rank + 1) * threads)].flatMap(\.osCPUs)
+        return isSynthetic ? try Topology(synthetic: source, restrictedTo: block) : try Topology(restrictedTo: block)
+    }
+}

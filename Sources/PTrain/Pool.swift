@@ -15,8 +15,11 @@ public func makeWorkerPool(threads: Int?, policy: PlacementPolicy = .spread, war
         return WorkerPool(workers: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount),
                           cpus: Array(repeating: -1, count: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)))
     }
-    let count = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: ProcessInfo.processInfo.environment)
-    let plan = PlacementPlan(workers: count, topology: topology, policy: policy)
+    let environment = ProcessInfo.processInfo.environment
+    let count = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: environment)
+    // Processes sharing this node's CPUs take disjoint blocks of cores.
+    let share = (try? topology.shareForLocalRank(threads: count, environment: environment)) ?? topology
+    let plan = PlacementPlan(workers: count, topology: share, policy: policy)
     plan.warnings.forEach(warn)
     // The calling (main) thread runs worker 0's share of every step: no hand-over wake-ups.
     let pool = WorkerPool(plan: plan, callerIsWorkerZero: true)

@@ -53,7 +53,9 @@ struct Topo: ParsableCommand {
             throw ValidationError(error.description)
         }
         let workers = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: environment())
-        let plan = PlacementPlan(workers: workers, topology: topology, policy: policy)
+        // Under a launcher, several processes on this node take disjoint blocks of cores.
+        let share = (try? topology.shareForLocalRank(threads: workers, environment: environment())) ?? topology
+        let plan = PlacementPlan(workers: workers, topology: share, policy: policy)
         switch format {
         case .text: print(topologyReport(topology: topology, plan: plan))
         case .json: print(topologyReportJSON(plan: plan))

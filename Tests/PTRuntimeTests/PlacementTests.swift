@@ -114,4 +114,18 @@ final class PlacementTests: XCTestCase {
         let plan = PlacementPlan(workers: topology.coreCount, topology: topology)
         XCTAssertEqual(Set(plan.entries.map(\.core)).count, topology.coreCount)
     }
+
+    /// Processes sharing a node's CPUs (mpirun --bind-to none) take disjoint blocks of cores; a
+    /// process already bound to fewer cores, or alone on the node, keeps what it has.
+    func testLocalRanksTakeDisjointCores() throws {
+        let node = try Topology(synthetic: "pack:2 core:4 pu:2")
+        let env = ["OMPI_COMM_WORLD_LOCAL_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1"]
+        let share = try node.shareForLocalRank(threads: 4, environment: env)
+        XCTAssertEqual(share.coreCount, 4)
+        let first = try node.shareForLocalRank(threads: 4, environment: ["OMPI_COMM_WORLD_LOCAL_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "0"])
+        XCTAssertTrue(Set(share.osCPUs).isDisjoint(with: first.osCPUs), "\(share.osCPUs) vs \(first.osCPUs)")
+        XCTAssertEqual(Set(share.osCPUs).union(first.osCPUs), Set(node.osCPUs))
+        XCTAssertEqual(try node.shareForLocalRank(threads: 5, environment: env), node, "too few cores for both: unchanged")
+        XCTAssertEqual(try node.shareForLocalRank(threads: 4, environment: [:]), node, "no launcher: unchanged")
+    }
 }

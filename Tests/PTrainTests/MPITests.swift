@@ -101,4 +101,19 @@ final class MPITests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
         XCTAssertTrue(run.stderr.contains("ptrain: error: rank ") && run.stderr.contains("missing"), run.stderr)
     }
+
+    /// `mpirun --bind-to none`: the ranks on this node pin their workers to different CPUs.
+    func testUnboundRanksOnOneNodeUseDifferentCPUs() throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else { throw XCTSkip("needs 2 CPUs") }
+        let run = try TestSupport.run(mpirun, ["-np", "2", "--bind-to", "none", binary, "topo", "--threads", "1", "--format", "json"],
+                                      environment: environment)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let cpus = run.stdout.split(separator: "\n").compactMap { line -> Int? in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let workers = object["workers"] as? [[String: Int]] else { return nil }
+            return workers.first?["os_cpu"]
+        }
+        XCTAssertEqual(cpus.count, 2, run.stdout)
+        XCTAssertEqual(Set(cpus).count, 2, "both ranks planned the same CPU: \(run.stdout)")
+    }
 }
