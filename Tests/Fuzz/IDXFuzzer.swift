@@ -3,7 +3,7 @@
 import Foundation
 import PTData
 
-let scratch = "/tmp/ptrain-idx-fuzz-\(getpid())"
+let scratch = NSTemporaryDirectory() + "ptrain-idx-fuzz-\(getpid())"
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

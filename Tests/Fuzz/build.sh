@@ -1,10 +1,10 @@
 #!/bin/sh
 # Builds the libFuzzer harness for the IDX reader: PTTensor and PTData compiled from source with
 # coverage instrumentation and AddressSanitizer (bounds and overflow checks on: no -Ounchecked).
-# Usage: Tests/Fuzz/build.sh [OUT_DIR]   (default /tmp/ptrain-fuzz); then see docs/FUZZING.md.
+# Usage: Tests/Fuzz/build.sh [OUT_DIR]   (default ${TMPDIR:-/tmp}/ptrain-fuzz); then see docs/FUZZING.md.
 set -eu
 cd "$(dirname "$0")/../.."
-OUT=${1:-/tmp/ptrain-fuzz}
+OUT=${1:-${TMPDIR:-/tmp}/ptrain-fuzz}
 mkdir -p "$OUT"
 FLAGS="-sanitize=fuzzer,address -O -g -parse-as-library"
 swiftc $FLAGS -module-name PTTensor -emit-library -static -emit-module -emit-module-path "$OUT/PTTensor.swiftmodule" \
