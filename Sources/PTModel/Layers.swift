@@ -77,15 +77,10 @@ public struct MaxPool2D: Layer {
     public init(name: String, input: Shape, window: (Int, Int), stride: (Int, Int), keepPartial: Bool = true) {
         self.name = name
         self.inputShape = input
-        geometry = PoolGeometry(planes: input.channels, ih: input.height, iw: input.width, kh: window.0, kw: window.1,
-                                sh: stride.0, sw: stride.1, keepPartial: keepPartial)
-        outputShape = Shape(channels: input.channels, height: geometry.oh, width: geometry.ow)
+        (geometry, outputShape) = poolingGeometry(input, window: window, stride: stride, keepPartial: keepPartial)
     }
 
-    public var summary: String {
-        let g = geometry
-        return inputShape.height == 1 ? "maxpool \(g.kw) s\(g.sw)" : "maxpool \(g.kh)x\(g.kw) s\(g.sh)"
-    }
+    public var summary: String { poolingSummary("maxpool", geometry, oneD: inputShape.height == 1) }
     public var flopsPerSample: Int { outputShape.count * geometry.kh * geometry.kw }
     public func indexCount(batch: Int) -> Int { batch * outputShape.count }
 
@@ -191,6 +186,18 @@ public struct Dense: Layer {
                   b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs, workspace: c.scratch)
         }
     }
+}
+
+/// A pooling layer's geometry over one sample (planes = channels) and its output shape.
+func poolingGeometry(_ input: Shape, window: (Int, Int), stride: (Int, Int), keepPartial: Bool) -> (PoolGeometry, Shape) {
+    let g = PoolGeometry(planes: input.channels, ih: input.height, iw: input.width, kh: window.0, kw: window.1,
+                         sh: stride.0, sw: stride.1, keepPartial: keepPartial)
+    return (g, Shape(channels: input.channels, height: g.oh, width: g.ow))
+}
+
+/// "maxpool 2x2 s2", or "maxpool 3 s2" on 1-D data.
+func poolingSummary(_ kind: String, _ g: PoolGeometry, oneD: Bool) -> String {
+    oneD ? "\(kind) \(g.kw) s\(g.sw)" : "\(kind) \(g.kh)x\(g.kw) s\(g.sh)"
 }
 
 /// Parameter tensors start on 16-float (64-byte) boundaries in the flat buffer.

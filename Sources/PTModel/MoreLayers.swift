@@ -15,15 +15,10 @@ public struct AvgPool2D: Layer {
     public init(name: String, input: Shape, window: (Int, Int), stride: (Int, Int), keepPartial: Bool = true) {
         self.name = name
         self.inputShape = input
-        geometry = PoolGeometry(planes: input.channels, ih: input.height, iw: input.width, kh: window.0, kw: window.1,
-                                sh: stride.0, sw: stride.1, keepPartial: keepPartial)
-        outputShape = Shape(channels: input.channels, height: geometry.oh, width: geometry.ow)
+        (geometry, outputShape) = poolingGeometry(input, window: window, stride: stride, keepPartial: keepPartial)
     }
 
-    public var summary: String {
-        let g = geometry
-        return inputShape.height == 1 ? "avgpool \(g.kw) s\(g.sw)" : "avgpool \(g.kh)x\(g.kw) s\(g.sh)"
-    }
+    public var summary: String { poolingSummary("avgpool", geometry, oneD: inputShape.height == 1) }
     public var flopsPerSample: Int { outputShape.count * geometry.kh * geometry.kw }
 
     /// Visits every (plane, output index, clipped window) once.

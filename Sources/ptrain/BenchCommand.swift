@@ -90,7 +90,7 @@ struct BenchTrain: ParsableCommand {
         reportingErrors {
             let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
             let (config, settings) = try options.load()
-            let pool = try makePool(threads: threads, quiet: false)
+            let pool = try makeWorkerPool(threads: threads, warn: { warn($0) })
             let result = try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator)
             guard communicator.rank == 0 else { return }
             print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
@@ -129,7 +129,7 @@ struct BenchScaling: ParsableCommand {
             let (config, settings) = try options.load()
             var results: [TrainBenchResult] = []
             for count in threadCounts {
-                let pool = try makePool(threads: count, quiet: false)
+                let pool = try makeWorkerPool(threads: count, warn: { warn($0) })
                 results.append(try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator))
             }
             guard communicator.rank == 0 else { return }

@@ -186,10 +186,6 @@ struct Train: ParsableCommand {
     }
 }
 
-/// Creates the worker pool for `threads` workers (default: the allowed cores); warnings to stderr.
-func makePool(threads: Int?, quiet: Bool) throws -> WorkerPool {
-    try makeWorkerPool(threads: threads, warn: { warn($0) })
-}
 
 func jsonQuote(_ s: String) -> String {
     let data = try? JSONSerialization.data(withJSONObject: [s])
