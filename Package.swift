@@ -63,6 +63,9 @@ let package = Package(
         // System libraries, one C shim each.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHwloc", pkgConfig: "hwloc", providers: [.apt(["libhwloc-dev"])]),
+        // Image decoding for image folders: libpng and libjpeg-turbo's TurboJPEG API.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         // MPI, only with the trait MPI.
         .systemLibrary(name: "CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
         // CPU feature check, flush-to-zero, and other tiny things Swift cannot spell.
@@ -79,7 +82,7 @@ let package = Package(
         // Layers, model, flat parameter layout, initialisers, optimizers, schedules.
         .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
         // Data sets: IDX (raw or gzip), the synthetic X/O generator, shuffling, batching.
-        .target(name: "PTData", dependencies: ["PTTensor", "CZlib"], swiftSettings: swiftSettings),
+        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG"], swiftSettings: swiftSettings),
         // hwloc topology, placement, pinned worker pool, barrier.
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
         // Communicator protocol (in-process now; MPI behind a trait later).

@@ -3,7 +3,7 @@
 # pkg-config, zlib and hwloc development files. Installs only what is missing; safe to run again.
 set -euo pipefail
 
-packages=(pkg-config zlib1g-dev libhwloc-dev)
+packages=(pkg-config zlib1g-dev libhwloc-dev libpng-dev libturbojpeg0-dev)
 if [ "${PTRAIN_WITH_MPI:-0}" = "1" ]; then packages+=(libopenmpi-dev openmpi-bin); fi
 
 missing=()

@@ -26,20 +26,20 @@ public enum CIFAR10Folder {
             throw DataError("\(folder): missing CIFAR-10 batch files \(missing.joined(separator: ", ")) "
                 + "(expected \((trainNames + [testName]).joined(separator: ", ")))")
         }
-        let tables = try channelTables(mean: mean, std: std)
-        let train = try loadBatches(trainNames.map { FileIO.join(folder, $0) }, tables: tables, name: "cifar10-train")
-        let test = try loadBatches([FileIO.join(folder, testName)], tables: tables, name: "cifar10-test")
+        let conversion = try channelConversion(mean: mean, std: std)
+        let train = try loadBatches(trainNames.map { FileIO.join(folder, $0) }, conversion: conversion, name: "cifar10-train")
+        let test = try loadBatches([FileIO.join(folder, testName)], conversion: conversion, name: "cifar10-test")
         return (train, test)
     }
 
     /// Loads and concatenates the given batch files (each a whole number of records).
     public static func loadBatches(paths: [String], mean: [Float]? = nil, std: [Float]? = nil,
                                    name: String = "cifar10") throws -> Dataset {
-        try loadBatches(paths, tables: channelTables(mean: mean, std: std), name: name)
+        try loadBatches(paths, conversion: channelConversion(mean: mean, std: std), name: name)
     }
 
-    /// One 256-entry table per channel: (b/255 - mean[c]) / std[c].
-    static func channelTables(mean: [Float]?, std: [Float]?) throws -> [[Float]] {
+    /// Bytes / 255, then (x - mean[c]) / std[c] per channel.
+    static func channelConversion(mean: [Float]?, std: [Float]?) throws -> SampleConversion {
         func perChannel(_ v: [Float]?, _ what: String, _ fallback: Float) throws -> [Float] {
             guard let v else { return [fallback, fallback, fallback] }
             if v.count == 1 { return [v[0], v[0], v[0]] }
@@ -48,10 +48,10 @@ public enum CIFAR10Folder {
         }
         let m = try perChannel(mean, "mean", 0), s = try perChannel(std, "std", 1)
         for value in s where !(value > 0) { throw DataError("CIFAR-10: std must be positive, got \(value)") }
-        return (0..<3).map { MNISTFolder.pixelTable(mean: m[$0], std: s[$0]) }
+        return SampleConversion(divisor: 255, mean: mean == nil ? [] : m, std: std == nil ? [] : s)
     }
 
-    static func loadBatches(_ paths: [String], tables: [[Float]], name: String) throws -> Dataset {
+    static func loadBatches(_ paths: [String], conversion: SampleConversion, name: String) throws -> Dataset {
         var files: [[UInt8]] = []
         var total = 0
         for path in paths {
@@ -69,22 +69,25 @@ public enum CIFAR10Folder {
         }
         guard total > 0 else { throw DataError("\(paths.joined(separator: ", ")): empty set (0 records)") }
 
+        // Pixels stay bytes (CHW already); the labels are taken out of the records.
         let shape = Shape(channels: 3, height: 32, width: 32)
-        let plane = 32 * 32
-        let images = AlignedBuffer(count: total * shape.count)
+        let pixels = recordSize - 1
         var labels = [Int32](repeating: 0, count: total)
         var sample = 0
-        for bytes in files {
-            for r in 0..<(bytes.count / recordSize) {
-                let record = r * recordSize
-                labels[sample] = Int32(bytes[record])
-                for c in 0..<3 {
-                    MNISTFolder.convertBytes(bytes, from: record + 1 + c * plane, count: plane, table: tables[c],
-                                             into: images.pointer + sample * shape.count + c * plane)
+        var stored = [UInt8](repeating: 0, count: total * pixels)
+        stored.withUnsafeMutableBufferPointer { out in
+            for bytes in files {
+                bytes.withUnsafeBufferPointer { file in
+                    for r in 0..<(bytes.count / recordSize) {
+                        labels[sample] = Int32(file[r * recordSize])
+                        (out.baseAddress! + sample * pixels).update(from: file.baseAddress! + r * recordSize + 1, count: pixels)
+                        sample += 1
+                    }
                 }
-                sample += 1
             }
         }
-        return Dataset(name: name, shape: shape, classes: 10, images: images, labels: labels)
+        files = []
+        let store = SampleStore(bytes: stored, elementType: .uint8, count: total, sampleElements: shape.count)
+        return try Dataset(name: name, shape: shape, classes: 10, store: store, conversion: conversion, labels: labels)
     }
 }

@@ -1,28 +1,86 @@
 // An in-memory labelled data set: samples as one aligned Float buffer, labels as Int32.
 import PTTensor
 
-/// A labelled data set held in memory. `images` holds `count` samples of `shape.count` floats each,
-/// sample-major (NCHW without padding); `labels[i]` is in 0..<classes.
+/// A labelled data set. `store` holds `count` samples of `shape.count` elements each, sample-major
+/// (NCHW without padding), as stored: Floats, uint8 pixels, int16 audio, in memory or memory-mapped.
+/// `conversion` turns stored values into model inputs when samples are gathered (`gather`), so a
+/// uint8 set costs one byte per pixel however it is normalised. `labels[i]` is in 0..<classes.
 public struct Dataset: @unchecked Sendable {
     public let name: String
     public let shape: Shape
     public let count: Int
     public let classes: Int
-    public let images: AlignedBuffer
+    public let store: SampleStore
     public let labels: [Int32]
+    /// Class names, one per class (default "0", "1", ...).
+    public let classNames: [String]
+    /// The conversion `gather` applies (prepared: `converter`).
+    public var conversion: SampleConversion { converter.conversion }
+    public let converter: SampleConverter
 
+    /// A set of Float samples used as they are.
     public init(name: String, shape: Shape, classes: Int, images: AlignedBuffer, labels: [Int32]) {
         precondition(images.count == labels.count * shape.count, "Dataset: images and labels disagree")
+        self.init(name: name, shape: shape, classes: classes,
+                  store: SampleStore(floats: images, sampleElements: max(1, shape.count)), labels: labels)
+    }
+
+    /// A set over `store` with `conversion` (default: the element type's natural one, bytes / 255).
+    /// Throws when the conversion does not fit the shape (e.g. 2 means for 3 channels).
+    public init(name: String, shape: Shape, classes: Int, store: SampleStore, conversion: SampleConversion? = nil,
+                labels: [Int32], classNames: [String]? = nil) throws {
+        precondition(store.count == labels.count && store.sampleElements == shape.count, "Dataset: store and labels disagree")
         self.name = name
         self.shape = shape
         self.count = labels.count
         self.classes = classes
-        self.images = images
+        self.store = store
         self.labels = labels
+        self.classNames = classNames ?? (0..<classes).map(String.init)
+        self.converter = try SampleConverter(conversion ?? .natural(store.elementType), elementType: store.elementType, shape: shape)
     }
 
-    /// Pointer to sample `index`.
-    public func sample(_ index: Int) -> UnsafeMutablePointer<Float> { images.pointer + index * shape.count }
+    init(name: String, shape: Shape, classes: Int, store: SampleStore, labels: [Int32]) {
+        // Natural conversion of a float store is the identity: cannot fail.
+        try! self.init(name: name, shape: shape, classes: classes, store: store, conversion: .natural(store.elementType), labels: labels)
+    }
+
+    /// The same samples with another conversion (e.g. the config's mean, std or z-normalisation).
+    public func with(conversion: SampleConversion) throws -> Dataset {
+        try Dataset(name: name, shape: shape, classes: classes, store: store, conversion: conversion, labels: labels,
+                    classNames: classNames)
+    }
+
+    /// Pointer to Float sample `index`, for sets held as Floats in memory (generated data, tests).
+    public func sample(_ index: Int) -> UnsafeMutablePointer<Float> {
+        guard let floats = store.floatBuffer else { preconditionFailure("Dataset.sample: \(name) is stored as \(store.elementType)") }
+        return floats.pointer + index * shape.count
+    }
+
+    /// Sample `index` converted to model inputs (a new array; for tests and inspection).
+    public func values(_ index: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: shape.count) { out, n in
+            convert(index, into: out.baseAddress!)
+            n = shape.count
+        }
+    }
+
+    /// Every sample converted, in one new buffer of count x shape.count Floats. Costs 4 bytes per
+    /// value: for small sets, tests and whole-set inference; training gathers shard by shard.
+    public func converted() -> AlignedBuffer {
+        let out = AlignedBuffer(count: count * shape.count)
+        for i in 0..<count { convert(i, into: out.pointer + i * shape.count) }
+        return out
+    }
+
+    /// Converts sample `index` into `out` (shape.count Floats). Allocates nothing.
+    @inline(__always)
+    public func convert(_ index: Int, into out: UnsafeMutablePointer<Float>, converter: SampleConverter? = nil) {
+        store.willRead(index)
+        let c = converter ?? self.converter
+        let bytes = store.sampleBytes
+        store.withBase { base in c.convert(base + index * bytes, into: out) }
+    }
 }
 
 /// A data error: one line naming the file (or setting) and what is wrong with it.

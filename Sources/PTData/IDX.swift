@@ -77,9 +77,9 @@ public enum MNISTFolder {
         let trainLabels = try find(directory, trainLabelNames)
         let testImages = try find(directory, testImageNames)
         let testLabels = try find(directory, testLabelNames)
-        let table = pixelTable(mean: mean ?? 0, std: std ?? 1)
-        let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, table: table, name: "mnist-train")
-        let test = try loadPair(images: testImages, labels: testLabels, classes: classes, table: table, name: "mnist-test")
+        let conversion = pixelConversion(mean: mean, std: std)
+        let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, conversion: conversion, name: "mnist-train")
+        let test = try loadPair(images: testImages, labels: testLabels, classes: classes, conversion: conversion, name: "mnist-test")
         guard train.shape == test.shape else {
             throw DataError("\(testImages) has images of \(test.shape.height) x \(test.shape.width) but \(trainImages) has "
                 + "\(train.shape.height) x \(train.shape.width)")
@@ -92,12 +92,12 @@ public enum MNISTFolder {
                                 name: String = "mnist") throws -> Dataset {
         if let std, !(std > 0) { throw DataError("MNIST: std must be positive, got \(std)") }
         return try loadPair(images: images, labels: labels, classes: classes,
-                            table: pixelTable(mean: mean ?? 0, std: std ?? 1), name: name)
+                            conversion: pixelConversion(mean: mean, std: std), name: name)
     }
 
-    /// Value for each byte: (b/255 - mean) / std, computed once so the conversion is one lookup per pixel.
-    static func pixelTable(mean: Float, std: Float) -> [Float] {
-        (0..<256).map { (Float($0) / 255 - mean) / std }
+    /// Bytes / 255, then (x - mean) / std when given.
+    static func pixelConversion(mean: Float?, std: Float?) -> SampleConversion {
+        SampleConversion(divisor: 255, mean: mean.map { [$0] } ?? [], std: std.map { [$0] } ?? [])
     }
 
     static func find(_ directory: String, _ names: [String]) throws -> String {
@@ -111,7 +111,7 @@ public enum MNISTFolder {
         throw DataError("\(directory): no MNIST file found (looked for \(tried))")
     }
 
-    static func loadPair(images imagePath: String, labels labelPath: String, classes: Int, table: [Float],
+    static func loadPair(images imagePath: String, labels labelPath: String, classes: Int, conversion: SampleConversion,
                          name: String) throws -> Dataset {
         let imageFile = try FileIO.readMaybeGzip(imagePath)
         let (imageDims, imageOffset) = try IDX.header(imageFile, name: imagePath)
@@ -141,21 +141,10 @@ public enum MNISTFolder {
             labels[i] = Int32(value)
         }
 
+        // The pixels stay as the file's bytes (one byte each); they become Floats when gathered.
         let shape = Shape(channels: 1, height: imageDims[1], width: imageDims[2])
-        let buffer = AlignedBuffer(count: count * shape.count)
-        convertBytes(imageFile, from: imageOffset, count: buffer.count, table: table, into: buffer.pointer)
-        return Dataset(name: name, shape: shape, classes: classes, images: buffer, labels: labels)
-    }
-
-    /// out[i] = table[bytes[offset + i]].
-    static func convertBytes(_ bytes: [UInt8], from offset: Int, count: Int, table: [Float],
-                             into out: UnsafeMutablePointer<Float>) {
-        bytes.withUnsafeBufferPointer { src in
-            table.withUnsafeBufferPointer { lut in
-                guard let s = src.baseAddress, let t = lut.baseAddress else { return }
-                let p = s + offset
-                for i in 0..<count { out[i] = t[Int(p[i])] }
-            }
-        }
+        let store = SampleStore(bytes: imageFile, byteOffset: imageOffset, elementType: .uint8, count: count,
+                                sampleElements: shape.count)
+        return try Dataset(name: name, shape: shape, classes: classes, store: store, conversion: conversion, labels: labels)
     }
 }

@@ -181,12 +181,15 @@ public enum NPYPair {
             throw DataError("\(labelPath): label \(labels[i]) at index \(i) is outside 0..<\(classCount)")
         }
 
+        let base = imagePath.split(separator: "/").last.map(String.init) ?? imagePath
+        if dtype == .uint8 {
+            // Bytes stay bytes (divided by 255 when gathered).
+            let store = SampleStore(bytes: imageFile, byteOffset: offset, elementType: .uint8, count: count,
+                                    sampleElements: shape.count)
+            return try Dataset(name: base, shape: shape, classes: classCount, store: store, labels: labels)
+        }
         let images = AlignedBuffer(count: count * shape.count)
         NPY.convert(imageFile, from: offset, count: images.count, dtype: dtype, into: images.pointer)
-        if dtype == .uint8 {
-            for i in 0..<images.count { images.pointer[i] /= 255 }
-        }
-        let base = imagePath.split(separator: "/").last.map(String.init) ?? imagePath
         return Dataset(name: base, shape: shape, classes: classCount, images: images, labels: labels)
     }
 }

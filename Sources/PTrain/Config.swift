@@ -31,6 +31,10 @@ public struct DataConfig: Sendable, Equatable {
         case fsdd
         /// A UCR/UEA time-series problem: a folder with NAME_TRAIN.ts and NAME_TEST.ts.
         case ucr
+        /// A packed file written by `ptrain pack` (memory-mapped; docs/PACKED.md).
+        case packed
+        /// Image folders: root/train/<class>/*.png|jpg and root/test/<class>/* (classes sorted).
+        case images
     }
     public var source: Source = .xo
     /// Data folder (idx); `--data` overrides it.
@@ -47,6 +51,9 @@ public struct DataConfig: Sendable, Equatable {
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?
     public var std: Float?
+    /// Image folders: scale the shorter side to the model input and centre-crop (else every image
+    /// must already have the input's size).
+    public var resize: Bool = false
 }
 
 /// The resolved configuration of one training run.
@@ -247,10 +254,10 @@ extension TrainConfig {
         if let name = try top.string("name") { c.name = name }
 
         if let d = try top.section("data") {
-            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize"])
+            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize", "resize"])
             if let s = try d.string("source") {
                 guard let src = DataConfig.Source(rawValue: s == "mnist" ? "idx" : s) else {
-                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx (or mnist), cifar10, npy, fsdd, ucr)")
+                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx (or mnist), cifar10, npy, fsdd, ucr, packed, images)")
                 }
                 c.data.source = src
             }
@@ -262,6 +269,7 @@ extension TrainConfig {
             c.data.std = try d.float("std") ?? c.data.std
             c.data.length = try d.int("length") ?? c.data.length
             c.data.zNormalize = try d.bool("z_normalize") ?? c.data.zNormalize
+            c.data.resize = try d.bool("resize") ?? c.data.resize
         }
 
         guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }

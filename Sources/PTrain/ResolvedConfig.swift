@@ -11,6 +11,7 @@ extension TrainConfig {
                   "  z_normalize: \(data.zNormalize)"]
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
+        if data.resize { lines.append("  resize: true") }
         lines.append("model:")
         if let input = input {
             lines.append("  input: {channels: \(input.channels), height: \(input.height), width: \(input.width)}")

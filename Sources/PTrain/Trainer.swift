@@ -12,25 +12,15 @@ import PTTensor
 public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
     let sets = try loadRawData(config)
     if config.data.zNormalize && config.data.source != .ucr {
-        for set in [sets.train, sets.test] { standardizeEachSample(set) }
+        // Samples stay as stored; each is standardised when gathered (SampleConversion.zNormalize).
+        func z(_ set: Dataset) throws -> Dataset {
+            var c = set.conversion
+            c.zNormalize = true
+            return try set.with(conversion: c)
+        }
+        return (try z(sets.train), try z(sets.test))
     }
     return sets
-}
-
-/// Scales every sample of `data` in place to zero mean and unit variance (a constant sample becomes 0).
-func standardizeEachSample(_ data: Dataset) {
-    let n = data.shape.count
-    for i in 0..<data.count {
-        let x = data.sample(i)
-        var mean = 0.0
-        for k in 0..<n { mean += Double(x[k]) }
-        mean /= Double(n)
-        var variance = 0.0
-        for k in 0..<n { variance += (Double(x[k]) - mean) * (Double(x[k]) - mean) }
-        let std = (variance / Double(n)).squareRoot()
-        let scale = std > 1e-12 ? 1 / std : 0
-        for k in 0..<n { x[k] = Float((Double(x[k]) - mean) * scale) }
-    }
 }
 
 func loadRawData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
@@ -53,8 +43,31 @@ func loadRawData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset
                     try NPYPair.load(images: path + "/test_images.npy", labels: path + "/test_labels.npy"))
         case .fsdd: return try SpokenDigits.load(directory: path, length: config.data.length)
         case .ucr: return try UCRFolder.load(directory: path, zNormalize: config.data.zNormalize)
+        case .packed:
+            let file = try PackedFile(path: path) { natural in
+                var c = natural
+                c.mean = config.data.mean.map { [$0] } ?? []
+                c.std = config.data.std.map { [$0] } ?? []
+                return c
+            }
+            return (file.train, file.test)
+        case .images:
+            let input = try imageInputShape(config)
+            return try ImageFolder.load(root: path, shape: input, resize: config.data.resize, mean: config.data.mean,
+                                        std: config.data.std)
         }
     }
+}
+
+/// The sample shape image folders are decoded to: the model input (channels 1 or 3).
+func imageInputShape(_ config: TrainConfig) throws -> Shape {
+    guard let input = config.input else {
+        throw ConfigError("model.input: required for data.source images (channels 1 or 3, height, width)")
+    }
+    guard input.channels == 1 || input.channels == 3 else {
+        throw ConfigError("model.input.channels: images are decoded to 1 (grey) or 3 (RGB) channels, got \(input.channels)")
+    }
+    return input
 }
 
 /// What one epoch produced. Losses are means per sample; accuracies are fractions.

@@ -17,7 +17,7 @@ struct PTrainCommand: ParsableCommand {
             2 the CPU lacks instructions the binary was built for; 3 stopped by a signal after writing
             a checkpoint; 128+N a second signal N; 64 wrong command-line usage.
             """,
-        subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self, Bench.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self, Bench.self, Pack.self],
         defaultSubcommand: Train.self)
 }
 

@@ -71,7 +71,8 @@ final class WAVTests: XCTestCase {
         for l in test.labels { histogram[Int(l)] += 1 }
         XCTAssertEqual(histogram, [Int](repeating: 30, count: 10))
         var peak: Float = 0
-        for i in 0..<train.images.count { peak = max(peak, abs(train.images[i])) }
+        let values = train.converted()
+        for i in 0..<values.count { peak = max(peak, abs(values[i])) }
         XCTAssertLessThanOrEqual(peak, 2)
         XCTAssertGreaterThan(peak, 0.05)
     }

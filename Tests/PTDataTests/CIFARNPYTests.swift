@@ -24,11 +24,11 @@ final class CIFAR10Tests: XCTestCase {
         XCTAssertEqual(train.labels, [1, 0, 2, 0, 3, 0, 4, 0, 5, 0])
         XCTAssertEqual(test.labels, [9])
         let expected = record(label: 0, seed: 12)
-        for j in [0, 1023, 1024, 2047, 3071] { XCTAssertEqual(train.sample(3)[j], Float(expected[1 + j]) / 255) }
+        for j in [0, 1023, 1024, 2047, 3071] { XCTAssertEqual(train.values(3)[j], Float(expected[1 + j]) / 255) }
         let normalized = try CIFAR10Folder.load(directory: dir, mean: [0.1, 0.2, 0.3], std: [0.5, 0.25, 2]).test
         let raw = record(label: 9, seed: 99)
         for (j, c) in [(5, 0), (1030, 1), (3000, 2)] {
-            XCTAssertEqual(normalized.sample(0)[j], (Float(raw[1 + j]) / 255 - [0.1, 0.2, 0.3][c]) / [0.5, 0.25, 2][c], accuracy: 1e-6)
+            XCTAssertEqual(normalized.values(0)[j], (Float(raw[1 + j]) / 255 - [0.1, 0.2, 0.3][c]) / [0.5, 0.25, 2][c], accuracy: 1e-6)
         }
     }
 

@@ -173,10 +173,11 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(testHistogram, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
         // Normalised training pixels: mean ~0, std ~1.
         var sum = 0.0, squares = 0.0
-        for i in 0..<train.images.count { let v = Double(train.images[i]); sum += v; squares += v * v }
-        let mean = sum / Double(train.images.count)
+        let values = train.converted()
+        for i in 0..<values.count { let v = Double(values[i]); sum += v; squares += v * v }
+        let mean = sum / Double(values.count)
         XCTAssertEqual(mean, 0, accuracy: 0.01)
-        XCTAssertEqual((squares / Double(train.images.count) - mean * mean).squareRoot(), 1, accuracy: 0.01)
+        XCTAssertEqual((squares / Double(values.count) - mean * mean).squareRoot(), 1, accuracy: 0.01)
         XCTAssertLessThan(seconds, 2.0, "MNIST load should take well under a second in release")
     }
 }

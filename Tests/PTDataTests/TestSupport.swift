@@ -1,6 +1,7 @@
 // Helpers for the PTData tests: temporary folders, file writers for each format, a stored-block gzip encoder.
 import Foundation
 import PTData
+import PTTensor
 import XCTest
 
 /// A fresh temporary folder, removed when the test ends.
@@ -130,4 +131,9 @@ func wavBytes(samples: [Int16], rate: Int = 8000, channels: Int = 1, bits: Int =
     body += Array("fmt ".utf8) + littleEndian32(fmt.count) + fmt
     body += Array("data".utf8) + littleEndian32(data.count) + data
     return Array("RIFF".utf8) + littleEndian32(body.count) + body
+}
+
+extension Dataset {
+    /// Every sample converted (a new buffer each call; hoist it out of loops).
+    var images: AlignedBuffer { converted() }
 }

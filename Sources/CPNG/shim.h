@@ -1,0 +1,2 @@
+// libpng (1.6, the simplified png_image API), for image folders.
+#include <png.h>

@@ -1,0 +1,396 @@
+// The packed format: one file holding a train and a test set as stored (uint8 / int16 / float32),
+// with labels, a sample index and CRC-32 checksums; read by memory-mapping it. See docs/PACKED.md.
+import CZlib
+import Foundation
+import PTTensor
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reading and writing packed data sets (docs/PACKED.md has the byte layout).
+public enum Packed {
+    /// First 8 bytes of every packed file.
+    public static let magic: [UInt8] = Array("PTRNPACK".utf8)
+    public static let version: UInt32 = 1
+    /// Bytes reserved for the header; the samples start here (page aligned).
+    public static let headerRegion = 4096
+    /// Regions after the samples start on multiples of this.
+    public static let regionAlignment = 64
+    /// Target bytes per checksum block.
+    public static let blockBytes = 1 << 20
+    /// Files whose sample region is at most this many bytes have every block checked when opened;
+    /// larger ones check each block the first time one of its samples is read.
+    public static let verifyAtOpenLimit = 1 << 30
+
+    /// The header fields.
+    public struct Header: Equatable, Sendable {
+        public var elementType: ElementType
+        public var shape: Shape
+        public var classes: Int
+        public var classNames: [String]
+        public var blockSamples: Int
+        public var divisor: Float
+        public var trainCount: Int
+        public var testCount: Int
+        public var samplesOffset: Int
+        public var labelsOffset: Int
+        public var indexOffset: Int
+        public var checksumsOffset: Int
+        public var fileSize: Int
+        public var labelsCRC: UInt32
+        public var indexCRC: UInt32
+        public var checksumsCRC: UInt32
+
+        public var total: Int { trainCount + testCount }
+        public var sampleBytes: Int { shape.count * elementType.size }
+        public var blocks: Int { (total + blockSamples - 1) / blockSamples }
+    }
+
+    // MARK: - Layout
+
+    static func align(_ n: Int) -> Int { (n + regionAlignment - 1) / regionAlignment * regionAlignment }
+
+    /// Region offsets for the given sizes.
+    static func layout(sampleBytes: Int, total: Int, blockSamples: Int)
+        -> (samples: Int, labels: Int, index: Int, checksums: Int, end: Int)
+    {
+        let samples = headerRegion
+        let labels = align(samples + sampleBytes * total)
+        let index = align(labels + 4 * total)
+        let checksums = align(index + 8 * total)
+        let blocks = (total + blockSamples - 1) / blockSamples
+        return (samples, labels, index, checksums, checksums + 4 * blocks)
+    }
+
+    static func crc(_ p: UnsafeRawPointer, _ n: Int) -> UInt32 {
+        var c: UInt = crc32(0, nil, 0)
+        var done = 0
+        while done < n {
+            let piece = min(n - done, 1 << 30)
+            c = crc32(c, p.assumingMemoryBound(to: UInt8.self) + done, UInt32(piece))
+            done += piece
+        }
+        return UInt32(truncatingIfNeeded: c)
+    }
+
+    // MARK: - Writing
+
+    /// Writes `train` and `test` (same shape, element type and classes; their stored values, not
+    /// converted) to `path` atomically: a temporary file in the same folder, fsynced, then renamed.
+    /// `divisor` is recorded as the natural scale (e.g. 255 for bytes). `progress` is called now and
+    /// then with the samples written so far.
+    public static func write(train: Dataset, test: Dataset, divisor: Float, to path: String,
+                             progress: ((Int, Int) -> Void)? = nil) throws {
+        guard train.shape == test.shape else {
+            throw DataError("\(path): train samples are \(train.shape) but test samples are \(test.shape)")
+        }
+        guard train.store.elementType == test.store.elementType else {
+            throw DataError("\(path): train is stored as \(train.store.elementType) but test as \(test.store.elementType)")
+        }
+        let classes = max(train.classes, test.classes)
+        let names = train.classNames.count == classes ? train.classNames : (0..<classes).map(String.init)
+        let type = train.store.elementType
+        let sampleBytes = train.shape.count * type.size
+        let total = train.count + test.count
+        let blockSamples = max(1, blockBytes / max(1, sampleBytes))
+        let l = layout(sampleBytes: sampleBytes, total: total, blockSamples: blockSamples)
+
+        var nameBytes: [UInt8] = []
+        for name in names {
+            let utf8 = Array(name.utf8)
+            guard utf8.count <= 65535 else { throw DataError("\(path): class name longer than 65535 bytes") }
+            nameBytes += le16(utf8.count) + utf8
+        }
+        let headerSize = 120 + nameBytes.count + 4
+        guard headerSize <= headerRegion else {
+            throw DataError("\(path): \(classes) class names need \(headerSize) header bytes (at most \(headerRegion))")
+        }
+
+        let folder = (path as NSString).deletingLastPathComponent
+        var template = Array(((folder.isEmpty ? "." : folder) + "/." + (path as NSString).lastPathComponent + ".tmp-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw DataError("\(path): cannot create a temporary file beside it (\(String(cString: strerror(errno))))") }
+        let mask = umask(0)
+        umask(mask)
+        fchmod(fd, 0o666 & ~mask)  // mkstemp makes it 0600; give it the usual permissions
+        let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var finished = false
+        defer {
+            if !finished { close(fd); unlink(tempPath) }
+        }
+        func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+            var done = 0
+            while done < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                guard n > 0 else { throw DataError("\(path): write failed (\(String(cString: strerror(errno))))") }
+                done += n
+            }
+        }
+
+        // Samples, block by block, with their checksums.
+        var checksums = [UInt32]()
+        var block = [UInt8](repeating: 0, count: blockSamples * sampleBytes)
+        var labels = [UInt32]()
+        labels.reserveCapacity(total)
+        var written = 0
+        let sets = [train, test]
+        var s = 0, i = 0  // set and sample within it
+        while written < total {
+            let n = min(blockSamples, total - written)
+            block.withUnsafeMutableBytes { out in
+                for k in 0..<n {
+                    while i >= sets[s].count { s += 1; i = 0 }
+                    let set = sets[s]
+                    set.store.willRead(i)
+                    set.store.withBase { base in
+                        (out.baseAddress! + k * sampleBytes).copyMemory(from: base + i * sampleBytes, byteCount: sampleBytes)
+                    }
+                    labels.append(UInt32(set.labels[i]))
+                    i += 1
+                }
+            }
+            try block.withUnsafeBytes { raw in
+                let piece = UnsafeRawBufferPointer(rebasing: raw[0..<(n * sampleBytes)])
+                checksums.append(crc(piece.baseAddress!, piece.count))
+                try put(piece, at: l.samples + written * sampleBytes)
+            }
+            written += n
+            progress?(written, total)
+        }
+        let index = (0..<total).map { UInt64($0 * sampleBytes).littleEndian }
+        let labelsLE = labels.map(\.littleEndian)
+        let checksumsLE = checksums.map(\.littleEndian)
+        let labelsCRC = labelsLE.withUnsafeBytes { crc($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, $0.count) }
+        let indexCRC = index.withUnsafeBytes { crc($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, $0.count) }
+        let checksumsCRC = checksumsLE.withUnsafeBytes { crc($0.baseAddress!, $0.count) }
+        try labelsLE.withUnsafeBytes { try put($0, at: l.labels) }
+        try index.withUnsafeBytes { try put($0, at: l.index) }
+        try checksumsLE.withUnsafeBytes { try put($0, at: l.checksums) }
+
+        var h: [UInt8] = magic + le32(Int(version)) + le32(headerSize)
+        h += [type.rawValue, 0, 0, 0]
+        h += le32(train.shape.channels) + le32(train.shape.height) + le32(train.shape.width)
+        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32(0)
+        h += le64(train.count) + le64(test.count)
+        h += le64(l.samples) + le64(l.labels) + le64(l.index) + le64(l.checksums) + le64(l.end)
+        h += le32(Int(labelsCRC)) + le32(Int(indexCRC)) + le32(Int(checksumsCRC)) + le32(0)
+        precondition(h.count == 120)
+        h += nameBytes
+        h += le32(Int(h.withUnsafeBytes { crc($0.baseAddress!, $0.count) }))
+        h += [UInt8](repeating: 0, count: headerRegion - h.count)
+        try h.withUnsafeBytes { try put($0, at: 0) }
+        guard ftruncate(fd, off_t(l.end)) == 0, fsync(fd) == 0 else {
+            throw DataError("\(path): cannot finish the file (\(String(cString: strerror(errno))))")
+        }
+        guard close(fd) == 0 else { finished = true; unlink(tempPath); throw DataError("\(path): close failed") }
+        finished = true
+        guard rename(tempPath, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tempPath)
+            throw DataError("\(path): cannot rename the finished file into place (\(why))")
+        }
+        let dir = open(folder.isEmpty ? "." : folder, O_RDONLY)
+        if dir >= 0 { fsync(dir); close(dir) }
+    }
+
+    static func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }
+    static func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+    static func le64(_ v: Int) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+}
+
+/// An opened packed file: header, index and labels checked; the samples memory-mapped.
+public final class PackedFile: @unchecked Sendable {
+    public let path: String
+    public let header: Packed.Header
+    public let file: MappedFile
+    public let train: Dataset
+    public let test: Dataset
+    /// Whether sample blocks are checked when first read (large files) rather than at open.
+    public let lazy: Bool
+
+    /// Opens and checks `path`: magic, version, header checksum, sizes against the file length,
+    /// labels, index and checksum table (each with its CRC-32), label range; and every sample block's
+    /// CRC-32 now when the samples take at most `verifyAtOpenLimit` bytes (else lazily, block by block,
+    /// when first read: a mismatch then ends the process with a one-line message). Errors are one
+    /// line naming the file. `conversion` nil: the file's natural one (stored / divisor).
+    public init(path: String, verifyAtOpenLimit: Int = Packed.verifyAtOpenLimit,
+                conversion: ((SampleConversion) -> SampleConversion)? = nil) throws {
+        self.path = path
+        let mapped = try MappedFile(path: path)
+        file = mapped
+        let h = try PackedFile.readHeader(mapped, path: path)
+        header = h
+        let base = mapped.base
+        let total = h.total
+        func check(_ offset: Int, _ count: Int, _ expected: UInt32, _ what: String) throws {
+            let got = Packed.crc(base + offset, count)
+            guard got == expected else {
+                throw DataError("\(path): \(what) checksum mismatch (stored \(PackedFile.hex(expected)), computed \(PackedFile.hex(got))): file corrupted")
+            }
+        }
+        try check(h.labelsOffset, 4 * total, h.labelsCRC, "labels")
+        try check(h.indexOffset, 8 * total, h.indexCRC, "index")
+        try check(h.checksumsOffset, 4 * h.blocks, h.checksumsCRC, "checksum table")
+        var labels = [Int32](repeating: 0, count: total)
+        for i in 0..<total {
+            let v = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: h.labelsOffset + 4 * i, as: UInt32.self))
+            guard v < UInt32(h.classes) else {
+                throw DataError("\(path): label \(v) of sample \(i) is outside 0..<\(h.classes)")
+            }
+            labels[i] = Int32(v)
+            let offset = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: h.indexOffset + 8 * i, as: UInt64.self))
+            guard offset == UInt64(i * h.sampleBytes) else {
+                throw DataError("\(path): index entry \(i) is \(offset), expected \(i * h.sampleBytes) (fixed-size samples)")
+            }
+        }
+        lazy = h.sampleBytes * total > verifyAtOpenLimit
+        if !lazy {
+            for b in 0..<h.blocks { try PackedFile.verifyBlock(b, header: h, base: base, path: path) }
+        }
+        let checker: (@Sendable (Int) -> Void)?
+        let conversion0 = SampleConversion.natural(h.elementType).with(divisor: h.divisor)
+        let chosen = conversion?(conversion0) ?? conversion0
+        let shape = h.shape
+        // Lazy checks: the closure captures what it needs (not self), so the sets do not keep a cycle.
+        if lazy {
+            let flags = BlockFlags(count: h.blocks), header = h, p = path, fileRef = mapped
+            checker = { [flags, header, p, fileRef] global in
+                let b = global / header.blockSamples
+                if flags.pointer[b] != 0 { return }
+                do {
+                    try PackedFile.verifyBlock(b, header: header, base: fileRef.base, path: p)
+                } catch {
+                    let line = "ptrain: \(error)\n"
+                    _ = line.withCString { write(2, $0, strlen($0)) }
+                    exit(1)
+                }
+                flags.pointer[b] = 1  // idempotent: two workers may check the same block at once
+            }
+        } else {
+            checker = nil
+        }
+        func set(_ first: Int, _ count: Int, _ name: String) throws -> Dataset {
+            let store = SampleStore(mapped: mapped, byteOffset: h.samplesOffset + first * h.sampleBytes, elementType: h.elementType,
+                                    count: count, sampleElements: shape.count,
+                                    check: checker.map { c in { @Sendable i in c(first + i) } })
+            return try Dataset(name: name, shape: shape, classes: h.classes, store: store, conversion: chosen,
+                               labels: Array(labels[first..<(first + count)]), classNames: h.classNames)
+        }
+        let stem = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        do {
+            train = try set(0, h.trainCount, stem + "-train")
+            test = try set(h.trainCount, h.testCount, stem + "-test")
+        } catch let error as DataError {
+            throw DataError("\(path): \(error.message)")
+        }
+    }
+
+    static func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 8 - s.count) + s
+    }
+
+    static func verifyBlock(_ b: Int, header h: Packed.Header, base: UnsafeRawPointer, path: String) throws {
+        let first = b * h.blockSamples
+        let n = min(h.blockSamples, h.total - first)
+        let stored = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: h.checksumsOffset + 4 * b, as: UInt32.self))
+        let got = Packed.crc(base + h.samplesOffset + first * h.sampleBytes, n * h.sampleBytes)
+        guard got == stored else {
+            throw DataError("\(path): samples \(first)..<\(first + n) (block \(b)) checksum mismatch "
+                + "(stored \(hex(stored)), computed \(hex(got))): file corrupted")
+        }
+    }
+
+    /// Parses and checks the header against the file size.
+    static func readHeader(_ file: MappedFile, path: String) throws -> Packed.Header {
+        let b = file.base
+        let size = file.size
+        guard size >= 124 else { throw DataError("\(path): not a packed data file (only \(size) bytes)") }
+        guard Array(UnsafeRawBufferPointer(start: b, count: 8)) == Packed.magic else {
+            throw DataError("\(path): not a packed data file (no PTRNPACK magic; make one with `ptrain pack`)")
+        }
+        func u32(_ o: Int) -> Int { Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
+        func u64(_ o: Int) -> Int { Int(truncatingIfNeeded: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt64.self))) }
+        let version = u32(8)
+        guard version == Int(Packed.version) else {
+            throw DataError("\(path): packed format version \(version) (this ptrain reads version \(Packed.version))")
+        }
+        let headerSize = u32(12)
+        guard headerSize >= 124, headerSize <= Packed.headerRegion, headerSize <= size else {
+            throw DataError("\(path): header size \(headerSize) is impossible (truncated or corrupted)")
+        }
+        let stored = UInt32(u32(headerSize - 4))
+        let computed = Packed.crc(b, headerSize - 4)
+        guard stored == computed else {
+            throw DataError("\(path): header checksum mismatch (stored \(hex(stored)), computed \(hex(computed))): file corrupted")
+        }
+        guard let type = ElementType(rawValue: b.load(fromByteOffset: 16, as: UInt8.self)) else {
+            throw DataError("\(path): unknown element type \(b.load(fromByteOffset: 16, as: UInt8.self))")
+        }
+        let shape = Shape(channels: u32(20), height: u32(24), width: u32(28))
+        let classes = u32(32), blockSamples = u32(36)
+        let divisor = Float(bitPattern: UInt32(u32(40)))
+        let trainCount = u64(48), testCount = u64(56)
+        guard shape.channels > 0, shape.height > 0, shape.width > 0, shape.count <= 1 << 28 else {
+            throw DataError("\(path): impossible sample shape \(shape.channels)x\(shape.height)x\(shape.width)")
+        }
+        guard classes > 0, blockSamples > 0, trainCount > 0, testCount > 0, divisor.isFinite, divisor > 0,
+              trainCount < 1 << 40, testCount < 1 << 40 else {
+            throw DataError("\(path): impossible header values (classes \(classes), block \(blockSamples), train \(trainCount), "
+                + "test \(testCount), divisor \(divisor))")
+        }
+        var names: [String] = []
+        var at = 120
+        for _ in 0..<classes {
+            guard at + 2 <= headerSize - 4 else { throw DataError("\(path): class names run past the header") }
+            let n = Int(b.load(fromByteOffset: at, as: UInt8.self)) | Int(b.load(fromByteOffset: at + 1, as: UInt8.self)) << 8
+            guard at + 2 + n <= headerSize - 4 else { throw DataError("\(path): class names run past the header") }
+            names.append(String(decoding: UnsafeRawBufferPointer(start: b + at + 2, count: n), as: UTF8.self))
+            at += 2 + n
+        }
+        let sampleBytes = shape.count * type.size
+        let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples)
+        let h = Packed.Header(elementType: type, shape: shape, classes: classes, classNames: names, blockSamples: blockSamples,
+                              divisor: divisor, trainCount: trainCount, testCount: testCount,
+                              samplesOffset: u64(64), labelsOffset: u64(72), indexOffset: u64(80), checksumsOffset: u64(88),
+                              fileSize: u64(96), labelsCRC: UInt32(u32(104)), indexCRC: UInt32(u32(108)),
+                              checksumsCRC: UInt32(u32(112)))
+        guard h.samplesOffset == l.samples, h.labelsOffset == l.labels, h.indexOffset == l.index,
+              h.checksumsOffset == l.checksums, h.fileSize == l.end else {
+            throw DataError("\(path): header region offsets do not match its counts and shape (corrupted)")
+        }
+        if size < h.fileSize {
+            let samplesPresent = max(0, size - h.samplesOffset) / sampleBytes
+            let where_ = samplesPresent < h.total
+                ? "cut inside sample \(samplesPresent) of \(h.total)"
+                : "the labels, index or checksums are cut"
+            throw DataError("\(path): truncated: header says \(h.fileSize) bytes, file has \(size) (\(where_))")
+        }
+        if size > h.fileSize {
+            throw DataError("\(path): \(size - h.fileSize) trailing bytes after the \(h.fileSize) bytes the header describes")
+        }
+        return h
+    }
+}
+
+/// One byte per checksum block: 1 once the block's checksum matched.
+final class BlockFlags: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<UInt8>
+    init(count: Int) {
+        pointer = .allocate(capacity: max(1, count))
+        pointer.initialize(repeating: 0, count: max(1, count))
+    }
+    deinit { pointer.deallocate() }
+}
+
+extension SampleConversion {
+    /// This conversion with another divisor.
+    public func with(divisor: Float) -> SampleConversion {
+        var c = self
+        c.divisor = divisor
+        return c
+    }
+}
