@@ -288,6 +288,11 @@ public final class PackedFile: @unchecked Sendable {
         }
     }
 
+    /// Checks every sample block's CRC-32 now (what opening does for files up to the limit).
+    public func verifyAllBlocks() throws {
+        for b in 0..<header.blocks { try PackedFile.verifyBlock(b, header: header, base: file.base, path: path) }
+    }
+
     static func hex(_ v: UInt32) -> String {
         let s = String(v, radix: 16)
         return String(repeating: "0", count: 8 - s.count) + s
