@@ -1,0 +1,122 @@
+// `ptrain pack` and `source: packed` / `source: images` through the built binary: training from a
+// packed file gives the same weights as from the IDX files; bad packed files and image folders end
+// with one line and exit status 1, and pack never leaves a partial file.
+import Foundation
+import PTData
+import PTTensor
+import XCTest
+
+final class PackCommandTests: XCTestCase {
+    let tinyConfig = """
+        name: tiny
+        data: {source: idx, mean: 0.1307, std: 0.3081}
+        model:
+          input: {channels: 1, height: 28, width: 28}
+          layers:
+            - {type: conv, features: 4, size: 5, padding: 2}
+            - {type: relu}
+            - {type: maxpool, window: 2, stride: 2}
+            - {type: flatten}
+            - {type: dense, neurons: 10}
+        optimizer: {type: sgd, lr: 0.02, momentum: 0.9}
+        training: {epochs: 2, batch_size: 8, shards: 4, seed: 3}
+        """
+
+    func expectOneLineFailure(_ args: [String], _ parts: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try TestSupport.ptrain(args)
+        XCTAssertEqual(run.status, 1, "stderr: \(run.stderr)", file: file, line: line)
+        let lines = run.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        XCTAssertEqual(lines.count, 1, "expected one line: \(run.stderr)", file: file, line: line)
+        for part in parts { XCTAssertTrue(run.stderr.contains(part), "'\(run.stderr)' lacks '\(part)'", file: file, line: line) }
+    }
+
+    func testPackedFileTrainsBitIdenticallyToIDX() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let data = dir.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try TestSupport.writeTinyMNIST(data, train: 40, test: 10)
+        let config = dir.appendingPathComponent("tiny.yaml")
+        try Data(tinyConfig.utf8).write(to: config)
+        let packedConfig = dir.appendingPathComponent("tiny-packed.yaml")
+        try Data(tinyConfig.replacingOccurrences(of: "source: idx", with: "source: packed").utf8).write(to: packedConfig)
+        let packed = dir.appendingPathComponent("tiny.ptpack").path
+
+        let pack = try TestSupport.ptrain(["pack", "--config", config.path, "--data", data.path, "--output", packed])
+        XCTAssertEqual(pack.status, 0, pack.stderr)
+        XCTAssertTrue(pack.stdout.contains("packed 40 train + 10 test samples (1x28x28, uint8, 10 classes)"), pack.stdout)
+        for (cfg, source, out) in [(config.path, data.path, "run-idx"), (packedConfig.path, packed, "run-packed")] {
+            let run = try TestSupport.ptrain(["train", "--config", cfg, "--data", source, "--threads", "2", "--quiet",
+                                              "--output", dir.appendingPathComponent(out).path])
+            XCTAssertEqual(run.status, 0, run.stderr)
+        }
+        let a = try Data(contentsOf: dir.appendingPathComponent("run-idx/model.safetensors"))
+        let b = try Data(contentsOf: dir.appendingPathComponent("run-packed/model.safetensors"))
+        XCTAssertEqual(a, b, "training from the packed file must give the IDX run's weights bit for bit")
+
+        // Damaged copies: one line, exit 1, before training (no run folder).
+        let original = try Data(contentsOf: URL(fileURLWithPath: packed))
+        let cut = dir.appendingPathComponent("cut.ptpack").path
+        try original.prefix(4096 + 784 * 7 + 100).write(to: URL(fileURLWithPath: cut))
+        try expectOneLineFailure(["train", "--config", packedConfig.path, "--data", cut, "--output", dir.appendingPathComponent("r1").path],
+                                 [cut, "truncated", "cut inside sample 7 of 50"])
+        var flipped = original
+        flipped[4096 + 784 * 3 + 5] ^= 1
+        let bad = dir.appendingPathComponent("bad.ptpack").path
+        try flipped.write(to: URL(fileURLWithPath: bad))
+        try expectOneLineFailure(["train", "--config", packedConfig.path, "--data", bad, "--output", dir.appendingPathComponent("r2").path],
+                                 [bad, "checksum mismatch", "file corrupted"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r1").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r2").path))
+    }
+
+    func testImageFoldersPackAndFailCleanly() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let root = dir.appendingPathComponent("img").path
+        func image(_ seed: Int, width: Int = 28) throws -> [UInt8] {
+            try ImageCodec.encodePNG(DecodedImage(width: width, height: 28, channels: 1,
+                                                  pixels: (0..<(width * 28)).map { UInt8(($0 * 3 + seed * 29) % 256) }))
+        }
+        for (split, n) in [("train", 4), ("test", 2)] {
+            for cls in ["a", "b"] {
+                try FileManager.default.createDirectory(atPath: "\(root)/\(split)/\(cls)", withIntermediateDirectories: true)
+                for i in 0..<n { try Data(try image(i)).write(to: URL(fileURLWithPath: "\(root)/\(split)/\(cls)/\(i).png")) }
+            }
+        }
+        let config = dir.appendingPathComponent("img.yaml")
+        try Data(tinyConfig.replacingOccurrences(of: "source: idx", with: "source: images")
+            .replacingOccurrences(of: "neurons: 10", with: "neurons: 2").utf8).write(to: config)
+        let out = dir.appendingPathComponent("img.ptpack").path
+        let pack = try TestSupport.ptrain(["pack", "--config", config.path, "--data", root, "--output", out, "--threads", "2"])
+        XCTAssertEqual(pack.status, 0, pack.stderr)
+        XCTAssertTrue(pack.stdout.contains("packed 8 train + 4 test samples (1x28x28, uint8, 2 classes)"), pack.stdout)
+        XCTAssertTrue(pack.stdout.contains("images/s decoding with 2 threads"), pack.stdout)
+        // Training straight from the folders works too.
+        let train = try TestSupport.ptrain(["train", "--config", config.path, "--data", root, "--quiet",
+                                            "--output", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(train.status, 0, train.stderr)
+
+        // A corrupt PNG: one line naming it, and the earlier packed file is untouched.
+        let before = try Data(contentsOf: URL(fileURLWithPath: out))
+        var broken = try image(9)
+        broken[broken.count - 20] ^= 0xFF
+        try Data(broken).write(to: URL(fileURLWithPath: "\(root)/train/b/9.png"))
+        try expectOneLineFailure(["pack", "--config", config.path, "--data", root, "--output", out, "--quiet"],
+                                 ["\(root)/train/b/9.png", "corrupt or unreadable PNG"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp") }, [])
+        let skip = try TestSupport.ptrain(["pack", "--config", config.path, "--data", root, "--output", out, "--quiet", "--skip-bad"])
+        XCTAssertEqual(skip.status, 0, skip.stderr)
+        XCTAssertTrue(skip.stdout.contains("skipped 1 unreadable image"), skip.stdout)
+        try FileManager.default.removeItem(atPath: "\(root)/train/b/9.png")
+
+        // Mixed sizes without resize; an empty class folder.
+        try Data(try image(1, width: 30)).write(to: URL(fileURLWithPath: "\(root)/train/a/wide.png"))
+        try expectOneLineFailure(["pack", "--config", config.path, "--data", root, "--output", out, "--quiet"],
+                                 ["\(root)/train/a/wide.png", "image is 30x28 but the model input is 28x28"])
+        try FileManager.default.removeItem(atPath: "\(root)/train/a/wide.png")
+        try FileManager.default.createDirectory(atPath: "\(root)/train/c", withIntermediateDirectories: true)
+        try expectOneLineFailure(["pack", "--config", config.path, "--data", root, "--output", out, "--quiet"],
+                                 ["\(root)/train/c", "empty class folder"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), before)
+    }
+}
