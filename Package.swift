@@ -82,7 +82,7 @@ let package = Package(
         // Layers, model, flat parameter layout, initialisers, optimizers, schedules.
         .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
         // Data sets: IDX (raw or gzip), the synthetic X/O generator, shuffling, batching.
-        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG"], swiftSettings: swiftSettings),
+        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG", "CPTSupport"], swiftSettings: swiftSettings),
         // hwloc topology, placement, pinned worker pool, barrier.
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
         // Communicator protocol (in-process now; MPI behind a trait later).

@@ -1,5 +1,6 @@
 // The packed format: one file holding a train and a test set as stored (uint8 / int16 / float32),
 // with labels, a sample index and CRC-32 checksums; read by memory-mapping it. See docs/PACKED.md.
+import CPTSupport
 import CZlib
 import Foundation
 import PTTensor
@@ -259,7 +260,7 @@ public final class PackedFile: @unchecked Sendable {
             let flags = BlockFlags(count: h.blocks), header = h, p = path, fileRef = mapped
             checker = { [flags, header, p, fileRef] global in
                 let b = global / header.blockSamples
-                if flags.pointer[b] != 0 { return }
+                if pt_atomic_load_acquire_u32(flags.pointer + b) != 0 { return }
                 do {
                     try PackedFile.verifyBlock(b, header: header, base: fileRef.base, path: p)
                 } catch {
@@ -267,7 +268,8 @@ public final class PackedFile: @unchecked Sendable {
                     _ = line.withCString { write(2, $0, strlen($0)) }
                     exit(1)
                 }
-                flags.pointer[b] = 1  // idempotent: two workers may check the same block at once
+                // Two workers may check the same block at once: harmless, both store 1.
+                pt_atomic_store_release_u32(flags.pointer + b, 1)
             }
         } else {
             checker = nil
@@ -381,9 +383,9 @@ public final class PackedFile: @unchecked Sendable {
     }
 }
 
-/// One byte per checksum block: 1 once the block's checksum matched.
+/// One flag per checksum block (atomic loads and stores): 1 once the block's checksum matched.
 final class BlockFlags: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<UInt8>
+    let pointer: UnsafeMutablePointer<UInt32>
     init(count: Int) {
         pointer = .allocate(capacity: max(1, count))
         pointer.initialize(repeating: 0, count: max(1, count))

@@ -3,6 +3,7 @@
 // with one line and exit status 1, and pack never leaves a partial file.
 import Foundation
 import PTData
+import PTrain
 import PTTensor
 import XCTest
 
@@ -52,6 +53,17 @@ final class PackCommandTests: XCTestCase {
         let a = try Data(contentsOf: dir.appendingPathComponent("run-idx/model.safetensors"))
         let b = try Data(contentsOf: dir.appendingPathComponent("run-packed/model.safetensors"))
         XCTAssertEqual(a, b, "training from the packed file must give the IDX run's weights bit for bit")
+
+        // The conversion each loaded set carries is the one the config describes (what evaluation and
+        // prediction must apply to stored samples).
+        for (cfg, source) in [(config.path, data.path), (packedConfig.path, packed)] {
+            var c = try TrainConfig.load(path: cfg)
+            c.data.path = source
+            c.data.zNormalize = true
+            let sets = try loadData(c)
+            XCTAssertEqual(sets.train.conversion, c.data.conversion(for: .uint8))
+            XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081], zNormalize: true))
+        }
 
         // Damaged copies: one line, exit 1, before training (no run folder).
         let original = try Data(contentsOf: URL(fileURLWithPath: packed))
