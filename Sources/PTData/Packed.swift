@@ -337,13 +337,14 @@ public final class PackedFile: @unchecked Sendable {
         guard let type = ElementType(rawValue: b.load(fromByteOffset: 16, as: UInt8.self)) else {
             throw DataError("\(path): unknown element type \(b.load(fromByteOffset: 16, as: UInt8.self))")
         }
-        let shape = Shape(channels: u32(20), height: u32(24), width: u32(28))
+        let dims = [u32(20), u32(24), u32(28)]
+        guard dims.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }), dims[0] * dims[1] <= 1 << 28, dims[0] * dims[1] * dims[2] <= 1 << 28 else {
+            throw DataError("\(path): impossible sample shape \(dims[0])x\(dims[1])x\(dims[2])")
+        }
+        let shape = Shape(channels: dims[0], height: dims[1], width: dims[2])
         let classes = u32(32), blockSamples = u32(36)
         let divisor = Float(bitPattern: UInt32(u32(40)))
         let trainCount = u64(48), testCount = u64(56)
-        guard shape.channels > 0, shape.height > 0, shape.width > 0, shape.count <= 1 << 28 else {
-            throw DataError("\(path): impossible sample shape \(shape.channels)x\(shape.height)x\(shape.width)")
-        }
         guard classes > 0, blockSamples > 0, trainCount > 0, testCount > 0, divisor.isFinite, divisor > 0,
               trainCount < 1 << 40, testCount < 1 << 40 else {
             throw DataError("\(path): impossible header values (classes \(classes), block \(blockSamples), train \(trainCount), "
@@ -359,6 +360,10 @@ public final class PackedFile: @unchecked Sendable {
             at += 2 + n
         }
         let sampleBytes = shape.count * type.size
+        let (regionBytes, overflow) = sampleBytes.multipliedReportingOverflow(by: trainCount + testCount)
+        guard !overflow, regionBytes < 1 << 56 else {
+            throw DataError("\(path): impossible header values (\(trainCount + testCount) samples of \(sampleBytes) bytes)")
+        }
         let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples)
         let h = Packed.Header(elementType: type, shape: shape, classes: classes, classNames: names, blockSamples: blockSamples,
                               divisor: divisor, trainCount: trainCount, testCount: testCount,

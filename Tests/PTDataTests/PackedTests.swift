@@ -182,6 +182,37 @@ final class PackedTests: XCTestCase {
         assertDataError([dir + "/none.ptpack", "file not found"]) { try PackedFile(path: dir + "/none.ptpack") }
     }
 
+    func testRandomDamageIsAlwaysAnErrorOrTheSameData() throws {
+        // Flipped bytes and cut files: opening either throws a one-line DataError naming the file or
+        // (never, with CRCs everywhere, but allowed) yields the original samples; it never crashes.
+        let dir = try makeTempFolder(self)
+        let set = XOData.make(count: 30, size: 8, seed: 4)
+        let path = dir + "/f.ptpack"
+        try Packed.write(train: set, test: set, divisor: 1, to: path)
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        var rng = Xoshiro256(seed: 9, stream: 2)
+        var rejected = 0
+        for trial in 0..<400 {
+            var bytes = original
+            if trial % 4 == 3 {
+                bytes = Array(bytes.prefix(rng.nextInt(below: bytes.count)))
+            } else {
+                for _ in 0...(trial % 3) { bytes[rng.nextInt(below: bytes.count)] ^= UInt8(1 << rng.nextInt(below: 8)) }
+            }
+            if bytes == original { continue }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            do {
+                let file = try PackedFile(path: path)
+                XCTAssertEqual(file.train.converted().array, set.converted().array, "trial \(trial) opened with other data")
+            } catch let error as DataError {
+                XCTAssertTrue(error.message.hasPrefix(path + ": "), error.message)
+                XCTAssertFalse(error.message.contains("\n"))
+                rejected += 1
+            }
+        }
+        XCTAssertGreaterThan(rejected, 350)
+    }
+
     func testWriteIsAtomic() throws {
         let dir = try makeTempFolder(self)
         let set = XOData.make(count: 4, size: 8, seed: 1)
