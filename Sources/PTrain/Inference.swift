@@ -53,7 +53,8 @@ public struct Classifier {
 
     /// Mean cross-entropy, accuracy and the confusion matrix (rows: true class, columns: predicted).
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double, confusion: [[Int]]) {
-        let probs = probabilities(data.converted().pointer, count: data.count)
+        let samples = data.converted()
+        let probs = withExtendedLifetime(samples) { probabilities(samples.pointer, count: data.count) }
         var confusion = Array(repeating: Array(repeating: 0, count: model.classes), count: model.classes)
         var loss = 0.0
         var correct = 0
