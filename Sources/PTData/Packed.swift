@@ -34,6 +34,8 @@ public enum Packed {
         public var classNames: [String]
         public var blockSamples: Int
         public var divisor: Float
+        /// Flag bit 0: the values were already standardised by the reader (UCR with z_normalize).
+        public var standardized: Bool
         public var trainCount: Int
         public var testCount: Int
         public var samplesOffset: Int
@@ -83,7 +85,9 @@ public enum Packed {
     /// converted) to `path` atomically: a temporary file in the same folder, fsynced, then renamed.
     /// `divisor` is recorded as the natural scale (e.g. 255 for bytes). `progress` is called now and
     /// then with the samples written so far.
-    public static func write(train: Dataset, test: Dataset, divisor: Float, to path: String,
+    /// `standardized` records that the values are already standardised (training then does not
+    /// standardise them again).
+    public static func write(train: Dataset, test: Dataset, divisor: Float, standardized: Bool = false, to path: String,
                              progress: ((Int, Int) -> Void)? = nil) throws {
         guard train.shape == test.shape else {
             throw DataError("\(path): train samples are \(train.shape) but test samples are \(test.shape)")
@@ -174,7 +178,7 @@ public enum Packed {
         var h: [UInt8] = magic + le32(Int(version)) + le32(headerSize)
         h += [type.rawValue, 0, 0, 0]
         h += le32(train.shape.channels) + le32(train.shape.height) + le32(train.shape.width)
-        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32(0)
+        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32(standardized ? 1 : 0)
         h += le64(train.count) + le64(test.count)
         h += le64(l.samples) + le64(l.labels) + le64(l.index) + le64(l.checksums) + le64(l.end)
         h += le32(Int(labelsCRC)) + le32(Int(indexCRC)) + le32(Int(checksumsCRC)) + le32(0)
@@ -216,9 +220,10 @@ public final class PackedFile: @unchecked Sendable {
     /// labels, index and checksum table (each with its CRC-32), label range; and every sample block's
     /// CRC-32 now when the samples take at most `verifyAtOpenLimit` bytes (else lazily, block by block,
     /// when first read: a mismatch then ends the process with a one-line message). Errors are one
-    /// line naming the file. `conversion` nil: the file's natural one (stored / divisor).
+    /// line naming the file. `conversion` picks the sets' conversion from the header; nil: the
+    /// file's natural one (stored / divisor).
     public init(path: String, verifyAtOpenLimit: Int = Packed.verifyAtOpenLimit,
-                conversion: ((SampleConversion) -> SampleConversion)? = nil) throws {
+                conversion: ((Packed.Header) -> SampleConversion)? = nil) throws {
         self.path = path
         let mapped = try MappedFile(path: path)
         file = mapped
@@ -253,7 +258,7 @@ public final class PackedFile: @unchecked Sendable {
         }
         let checker: (@Sendable (Int) -> Void)?
         let conversion0 = SampleConversion.natural(h.elementType).with(divisor: h.divisor)
-        let chosen = conversion?(conversion0) ?? conversion0
+        let chosen = conversion?(h) ?? conversion0
         let shape = h.shape
         // Lazy checks: the closure captures what it needs (not self), so the sets do not keep a cycle.
         if lazy {
@@ -344,6 +349,8 @@ public final class PackedFile: @unchecked Sendable {
         let shape = Shape(channels: dims[0], height: dims[1], width: dims[2])
         let classes = u32(32), blockSamples = u32(36)
         let divisor = Float(bitPattern: UInt32(u32(40)))
+        let flags = u32(44)
+        guard flags & ~1 == 0 else { throw DataError("\(path): unknown flags 0x\(String(flags, radix: 16)) (written by a newer ptrain?)") }
         let trainCount = u64(48), testCount = u64(56)
         guard classes > 0, blockSamples > 0, trainCount > 0, testCount > 0, divisor.isFinite, divisor > 0,
               trainCount < 1 << 40, testCount < 1 << 40 else {
@@ -366,7 +373,7 @@ public final class PackedFile: @unchecked Sendable {
         }
         let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples)
         let h = Packed.Header(elementType: type, shape: shape, classes: classes, classNames: names, blockSamples: blockSamples,
-                              divisor: divisor, trainCount: trainCount, testCount: testCount,
+                              divisor: divisor, standardized: flags & 1 != 0, trainCount: trainCount, testCount: testCount,
                               samplesOffset: u64(64), labelsOffset: u64(72), indexOffset: u64(80), checksumsOffset: u64(88),
                               fileSize: u64(96), labelsCRC: UInt32(u32(104)), indexCRC: UInt32(u32(108)),
                               checksumsCRC: UInt32(u32(112)))

@@ -6,8 +6,9 @@ extension DataConfig {
     /// Stored values of `elementType` to model inputs for this config: the natural divisor (bytes
     /// / 255, int16 / 32768); `mean` / `std` for the byte sources that take them (idx, cifar10,
     /// images, packed); per-sample standardisation when `z_normalize` is set (UCR standardises
-    /// each channel in its reader instead).
-    public func conversion(for elementType: ElementType, divisor: Float? = nil) -> SampleConversion {
+    /// each channel in its reader instead, and a packed file made from such values says so:
+    /// `standardized`).
+    public func conversion(for elementType: ElementType, divisor: Float? = nil, standardized: Bool = false) -> SampleConversion {
         var c = SampleConversion.natural(elementType)
         if let divisor { c.divisor = divisor }
         switch source {
@@ -17,7 +18,7 @@ extension DataConfig {
         case .xo, .npy, .fsdd, .ucr:
             break
         }
-        c.zNormalize = zNormalize && source != .ucr
+        c.zNormalize = zNormalize && source != .ucr && !standardized
         return c
     }
 }

@@ -11,7 +11,8 @@ import PTTensor
 /// `data.path`.
 public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
     let sets = try loadRawData(config)
-    if config.data.zNormalize && config.data.source != .ucr {
+    // UCR standardises each channel in its reader; packed sets get their conversion when opened.
+    if config.data.zNormalize && config.data.source != .ucr && config.data.source != .packed {
         // Samples stay as stored; each is standardised when gathered (SampleConversion.zNormalize).
         func z(_ set: Dataset) throws -> Dataset {
             var c = set.conversion
@@ -44,11 +45,8 @@ func loadRawData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset
         case .fsdd: return try SpokenDigits.load(directory: path, length: config.data.length)
         case .ucr: return try UCRFolder.load(directory: path, zNormalize: config.data.zNormalize)
         case .packed:
-            let file = try PackedFile(path: path) { natural in
-                var c = natural
-                c.mean = config.data.mean.map { [$0] } ?? []
-                c.std = config.data.std.map { [$0] } ?? []
-                return c
+            let file = try PackedFile(path: path) { header in
+                config.data.conversion(for: header.elementType, divisor: header.divisor, standardized: header.standardized)
             }
             return (file.train, file.test)
         case .images:

@@ -64,7 +64,9 @@ struct Pack: ParsableCommand {
             }
             let decoded = Date()
             let progress = ProgressPrinter(quiet: quiet)
-            try Packed.write(train: train, test: test, divisor: train.conversion.divisor, to: output,
+            // UCR's reader standardised each channel (z_normalize): recorded, so training does not redo it.
+            let standardized = config.data.source == .ucr && config.data.zNormalize
+            try Packed.write(train: train, test: test, divisor: train.conversion.divisor, standardized: standardized, to: output,
                              progress: { done, total in progress.update(done, total, "samples written") })
             progress.finish()
             let seconds = Date().timeIntervalSince(start)

@@ -81,6 +81,62 @@ final class PackCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r2").path))
     }
 
+    func testSeriesSourcesPackedWithZNormalizeTrainIdentically() throws {
+        // UCR standardises in its reader (the packed file records it); FSDD is standardised when gathered.
+        let dir = TestSupport.temporaryDirectory()
+        let ucr = dir.appendingPathComponent("ucr")
+        let rec = dir.appendingPathComponent("fsdd/recordings")
+        try FileManager.default.createDirectory(at: ucr, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: rec, withIntermediateDirectories: true)
+        func series(_ i: Int) -> String { (0..<16).map { String(format: "%.3f", sin(Double($0 * (i % 3 + 1)) / 3) * Double(i + 1)) }.joined(separator: ",") }
+        let head = "@problemName Toy\n@univariate true\n@classLabel true a b\n@data\n"
+        try Data((head + (0..<8).map { series($0) + ($0 % 2 == 0 ? ":a" : ":b") }.joined(separator: "\n")).utf8)
+            .write(to: ucr.appendingPathComponent("Toy_TRAIN.ts"))
+        try Data((head + (8..<12).map { series($0) + ($0 % 2 == 0 ? ":a" : ":b") }.joined(separator: "\n")).utf8)
+            .write(to: ucr.appendingPathComponent("Toy_TEST.ts"))
+        for digit in 0..<2 {
+            for index in [1, 7, 8] {
+                let samples = (0..<(10 + index)).map { Int16(truncatingIfNeeded: ($0 * 977 + digit * 3001 + index * 55) % 4000 - 2000) }
+                var body = Array("WAVE".utf8) + Array("fmt ".utf8) + le32(16) + le16(1) + le16(1) + le32(8000) + le32(16000) + le16(2) + le16(16)
+                body += Array("data".utf8) + le32(2 * samples.count) + samples.flatMap { le16(Int(UInt16(bitPattern: $0))) }
+                try Data(Array("RIFF".utf8) + le32(body.count) + body).write(to: rec.appendingPathComponent("\(digit)_x_\(index).wav"))
+            }
+        }
+        for (source, data, extra) in [("ucr", ucr.path, ""), ("fsdd", dir.appendingPathComponent("fsdd").path, "\n  length: 16")] {
+            let yaml = """
+                name: \(source)
+                data:
+                  source: \(source)
+                  z_normalize: true\(extra)
+                model:
+                  input: {channels: 1, height: 1, width: 16}
+                  layers:
+                    - {type: conv1d, features: 3, size: 3, padding: 1}
+                    - {type: relu}
+                    - {type: flatten}
+                    - {type: dense, neurons: \(source == "ucr" ? 2 : 10)}
+                optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
+                training: {epochs: 3, batch_size: 4, shards: 2, seed: 5}
+                """
+            let config = dir.appendingPathComponent("\(source).yaml"), packedConfig = dir.appendingPathComponent("\(source)-packed.yaml")
+            try Data(yaml.utf8).write(to: config)
+            try Data(yaml.replacingOccurrences(of: "source: \(source)", with: "source: packed").utf8).write(to: packedConfig)
+            let file = dir.appendingPathComponent("\(source).ptpack").path
+            let pack = try TestSupport.ptrain(["pack", "--config", config.path, "--data", data, "--output", file, "--quiet"])
+            XCTAssertEqual(pack.status, 0, pack.stderr)
+            for (cfg, input, out) in [(config.path, data, "\(source)-a"), (packedConfig.path, file, "\(source)-b")] {
+                let run = try TestSupport.ptrain(["train", "--config", cfg, "--data", input, "--quiet", "--threads", "1",
+                                                  "--output", dir.appendingPathComponent(out).path])
+                XCTAssertEqual(run.status, 0, run.stderr)
+            }
+            XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("\(source)-a/model.safetensors")),
+                           try Data(contentsOf: dir.appendingPathComponent("\(source)-b/model.safetensors")), source)
+        }
+    }
+
+    func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }
+    func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+
     func testImageFoldersPackAndFailCleanly() throws {
         let dir = TestSupport.temporaryDirectory()
         let root = dir.appendingPathComponent("img").path
