@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ptrain needs on a Debian or Ubuntu machine that already has the Swift toolchain:
-# pkg-config, zlib and hwloc development files. Installs only what is missing; safe to run again.
+# pkg-config, zlib, hwloc, libpng and TurboJPEG development files. Installs only what is missing; safe to run again.
 set -euo pipefail
 
 packages=(pkg-config zlib1g-dev libhwloc-dev libpng-dev libturbojpeg0-dev)
