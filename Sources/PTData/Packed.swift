@@ -256,6 +256,10 @@ public final class PackedFile: @unchecked Sendable {
         if !lazy {
             for b in 0..<h.blocks { try PackedFile.verifyBlock(b, header: h, base: base, path: path) }
         }
+        // Training reads samples in a shuffled order: tell the kernel not to read ahead around each
+        // fault (the default window would fill the page cache with neighbours nobody asked for,
+        // which is what evicts the pages in use when the file is larger than the memory allowed).
+        mapped.adviseRandomAccess()
         let checker: (@Sendable (Int) -> Void)?
         let conversion0 = SampleConversion.natural(h.elementType).with(divisor: h.divisor)
         let chosen = conversion?(h) ?? conversion0

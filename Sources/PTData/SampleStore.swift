@@ -63,6 +63,9 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// madvise(MADV_RANDOM): no read-ahead around page faults (the samples are read in shuffled order).
+    public func adviseRandomAccess() { _ = madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_RANDOM) }
+
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 }
 
@@ -136,6 +139,21 @@ public final class SampleStore: @unchecked Sendable {
         case .floats(let buffer): return body(UnsafeRawPointer(buffer.pointer))
         case .bytes(let array): return array.withUnsafeBytes { body($0.baseAddress! + byteOffset) }
         case .mapped(let file): return body(file.base + byteOffset)
+        }
+    }
+
+    /// Asks the kernel to start reading the pages of samples `indices[0..<count]` in the background
+    /// (madvise MADV_WILLNEED) when they live in a mapped file; nothing for heap stores. Call it for
+    /// the next step's samples while the current step runs. Allocates nothing; does not wait.
+    public func prefetch(indices: UnsafePointer<Int32>, count: Int) {
+        guard case .mapped(let file) = memory else { return }
+        let page = 4096
+        let bytes = sampleBytes
+        for k in 0..<count {
+            let start = byteOffset + Int(indices[k]) * bytes
+            let first = start / page * page
+            let end = min(file.size, start + bytes)
+            _ = madvise(UnsafeMutableRawPointer(mutating: file.base + first), end - first, MADV_WILLNEED)
         }
     }
 

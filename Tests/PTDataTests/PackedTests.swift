@@ -27,6 +27,10 @@ final class PackedTests: XCTestCase {
             XCTAssertEqual(same.converted().array, original.converted().array, "\(name) converted values", file: file, line: line)
         }
         XCTAssertEqual(packed.train.classNames, sets.train.classNames, file: file, line: line)
+        // Prefetching the pages of some samples is only advice: the values stay the same.
+        let picks: [Int32] = [Int32(sets.train.count - 1), 0]
+        picks.withUnsafeBufferPointer { packed.train.store.prefetch(indices: $0.baseAddress!, count: 2) }
+        XCTAssertEqual(packed.train.store.storedBytes(0), sets.train.store.storedBytes(0), file: file, line: line)
         // Nothing but the file itself is left in the folder (the temporary file was renamed).
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(name + ".") || $0.hasPrefix("." + name) }, [name + ".ptpack"],
                        file: file, line: line)
