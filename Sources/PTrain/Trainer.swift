@@ -210,6 +210,8 @@ public final class Trainer {
         var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
         mix.state &+= UInt64(progress.globalStep) &* 0x9E37_79B9_7F4A_7C15
         job.noiseBase = mix.next()
+        let next = start + config.batchSize
+        if next < train.count { train.store.prefetch(indices: order + next, count: min(config.batchSize, train.count - next)) }
         let t0 = monotonicNanoseconds()
         pool.run(job)
         job.updateRunningStatistics()
