@@ -38,6 +38,11 @@ public struct LayerCall {
     /// Where a training forward records this layer's statistics of the shard (`statsCount` floats),
     /// or nil when they are not collected.
     public var shardStats: UnsafeMutablePointer<Float>?
+    /// Layers with several inputs (`add`, `concat`): the inputs in order, and where each input's
+    /// gradient goes (nil entries: the model input, whose gradient nothing needs). Backward
+    /// *overwrites* each non-nil input gradient.
+    public var inputList: UnsafeMutablePointer<UnsafeMutablePointer<Float>>?
+    public var inputGradList: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -56,6 +61,8 @@ public protocol Layer: Sendable {
     /// Short description for `ptrain summary`, e.g. "conv 5x5 s1 p2, 6 features".
     var summary: String { get }
     var inputShape: Shape { get }
+    /// Shapes of every input (several for `add` and `concat`; default: `[inputShape]`).
+    var inputShapes: [Shape] { get }
     var outputShape: Shape { get }
     /// Parameter tensors with offsets into the flat buffer (empty for parameter-free layers).
     var parameters: [ParameterTensor] { get }
@@ -80,6 +87,7 @@ public protocol Layer: Sendable {
 extension Layer {
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
     public var state: [ParameterTensor] { [] }
+    public var inputShapes: [Shape] { [inputShape] }
     public var statsCount: Int { 0 }
     public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }
