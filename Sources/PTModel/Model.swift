@@ -87,6 +87,7 @@ public struct Model: Sendable {
     /// - Throws: `ModelError` naming the first layer (and its config line, when known) whose
     ///   reference is unknown, forward or to itself, whose inputs do not fit together, whose output
     ///   would be empty or is never used, or whose settings are impossible.
+    @_disfavoredOverload
     public init(input: Shape, layers nodes: [LayerNode], maxBatch: Int, requireClassifier: Bool = true) throws {
         guard input.count > 0 else { throw ModelError("model input shape \(input) is empty") }
         guard maxBatch > 0 else { throw ModelError("batch size must be at least 1") }
