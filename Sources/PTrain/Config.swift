@@ -1,6 +1,7 @@
 // The training configuration: read from YAML, overridden by flags, validated with one-line
 // errors that name the file, line and key.
 import Foundation
+import PTData
 import PTModel
 import PTTensor
 import Yams
@@ -53,6 +54,8 @@ public struct DataConfig: Sendable, Equatable {
 public struct TrainConfig: Sendable, Equatable {
     public var name: String = "run"
     public var data = DataConfig()
+    /// Random changes to training samples (never to evaluation).
+    public var augment = Augmentation()
     /// Model input (channels, height, width); nil: taken from the data.
     public var input: Shape?
     /// The layer list in run order, blocks expanded (each layer with its name and inputs).
@@ -243,7 +246,7 @@ extension TrainConfig {
             throw ConfigError("\(file): not valid YAML: \(first)")
         }
         let top = try YAMLSection(file: file, path: "", node: root)
-        try top.checkKnown(["name", "data", "model", "optimizer", "schedule", "training"])
+        try top.checkKnown(["name", "data", "augment", "model", "optimizer", "schedule", "training"])
         var c = TrainConfig()
         if let name = try top.string("name") { c.name = name }
 
@@ -263,6 +266,21 @@ extension TrainConfig {
             c.data.std = try d.float("std") ?? c.data.std
             c.data.length = try d.int("length") ?? c.data.length
             c.data.zNormalize = try d.bool("z_normalize") ?? c.data.zNormalize
+        }
+
+        if let a = try top.section("augment") {
+            try a.checkKnown(["crop", "flip", "translate", "scale", "shift", "gain"])
+            c.augment.crop = try a.int("crop") ?? 0
+            c.augment.flip = try a.bool("flip") ?? false
+            c.augment.translate = try a.int("translate") ?? 0
+            c.augment.scale = try a.float("scale") ?? 0
+            c.augment.shift = try a.int("shift") ?? 0
+            c.augment.gain = try a.float("gain") ?? 0
+            if !(0...256).contains(c.augment.crop) { throw a.fail("crop", "must be in 0...256 (pixels of padding), got \(c.augment.crop)") }
+            if !(0...256).contains(c.augment.translate) { throw a.fail("translate", "must be in 0...256 (pixels), got \(c.augment.translate)") }
+            if !(c.augment.scale >= 0 && c.augment.scale <= 0.5) { throw a.fail("scale", "must be in [0, 0.5], got \(c.augment.scale)") }
+            if !(0...10_000_000).contains(c.augment.shift) { throw a.fail("shift", "must be in 0...10000000 (samples), got \(c.augment.shift)") }
+            if !(c.augment.gain >= 0 && c.augment.gain < 1) { throw a.fail("gain", "must be in [0, 1), got \(c.augment.gain)") }
         }
 
         guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }

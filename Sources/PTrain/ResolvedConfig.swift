@@ -11,6 +11,10 @@ extension TrainConfig {
                   "  z_normalize: \(data.zNormalize)"]
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
+        if !augment.isIdentity {
+            lines += ["augment:", "  crop: \(augment.crop)", "  flip: \(augment.flip)", "  translate: \(augment.translate)",
+                      "  scale: \(augment.scale)", "  shift: \(augment.shift)", "  gain: \(augment.gain)"]
+        }
         lines.append("model:")
         if let input = input {
             lines.append("  input: {channels: \(input.channels), height: \(input.height), width: \(input.width)}")

@@ -45,6 +45,20 @@ final class StepJob: ParallelJob {
     var noiseBase: UInt64 = 0
 
     private let buffers: [AlignedBuffer]
+    /// Training-time augmentation (nil: none), keyed by (augmentSeed, epoch, sample index).
+    private(set) var augmentation: Augmentation?
+    private(set) var augmentSeed: UInt64 = 0
+    /// 0-based epoch of the training step (augmentation's key).
+    var epoch = 0
+    private var augmentScratch: [AlignedBuffer] = []
+
+    /// Turns on augmentation of training samples (evaluation never augments); allocates its per-worker scratch.
+    func setAugmentation(_ augmentation: Augmentation, seed: UInt64) {
+        guard !augmentation.isIdentity else { self.augmentation = nil; return }
+        self.augmentation = augmentation
+        augmentSeed = seed
+        augmentScratch = (0..<workers).map { _ in AlignedBuffer(count: model.inputShape.count) }
+    }
     /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
     let nonFinite: UnsafeMutablePointer<Int32>
 
@@ -195,6 +209,13 @@ final class StepJob: ParallelJob {
         }
         let t0 = monotonicNanoseconds()
         dataset.gather(indices: indices + range.lowerBound, count: n, images: ws.input, labels: ws.labels)
+        if mode == .train, let augmentation {
+            let size = model.inputShape.count, scratch = augmentScratch[worker].pointer
+            for k in 0..<n {
+                augmentation.apply(ws.input + k * size, shape: model.inputShape, seed: augmentSeed, epoch: epoch,
+                                   index: Int(indices[range.lowerBound + k]), scratch: scratch)
+            }
+        }
         timing.record(worker: worker, phase: .data, nanoseconds: monotonicNanoseconds() - t0)
         ws.training = mode == .train
         ws.state = state

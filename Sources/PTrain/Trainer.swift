@@ -162,6 +162,9 @@ public final class Trainer {
         job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
                       optimizer: config.makeOptimizer(),
                       dataset: train, indices: order, state: state, communicator: communicator)
+        var augment = config.augment
+        augment.fill = -(config.data.mean ?? 0) / (config.data.std ?? 1)   // an empty pixel after normalisation
+        job.setAugmentation(augment, seed: config.seed)
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -196,6 +199,7 @@ public final class Trainer {
         job.batch = min(config.batchSize, train.count - start)
         job.lr = schedule.lr(at: progress.globalStep)
         job.globalStep = progress.globalStep
+        job.epoch = epoch
         var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
         mix.state &+= UInt64(progress.globalStep) &* 0x9E37_79B9_7F4A_7C15
         job.noiseBase = mix.next()
