@@ -113,22 +113,26 @@ public struct Augmentation: Sendable, Equatable {
         scratch.update(from: x, count: channels * h * w)
         let cy = Float(h - 1) / 2, cx = Float(w - 1) / 2
         let inv = 1 / factor
+        let fill = self.fill
         for y in 0..<h {
             let sy = (Float(y - dy) - cy) * inv + cy
             let y0f = sy.rounded(.down)
             let y0 = Int(y0f), fy = sy - y0f
+            let top = y0 >= 0 && y0 < h, bottom = y0 + 1 >= 0 && y0 + 1 < h
             for xx in 0..<w {
                 let sx = (Float(xx - dx) - cx) * inv + cx
                 let x0f = sx.rounded(.down)
                 let x0 = Int(x0f), fx = sx - x0f
+                let left = x0 >= 0 && x0 < w, right = x0 + 1 >= 0 && x0 + 1 < w
+                let i00 = y0 * w + x0
                 for ch in 0..<channels {
                     let plane = scratch + ch * h * w
-                    @inline(__always) func at(_ yy: Int, _ xv: Int) -> Float {
-                        yy >= 0 && yy < h && xv >= 0 && xv < w ? plane[yy * w + xv] : fill
-                    }
-                    let top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-                    let bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
-                    x[(ch * h + y) * w + xx] = top * (1 - fy) + bottom * fy
+                    let v00 = top && left ? plane[i00] : fill
+                    let v01 = top && right ? plane[i00 + 1] : fill
+                    let v10 = bottom && left ? plane[i00 + w] : fill
+                    let v11 = bottom && right ? plane[i00 + w + 1] : fill
+                    let upper = v00 + (v01 - v00) * fx, lower = v10 + (v11 - v10) * fx
+                    x[(ch * h + y) * w + xx] = upper + (lower - upper) * fy
                 }
             }
         }
