@@ -42,6 +42,9 @@ struct GraphParser {
         let path: String
     }
 
+    /// Most layers a config may expand to.
+    static let maxLayers = 10_000
+
     /// The flat list being built; activation a is the model input (0) or node a - 1's output.
     var nodes: [LayerNode] = []
 
@@ -106,9 +109,10 @@ struct GraphParser {
                                                                                        entry: t, entryOutput: entryOutput,
                                                                                        blockOutputs: blockOutputs, blockEntries: blockEntryNames,
                                                                                        single: true)[0]
-                let out = try expandBlock(b, blocks: blocks, name: entryNames[t]!, input: input)
+                guard let name = entryNames[t] else { throw b.fail("block", "expected a block name") }
+                let out = try expandBlock(b, blocks: blocks, name: name, input: input)
                 entryOutput.append(out)
-                blockOutputs[entryNames[t]!] = out
+                blockOutputs[name] = out
                 continue
             }
             var node = try TrainConfig.parseLayer(entry, path: path, file: file)
@@ -234,6 +238,9 @@ struct GraphParser {
             layer.name = "\(prefix).\(localName)"
             layer.from = sources == [nodes.count] ? nil : sources.map { reference(to: $0) }
             nodes.append(layer)
+            if nodes.count > Self.maxLayers {
+                throw ConfigError("\(location(raw)): \(path): the model would have more than \(Self.maxLayers) layers")
+            }
             outputs.append(nodes.count)
             local[localName] = nodes.count
         }
