@@ -108,7 +108,7 @@ final class ResidualTests: XCTestCase {
         expectError("    - {block: b, repeat: 0}\n", blocks: blocks, "model.layers[1].repeat: must be in 1...1000, got 0")
         let bad = "  blocks:\n    b:\n      layers:\n        - {type: conv, features: $g, size: 3}\n"
         expectError("    - {block: b}\n", blocks: bad, "g.yaml:6: model.blocks.b.layers[1]: unknown parameter '$g'")
-        expectError("    - {block: {x: 1}}\n", blocks: blocks, "g.yaml:4: model.layers[1].block: expected a block name")
+        expectError("    - {block: {x: 1}}\n", blocks: blocks, "g.yaml:9: model.layers[1].block: expected a block name")
         let many = "  blocks:\n    b:\n      layers: [relu, relu, relu, relu, relu, relu, relu, relu, relu, relu, relu]\n"
         expectError("    - {block: b, repeat: 1000}\n", blocks: many, "the model would have more than 10000 layers")
         expectError("    - {type: add, from: [-1, b1]}\n    - {block: b, name: b1}\n", blocks: blocks,
