@@ -14,8 +14,10 @@ public struct ParameterTensor: Sendable, Equatable {
 /// Pointers for one forward or backward call over `batch` samples.
 ///
 /// Shapes: input [batch][inputShape], output [batch][outputShape]; parameters / gradients point at
-/// the model's flat buffers (use `ParameterTensor.offset`). `inputGrad` is nil for the first layer
-/// (nothing upstream needs it). Backward *adds* into `gradients` and *overwrites* `inputGrad`.
+/// the model's flat buffers (use `ParameterTensor.offset`). `inputGrad` is nil when the input is the
+/// model input (nothing upstream needs it). Backward *adds* into `gradients` and *overwrites*
+/// `inputGrad`. For layers with several inputs, `input` / `inputGrad` are the first of
+/// `inputList` / `inputGradList`.
 public struct LayerCall {
     public var batch: Int
     public var input: UnsafeMutablePointer<Float>
