@@ -41,8 +41,7 @@ public struct DataConfig: Sendable, Equatable {
     public var testCount: Int = 500
     /// Spoken digits: samples per clip (zero-padded or centre-cropped).
     public var length: Int = 8000
-    /// Normalise each series to zero mean and unit variance (any source; for UCR the reader does it
-    /// per channel).
+    /// Normalise each channel of each sample to zero mean and unit variance (any source; see `Preprocessing`).
     public var zNormalize: Bool = false
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?
@@ -123,6 +122,9 @@ public struct TrainConfig: Sendable, Equatable {
         if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
         if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
+        if data.zNormalize && (data.mean != nil || data.std != nil) {
+            try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
+        }
     }
 }
 

@@ -6,43 +6,39 @@ import PTTensor
 
 /// How the values a reader produces become the model's input, derived from the config's `data`
 /// section. Readers only decode: unsigned bytes (IDX, CIFAR-10, NPY `u1`) become byte / 255,
-/// audio becomes sample / 32768 minus the clip's mean, floats stay as stored. Then, in this order:
+/// audio becomes sample / 32768 minus the clip's mean, time series are zero-padded to the longest,
+/// floats stay as stored. Then, in this order:
 /// 1. with `data.mean` or `data.std`: x = (x - mean) / std (defaults 0 and 1);
-/// 2. with `data.z_normalize`: each channel of each sample to zero mean and unit variance (two
-///    passes in Double; a constant channel becomes 0). The `ucr` reader does this itself, per
-///    series channel before padding (series may differ in length), so for `ucr` data sets step 2
-///    is left to it; samples from files (`ptrain predict`) are normalised here.
+/// 2. with `data.z_normalize`: each channel of each sample to zero mean and unit variance over
+///    its whole (padded) length, two passes in Double; a constant channel becomes 0.
+/// (The config rejects both at once: step 2 would undo step 1.)
 public struct Preprocessing: Sendable, Equatable {
     public var mean: Float?
     public var std: Float?
     public var zNormalize: Bool
-    /// The data source's reader normalises each series itself (`ucr`).
-    public var readerNormalizes: Bool
 
     public init(_ data: DataConfig) {
         mean = data.mean
         std = data.std
         zNormalize = data.zNormalize
-        readerNormalizes = data.source == .ucr
     }
 
-    /// Applies the steps to `count` samples of `shape` in place. `fromReader`: the values come
-    /// from the config's own data source (whose reader may already have normalised them).
-    public func apply(_ values: UnsafeMutablePointer<Float>, count: Int, shape: Shape, fromReader: Bool) {
+    /// Applies the steps to `count` samples of `shape` in place.
+    public func apply(_ values: UnsafeMutablePointer<Float>, count: Int, shape: Shape) {
         let total = count * shape.count
         if mean != nil || std != nil {
             let m = mean ?? 0, s = std ?? 1
             for i in 0..<total { values[i] = (values[i] - m) / s }
         }
-        if zNormalize && !(fromReader && readerNormalizes) {
+        if zNormalize {
             let length = shape.height * shape.width
             for plane in 0..<(count * shape.channels) { Self.standardize(values + plane * length, count: length) }
         }
     }
 
-    /// Applies the steps to a data set loaded from the config's source, in place.
+    /// Applies the steps to every sample of `data`, in place.
     public func apply(to data: Dataset) {
-        apply(data.images.pointer, count: data.count, shape: data.shape, fromReader: true)
+        apply(data.images.pointer, count: data.count, shape: data.shape)
     }
 
     /// `x` to zero mean and unit variance (two passes in Double); all zeros when its spread is below 1e-12.
@@ -69,8 +65,7 @@ public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dat
     return sets
 }
 
-/// The training and test sets as the data source's reader decodes them, before `Preprocessing`
-/// (see there; the `ucr` reader already applies `z_normalize`).
+/// The training and test sets as the data source's reader decodes them, before `Preprocessing`.
 public func loadUnprocessedData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
     switch config.data.source {
     case .xo:
@@ -89,7 +84,7 @@ public func loadUnprocessedData(_ config: TrainConfig) throws -> (train: Dataset
             return (try NPYPair.load(images: path + "/train_images.npy", labels: path + "/train_labels.npy"),
                     try NPYPair.load(images: path + "/test_images.npy", labels: path + "/test_labels.npy"))
         case .fsdd: return try SpokenDigits.load(directory: path, length: config.data.length)
-        case .ucr: return try UCRFolder.load(directory: path, zNormalize: config.data.zNormalize)
+        case .ucr: return try UCRFolder.load(directory: path)
         }
     }
 }
@@ -121,7 +116,7 @@ public func loadSamples(_ path: String, preprocessing: Preprocessing) throws -> 
     }
     guard shape.count > 0 else { throw DataError("\(path): samples of shape \(rest) are empty") }
     let images = AlignedBuffer(values)
-    preprocessing.apply(images.pointer, count: n, shape: shape, fromReader: false)
+    preprocessing.apply(images.pointer, count: n, shape: shape)
     let name = (path as NSString).lastPathComponent
     return Dataset(name: name, shape: shape, classes: 1, images: images, labels: [Int32](repeating: 0, count: n))
 }

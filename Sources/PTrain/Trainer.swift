@@ -62,9 +62,10 @@ public struct TrainingProgress: Sendable, Equatable, Codable {
     }
 }
 
-/// Training stopped because the loss stopped being a finite number.
+/// Training could not go on: a loss that stopped being finite, or a run that was stopped.
 public struct TrainingError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
