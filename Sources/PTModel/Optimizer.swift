@@ -161,11 +161,14 @@ public final class OptimizerState: @unchecked Sendable {
     @usableFromInline let second: UnsafeMutablePointer<Float>
     private let placeholder: AlignedBuffer
 
-    /// Zeroed state for `parameterCount` parameters.
-    public init(optimizer: Optimizer, parameterCount: Int) {
+    /// State for `parameterCount` parameters: zeroed, or with `zeroed: false` not yet written (the
+    /// owner then calls `zero(_:)` on every slice, each from the thread that will update it).
+    public init(optimizer: Optimizer, parameterCount: Int, zeroed: Bool = true) {
         self.optimizer = optimizer
         count = parameterCount
-        buffers = optimizer.stateNames.map { (name: $0, buffer: AlignedBuffer(count: parameterCount)) }
+        buffers = optimizer.stateNames.map {
+            (name: $0, buffer: zeroed ? AlignedBuffer(count: parameterCount) : AlignedBuffer(uninitializedCount: parameterCount))
+        }
         placeholder = AlignedBuffer(count: 1)
         first = buffers[0].buffer.pointer
         second = buffers.count > 1 ? buffers[1].buffer.pointer : placeholder.pointer

@@ -82,8 +82,12 @@ final class StepJob: ParallelJob {
     /// Shard blocks of the ranks: rank r has shards [b[r], b[r+1]).
     let rankShardBoundaries: [Int]
 
-    init(model: Model, shards: Int, pool: WorkerPool, parameters: AlignedBuffer, optimizerState: OptimizerState,
-         dataset: Dataset, indices: UnsafePointer<Int32>, state: AlignedBuffer, collectives: Collectives) {
+    /// `parameters` and `optimizerState` may be unwritten (uninitialised allocations): each
+    /// worker copies its slice of `initialParameters` into `parameters` and zeroes its slice of the
+    /// optimizer state, so those pages are first touched by the worker that updates them.
+    init(model: Model, shards: Int, pool: WorkerPool, parameters: AlignedBuffer, initialParameters: AlignedBuffer,
+         optimizerState: OptimizerState, dataset: Dataset, indices: UnsafePointer<Int32>, state: AlignedBuffer,
+         collectives: Collectives) {
         let workers = pool.workerCount
         self.model = model
         self.workers = workers
@@ -101,10 +105,13 @@ final class StepJob: ParallelJob {
         optimizer = optimizerState.optimizer
         self.optimizerState = optimizerState
         step = .evaluation(dataset, indices: indices, batch: 0)
-        let grads = AlignedBuffer(count: model.parameterCount)
+        let grads = AlignedBuffer(uninitializedCount: model.parameterCount)
         let partials = AlignedBuffer(count: ranks > 1 ? ranks * model.parameterCount : 1)
-        // Workspaces and shard gradient buffers, each allocated (and zeroed) by the worker that uses it.
-        let local = PerWorkerAllocation(model: model, workers: workers, shards: endShard - firstShard)
+        // Workspaces and shard gradient buffers, each allocated (and zeroed) by the worker that uses
+        // it; each worker's slice of the parameters, gradients and optimizer state written by it.
+        let local = PerWorkerAllocation(model: model, workers: workers, shards: endShard - firstShard,
+                                        slices: [(grads.pointer, nil), (parameters.pointer, initialParameters.pointer)],
+                                        optimizerState: optimizerState)
         pool.run(local)
         let shardBuffers = local.shardBuffers()
         workspaces = local.workspaceList()
@@ -288,18 +295,25 @@ final class StepJob: ParallelJob {
 }
 
 /// The set-up job: each worker allocates its workspace and the gradient buffers of the shards it
-/// computes (AlignedBuffer zeroes what it allocates), so the pages are first touched on its thread.
+/// computes (AlignedBuffer zeroes what it allocates), and writes its slice of the flat
+/// parameter-sized buffers (copied from a source, or zeroed), so the pages are first touched on
+/// its thread.
 private final class PerWorkerAllocation: ParallelJob {
     let model: Model
     let workers: Int
     let shards: Int
+    let slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)]
+    let optimizerState: OptimizerState
     let workspaceSlots: UnsafeMutablePointer<Workspace?>
     let shardSlots: UnsafeMutablePointer<AlignedBuffer?>
 
-    init(model: Model, workers: Int, shards: Int) {
+    init(model: Model, workers: Int, shards: Int, slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)],
+         optimizerState: OptimizerState) {
         self.model = model
         self.workers = workers
         self.shards = shards
+        self.slices = slices
+        self.optimizerState = optimizerState
         workspaceSlots = .allocate(capacity: workers)
         workspaceSlots.initialize(repeating: nil, count: workers)
         shardSlots = .allocate(capacity: max(1, shards))
@@ -314,6 +328,20 @@ private final class PerWorkerAllocation: ParallelJob {
     }
 
     func run(worker: Int, pool: WorkerPool) {
+        // The same slices as the reduction and the optimizer (`StepJob.sliceSize`).
+        let count = model.parameterCount
+        let slice = alignedCount((count + workers - 1) / workers)
+        let lo = min(count, worker * slice), hi = min(count, lo + slice)
+        if lo < hi {
+            for (destination, source) in slices {
+                if let source {
+                    (destination + lo).update(from: source + lo, count: hi - lo)
+                } else {
+                    (destination + lo).update(repeating: 0, count: hi - lo)
+                }
+            }
+            optimizerState.zero(lo..<hi)
+        }
         workspaceSlots[worker] = Workspace(model: model)
         var s = worker
         while s < shards {

@@ -119,25 +119,27 @@ public final class Trainer {
             throw ConfigError("data: training samples are \(train.shape) but test samples are \(test.shape)")
         }
         self.config = config
-        self.train = train
-        self.test = test
         self.pool = pool
         model = try Model(input: train.shape, layers: config.layers, maxBatch: config.maxShard)
         guard model.classes >= train.classes else {
             throw ModelError("the last layer (\(model.layers.last!.name)) has \(model.classes) outputs but the data has \(train.classes) classes")
         }
-        parameters = AlignedBuffer(count: model.parameterCount)
-        model.initialize(parameters, seed: config.seed)
+        self.train = spreadOverWorkers(train, pool: pool)
+        self.test = test.images === train.images ? self.train : spreadOverWorkers(test, pool: pool)
+        // The workers write their slices of the parameters and the optimizer state (first touch).
+        let initial = AlignedBuffer(count: model.parameterCount)
+        model.initialize(initial, seed: config.seed)
+        parameters = AlignedBuffer(uninitializedCount: model.parameterCount)
         state = AlignedBuffer(count: max(1, model.stateCount))
         model.initializeState(state)
-        optimizerState = OptimizerState(optimizer: config.makeOptimizer(), parameterCount: model.parameterCount)
+        optimizerState = OptimizerState(optimizer: config.makeOptimizer(), parameterCount: model.parameterCount, zeroed: false)
         order = .allocate(capacity: max(1, train.count))
         order.initialize(repeating: 0, count: max(1, train.count))
         evalOrderCount = max(1, max(train.count, test.count))
         evalOrder = .allocate(capacity: evalOrderCount)
         for i in 0..<evalOrderCount { evalOrder[i] = Int32(truncatingIfNeeded: i) }
-        job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, optimizerState: optimizerState,
-                      dataset: train, indices: order, state: state, collectives: collectives)
+        job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, initialParameters: initial,
+                      optimizerState: optimizerState, dataset: self.train, indices: order, state: state, collectives: collectives)
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -291,5 +293,40 @@ public final class Trainer {
         }
         let n = Double(max(1, data.count))
         return (lossSum / n, Double(correct) / n, correct)
+    }
+}
+
+/// `data` with its samples in pages first touched by the pool's workers in turn (4 KiB page p by
+/// worker p mod W) when the workers run on more than one NUMA node (or with `force`), so the
+/// pages spread evenly over the nodes instead of all sitting on the node of the thread that read
+/// the files; every worker reads samples from all of them. Otherwise `data` itself.
+public func spreadOverWorkers(_ data: Dataset, pool: WorkerPool, force: Bool = false) -> Dataset {
+    guard force || workerNUMANodes(pool) > 1, pool.workerCount > 1, data.images.count > 0 else { return data }
+    let copy = AlignedBuffer(uninitializedCount: data.images.count)
+    pool.run(PageCopy(source: data.images.pointer, destination: copy.pointer, count: data.images.count, workers: pool.workerCount))
+    return Dataset(name: data.name, shape: data.shape, classes: data.classes, images: copy, labels: data.labels)
+}
+
+/// The NUMA nodes of the CPUs the pool's workers are bound to (1 when unknown).
+func workerNUMANodes(_ pool: WorkerPool) -> Int {
+    guard let topology = try? Topology(), topology.numaNodeCount > 1 else { return 1 }
+    var nodeOf: [Int: Int] = [:]
+    for core in topology.cores { for cpu in core.osCPUs { nodeOf[cpu] = core.numa } }
+    return max(1, Set(pool.placement.compactMap { nodeOf[$0.osCPU] }).count)
+}
+
+/// Copies `count` floats, 1024 (one 4 KiB page) at a time, chunk c by worker c mod W.
+private final class PageCopy: ParallelJob {
+    let source: UnsafeMutablePointer<Float>, destination: UnsafeMutablePointer<Float>
+    let count: Int, workers: Int
+    init(source: UnsafeMutablePointer<Float>, destination: UnsafeMutablePointer<Float>, count: Int, workers: Int) {
+        self.source = source; self.destination = destination; self.count = count; self.workers = workers
+    }
+    func run(worker: Int, pool: WorkerPool) {
+        var start = worker * 1024
+        while start < count {
+            (destination + start).update(from: source + start, count: min(1024, count - start))
+            start += workers * 1024
+        }
     }
 }
