@@ -84,13 +84,13 @@ struct BenchTrain: ParsableCommand {
             """)
     @OptionGroup var options: TrainBenchOptions
     @OptionGroup var output: BenchOutput
-    @Option(help: "Worker threads (default: the allowed cores).") var threads: Int?
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
 
     func run() throws {
         reportingErrors {
             let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
             let (config, settings) = try options.load()
-            let pool = try makeWorkerPool(threads: threads, warn: { warn($0) })
+            let pool = try makeWorkerPool(threads: threads, maximum: config.shards / communicator.size, warn: { warn($0) })
             let result = try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator)
             guard communicator.rank == 0 else { return }
             print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))

@@ -13,7 +13,8 @@ struct Train: ParsableCommand {
         discussion: """
             Writes the run folder (--output, default runs/NAME-TIMESTAMP): config.yaml (the resolved
             config), metrics.jsonl (one JSON object per line: an "epoch" record per epoch and a last
-            "done" record) and model.safetensors (the final weights).
+            "done" record), loss.svg and error.svg (per epoch), and model.safetensors (the final
+            weights). Without --threads, one worker per shard, at most one per allowed core.
 
             Examples:
               ptrain train                                        # X/O toy problem
@@ -29,7 +30,7 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed for initialisation, data generation and shuffling (overrides training.seed).") var seed: UInt64?
     @Option(help: "Shards each minibatch is split into; fixes the result independent of --threads (overrides training.shards).")
     var shards: Int?
-    @Option(help: "Worker threads (default: the allowed cores).") var threads: Int?
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
     @Option(help: ArgumentHelp("Run folder (default runs/NAME-TIMESTAMP).", valueName: "dir")) var output: String?
     @Option(help: ArgumentHelp("Metrics file, one JSON object per line (default: the run folder's metrics.jsonl).", valueName: "file"))
     var metrics: String?
