@@ -118,8 +118,11 @@ struct Train: ParsableCommand {
         let session = try TrainingSession(config: config, pool: pool, communicator: communicator, options: options)
         let trainer = session.trainer
         if session.idleWorkers > 0 && (leader || communicator.size > 1) {
-            let shards = trainer.localShards
-            warn("\(pool.workerCount) threads but only \(shards) shard\(shards == 1 ? "" : "s") per step\(communicator.size > 1 ? " in this process" : ""): \(session.idleWorkers) thread\(session.idleWorkers == 1 ? "" : "s") stay idle; use --threads \(shards), or a config with more training.shards (--shards \(pool.workerCount * communicator.size); this changes the results)")
+            let shards = trainer.localShards, idle = session.idleWorkers
+            // Several processes need a power-of-two share of shards each.
+            var perProcess = pool.workerCount
+            if communicator.size > 1 { perProcess = 1 << (Int.bitWidth - (perProcess - 1).leadingZeroBitCount) }
+            warn("\(pool.workerCount) threads but only \(shards) shard\(shards == 1 ? "" : "s") per step\(communicator.size > 1 ? " in this process" : ""): \(idle) thread\(idle == 1 ? " stays" : "s stay") idle; use --threads \(shards), or a config with more training.shards (--shards \(perProcess * communicator.size); this changes the results)")
         }
         let level: ProgressReporter.Level = !leader || quiet ? .quiet : (verbose ? .verbose : .normal)
         if level != .quiet {
