@@ -1,5 +1,5 @@
-// The trainer: loads data, builds the model, runs epochs of data-parallel steps on a worker pool,
-// evaluates, and reports one metrics record per epoch.
+// The trainer: builds the model on a worker pool, runs data-parallel training steps, evaluates,
+// and keeps the position of the run (one record per finished epoch).
 import Foundation
 import PTData
 import PTDistributed
