@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Tests configs/slurm/*.sbatch under a real single-node Slurm that this script starts and stops:
 # munged, slurmctld and slurmd from a minimal slurm.conf in a temporary folder (one node with this
-# machine's CPUs, proctrack/linuxproc, task/none; no systemd). Must run as root.
+# machine's CPUs, proctrack/linuxproc, task/none; no systemd). Runs as root (through sudo if needed).
 #
 # For each script, adjusted to one node with sbatch options (the script files are used as they are):
 #   1. sbatch it on a small X/O job that writes a checkpoint every 10 steps;
 #   2. mid-run, `scancel --signal=USR1 --batch JOB`: ptrain must write a checkpoint and exit with 3;
-#   3. `scontrol requeue JOB`, `scontrol release JOB` (skips the requeue delay): the job must resume
-#      from that checkpoint and end with model.safetensors bit-identical to an uninterrupted run.
+#   3. `scontrol requeue JOB` (and a start time of now, which skips the requeue delay): the job must
+#      resume from that checkpoint and end with model.safetensors bit-identical to an uninterrupted
+#      run (one process, one thread, outside Slurm).
 #
 # Needs the release build (.build/release/ptrain) and the MPI build (.build-mpi/release/ptrain,
 # `swift build -c release --traits MPI --scratch-path .build-mpi`); builds what is missing.
@@ -24,7 +25,7 @@ die() {
     exit 1
 }
 
-[ "$(id -u)" -eq 0 ] || die "run as root (it starts munged, slurmctld and slurmd itself)"
+if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$repo/scripts/test-slurm.sh" "$@"; fi  # it starts munged, slurmctld and slurmd as root
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
     say "installing slurm-wlm and munge"
     apt-get update -qq
