@@ -12,17 +12,17 @@ public func makeWorkerPool(threads: Int?, policy: PlacementPolicy = .spread, war
         topology = try Topology()
     } catch {
         warn("hwloc could not read this machine's topology (\(error)); workers are not pinned")
-        return WorkerPool(workers: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount),
+        return try WorkerPool(workers: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount),
                           cpus: Array(repeating: -1, count: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)))
     }
     let environment = ProcessInfo.processInfo.environment
     let count = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: environment)
     // Processes sharing this node's CPUs take disjoint blocks of cores.
     let share = (try? topology.shareForLocalRank(threads: count, environment: environment)) ?? topology
-    let plan = PlacementPlan(workers: count, topology: share, policy: policy)
+    let plan = try PlacementPlan(workers: count, topology: share, policy: policy)
     plan.warnings.forEach(warn)
     // The calling (main) thread runs worker 0's share of every step: no hand-over wake-ups.
-    let pool = WorkerPool(plan: plan, callerIsWorkerZero: true)
+    let pool = try WorkerPool(plan: plan, callerIsWorkerZero: true)
     pool.warnings.filter { !plan.warnings.contains($0) }.forEach(warn)
     return pool
 }
