@@ -1,4 +1,5 @@
 // Placement on machines we do not have: hwloc synthetic topologies.
+import Foundation
 import PTRuntime
 import XCTest
 
@@ -152,5 +153,19 @@ final class PlacementTests: XCTestCase {
         let empty = Topology(source: "empty", isSynthetic: true, packageCount: 0, numaNodeCount: 0,
                              l3CacheCount: 0, l2CacheCount: 0, cores: [])
         XCTAssertThrowsError(try PlacementPlan(workers: 1, topology: empty))
+    }
+
+    /// A synthetic description naming more PUs than any node is refused at once (hwloc would build
+    /// every object); the count skips attributes and multiplies without overflow.
+    func testHugeSyntheticTopologiesAreRefused() throws {
+        for description in ["pack:1000 core:1000 pu:100", "pack:4294967296 core:4294967296 pu:4294967296",
+                            "pack:2 numa:2(memory=1000000000) core:65536 pu:2"] {
+            let start = Date()
+            XCTAssertThrowsError(try Topology(synthetic: description), description) { error in
+                XCTAssertTrue("\(error)".contains("at most 65536"), "\(error)")
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 1, description)
+        }
+        XCTAssertEqual(try Topology(synthetic: "pack:2 numa:2(memory=1000000000) core:16 pu:2").processingUnitCount, 128)
     }
 }
