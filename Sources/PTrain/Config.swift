@@ -76,6 +76,9 @@ public struct TrainConfig: Sendable, Equatable {
     public var batchSize: Int = 64
     /// Fixed number of shards each minibatch is split into (independent of threads).
     public var shards: Int = 8
+    /// The most shards a batch may be split into: one per core of a large multi-node job; each shard
+    /// holds a gradient the size of the model.
+    public static let maximumShards = 65_536
     public var seed: UInt64 = 1
 
     public init() {}
@@ -112,6 +115,7 @@ public struct TrainConfig: Sendable, Equatable {
         if let mean = data.mean, !mean.isFinite { try fail("data.mean", "must be a finite number, got \(mean)") }
         if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
         if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
+        if shards > Self.maximumShards { try fail("training.shards", "must be at most \(Self.maximumShards), got \(shards)") }
         if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
         if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
         if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }

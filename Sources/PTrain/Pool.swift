@@ -19,16 +19,16 @@ public func makeWorkerPool(threads: Int?, maximum: Int? = nil, policy: Placement
     } catch {
         warn("hwloc could not read this machine's topology (\(error)); workers are not pinned")
         let count = threads ?? min(cap, max(1, ProcessInfo.processInfo.activeProcessorCount))
-        return WorkerPool(workers: count, cpus: Array(repeating: -1, count: count), callerIsWorkerZero: true)
+        return try WorkerPool(workers: count, cpus: Array(repeating: -1, count: count), callerIsWorkerZero: true)
     }
     let environment = ProcessInfo.processInfo.environment
     let count = threads ?? min(cap, PlacementPlan.defaultThreadCount(topology: topology, environment: environment))
     // Processes sharing this node's CPUs take disjoint blocks of cores.
     let share = (try? topology.shareForLocalRank(threads: count, environment: environment)) ?? topology
-    let plan = PlacementPlan(workers: count, topology: share, policy: policy)
+    let plan = try PlacementPlan(workers: count, topology: share, policy: policy)
     plan.warnings.forEach(warn)
     // The calling (main) thread runs worker 0's share of every step: no hand-over wake-ups.
-    let pool = WorkerPool(plan: plan, callerIsWorkerZero: true)
+    let pool = try WorkerPool(plan: plan, callerIsWorkerZero: true)
     pool.warnings.filter { !plan.warnings.contains($0) }.forEach(warn)
     return pool
 }

@@ -56,6 +56,7 @@ struct TrainBenchOptions: ParsableArguments {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if windows < 1 { throw ValidationError("--windows must be at least 1") }
+        try OptionBounds.checkShards(shards)
     }
 
     func load() throws -> (TrainConfig, TrainBenchSettings) {
@@ -85,6 +86,8 @@ struct BenchTrain: ParsableCommand {
     @OptionGroup var options: TrainBenchOptions
     @OptionGroup var output: BenchOutput
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
+
+    func validate() throws { try OptionBounds.checkThreads(threads) }
 
     func run() throws {
         reportingErrors {
@@ -119,6 +122,7 @@ struct BenchScaling: ParsableCommand {
         guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--threads takes a comma-separated list of positive numbers, got '\(threads)'")
         }
+        for count in threadCounts { try OptionBounds.checkThreads(count) }
     }
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }

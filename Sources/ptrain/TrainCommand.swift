@@ -49,8 +49,8 @@ struct Train: ParsableCommand {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a finite number > 0") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+        try OptionBounds.checkThreads(threads)
+        try OptionBounds.checkShards(shards)
         if keepCheckpoints < 0 { throw ValidationError("--keep-checkpoints must be 0 or more") }
         if let every = checkpointEvery, every != "epoch", (Int(every) ?? 0) < 1 {
             throw ValidationError("--checkpoint-every takes a number of steps (1 or more) or 'epoch', got '\(every)'")

@@ -58,7 +58,7 @@ final class WorkerPoolBenchmarks: XCTestCase {
         print("allowed CPUs \(cpus); µs per run, median of \(repeats) x 1000 steps: empty / 1 barrier / 10 barriers")
         for workers in 1...4 {
             for (name, policy) in runs {
-                let pool = WorkerPool(workers: workers, waitPolicy: policy)
+                let pool = try WorkerPool(workers: workers, waitPolicy: policy)
                 let row = [0, 1, 10].map { measure(pool, BarrierJob(barriers: $0), steps: 1000, repeats: repeats) }
                 print(String(format: "workers %d %-30@ %8.2f %8.2f %8.2f", workers, name as NSString, row[0], row[1], row[2]))
             }

@@ -8,7 +8,7 @@ import PTrain
 
 final class DeterminismTests: XCTestCase {
     func train(workers: Int, config: TrainConfig, data: (train: Dataset, test: Dataset)) throws -> (weights: [Float], records: [EpochRecord]) {
-        let pool = WorkerPool(workers: workers)
+        let pool = try WorkerPool(workers: workers)
         let trainer = try Trainer(config: config, train: data.train, test: data.test, pool: pool)
         while !trainer.isFinished { _ = try trainer.step() }
         return (trainer.parameters.array + trainer.state.array, trainer.progress.records)   // weights and running statistics
