@@ -97,7 +97,7 @@ let package = Package(
         // The allocation gate (CI): steady-state training steps on the production pool allocate nothing.
         .executableTarget(
             name: "allocation-gate",
-            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "CAllocationCount"],
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CAllocationCount"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ptrain",

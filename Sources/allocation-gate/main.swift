@@ -10,9 +10,11 @@
 //
 //     swift build -c release && .build/release/allocation-gate
 //     .build/release/allocation-gate configs/cifar-small.yaml:128:1 --steps 10
+//     mpirun -np 2 .build-mpi/release/allocation-gate --threads 1     # the MPI build: every rank counts
 import CAllocationCount
 import Foundation
 import PTData
+import PTDistributed
 import PTModel
 import PTRuntime
 import PTTensor
@@ -24,9 +26,9 @@ import PTrain
 struct ProductionRun {
     let trainer: Trainer
 
-    init(config: TrainConfig, data: Dataset, threads: Int) throws {
+    init(config: TrainConfig, data: Dataset, threads: Int, communicator: Communicator) throws {
         let pool = try makeWorkerPool(threads: threads, warn: { say("allocation-gate: warning: \($0)", error: true) })
-        trainer = try Trainer(config: config, train: data, test: data, pool: pool)
+        trainer = try Trainer(config: config, train: data, test: data, pool: pool, communicator: communicator)
     }
 
     var workers: Int { trainer.pool.workerCount }
@@ -178,7 +180,7 @@ func say(_ line: String, error: Bool = false) {
 }
 
 /// Allocations over `steps` steady-state steps of one case.
-func measure(_ gateCase: Case, warmup: Int, steps: Int) throws -> (allocations: UInt64, warmupAllocations: UInt64, workers: Int) {
+func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicator) throws -> (allocations: UInt64, warmupAllocations: UInt64, workers: Int) {
     var config = gateCase.config
     config.shards = min(config.shards, config.batchSize)
     guard let input = config.input else {
@@ -189,7 +191,7 @@ func measure(_ gateCase: Case, warmup: Int, steps: Int) throws -> (allocations: 
     // first step (sample order) and its last (test evaluation, epoch record) are not steady state.
     let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * (warmup + steps + 1),
                                 seed: config.seed)
-    let run = try ProductionRun(config: config, data: data, threads: gateCase.threads)
+    let run = try ProductionRun(config: config, data: data, threads: gateCase.threads, communicator: communicator)
     guard run.stepsPerEpoch > warmup + steps else { throw GateError("\(gateCase.label): the measured steps would reach the end of the epoch") }
     try checkCounter(pool: run.trainer.pool)
     // The warm-up's allocations (the epoch's sample order, first use of lazily made buffers) are
@@ -201,41 +203,63 @@ func measure(_ gateCase: Case, warmup: Int, steps: Int) throws -> (allocations: 
     return (pt_allocation_count() - before, before - start, run.workers)
 }
 
-func main() -> Int32 {
-    var arguments = Array(CommandLine.arguments.dropFirst())
-    var steps = 20
-    let warmup = 3
-    if let i = arguments.firstIndex(of: "--steps") {
-        guard i + 1 < arguments.count, let n = Int(arguments[i + 1]), (1...100_000).contains(n) else {
-            say("allocation-gate: --steps takes a number in 1...100000", error: true)
-            return 64
-        }
-        steps = n
-        arguments.removeSubrange(i...(i + 1))
+/// Takes `--NAME VALUE` out of `arguments`: nil when absent, a number in `range`, or a usage error.
+func takeOption(_ name: String, from arguments: inout [String], in range: ClosedRange<Int>) throws -> Int? {
+    guard let i = arguments.firstIndex(of: name) else { return nil }
+    guard i + 1 < arguments.count, let n = Int(arguments[i + 1]), range.contains(n) else {
+        throw UsageError("\(name) takes a number in \(range.lowerBound)...\(range.upperBound)")
     }
-    if arguments.contains(where: { $0.hasPrefix("-") }) {
-        say("usage: allocation-gate [--steps N] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases)", error: true)
+    arguments.removeSubrange(i...(i + 1))
+    return n
+}
+
+struct UsageError: Error { let message: String; init(_ message: String) { self.message = message } }
+
+let usage = "usage: allocation-gate [--steps N] [--threads N] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases)"
+
+func gate(communicator: Communicator) -> Int32 {
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    let warmup = 3
+    let steps: Int
+    let threads: Int?
+    do {
+        steps = try takeOption("--steps", from: &arguments, in: 1...100_000) ?? 20
+        threads = try takeOption("--threads", from: &arguments, in: 1...1024)
+        if arguments.contains(where: { $0.hasPrefix("-") }) { throw UsageError("unknown option") }
+    } catch {
+        say("allocation-gate: \((error as? UsageError)?.message ?? "\(error)")\n\(usage)", error: true)
         return 64
     }
+    // Under MPI (the MPI build started by mpirun) every rank counts its own allocations.
+    let prefix = communicator.size > 1 ? "rank \(communicator.rank) of \(communicator.size): " : ""
     var failed = false
     do {
-        let cases = arguments.isEmpty ? try defaultCases() : try arguments.map(parseCase)
+        var cases = arguments.isEmpty ? try defaultCases() : try arguments.map(parseCase)
+        if let threads { for i in cases.indices { cases[i].threads = threads } }
         for gateCase in cases {
-            let (allocations, warmupAllocations, workers) = try measure(gateCase, warmup: warmup, steps: steps)
+            let (allocations, warmupAllocations, workers) = try measure(gateCase, warmup: warmup, steps: steps,
+                                                                        communicator: communicator)
             let verdict = allocations == 0 ? "ok" : "FAIL"
             let perStep = String(format: "%.2f", Double(allocations) / Double(steps))
-            say("\(verdict): \(gateCase.label), \(workers) thread(s): \(allocations) allocations in \(steps) steady-state steps (\(perStep) per step; \(warmupAllocations) in the \(warmup) warm-up steps)")
+            say("\(prefix)\(verdict): \(gateCase.label), \(workers) thread(s): \(allocations) allocations in \(steps) steady-state steps (\(perStep) per step; \(warmupAllocations) in the \(warmup) warm-up steps)")
             failed = failed || allocations != 0
         }
     } catch {
+        if communicator.size > 1 { communicator.abort("allocation-gate: rank \(communicator.rank): \(error)", code: 1) }
         say("allocation-gate: \(error)", error: true)
         return 1
     }
-    if failed {
-        say("allocation-gate: steady-state training steps allocated; see the FAIL lines above", error: true)
+    // Every rank ends with the same status.
+    if communicator.maximum(failed ? 1 : 0) != 0 {
+        say("allocation-gate: \(prefix)steady-state training steps allocated; see the FAIL lines", error: true)
         return 1
     }
     return 0
+}
+
+/// The communicator lives only inside this call, so that with MPI it is finalised before `exit`.
+func main() -> Int32 {
+    gate(communicator: makeCommunicator(environment: ProcessInfo.processInfo.environment))
 }
 
 exit(main())
