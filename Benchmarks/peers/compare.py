@@ -6,7 +6,7 @@ one after the other (alternating which goes first), so both see the same load on
 It prints one row per case and thread count: the per-round images/s of both, the ratio of the
 medians, and the per-round ratios. Both sides train on synthetic in-memory batches with SGD and
 momentum; before measuring it checks that both models have the same number of trainable
-parameters (exit status 1 if they differ).
+parameters and stops with exit status 1 if they differ.
 
 Run from anywhere, after `swift build -c release`, with a Python that has torch:
 
@@ -116,15 +116,28 @@ def main():
     cases = [parse_case(c) for c in a.cases]
     torch_script = os.path.join(HERE, "torch_bench.py")
 
-    # Same model on both sides: compare trainable parameter counts first.
+    # Same model on both sides: compare trainable parameter counts first. ptrain's conv layers
+    # always have a bias; for ResNet-20 the PyTorch model takes the variant (with or without conv
+    # biases) whose count matches the config.
     mismatches = []
+    torch_flags = {}
     for model, _, config in cases:
-        theirs_cmd = [a.python, torch_script, "--model", model, "--batch-size", "1", "--windows", "1",
-                      "--window-s", "0", "--warmup-s", "0", "--json"]
-        theirs = last_json(run(theirs_cmd), theirs_cmd)["parameters"]
         ours = ptrain_parameters(a.ptrain, config)
-        if ours != theirs:
-            mismatches.append(f"{model}: {config} has {ours} trainable parameters, the PyTorch model {theirs}")
+        counts = {}
+        for flags in ([], ["--conv-bias"]) if model == "resnet20" else ([],):
+            probe = [a.python, torch_script, "--model", model, "--batch-size", "1", "--windows", "1",
+                     "--window-s", "0", "--warmup-s", "0", "--json"] + flags
+            counts[tuple(flags)] = last_json(run(probe), probe)["parameters"]
+        matching = [flags for flags, theirs in counts.items() if theirs == ours]
+        torch_flags[config] = list(matching[0]) if matching else []
+        if not matching:
+            mismatches.append(f"{model}: {config} has {ours} trainable parameters, the PyTorch model "
+                              + " or ".join(str(c) for c in counts.values()))
+
+    if mismatches:
+        for m in mismatches:
+            print(f"compare.py: the models differ: {m}", file=sys.stderr)
+        sys.exit(1)
 
     results = {}   # (model, batch, threads) -> {"ptrain": [...], "pytorch": [...]}
     torch_version = "?"
@@ -135,7 +148,8 @@ def main():
                             "--threads", str(t), "--windows", str(a.windows), "--warmup", str(a.warmup),
                             "--format", "json"]
                 theirs_cmd = [a.python, torch_script, "--model", model, "--batch-size", str(batch),
-                              "--threads", str(t), "--windows", str(a.windows), "--warmup-s", str(a.warmup), "--json"]
+                              "--threads", str(t), "--windows", str(a.windows), "--warmup-s", str(a.warmup),
+                              "--json"] + torch_flags[config]
                 order = [("ptrain", ours_cmd), ("pytorch", theirs_cmd)]
                 if r % 2 == 1:
                     order.reverse()
@@ -159,10 +173,6 @@ def main():
         per_round = ", ".join(f"{o / p:.2f}" for o, p in zip(ours, theirs))
         print(f"| {model}, batch {batch} | {t} | {' / '.join(f'{x:,.1f}' for x in ours)} | "
               f"{' / '.join(f'{x:,.1f}' for x in theirs)} | {median(ours) / median(theirs):.2f}x ({per_round}) |")
-    if mismatches:
-        for m in mismatches:
-            print(f"compare.py: the models differ: {m}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

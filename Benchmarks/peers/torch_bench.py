@@ -19,7 +19,8 @@ Models (shapes as in the repository's configs):
                basic blocks (3x3 conv, BN, ReLU, 3x3 conv, BN, add the shortcut, ReLU) with 16, 32
                and 64 channels; the first block of stages 2 and 3 has stride 2 and a 1x1 stride-2
                projection with BN as its shortcut; global average pool; dense 10. Convolutions
-               before BN have no bias.
+               before BN have no bias (272,474 parameters) unless --conv-bias gives them one, as
+               ptrain's conv layers always have (273,258 parameters).
 """
 import argparse
 import json
@@ -62,15 +63,15 @@ def cifar_small():
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
+    def __init__(self, cin, cout, stride, bias):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=bias)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=bias)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=bias), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         y = F.relu(self.bn1(self.conv1(x)))
@@ -78,13 +79,13 @@ class BasicBlock(nn.Module):
         return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
-def resnet20():
-    layers = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+def resnet20(bias=False):
+    layers = [nn.Conv2d(3, 16, 3, padding=1, bias=bias), nn.BatchNorm2d(16), nn.ReLU()]
     cin = 16
     for stage, cout in enumerate((16, 32, 64)):
         for block in range(3):
             stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(BasicBlock(cin, cout, stride))
+            layers.append(BasicBlock(cin, cout, stride, bias))
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
     return nn.Sequential(*layers)
@@ -109,6 +110,8 @@ def main():
     ap.add_argument("--window-s", type=float, default=1.0, help="approximate length of a window in seconds")
     ap.add_argument("--warmup-s", type=float, default=2.0, help="warm-up seconds before timing")
     ap.add_argument("--weight-decay", type=float, help="override the model's default weight decay")
+    ap.add_argument("--conv-bias", action="store_true",
+                    help="resnet20: give the convolutions before batch norm a bias, as ptrain's conv layers have")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
     a = ap.parse_args()
 
@@ -119,7 +122,7 @@ def main():
         pass
     torch.manual_seed(1)
     spec = DEFAULTS[a.model]
-    model = MODELS[a.model]()
+    model = resnet20(bias=True) if a.model == "resnet20" and a.conv_bias else MODELS[a.model]()
     model.train()
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     opt = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=0.9,
@@ -157,7 +160,7 @@ def main():
         "framework": "pytorch", "version": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(), "model": a.model, "batch_size": a.batch_size, "threads": a.threads,
-        "parameters": parameters, "steps_per_window": steps, "windows": a.windows,
+        "conv_bias": a.conv_bias, "parameters": parameters, "steps_per_window": steps, "windows": a.windows,
         "images_per_sec": statistics.median(rates), "images_per_sec_min": min(rates),
         "images_per_sec_max": max(rates),
     }
