@@ -3,7 +3,9 @@
 // Counts every heap allocation of the process (malloc and friends, all threads; CAllocationCount)
 // over steady-state steps of the production training path: the pool `ptrain` builds
 // (`makeWorkerPool`: pinned workers, the calling thread as worker 0) and `Trainer.step()`, on
-// synthetic data of each config's input shape. Prints one line per case and exits with status 1
+// synthetic data of each config's input shape, after a few warm-up steps (`--warmup`, default 8).
+// Under mpirun (the MPI build) it uses the MPI communicator as ptrain does, and every rank counts
+// its own allocations. Prints one line per case and exits with status 1
 // when any step allocated, when a config cannot be loaded, or when the counter does not see
 // allocations it must see (so a broken counter cannot pass). Run from the repository root (CI
 // runs it; see .ci/run):
@@ -215,15 +217,17 @@ func takeOption(_ name: String, from arguments: inout [String], in range: Closed
 
 struct UsageError: Error { let message: String; init(_ message: String) { self.message = message } }
 
-let usage = "usage: allocation-gate [--steps N] [--threads N] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases)"
+let usage = "usage: allocation-gate [--steps N] [--warmup N] [--threads N] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases)"
 
 func gate(communicator: Communicator) -> Int32 {
     var arguments = Array(CommandLine.arguments.dropFirst())
-    let warmup = 3
+    let warmup: Int
     let steps: Int
     let threads: Int?
     do {
         steps = try takeOption("--steps", from: &arguments, in: 1...100_000) ?? 20
+        // 8: Open MPI allocates once in about the fourth step of a process (a one-off, not per step).
+        warmup = try takeOption("--warmup", from: &arguments, in: 1...100_000) ?? 8
         threads = try takeOption("--threads", from: &arguments, in: 1...1024)
         if arguments.contains(where: { $0.hasPrefix("-") }) { throw UsageError("unknown option") }
     } catch {
