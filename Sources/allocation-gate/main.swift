@@ -5,10 +5,9 @@
 // (`makeWorkerPool`: pinned workers, the calling thread as worker 0) and `Trainer.step()`, on
 // synthetic data of each config's input shape, after a few warm-up steps (`--warmup`, default 8).
 // Under mpirun (the MPI build) it uses the MPI communicator as ptrain does, and every rank counts
-// its own allocations. Prints one line per case and exits with status 1
-// when any step allocated, when a config cannot be loaded, or when the counter does not see
-// allocations it must see (so a broken counter cannot pass). Run from the repository root (CI
-// runs it; see .ci/run):
+// its own allocations. Prints one line per case and exits with status 1 when any step allocated,
+// when a config cannot be loaded, or when the counter does not see allocations it must see (so a
+// broken counter cannot pass). Run from the repository root (CI runs it; see .ci/run):
 //
 //     swift build -c release && .build/release/allocation-gate
 //     .build/release/allocation-gate configs/cifar-small.yaml:128:1 --steps 10
