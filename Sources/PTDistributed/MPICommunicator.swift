@@ -52,9 +52,16 @@ public final class MPICommunicator: Communicator {
             broadcastBlocks(values, boundaries: boundaries, blockCount: 0, type: type)
             return
         }
-        var counts = (0..<size).map { Int32(boundaries[$0 + 1] - boundaries[$0]) }
-        var displacements = (0..<size).map { Int32(boundaries[$0]) }
-        MPI_Allgatherv(pt_mpi_in_place(), 0, type, values, &counts, &displacements, type, world)
+        // Counts and displacements in temporary (stack) memory: training steps call this, and a
+        // step allocates nothing (allocation-gate checks it under mpirun too).
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * size) { buffer in
+            let counts = buffer.baseAddress!, displacements = counts + size
+            for r in 0..<size {
+                counts[r] = Int32(boundaries[r + 1] - boundaries[r])
+                displacements[r] = Int32(boundaries[r])
+            }
+            MPI_Allgatherv(pt_mpi_in_place(), 0, type, values, counts, displacements, type, world)
+        }
     }
 
     /// The split path of the gathers: each rank broadcasts its own block, `maximumCount` elements

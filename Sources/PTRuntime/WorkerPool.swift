@@ -195,8 +195,8 @@ public struct WaitPolicy: Sendable, Equatable {
     /// Chosen by `cpus`, the CPUs the process may use (the caller is one more thread).
     ///
     /// Measured on the 2-core AVX-512 dev VM (other builds running alongside, so noisy), µs per
-    /// `run`, median of 7 x 1,000 runs, three sessions (`PTRUNTIME_BENCH=1 swift test -c release
-    /// --filter WorkerPoolBenchmarks`; `=sweep` compares policies):
+    /// `run`, median of 7 x 1,000 runs, three sessions (`swift run -c release BarrierBenchmarks` in
+    /// Benchmarks/; `sweep` compares policies):
     ///
     ///     workers           empty job     1 barrier   10 barriers
     ///     1                 0.23-0.24     0.23-0.24   0.21-0.23
