@@ -135,13 +135,13 @@ final class ResidualTests: XCTestCase {
         config.learningRate = 0.05
         let train = synthetic(32, seed: 1), test = synthetic(8, seed: 2)
         func run(_ workers: Int) throws -> (weights: [Float], records: [EpochRecord]) {
-            let trainer = try Trainer(config: config, train: train, test: test, pool: WorkerPool(workers: workers))
+            let trainer = try Trainer(config: config, train: train, test: test, pool: try WorkerPool(workers: workers))
             XCTAssertEqual(trainer.stepsPerEpoch, 2)
-            let records = try trainer.run { _ in }
-            return (trainer.parameters.array + trainer.state.array, records)
+            while !trainer.isFinished { _ = try trainer.step() }
+            return (trainer.parameters.array + trainer.state.array, trainer.progress.records)
         }
         let reference = try run(1)
-        let initial = try Trainer(config: config, train: train, test: test, pool: WorkerPool(workers: 1)).parameters.array
+        let initial = try Trainer(config: config, train: train, test: test, pool: try WorkerPool(workers: 1)).parameters.array
         XCTAssertNotEqual(Array(reference.weights.prefix(initial.count)), initial, "the weights should change")
         for workers in [2, 3] {
             let other = try run(workers)
@@ -243,6 +243,27 @@ final class ResidualTests: XCTestCase {
         let plain = dir.appendingPathComponent("plain")
         XCTAssertEqual(try TestSupport.ptrain(["train", "--config", config, "--output", plain.path, "--threads", "2", "-q"]).status, 0)
         XCTAssertNotEqual(try weights(plain), reference)
+    }
+
+    /// Augmentation pads with what an empty (zero) raw value becomes after the config's
+    /// preprocessing, as `Preprocessing` itself computes it.
+    func testAugmentationPadsWithThePreprocessedEmptyValue() throws {
+        for (mean, std, z) in [(Float(0.1307), Float(0.3081), false), (0.5, 0.25, false), (nil, nil, false), (nil, nil, true)] as [(Float?, Float?, Bool)] {
+            var data = TrainConfig().data
+            data.mean = mean
+            data.std = std
+            data.zNormalize = z
+            let preprocessing = Preprocessing(data)
+            let augment = preprocessing.augmentation(Augmentation(crop: 2, flip: true))
+            XCTAssertEqual(augment.crop, 2)
+            XCTAssertTrue(augment.flip)
+            // A zero raw pixel next to a non-zero one (so z_normalize has a spread), preprocessed.
+            let pixels = AlignedBuffer([0, 1])
+            preprocessing.apply(pixels.pointer, count: 1, shape: Shape(channels: 1, height: 1, width: 2))
+            let empty = z ? 0 : pixels.pointer[0]   // standardised: the sample's mean
+            XCTAssertEqual(augment.fill, empty, "mean \(String(describing: mean)), std \(String(describing: std)), z_normalize \(z)")
+            XCTAssertEqual(preprocessing.emptyValue, empty)
+        }
     }
 
     /// ResNet-20 (2 steps) across processes: `mpirun -np 2 --threads 1` gives the weights of one
