@@ -95,4 +95,13 @@ public final class Workspace: @unchecked Sendable {
             model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
         }
     }
+
+    /// Backward through the layers `layers` only, last first (the logits gradient or the layer
+    /// above must already be in place): lets a caller act between groups of layers.
+    public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                         layers: Range<Int>) {
+        for i in layers.reversed() {
+            model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
+        }
+    }
 }

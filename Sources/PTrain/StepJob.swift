@@ -62,9 +62,12 @@ final class StepJob: ParallelJob {
     let rankPartialPointers: [UnsafeMutablePointer<Float>]
     /// Shard blocks of the ranks: rank r has shards [b[r], b[r+1]).
     let rankShardBoundaries: [Int]
+    /// The sharded exchange (several ranks, `distributed.exchange: reduce_scatter`), set by the trainer.
+    var sharded: ShardedStep?
 
     init(model: Model, shards: Int, workers: Int, parameters: AlignedBuffer, optimizer: Optimizer, dataset: Dataset,
-         indices: UnsafePointer<Int32>, state: AlignedBuffer, communicator: Communicator = LocalCommunicator()) {
+         indices: UnsafePointer<Int32>, state: AlignedBuffer, communicator: Communicator = LocalCommunicator(),
+         shardedState: Bool = false) {
         self.model = model
         self.state = state.pointer
         statsPerShard = model.statsPerShard
@@ -79,11 +82,12 @@ final class StepJob: ParallelJob {
         self.dataset = dataset
         self.indices = indices
         let grads = AlignedBuffer(count: model.parameterCount)
-        let vel = AlignedBuffer(count: model.parameterCount)
+        // With the sharded exchange the optimizer state lives in `sharded` (this rank's pieces only).
+        let vel = AlignedBuffer(count: shardedState ? 1 : model.parameterCount)
         // Gradient buffers for this rank's shards only (indexed s - firstShard).
         let shardBuffers = (firstShard..<endShard).map { _ in AlignedBuffer(count: model.parameterCount) }
-        let partials = AlignedBuffer(count: communicator.size > 1 ? communicator.size * model.parameterCount : 1)
-        let second = AlignedBuffer(count: optimizer.stateCount > 1 ? model.parameterCount : 1)
+        let partials = AlignedBuffer(count: communicator.size > 1 && !shardedState ? communicator.size * model.parameterCount : 1)
+        let second = AlignedBuffer(count: optimizer.stateCount > 1 && !shardedState ? model.parameterCount : 1)
         buffers = [parameters, grads, vel, second, partials] + shardBuffers + [state, stats]
         state2 = second.pointer
         rankPartials = partials.pointer
@@ -109,6 +113,7 @@ final class StepJob: ParallelJob {
     /// After a training step: the name of the first layer whose reduced gradient holds a NaN or
     /// infinity, or nil when all are finite.
     func firstNonFiniteLayer() -> String? {
+        if let sharded { return sharded.firstNonFiniteLayer(communicator) }
         guard (0..<workers).contains(where: { nonFinite[$0 * 16] != 0 }) else { return nil }
         for layer in model.layers {
             for t in layer.parameters {
@@ -131,6 +136,10 @@ final class StepJob: ParallelJob {
     @inline(__always) func shardRange(_ s: Int) -> Range<Int> { (s * batch / shards)..<((s + 1) * batch / shards) }
 
     func run(worker: Int, pool: WorkerPool) {
+        if mode == .train, let sharded {
+            runSharded(worker: worker, pool: pool, sharded)
+            return
+        }
         let workers = pool.workerCount
         let t0 = monotonicNanoseconds()
         var s = firstShard + worker
@@ -182,13 +191,14 @@ final class StepJob: ParallelJob {
         }
     }
 
-    private func computeShard(_ s: Int, worker: Int) {
+    func computeShard(_ s: Int, worker: Int) {
         let ws = workspaces[worker]
         let range = shardRange(s)
         let n = range.count
         let shardGrad = shardGradients[s - firstShard]
         if mode == .train { shardGrad.update(repeating: 0, count: parameterCount) }
         guard n > 0 else {
+            if mode == .train { sharded?.skip(worker: worker) }
             shardLoss[s] = 0
             shardCorrect[s] = 0
             return
@@ -206,7 +216,13 @@ final class StepJob: ParallelJob {
         let result = ws.loss(batch: n, gradScale: 1 / Float(batch), computeGradient: train)
         shardLoss[s] = result.loss
         shardCorrect[s] = result.correct
-        if train { ws.backward(batch: n, parameters: parameters, gradients: shardGrad) }
+        if train {
+            if let sharded {
+                sharded.backward(ws, batch: n, gradients: shardGrad, worker: worker)
+            } else {
+                ws.backward(batch: n, parameters: parameters, gradients: shardGrad)
+            }
+        }
     }
 
     /// destination[range] = the pairwise sum of `buffers[0..<n][range]`, consuming the buffers' slices:

@@ -159,9 +159,17 @@ public final class Trainer {
         order.initialize(repeating: 0, count: max(1, train.count))
         evalOrder = .allocate(capacity: max(1, max(train.count, test.count)))
         for i in 0..<max(train.count, test.count) { evalOrder[i] = Int32(i) }
+        // Several ranks: the sharded exchange (reduce-scatter, owner's update, all-gather of the
+        // weights; ShardedStep) unless the config asks for the all-gather of partial gradients.
+        let transport = ranks > 1 && config.exchange == .reduceScatter ? makePointToPoint(communicator) : nil
         job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
                       optimizer: config.makeOptimizer(),
-                      dataset: train, indices: order, state: state, communicator: communicator)
+                      dataset: train, indices: order, state: state, communicator: communicator, shardedState: transport != nil)
+        if let transport {
+            let bucketFloats = config.bucketKB == 0 ? max(1, model.parameterCount) : max(1, config.bucketKB * 256)
+            job.sharded = ShardedStep(job: job, transport: transport, bucketFloats: bucketFloats)
+            job.sharded?.start()
+        }
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -200,6 +208,7 @@ public final class Trainer {
         mix.state &+= UInt64(progress.globalStep) &* 0x9E37_79B9_7F4A_7C15
         job.noiseBase = mix.next()
         let t0 = monotonicNanoseconds()
+        job.sharded?.beginStep()
         pool.run(job)
         job.updateRunningStatistics()
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
@@ -240,6 +249,7 @@ public final class Trainer {
             job.indices = UnsafePointer(order + start)
             job.batch = min(config.batchSize, train.count - start)
             job.lr = config.learningRate
+            job.sharded?.beginStep()
             pool.run(job)
             job.updateRunningStatistics()
             benchCursor = (benchCursor + 1) % stepsPerEpoch
@@ -257,7 +267,21 @@ public final class Trainer {
                 t.mean(.communicate) * Double(t.workers))
     }
 
-    public func resetPhaseTimes() { job.timing.reset() }
+    public func resetPhaseTimes() {
+        job.timing.reset()
+        job.sharded?.overlapped.resetTimes()
+    }
+
+    /// The sharded exchange's figures since the last `resetPhaseTimes`, per step: bytes this rank
+    /// sent (counted; since the trainer was built), the whole exchange (first bucket started to
+    /// last weights arrived) and its exposed part (after the last backward), in nanoseconds summed
+    /// over the steps. Nil without the sharded exchange.
+    public func exchangeFigures() -> (bytesPerStep: Double, exchangeNanoseconds: UInt64, exposedNanoseconds: UInt64,
+                                      buckets: Int)? {
+        guard let sharded = job.sharded else { return nil }
+        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.overlapped.exposedNanoseconds,
+                sharded.layout.bucketCount)
+    }
 
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }
@@ -270,12 +294,24 @@ public final class Trainer {
         }
         progress = saved
         preparedEpoch = -1
+        job.sharded?.scatterState()
     }
 
     /// The optimizer's state buffers (flat, like the parameters) with their checkpoint names.
+    /// With the sharded exchange each rank keeps only its pieces: these are full-size buffers that
+    /// `gatherOptimizerState()` fills (for saving) or a checkpoint loads into (`restore` then keeps
+    /// this rank's pieces).
     public var optimizerState: [(name: String, buffer: AlignedBuffer)] {
-        Array(zip(job.optimizer.stateNames, job.stateBuffers)).map { (name: $0.0, buffer: $0.1) }
+        let buffers = job.sharded.map { $0.fullState ?? $0.loadingBuffers() } ?? job.stateBuffers
+        return Array(zip(job.optimizer.stateNames, buffers)).map { (name: $0.0, buffer: $0.1) }
     }
+
+    /// Collective, every rank, between steps, before a checkpoint is saved: gathers the optimizer
+    /// state from the ranks that own its pieces (no-op without the sharded exchange).
+    public func gatherOptimizerState() { _ = job.sharded?.gatherState() }
+
+    /// After saving: frees the gathered full-size optimizer state.
+    public func releaseGatheredOptimizerState() { job.sharded?.scatterState() }
 
     /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers).
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double) {

@@ -158,6 +158,7 @@ struct Train: ParsableCommand {
             let local = Int(pt_stop_requested())
             let signal = communicator.size > 1 ? communicator.maximum(local) : local
             if checkpointDue(trainer.progress) || signal != 0 {
+                trainer.gatherOptimizerState()   // collective: the owners' pieces of the optimizer state
                 if leader {
                     let path = try Checkpoint.save(trainer, to: checkpoints, keep: keepCheckpoints)
                     if signal != 0 {
@@ -166,6 +167,7 @@ struct Train: ParsableCommand {
                     }
                 }
                 if communicator.size > 1 { communicator.barrier() }
+                trainer.releaseGatheredOptimizerState()
                 if signal != 0 {
                     stopSignal = signal
                     return false
