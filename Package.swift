@@ -101,6 +101,7 @@ let package = Package(
         .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: swiftSettings),
         .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: swiftSettings),
     ]
 )

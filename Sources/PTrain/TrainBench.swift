@@ -34,6 +34,8 @@ public struct TrainBenchResult: Codable, Sendable {
     public var exchange_ms: Double = 0
     public var exposed_ms: Double = 0
     public var buckets: Int = 0
+    /// Trainable parameters of the model.
+    public var parameters: Int = 0
 
     public var json: String {
         func f(_ x: Double, _ digits: Int = 3) -> String { jsonNumber((x * pow(10, Double(digits))).rounded() / pow(10, Double(digits))) }
@@ -42,7 +44,7 @@ public struct TrainBenchResult: Codable, Sendable {
             + "\"step_ms\":\(f(step_ms)),\"speedup\":\(f(speedup)),\"efficiency\":\(f(efficiency)),\"compute_ms\":\(f(compute_ms)),"
             + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms)),"
             + "\"communicate_ms\":\(f(communicate_ms)),\"processes\":\(processes),\"bytes_per_rank\":\(f(bytes_per_rank, 0)),"
-            + "\"exchange_ms\":\(f(exchange_ms)),\"exposed_ms\":\(f(exposed_ms)),\"buckets\":\(buckets)}"
+            + "\"exchange_ms\":\(f(exchange_ms)),\"exposed_ms\":\(f(exposed_ms)),\"buckets\":\(buckets),\"parameters\":\(parameters)}"
     }
 }
 
@@ -107,6 +109,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
                             reduce_ms: phases.reduce / totalSteps / 1e6, optimizer_ms: phases.optimizer / totalSteps / 1e6,
                             wait_ms: phases.wait / totalSteps / 1e6, communicate_ms: phases.communicate / totalSteps / 1e6,
                             processes: communicator.size)
+    result.parameters = trainer.model.trainableCount
     if let exchange = trainer.exchangeFigures() {
         result.bytes_per_rank = exchange.bytesPerStep
         result.exchange_ms = Double(exchange.exchangeNanoseconds) / totalSteps / 1e6
