@@ -19,6 +19,11 @@ runs.jsonl holds lines written by Benchmarks/shaped-links.sh (cifar-small). The 
       bytes sent per rank (R-1) 4P, messages R-1 (ring)
   beta = 1 / bandwidth of a rank's link; on a shaped loopback all R ranks share one medium, so
   beta = R / rate there.
+
+--check --calibration tiny.jsonl takes the link's effective cost from runs of the same links,
+rates and exchanges with almost no compute (--batch-size 2): there the whole exchange is exposed,
+so its measured time is x (all buckets) for that link; the model then spreads x over the buckets
+by their floats and predicts the overlapped runs from their measured compute alone.
 """
 import argparse
 import json
@@ -79,7 +84,7 @@ def buckets(layers, bucket_floats):
     return result
 
 
-def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1):
+def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1, per_float=None):
     """Exposed exchange (s) after the last backward: compute (s) is the rank's forward + backward of
     `rounds` shards per worker; only the last round's backward overlaps."""
     total = sum(m for _, _, m in layers)
@@ -89,7 +94,7 @@ def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, r
     link = 0.0
     for floats, done in buckets(layers, bucket_floats):
         ready = backward_start + done * per_mac
-        x = 2 * ((ranks - 1) / ranks * 4 * floats * beta + (ranks - 1) * alpha)
+        x = per_float * floats if per_float is not None else 2 * ((ranks - 1) / ranks * 4 * floats * beta + (ranks - 1) * alpha)
         link = max(ready, link) + x
     return max(0.0, link - backward_end)
 
@@ -98,20 +103,27 @@ def allgather_exposed(params, ranks, beta, alpha, memory_bandwidth):
     return (ranks - 1) * (4 * params * beta + alpha) + ranks * 4 * params / memory_bandwidth
 
 
-def check(path, alpha):
+def check(path, alpha, calibration):
     layers = cifar_small()
     params = sum(p for _, p, _ in layers)
+    tiny = {}
+    for line in open(calibration) if calibration else []:
+        run = json.loads(line)
+        tiny[(run["links"], run["rate_gbit"], run["exchange"])] = (
+            run["exchange_ms"] if run["exchange"] == "reduce_scatter" else run["communicate_ms"]) / 1e3
     print("links     Gbit/s  exchange        compute  measured step  predicted step  error   measured exposed  predicted exposed")
     for line in open(path):
         run = json.loads(line)
         ranks, rate = run["processes"], run["rate_gbit"] * 1e9 / 8
         beta = (ranks if run["links"] == "loopback" else 1) / rate
         compute = (run["compute_ms"] + run["data_ms"]) / 1e3
+        x = tiny.get((run["links"], run["rate_gbit"], run["exchange"]))
         if run["exchange"] == "reduce_scatter":
-            exposed = sharded_exposed(layers, ranks, compute, beta, alpha)
+            exposed = sharded_exposed(layers, ranks, compute, beta, alpha, per_float=None if x is None else x / params)
             measured_exposed = run["exposed_ms"]
         else:
-            exposed = (ranks - 1) * (4 * params * beta + alpha) + (run["reduce_ms"] + run["optimizer_ms"]) / 1e3
+            link = (ranks - 1) * (4 * params * beta + alpha) if x is None else x
+            exposed = link + (run["reduce_ms"] + run["optimizer_ms"]) / 1e3
             measured_exposed = run["communicate_ms"] + run["reduce_ms"] + run["optimizer_ms"]
         step = compute + exposed
         error = (step * 1e3 - run["step_ms"]) / run["step_ms"]
@@ -138,6 +150,7 @@ def predict(core_gflops, cores, batch, gbit, alpha, memory_bandwidth):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", metavar="FILE", help="shaped-link runs (JSON lines from shaped-links.sh)")
+    parser.add_argument("--calibration", metavar="FILE", help="runs of the same links with almost no compute (see above)")
     parser.add_argument("--predict", action="store_true", help="efficiency at 16, 64 and 256 nodes")
     parser.add_argument("--alpha-us", type=float, default=2.0, help="latency per message in microseconds")
     parser.add_argument("--gbit", type=float, default=25.0, help="link rate for --predict")
@@ -150,7 +163,7 @@ if __name__ == "__main__":
         parser.print_help()
         sys.exit(2)
     if args.check:
-        check(args.check, args.alpha_us * 1e-6)
+        check(args.check, args.alpha_us * 1e-6, args.calibration)
     if args.predict:
         if args.core_gflops is None:
             sys.exit("cost-model.py: --predict needs --core-gflops (measure: 6 * MACs per sample * images/s of ptrain bench train --threads 1)")
