@@ -17,16 +17,20 @@ runs.jsonl holds lines written by Benchmarks/shaped-links.sh (cifar-small). The 
   all-gather of partials (allgather), after backward:
       exposed  = (R-1) * (4P * beta + alpha) + R P adds (reduce) + optimizer
       bytes sent per rank (R-1) 4P, messages R-1 (ring)
+  both: + 4 small collectives per step (loss and accuracy totals, stop agreement, non-finite
+      agreement), 2 log2(R) alpha each.
   beta = 1 / bandwidth of a rank's link; on a shaped loopback all R ranks share one medium, so
   beta = R / rate there.
 
---check --calibration tiny.jsonl takes the link's effective cost from runs of the same links,
-rates and exchanges with almost no compute (--batch-size 2): there the whole exchange is exposed,
-so its measured time is x (all buckets) for that link; the model then spreads x over the buckets
-by their floats and predicts the overlapped runs from their measured compute alone.
+--check --calibration tiny.jsonl fits the link's effective alpha and beta from runs of the same
+links and exchanges with almost no compute (--batch-size 2), where the whole exchange is exposed:
+per link model and exchange, the exchange time x at each rate is fitted as x = a + b / rate
+(least squares); a gives alpha (a / messages per step), b / rate gives beta. The model then
+predicts the overlapped runs from their measured compute alone.
 """
 import argparse
 import json
+import math
 import sys
 
 # Layers as (kind, parameters, forward multiply-adds per sample), forward order.
@@ -84,7 +88,7 @@ def buckets(layers, bucket_floats):
     return result
 
 
-def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1, per_float=None):
+def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1):
     """Exposed exchange (s) after the last backward: compute (s) is the rank's forward + backward of
     `rounds` shards per worker; only the last round's backward overlaps."""
     total = sum(m for _, _, m in layers)
@@ -94,35 +98,53 @@ def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, r
     link = 0.0
     for floats, done in buckets(layers, bucket_floats):
         ready = backward_start + done * per_mac
-        x = per_float * floats if per_float is not None else 2 * ((ranks - 1) / ranks * 4 * floats * beta + (ranks - 1) * alpha)
+        x = 2 * ((ranks - 1) / ranks * 4 * floats * beta + (ranks - 1) * alpha)
         link = max(ready, link) + x
     return max(0.0, link - backward_end)
 
 
+def small_collectives(ranks, alpha):
+    return 4 * 2 * math.log2(ranks) * alpha
+
+
 def allgather_exposed(params, ranks, beta, alpha, memory_bandwidth):
-    return (ranks - 1) * (4 * params * beta + alpha) + ranks * 4 * params / memory_bandwidth
+    return (ranks - 1) * (4 * params * beta + alpha) + ranks * 4 * params / memory_bandwidth + small_collectives(ranks, alpha)
 
 
 def check(path, alpha, calibration):
     layers = cifar_small()
     params = sum(p for _, p, _ in layers)
-    tiny = {}
+    # Fits x = a + b / rate per (links, exchange) from the calibration runs.
+    points = {}
     for line in open(calibration) if calibration else []:
         run = json.loads(line)
-        tiny[(run["links"], run["rate_gbit"], run["exchange"])] = (
-            run["exchange_ms"] if run["exchange"] == "reduce_scatter" else run["communicate_ms"]) / 1e3
+        x = (run["exchange_ms"] if run["exchange"] == "reduce_scatter" else run["communicate_ms"]) / 1e3
+        points.setdefault((run["links"], run["exchange"]), []).append((1 / run["rate_gbit"], x))
+    fits = {}
+    for key, xy in points.items():
+        n = len(xy)
+        mx, my = sum(u for u, _ in xy) / n, sum(v for _, v in xy) / n
+        b = sum((u - mx) * (v - my) for u, v in xy) / max(1e-30, sum((u - mx) ** 2 for u, _ in xy))
+        fits[key] = (my - b * mx, b)
+    if fits:
+        print("calibration (x = a + b / rate in Gbit/s):", ", ".join(f"{k[0]} {k[1]}: a {a * 1e3:.2f} ms, b {b * 1e3:.1f} ms"
+                                                                   for k, (a, b) in sorted(fits.items())))
+    bucket_count = len(buckets(layers, 262144))
     print("links     Gbit/s  exchange        compute  measured step  predicted step  error   measured exposed  predicted exposed")
     for line in open(path):
         run = json.loads(line)
         ranks, rate = run["processes"], run["rate_gbit"] * 1e9 / 8
         beta = (ranks if run["links"] == "loopback" else 1) / rate
         compute = (run["compute_ms"] + run["data_ms"]) / 1e3
-        x = tiny.get((run["links"], run["rate_gbit"], run["exchange"]))
+        fit = fits.get((run["links"], run["exchange"]))
         if run["exchange"] == "reduce_scatter":
-            exposed = sharded_exposed(layers, ranks, compute, beta, alpha, per_float=None if x is None else x / params)
+            a, b = fit if fit else (None, None)
+            run_alpha = a / (2 * bucket_count * (ranks - 1)) if fit else alpha
+            run_beta = b / run["rate_gbit"] / (2 * (ranks - 1) / ranks * 4 * params) if fit else beta
+            exposed = sharded_exposed(layers, ranks, compute, run_beta, run_alpha)
             measured_exposed = run["exposed_ms"]
         else:
-            link = (ranks - 1) * (4 * params * beta + alpha) if x is None else x
+            link = fit[0] + fit[1] / run["rate_gbit"] if fit else (ranks - 1) * (4 * params * beta + alpha)
             exposed = link + (run["reduce_ms"] + run["optimizer_ms"]) / 1e3
             measured_exposed = run["communicate_ms"] + run["reduce_ms"] + run["optimizer_ms"]
         step = compute + exposed
@@ -131,9 +153,10 @@ def check(path, alpha, calibration):
               f"  {step * 1e3:14.1f}  {error * 100:+5.1f}%  {measured_exposed:16.1f}  {exposed * 1e3:17.1f}")
 
 
-def predict(core_gflops, cores, batch, gbit, alpha, memory_bandwidth):
+def predict(core_gflops, cores, batch, gbit, alpha, memory_bandwidth, bucket_floats):
     beta = 8 / (gbit * 1e9)
-    print(f"per node: batch {batch}, {cores} cores at {core_gflops} GFLOP/s each; links {gbit} Gbit/s, alpha {alpha * 1e6:.0f} us")
+    print(f"per node: batch {batch}, {cores} cores at {core_gflops} GFLOP/s each; links {gbit} Gbit/s, alpha {alpha * 1e6:.0f} us;"
+          f" buckets of {bucket_floats // 256} KiB")
     print("model                  params  compute ms  nodes  bytes/rank MB (allgather / sharded)  exposed ms (allgather / sharded)  efficiency (allgather / sharded)")
     for name, build in MODELS.items():
         layers = build()
@@ -142,7 +165,7 @@ def predict(core_gflops, cores, batch, gbit, alpha, memory_bandwidth):
         compute = batch * 6 * macs / (cores * core_gflops * 1e9)
         for nodes in [16, 64, 256]:
             ag = allgather_exposed(params, nodes, beta, alpha, memory_bandwidth)
-            sh = sharded_exposed(layers, nodes, compute, beta, alpha)
+            sh = sharded_exposed(layers, nodes, compute, beta, alpha, bucket_floats) + small_collectives(nodes, alpha)
             print(f"{name:21} {params / 1e6:6.2f}M  {compute * 1e3:10.2f}  {nodes:5}  {(nodes - 1) * 4 * params / 1e6:12.1f} / {2 * (nodes - 1) / nodes * 4 * params / 1e6:6.2f}"
                   f"  {ag * 1e3:21.2f} / {sh * 1e3:7.2f}  {compute / (compute + ag) * 100:21.1f}% / {compute / (compute + sh) * 100:5.1f}%")
 
@@ -157,6 +180,7 @@ if __name__ == "__main__":
     parser.add_argument("--core-gflops", type=float, default=None, help="training GFLOP/s per core for --predict (required)")
     parser.add_argument("--cores", type=int, default=32, help="cores per node for --predict")
     parser.add_argument("--batch", type=int, default=128, help="samples per node per step for --predict")
+    parser.add_argument("--bucket-kb", type=int, default=1024, help="bucket size for --predict (distributed.bucket_kb)")
     parser.add_argument("--memory-gbs", type=float, default=100.0, help="node memory bandwidth (GB/s) for the all-gather's reduction")
     args = parser.parse_args()
     if not args.check and not args.predict:
@@ -168,4 +192,5 @@ if __name__ == "__main__":
         if args.core_gflops is None:
             sys.exit("cost-model.py: --predict needs --core-gflops (measure: 6 * MACs per sample * images/s of ptrain bench train --threads 1)")
         args.check and print()
-        predict(args.core_gflops, args.cores, args.batch, args.gbit, args.alpha_us * 1e-6, args.memory_gbs * 1e9)
+        predict(args.core_gflops, args.cores, args.batch, args.gbit, args.alpha_us * 1e-6, args.memory_gbs * 1e9,
+                args.bucket_kb * 256)

@@ -1,9 +1,6 @@
 // Point-to-point transfers over MPI (package trait MPI) for the sharded exchange: MPI_Isend /
 // MPI_Irecv on a duplicate of MPI_COMM_WORLD (so its tags never meet the collectives'), completed
 // with MPI_Testall / MPI_Waitall over slot ranges.
-#if canImport(Glibc)
-import Glibc
-#endif
 #if MPI
 import CMPI
 
@@ -65,23 +62,3 @@ public func makePointToPoint(_ communicator: Communicator) -> PointToPoint? {
     return nil
 }
 
-/// The all-gather of `Communicator.allGather(inPlace:count:)`, waiting by polling with short sleeps
-/// (MPI_Iallgather + MPI_Test) instead of MPI's busy wait: a rank that arrives first does not take
-/// CPU time from ranks (or other processes) still computing on the same cores.
-public func allGatherPolling(_ communicator: Communicator, inPlace values: UnsafeMutablePointer<Float>, count: Int,
-                             pollNanoseconds: Int = 20_000) {
-    #if MPI
-    if let mpi = communicator as? MPICommunicator {
-        var request: MPI_Request? = pt_mpi_request_null()
-        MPI_Iallgather(pt_mpi_in_place(), 0, pt_mpi_float(), values, Int32(count), pt_mpi_float(), mpi.world, &request)
-        var flag: Int32 = 0
-        var pause = timespec(tv_sec: 0, tv_nsec: pollNanoseconds)
-        while true {
-            MPI_Test(&request, &flag, pt_mpi_statuses_ignore())
-            if flag != 0 { return }
-            nanosleep(&pause, nil)
-        }
-    }
-    #endif
-    communicator.allGather(inPlace: values, count: count)
-}

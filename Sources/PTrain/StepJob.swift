@@ -167,7 +167,7 @@ final class StepJob: ParallelJob {
             pool.barrier(worker: worker)
             if worker == 0 {
                 let tc = monotonicNanoseconds()
-                allGatherPolling(communicator, inPlace: rankPartials, count: parameterCount)
+                communicator.allGather(inPlace: rankPartials, count: parameterCount)
                 timing.record(worker: worker, phase: .communicate, nanoseconds: monotonicNanoseconds() - tc)
             }
             pool.barrier(worker: worker)
