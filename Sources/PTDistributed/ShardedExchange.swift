@@ -123,10 +123,13 @@ public final class ShardedExchange {
     public func finish() { transport.wait(0..<(4 * ranks * layout.bucketCount)) }
 
     /// Blocking all-gather of a whole buffer in which each rank holds its own pieces (checkpoints:
-    /// optimizer state).
+    /// optimizer state). Not counted in `floatsSent` / `messagesSent` (those count steps).
     public func allGather(_ values: UnsafeMutablePointer<Float>) {
+        let floats = floatsSent, messages = messagesSent
         for b in 0..<layout.bucketCount { startGather(b, values: values) }
         finish()
+        floatsSent = floats
+        messagesSent = messages
     }
 
     /// Copies this rank's pieces of the full buffer `full` into the compact buffer `compact`
