@@ -10,8 +10,10 @@ import Glibc
 /// 1. the main thread calls `beginStep()` before the workers start;
 /// 2. each worker, after backward of one local shard through the layers of bucket b, calls
 ///    `shardFinished(bucket: b)`; the call that completes the bucket (all local shards done)
-///    returns true, and that worker adds the shards' gradients of the bucket (in-node tree) into
-///    `partial` and calls `bucketReduced(b)`;
+///    returns true. The bucket's in-node sum (the tree over the local shards, into `partial`) is
+///    then done in chunks: that worker, and workers that have finished their shards, take chunks
+///    with `claimChunk(b)` and report each with `chunkReduced(b)`; the last chunk marks the bucket
+///    reduced (or, unchunked, one caller reduces it all and calls `bucketReduced(b)`);
 /// 3. the exchange thread starts a bucket's reduce-scatter as soon as it is reduced, combines our
 ///    piece when the other ranks' partials have arrived, lets `update` (the optimizer) change our
 ///    piece of the weights, and all-gathers the bucket's weights;
@@ -29,7 +31,8 @@ public final class OverlappedExchange: @unchecked Sendable {
     let weights: UnsafeMutablePointer<Float>
     let update: (Int) -> Void
     /// Words 16 apart (64 bytes): 0 generation, 1 done, 2 shutdown, 3 + b finished shards of
-    /// bucket b, 3 + B + b bucket b reduced.
+    /// bucket b, 3 + B + b bucket b reduced, 3 + 2B + b chunks of bucket b claimed, 3 + 3B + b
+    /// chunks of bucket b reduced.
     let words: UnsafeMutablePointer<UInt32>
     /// When each bucket was reduced (written by the reducing worker before its flag).
     let reducedAt: UnsafeMutablePointer<UInt64>
@@ -57,8 +60,8 @@ public final class OverlappedExchange: @unchecked Sendable {
         self.gradients = gradients
         self.weights = weights
         self.update = update
-        words = .allocate(capacity: 16 * (3 + 2 * buckets))
-        words.initialize(repeating: 0, count: 16 * (3 + 2 * buckets))
+        words = .allocate(capacity: 16 * (3 + 4 * buckets))
+        words.initialize(repeating: 0, count: 16 * (3 + 4 * buckets))
         reducedAt = .allocate(capacity: max(1, buckets))
         reducedAt.initialize(repeating: 0, count: max(1, buckets))
         phase = .allocate(capacity: max(1, buckets))
@@ -97,6 +100,8 @@ public final class OverlappedExchange: @unchecked Sendable {
         for b in 0..<buckets {
             pt_atomic_store_relaxed_u32(word(3 + b), 0)
             pt_atomic_store_relaxed_u32(word(3 + buckets + b), 0)
+            pt_atomic_store_relaxed_u32(word(3 + 2 * buckets + b), 0)
+            pt_atomic_store_relaxed_u32(word(3 + 3 * buckets + b), 0)
         }
         generation &+= 1
         pt_atomic_store_seqcst_u32(word(0), generation)
@@ -107,6 +112,32 @@ public final class OverlappedExchange: @unchecked Sendable {
     /// that completes the bucket: the caller must then reduce it and call `bucketReduced(b)`.
     @inline(__always) public func shardFinished(bucket b: Int) -> Bool {
         pt_atomic_fetch_add_acqrel_u32(word(3 + b), 1) + 1 == localShards
+    }
+
+    /// Floats per chunk of the in-node sum.
+    public static let chunkFloats = 1 << 16
+
+    @inline(__always) func chunkCount(_ b: Int) -> UInt32 {
+        UInt32(max(1, (exchange.layout.buckets[b].count + Self.chunkFloats - 1) / Self.chunkFloats))
+    }
+
+    /// Whether every local shard has finished backward through bucket b.
+    @inline(__always) public func bucketReady(_ b: Int) -> Bool {
+        pt_atomic_load_acquire_u32(word(3 + b)) == localShards
+    }
+
+    /// The next unclaimed chunk (floats of the flat buffer) of a ready bucket b, or nil.
+    @inline(__always) public func claimChunk(_ b: Int) -> Range<Int>? {
+        let c = pt_atomic_fetch_add_acqrel_u32(word(3 + 2 * buckets + b), 1)
+        guard c < chunkCount(b) else { return nil }
+        let range = exchange.layout.buckets[b]
+        let lo = range.lowerBound + Int(c) * Self.chunkFloats
+        return lo..<min(range.upperBound, lo + Self.chunkFloats)
+    }
+
+    /// A claimed chunk of bucket b is reduced; the last one marks the bucket reduced.
+    @inline(__always) public func chunkReduced(_ b: Int) {
+        if pt_atomic_fetch_add_acqrel_u32(word(3 + 3 * buckets + b), 1) + 1 == chunkCount(b) { bucketReduced(b) }
     }
 
     /// The in-node sum of bucket b is in `partial`.

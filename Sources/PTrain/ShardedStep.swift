@@ -4,6 +4,9 @@
 // the fixed tree), and the exchange thread reduce-scatters it, runs the optimizer on this rank's
 // pieces (whose state lives only here) and all-gathers the weights while backward goes on.
 import PTDistributed
+#if canImport(Glibc)
+import Glibc
+#endif
 import PTModel
 import PTRuntime
 import PTTensor
@@ -93,16 +96,33 @@ final class ShardedStep {
     }
 
     @inline(__always) func finished(_ b: Int, worker: Int) {
-        guard overlapped.shardFinished(bucket: b) else { return }
-        // The last local shard through bucket b: add the local shards' gradients of it (in-node
-        // subtree) into shard buffer 0, which is this rank's partial.
-        let range = layout.buckets[b]
-        if localShards > 1, !range.isEmpty {
-            let mine = leaves + worker * localShards
-            for i in 0..<localShards { mine[i] = job.shardGradients[i] + range.lowerBound }
-            pairwiseSumInPlace(mine, n: localShards, count: range.count)
+        if overlapped.shardFinished(bucket: b) { reduceChunks(b, worker: worker) }
+    }
+
+    /// Adds the local shards' gradients (the rank's subtree of the fixed tree) into shard buffer 0,
+    /// this rank's partial, for the unclaimed chunks of ready bucket b.
+    func reduceChunks(_ b: Int, worker: Int) {
+        while let range = overlapped.claimChunk(b) {
+            if localShards > 1, !range.isEmpty {
+                let mine = leaves + worker * localShards
+                for i in 0..<localShards { mine[i] = job.shardGradients[i] + range.lowerBound }
+                pairwiseSumInPlace(mine, n: localShards, count: range.count)
+            }
+            overlapped.chunkReduced(b)
         }
-        overlapped.bucketReduced(b)
+    }
+
+    /// A worker whose shards are done helps with the in-node sums of the buckets, in backward order,
+    /// each as soon as the other workers' last shards have passed it.
+    func help(worker: Int) {
+        for b in 0..<layout.bucketCount {
+            var spins = 0
+            while !overlapped.bucketReady(b) {
+                spins += 1
+                if spins > 256 { usleep(20) }
+            }
+            reduceChunks(b, worker: worker)
+        }
     }
 
     /// After a step, on every rank: the first layer (lowest parameter index over all ranks) whose
@@ -163,6 +183,7 @@ extension StepJob {
         }
         let t1 = monotonicNanoseconds()
         timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)
+        sharded.help(worker: worker)
         if worker == 0 {
             sharded.overlapped.waitStep()
             timing.record(worker: worker, phase: .communicate, nanoseconds: monotonicNanoseconds() - t1)

@@ -142,8 +142,9 @@ final class ShardedExchangeTests: XCTestCase {
 
     /// The exchange thread with workers: 2 workers x 2 local shards per rank, 3 ranks, 3 steps;
     /// the result equals the fixed tree over all 6 shards (each rank's 2 shards are a subtree).
+    /// One bucket spans several chunks, which both workers reduce.
     func testOverlappedExchangeWithWorkersEqualsTheTreeOverAllShards() {
-        let s = starts([80, 0, 1168, 0, 4000, 66])
+        let s = starts([80, 0, 1168, 0, 3 * OverlappedExchange.chunkFloats + 5, 66])
         let p = s.last!, ranks = 3, localShards = 2, steps = 3
         let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: 1000)
         XCTAssertGreaterThan(layout.bucketCount, 1)
@@ -183,16 +184,21 @@ final class ShardedExchangeTests: XCTestCase {
                         let shardBuffers = buffers.value
                         let shard = r * localShards + w
                         shardBuffers[w].update(from: grads[step][shard], count: p)
+                        func reduce(_ b: Int) {
+                            while let range = overlapped.claimChunk(b) {
+                                let a = shardBuffers[0], other = shardBuffers[1]
+                                for k in range { a[k] += other[k] }
+                                overlapped.chunkReduced(b)
+                            }
+                        }
                         for b in 0..<layout.bucketCount {
                             usleep(UInt32(100 * (w + 1)))   // "backward" of the bucket's layers
-                            if overlapped.shardFinished(bucket: b) {
-                                let range = layout.buckets[b]
-                                shardBuffers[0].advanced(by: range.lowerBound).withMemoryRebound(to: Float.self, capacity: range.count) { a in
-                                    let other = shardBuffers[1] + range.lowerBound
-                                    for k in 0..<range.count { a[k] += other[k] }
-                                }
-                                overlapped.bucketReduced(b)
-                            }
+                            if overlapped.shardFinished(bucket: b) { reduce(b) }
+                        }
+                        // Done with its shard: help with the buckets' remaining chunks.
+                        for b in 0..<layout.bucketCount {
+                            while !overlapped.bucketReady(b) { usleep(10) }
+                            reduce(b)
                         }
                         if w == 0 { overlapped.waitStep() }
                         pool.leave()
