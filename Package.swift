@@ -92,6 +92,13 @@ let package = Package(
             dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
+        // Counts the process's heap allocations (replaces malloc and friends): only for the gate below.
+        .target(name: "CAllocationCount"),
+        // The allocation gate (CI): steady-state training steps on the production pool allocate nothing.
+        .executableTarget(
+            name: "allocation-gate",
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CAllocationCount"],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "ptrain",
             dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],

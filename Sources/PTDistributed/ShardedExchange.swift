@@ -7,8 +7,9 @@
 public protocol PointToPoint: AnyObject {
     var rank: Int { get }
     var size: Int { get }
-    /// Makes slots 0 ..< count usable (called once, before any transfer).
-    func reserve(slots count: Int)
+    /// Makes slots 0 ..< count usable for transfers of at most `largest` floats each (called
+    /// once, before any transfer).
+    func reserve(slots count: Int, largest: Int)
     /// Starts sending `count` floats to rank `to`; the buffer must stay unchanged until the slot completes.
     func startSend(_ values: UnsafePointer<Float>, count: Int, to: Int, tag: Int32, slot: Int)
     /// Starts receiving `count` floats from rank `from` into `values`.
@@ -54,7 +55,11 @@ public final class ShardedExchange {
         staging.initialize(repeating: 0, count: max(1, ranks * ownedCount))
         leaves = .allocate(capacity: ranks)
         leaves.initialize(repeating: staging, count: ranks)
-        transport.reserve(slots: 4 * ranks * layout.bucketCount)
+        var largest = 0
+        for b in 0..<layout.bucketCount {
+            for q in 0..<ranks { largest = max(largest, layout.piece(b, rank: q).count) }
+        }
+        transport.reserve(slots: 4 * ranks * layout.bucketCount, largest: largest)
     }
 
     deinit {

@@ -41,8 +41,7 @@ public struct DataConfig: Sendable, Equatable {
     public var testCount: Int = 500
     /// Spoken digits: samples per clip (zero-padded or centre-cropped).
     public var length: Int = 8000
-    /// Normalise each series to zero mean and unit variance (any source; for UCR the reader does it
-    /// per channel).
+    /// Normalise each channel of each sample to zero mean and unit variance (any source; see `Preprocessing`).
     public var zNormalize: Bool = false
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?
@@ -77,6 +76,9 @@ public struct TrainConfig: Sendable, Equatable {
     public var batchSize: Int = 64
     /// Fixed number of shards each minibatch is split into (independent of threads).
     public var shards: Int = 8
+    /// The most shards a batch may be split into: one per core of a large multi-node job; each shard
+    /// holds a gradient the size of the model.
+    public static let maximumShards = 65_536
     public var seed: UInt64 = 1
     // Distributed (several processes).
     /// How the ranks combine their gradients: `reduceScatter` (each rank owns a piece of every
@@ -121,6 +123,7 @@ public struct TrainConfig: Sendable, Equatable {
         if let mean = data.mean, !mean.isFinite { try fail("data.mean", "must be a finite number, got \(mean)") }
         if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
         if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
+        if shards > Self.maximumShards { try fail("training.shards", "must be at most \(Self.maximumShards), got \(shards)") }
         if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
         if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
         if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }
@@ -132,6 +135,9 @@ public struct TrainConfig: Sendable, Equatable {
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
         if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
         if bucketKB < 0 || bucketKB > 1 << 23 { try fail("distributed.bucket_kb", "must be in 0...\(1 << 23), got \(bucketKB)") }
+        if data.zNormalize && (data.mean != nil || data.std != nil) {
+            try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
+        }
     }
 }
 

@@ -19,30 +19,50 @@ final class ShardedStep {
     let localShards: Int
     /// Per worker: localShards pointers for the in-node tree.
     let leaves: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
-    /// The optimizer state of this rank's pieces only (compact, `exchange.ownedCount` floats each).
-    let state: [AlignedBuffer]
-    /// Full-size optimizer state for checkpoints: filled by `gatherState`, read back by `scatterState`.
-    private(set) var fullState: [AlignedBuffer]?
+    /// The optimizer state of this rank's pieces only: the job's `optimizerState`, compact
+    /// (`exchange.ownedCount` floats per buffer, bucket b's piece at `exchange.ownedOffsets[b]`).
+    var state: OptimizerState { job.optimizerState }
+    /// Full-size optimizer state for checkpoints: filled by `gatherState` (saving) or by a
+    /// checkpoint (`fullStateForLoading`), handed back to the owners and freed by `scatterState`.
+    private(set) var fullState: OptimizerState?
+    /// Whether `fullState` holds every rank's pieces (gathered since the last step).
+    private(set) var gathered = false
     /// Lowest index of a non-finite gradient in this rank's pieces during the last step (Int.max: none).
     var nonFiniteIndex = Int.max
-    /// Floats this rank sent, counted by the exchange, and steps run (for bytes per step).
+    /// One value per rank and the rank boundaries 0...R, for agreeing on non-finite gradients.
+    let nonFiniteScratch: UnsafeMutablePointer<Int>
+    let rankBoundaries: [Int]
+    /// Training steps run (for bytes per step).
     private(set) var steps = 0
+    /// The running step's learning rate and 0-based global step (set by `beginStep`, read by the
+    /// exchange thread's updates).
+    private var lr: Float = 0
+    private var globalStep = 0
 
-    init(job: StepJob, transport: PointToPoint, bucketFloats: Int) {
-        self.job = job
-        let model = job.model
+    /// The layout of `model`'s parameters over `ranks` ranks, in buckets of about `bucketKB` KiB
+    /// (0: one bucket) that follow layer boundaries in backward order.
+    static func layout(of model: Model, ranks: Int, bucketKB: Int) -> ExchangeLayout {
         // Where each layer's parameters start (a layer without parameters: where the next starts).
         var starts = [Int](repeating: model.parameterCount, count: model.layers.count + 1)
         for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
             starts[i] = model.layers[i].parameters.map(\.offset).min() ?? starts[i + 1]
         }
-        layout = ExchangeLayout(layerStarts: starts, ranks: transport.size, bucketFloats: bucketFloats)
-        exchange = ShardedExchange(layout: layout, transport: transport)
+        let bucketFloats = bucketKB == 0 ? max(1, model.parameterCount) : max(1, bucketKB * 256)
+        return ExchangeLayout(layerStarts: starts, ranks: ranks, bucketFloats: bucketFloats)
+    }
+
+    /// `job` was built with the compact optimizer state of `exchange`'s pieces.
+    init(job: StepJob, exchange: ShardedExchange) {
+        precondition(job.optimizerState.count >= exchange.ownedCount)
+        self.job = job
+        layout = exchange.layout
+        self.exchange = exchange
         localShards = job.endShard - job.firstShard
         leaves = .allocate(capacity: max(1, job.workers * localShards))
         leaves.initialize(repeating: job.parameters, count: max(1, job.workers * localShards))
-        let owned = exchange.ownedCount
-        state = (0..<job.optimizer.stateCount).map { _ in AlignedBuffer(count: max(1, owned)) }
+        nonFiniteScratch = .allocate(capacity: exchange.ranks)
+        nonFiniteScratch.initialize(repeating: 0, count: exchange.ranks)
+        rankBoundaries = Array(0...exchange.ranks)
     }
 
     /// Starts the exchange thread (after init: its update closure holds this object).
@@ -63,20 +83,22 @@ final class ShardedStep {
             for i in piece where !g[i].isFinite { nonFiniteIndex = min(nonFiniteIndex, i); break }
             return
         }
-        let shift = exchange.ownedOffsets[b] - piece.lowerBound
-        let s0 = state[0].pointer, s1 = state.count > 1 ? state[1].pointer : state[0].pointer
-        job.optimizer.step(lr: job.lr, step: job.globalStep, weights: job.parameters, gradients: g,
-                           state: s0 + shift, state2: s1 + shift, range: piece)
+        job.optimizer.step(lr: lr, step: globalStep, weights: job.parameters, gradients: g, state: state, range: piece,
+                           stateOffset: exchange.ownedOffsets[b])
     }
 
     deinit {
         overlapped.shutdown()
         leaves.deallocate()
+        nonFiniteScratch.deallocate()
     }
 
-    /// Main thread, before the workers start a training step.
-    func beginStep() {
+    /// Main thread, before the workers start training step `step` (`StepJob.run(_:on:)`).
+    func beginStep(_ step: Step) {
+        lr = step.lr
+        globalStep = step.globalStep
         nonFiniteIndex = .max
+        gathered = false
         steps += 1
         overlapped.beginStep()
     }
@@ -127,10 +149,10 @@ final class ShardedStep {
 
     /// After a step, on every rank: the first layer (lowest parameter index over all ranks) whose
     /// reduced gradient held a NaN or infinity, or nil.
-    func firstNonFiniteLayer(_ communicator: Communicator) -> String? {
+    func firstNonFiniteLayer() -> String? {
         let p = job.parameterCount
         let local = nonFiniteIndex == .max ? 0 : p - nonFiniteIndex
-        let global = communicator.maximum(local)
+        let global = job.collectives.agreeOnNonFinite(local, scratch: nonFiniteScratch, boundaries: rankBoundaries)
         guard global > 0 else { return nil }
         let index = p - global
         for layer in job.model.layers {
@@ -145,41 +167,40 @@ final class ShardedStep {
     var bytesPerStep: Double { steps == 0 ? 0 : Double(exchange.floatsSent) * 4 / Double(steps) }
 
     /// Collective (every rank, between steps): the full optimizer state, gathered from the owners.
-    func gatherState() -> [AlignedBuffer] {
-        let full = fullState ?? state.map { _ in AlignedBuffer(count: job.parameterCount) }
-        fullState = full
-        for (compact, whole) in zip(state, full) {
-            whole.pointer.update(repeating: 0, count: job.parameterCount)
-            exchange.copyOwned(full: whole.pointer, compact: compact.pointer, toFull: true)
-            exchange.allGather(whole.pointer)
-        }
-        return full
+    func gatherState() {
+        let full = fullStateForLoading()
+        job.collectives.gatherOptimizerState(exchange, compact: state, into: full)
+        gathered = true
     }
 
-    /// Full-size buffers a checkpoint loads into (then `scatterState` keeps this rank's pieces).
-    func loadingBuffers() -> [AlignedBuffer] {
-        let full = fullState ?? state.map { _ in AlignedBuffer(count: job.parameterCount) }
+    /// The full-size state a checkpoint loads into (then `scatterState` keeps this rank's pieces).
+    func fullStateForLoading() -> OptimizerState {
+        if let fullState { return fullState }
+        let full = OptimizerState(optimizer: state.optimizer, parameterCount: job.parameterCount)
         fullState = full
         return full
     }
 
-    /// Keeps this rank's pieces of the full state loaded from a checkpoint, and frees it.
+    /// Keeps this rank's pieces of the full state (loaded from a checkpoint, or gathered), and frees it.
     func scatterState() {
         guard let full = fullState else { return }
-        for (compact, whole) in zip(state, full) { exchange.copyOwned(full: whole.pointer, compact: compact.pointer, toFull: false) }
+        for ((_, compact), (_, whole)) in zip(state.buffers, full.buffers) {
+            exchange.copyOwned(full: whole.pointer, compact: compact.pointer, toFull: false)
+        }
         fullState = nil
+        gathered = false
     }
 }
 
 extension StepJob {
     /// A training step with the sharded exchange: the shards (each one's backward hands its buckets
     /// to the exchange), then worker 0 waits for the exchange; no reduction or optimizer pass here.
-    func runSharded(worker: Int, pool: WorkerPool, _ sharded: ShardedStep) {
+    func runSharded(worker: Int, step: Step, _ sharded: ShardedStep) {
         let t0 = monotonicNanoseconds()
         var s = firstShard + worker
         while s < endShard {
-            computeShard(s, worker: worker)
-            s += pool.workerCount
+            computeShard(s, worker: worker, step: step)
+            s += workers
         }
         let t1 = monotonicNanoseconds()
         timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)

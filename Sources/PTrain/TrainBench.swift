@@ -37,14 +37,18 @@ public struct TrainBenchResult: Codable, Sendable {
     /// Trainable parameters of the model.
     public var parameters: Int = 0
 
+    /// One JSON line (through `Codable`): rates to 0.1, times and ratios to 0.001.
     public var json: String {
-        func f(_ x: Double, _ digits: Int = 3) -> String { jsonNumber((x * pow(10, Double(digits))).rounded() / pow(10, Double(digits))) }
-        return "{\"threads\":\(threads),\"batch_size\":\(batch_size),\"images_per_sec\":\(f(images_per_sec, 1)),"
-            + "\"images_per_sec_min\":\(f(images_per_sec_min, 1)),\"images_per_sec_max\":\(f(images_per_sec_max, 1)),"
-            + "\"step_ms\":\(f(step_ms)),\"speedup\":\(f(speedup)),\"efficiency\":\(f(efficiency)),\"compute_ms\":\(f(compute_ms)),"
-            + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms)),"
-            + "\"communicate_ms\":\(f(communicate_ms)),\"processes\":\(processes),\"bytes_per_rank\":\(f(bytes_per_rank, 0)),"
-            + "\"exchange_ms\":\(f(exchange_ms)),\"exposed_ms\":\(f(exposed_ms)),\"buckets\":\(buckets),\"parameters\":\(parameters)}"
+        func round(_ x: Double, _ digits: Double = 3) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
+        var r = self
+        r.images_per_sec = round(images_per_sec, 1)
+        r.images_per_sec_min = round(images_per_sec_min, 1)
+        r.images_per_sec_max = round(images_per_sec_max, 1)
+        r.step_ms = round(step_ms); r.speedup = round(speedup); r.efficiency = round(efficiency)
+        r.compute_ms = round(compute_ms); r.data_ms = round(data_ms); r.reduce_ms = round(reduce_ms)
+        r.optimizer_ms = round(optimizer_ms); r.wait_ms = round(wait_ms); r.communicate_ms = round(communicate_ms)
+        r.bytes_per_rank = bytes_per_rank.rounded(); r.exchange_ms = round(exchange_ms); r.exposed_ms = round(exposed_ms)
+        return MetricsLine.json(r)
     }
 }
 
@@ -86,11 +90,11 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     var warming = 1
     while warming != 0 {
         _ = trainer.timedSteps(1)
-        warming = communicator.maximum(communicator.rank == 0 && Date() >= warmEnd ? 0 : (communicator.rank == 0 ? 1 : 0))
+        warming = trainer.collectives.agreeOnMaximum(communicator.rank == 0 && Date() >= warmEnd ? 0 : (communicator.rank == 0 ? 1 : 0))
     }
     // Steps per window: fixed, or estimated from one timed step.
     let estimate = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
-    let steps = communicator.maximum(communicator.rank == 0 ? estimate : 0)
+    let steps = trainer.collectives.agreeOnMaximum(communicator.rank == 0 ? estimate : 0)
     trainer.resetPhaseTimes()
     var rates: [Double] = []
     var total: UInt64 = 0

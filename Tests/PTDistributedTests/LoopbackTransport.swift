@@ -31,7 +31,7 @@ final class LoopbackTransport: PointToPoint {
 
     init(group: LoopbackGroup, rank: Int) { self.group = group; self.rank = rank }
 
-    func reserve(slots count: Int) {
+    func reserve(slots count: Int, largest: Int) {
         group.lock.lock(); defer { group.lock.unlock() }
         group.done[rank] = Array(repeating: true, count: count)
     }

@@ -8,10 +8,10 @@ import PTrain
 
 final class DeterminismTests: XCTestCase {
     func train(workers: Int, config: TrainConfig, data: (train: Dataset, test: Dataset)) throws -> (weights: [Float], records: [EpochRecord]) {
-        let pool = WorkerPool(workers: workers)
+        let pool = try WorkerPool(workers: workers)
         let trainer = try Trainer(config: config, train: data.train, test: data.test, pool: pool)
-        let records = try trainer.run { _ in }
-        return (trainer.parameters.array + trainer.state.array, records)   // weights and running statistics
+        while !trainer.isFinished { _ = try trainer.step() }
+        return (trainer.parameters.array + trainer.state.array, trainer.progress.records)   // weights and running statistics
     }
 
     func testSameBitsForOneToFourWorkers() throws {
@@ -54,5 +54,16 @@ final class DeterminismTests: XCTestCase {
             XCTAssertEqual(try train(workers: workers, config: config, data: data).weights, reference.weights,
                            "weights differ with \(workers) workers")
         }
+    }
+
+    /// Spreading a data set's pages over the workers (multi-NUMA machines) copies it exactly.
+    func testSpreadingDataOverWorkersKeepsEverySample() throws {
+        var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
+        config.data.trainCount = 123   // 123 x 256 floats: not a whole number of 4 KiB pages
+        let data = try loadData(config).train
+        let spread = spreadOverWorkers(data, pool: WorkerPool(workers: 3), force: true)
+        XCTAssertFalse(spread.images === data.images)
+        XCTAssertEqual(spread.images.array, data.images.array)
+        XCTAssertEqual(spread.labels, data.labels)
     }
 }
