@@ -61,7 +61,7 @@ final class DeterminismTests: XCTestCase {
         var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
         config.data.trainCount = 123   // 123 x 256 floats: not a whole number of 4 KiB pages
         let data = try loadData(config).train
-        let spread = spreadOverWorkers(data, pool: WorkerPool(workers: 3), force: true)
+        let spread = spreadOverWorkers(data, pool: try WorkerPool(workers: 3), force: true)
         XCTAssertFalse(spread.images === data.images)
         XCTAssertEqual(spread.images.array, data.images.array)
         XCTAssertEqual(spread.labels, data.labels)
