@@ -84,7 +84,7 @@ let package = Package(
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
         // Communicator protocol (in-process now; MPI behind a trait later).
         .target(name: "PTDistributed",
-                dependencies: ["PTTensor", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                dependencies: ["PTTensor", "CPTSupport", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
                 swiftSettings: swiftSettings + [.define("MPI", .when(traits: ["MPI"]))]),
         // Trainer, config, run folder, metrics, safetensors.
         .target(
@@ -108,6 +108,7 @@ let package = Package(
         .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: swiftSettings),
         .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: swiftSettings),
     ]
 )

@@ -136,12 +136,20 @@ public enum Optimizer: Sendable, Equatable {
     }
 
     /// One update of weights[range] and of `state`'s buffers on the same slice, at 0-based global step `step`.
+    /// `stateOffset`: where weights[range.lowerBound]'s state lies in `state`'s buffers when that
+    /// state is compact (holds only some pieces of the parameters, as with the sharded gradient
+    /// exchange); nil: at range.lowerBound, laid out like the parameters.
     @inline(__always)
     public func step(lr: Float, step: Int, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     state: OptimizerState, range: Range<Int>) {
+                     state: OptimizerState, range: Range<Int>, stateOffset: Int? = nil) {
+        precondition(range.isEmpty || (stateOffset ?? range.lowerBound) + range.count <= state.count)
+        // Pointers such that pointer[i] for i in range is the state of weights[i].
+        let shift = (stateOffset ?? range.lowerBound) - range.lowerBound
         switch self {
-        case let .sgd(sgd): sgd.step(lr: lr, weights: weights, gradients: gradients, velocity: state.first, range: range)
-        case let .adam(adam): adam.step(lr: lr, t: step + 1, weights: weights, gradients: gradients, m: state.first, v: state.second, range: range)
+        case let .sgd(sgd): sgd.step(lr: lr, weights: weights, gradients: gradients, velocity: state.first + shift, range: range)
+        case let .adam(adam):
+            adam.step(lr: lr, t: step + 1, weights: weights, gradients: gradients, m: state.first + shift, v: state.second + shift,
+                      range: range)
         }
     }
 }

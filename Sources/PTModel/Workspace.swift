@@ -141,7 +141,16 @@ public final class Workspace: @unchecked Sendable {
 
     /// Backward through every layer, adding parameter gradients into `gradients`.
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
-        for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
+        backward(batch: batch, parameters: parameters, gradients: gradients, layers: 0..<model.layers.count)
+    }
+
+    /// Backward through the layers `layers` only, last first (the logits gradient or the layers
+    /// above must already have run): lets a caller act between groups of layers. Running
+    /// consecutive ranges from the last down gives the same bits as one full `backward`: the
+    /// branch gradients of a layer are added right after it, in the same order.
+    public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                         layers: Range<Int>) {
+        for i in layers.reversed() {
             model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
             for (j, entry) in spareInputs[i].enumerated() {
                 let a = entry.activation

@@ -58,6 +58,9 @@ public enum Checkpoint {
     /// is removed, the earlier checkpoints are untouched, and the one-line error names the checkpoint.
     @discardableResult
     public static func save(_ trainer: Trainer, to directory: String, keep: Int) throws -> String {
+        guard trainer.optimizerStateIsComplete else {
+            throw FileError("\(directory): the optimizer state is spread over the ranks (sharded exchange); every rank calls Trainer.gatherOptimizerState() before a checkpoint is saved")
+        }
         try makeDirectory(directory)
         let name = folderName(step: trainer.progress.globalStep)
         let final = "\(directory)/\(name)"

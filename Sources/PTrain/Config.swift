@@ -84,6 +84,14 @@ public struct TrainConfig: Sendable, Equatable {
     /// holds a gradient the size of the model.
     public static let maximumShards = 65_536
     public var seed: UInt64 = 1
+    // Distributed (several processes).
+    /// How the ranks combine their gradients: `reduceScatter` (each rank owns a piece of every
+    /// bucket, reduces and updates it, then the weights are all-gathered; overlaps backward) or
+    /// `allGather` (every rank receives every rank's partial gradient after backward).
+    public enum ExchangeKind: String, Sendable, CaseIterable { case reduceScatter = "reduce_scatter", allGather = "allgather" }
+    public var exchange: ExchangeKind = .reduceScatter
+    /// Gradient bucket size of the reduce-scatter exchange in KiB (0: one bucket, no overlap).
+    public var bucketKB: Int = 1024
 
     public init() {}
 
@@ -130,6 +138,7 @@ public struct TrainConfig: Sendable, Equatable {
         if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
         if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
+        if bucketKB < 0 || bucketKB > 1 << 23 { try fail("distributed.bucket_kb", "must be in 0...\(1 << 23), got \(bucketKB)") }
         if data.zNormalize && (data.mean != nil || data.std != nil) {
             try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
         }
@@ -252,7 +261,7 @@ extension TrainConfig {
             throw ConfigError("\(file): not valid YAML: \(first)")
         }
         let top = try YAMLSection(file: file, path: "", node: root)
-        try top.checkKnown(["name", "data", "augment", "model", "optimizer", "schedule", "training"])
+        try top.checkKnown(["name", "data", "augment", "model", "optimizer", "schedule", "training", "distributed"])
         var c = TrainConfig()
         if let name = try top.string("name") { c.name = name }
 
@@ -343,6 +352,16 @@ extension TrainConfig {
                 guard seed >= 0 else { throw t.fail("seed", "must be >= 0, got \(seed)") }
                 c.seed = UInt64(seed)
             }
+        }
+        if let d = try top.section("distributed") {
+            try d.checkKnown(["exchange", "bucket_kb"])
+            if let e = try d.string("exchange") {
+                guard let kind = ExchangeKind(rawValue: e) else {
+                    throw d.fail("exchange", "unknown exchange '\(e)' (known: \(ExchangeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                c.exchange = kind
+            }
+            c.bucketKB = try d.int("bucket_kb") ?? c.bucketKB
         }
         try c.validate(file: file)
         return c

@@ -62,6 +62,7 @@ extension TrainConfig {
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
         lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
+        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -93,14 +93,20 @@ final class StepJob: ParallelJob {
     let rankPartialPointers: [UnsafeMutablePointer<Float>]
     /// Shard blocks of the ranks: rank r has shards [b[r], b[r+1]).
     let rankShardBoundaries: [Int]
+    /// The sharded exchange (several ranks, `distributed.exchange: reduce_scatter`; set once by the
+    /// trainer, before the first step). `optimizerState` then holds only this rank's pieces.
+    var sharded: ShardedStep?
 
     /// `parameters` and `optimizerState` may be unwritten (uninitialised allocations): each
     /// worker copies its slice of `initialParameters` into `parameters` and zeroes its slice of the
     /// optimizer state, so those pages are first touched by the worker that updates them.
     /// `augmentation` applies to training samples (none when it is the identity).
+    /// `allGatherPartials: false` (the sharded exchange follows) leaves out the buffer of every
+    /// rank's partial gradient.
     init(model: Model, shards: Int, pool: WorkerPool, parameters: AlignedBuffer, initialParameters: AlignedBuffer,
          optimizerState: OptimizerState, dataset: Dataset, indices: UnsafePointer<Int32>, state: AlignedBuffer,
-         collectives: Collectives, augmentation: Augmentation = Augmentation(), augmentSeed: UInt64 = 0) {
+         collectives: Collectives, allGatherPartials: Bool = true, augmentation: Augmentation = Augmentation(),
+         augmentSeed: UInt64 = 0) {
         let workers = pool.workerCount
         self.model = model
         self.workers = workers
@@ -121,7 +127,7 @@ final class StepJob: ParallelJob {
         self.augmentSeed = augmentSeed
         step = .evaluation(dataset, indices: indices, batch: 0)
         let grads = AlignedBuffer(uninitializedCount: model.parameterCount)
-        let partials = AlignedBuffer(count: ranks > 1 ? ranks * model.parameterCount : 1)
+        let partials = AlignedBuffer(count: ranks > 1 && allGatherPartials ? ranks * model.parameterCount : 1)
         // Workspaces and shard gradient buffers, each allocated (and zeroed) by the worker that uses
         // it; each worker's slice of the parameters, gradients and optimizer state written by it.
         let local = PerWorkerAllocation(model: model, workers: workers, shards: endShard - firstShard,
@@ -159,12 +165,14 @@ final class StepJob: ParallelJob {
     /// are done. The only way a step reaches the workers.
     func run(_ step: Step, on pool: WorkerPool) {
         self.step = step
+        if step.mode == .train { sharded?.beginStep(step) }
         pool.run(self)
     }
 
     /// After a training step: the name of the first layer whose reduced gradient holds a NaN or
     /// infinity, or nil when all are finite.
     func firstNonFiniteLayer() -> String? {
+        if let sharded { return sharded.firstNonFiniteLayer() }
         guard (0..<workers).contains(where: { nonFinite[$0 * 16] != 0 }) else { return nil }
         for layer in model.layers {
             for t in layer.parameters {
@@ -181,6 +189,10 @@ final class StepJob: ParallelJob {
 
     func run(worker: Int, pool: WorkerPool) {
         let step = self.step
+        if step.mode == .train, let sharded {
+            runSharded(worker: worker, step: step, sharded)
+            return
+        }
         let t0 = monotonicNanoseconds()
         var s = firstShard + worker
         while s < endShard {
@@ -232,7 +244,7 @@ final class StepJob: ParallelJob {
     /// Floats of the flat buffers each worker reduces and updates (a multiple of 16).
     var sliceSize: Int { alignedCount((parameterCount + workers - 1) / workers) }
 
-    private func computeShard(_ s: Int, worker: Int, step: Step) {
+    func computeShard(_ s: Int, worker: Int, step: Step) {
         let ws = workspaces[worker]
         let range = Self.shardRange(s, batch: step.batch, shards: shards)
         let n = range.count
@@ -240,6 +252,7 @@ final class StepJob: ParallelJob {
         let shardGrad = shardGradients[s - firstShard]
         if train { shardGrad.update(repeating: 0, count: parameterCount) }
         guard n > 0 else {
+            if train { sharded?.skip(worker: worker) }
             shardLoss[s] = 0
             shardCorrect[s] = 0
             return
@@ -264,7 +277,11 @@ final class StepJob: ParallelJob {
         shardLoss[s] = result.loss
         shardCorrect[s] = result.correct
         if train {
-            ws.backward(batch: n, parameters: parameters, gradients: shardGrad)
+            if let sharded {
+                sharded.backward(ws, batch: n, gradients: shardGrad, worker: worker)
+            } else {
+                ws.backward(batch: n, parameters: parameters, gradients: shardGrad)
+            }
         } else if let out = step.logits {
             let classes = model.classes
             (out + range.lowerBound * classes).update(from: ws.logits, count: n * classes)
@@ -371,7 +388,8 @@ private final class PerWorkerAllocation: ParallelJob {
                     (destination + lo).update(repeating: 0, count: hi - lo)
                 }
             }
-            optimizerState.zero(lo..<hi)
+            // (The sharded exchange's state holds only this rank's pieces: fewer floats.)
+            optimizerState.zero((lo..<hi).clamped(to: 0..<optimizerState.count))
         }
         workspaceSlots[worker] = Workspace(model: model)
         if augmentScratch { scratchSlots[worker] = AlignedBuffer(count: model.inputShape.count) }

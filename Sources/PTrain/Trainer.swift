@@ -81,8 +81,6 @@ public final class Trainer {
     public let parameters: AlignedBuffer
     /// Running statistics of batch normalisation layers (flat, `model.stateTensors` offsets).
     public let state: AlignedBuffer
-    /// The optimizer's state (momentum, or Adam's moments), saved in checkpoints by name.
-    public let optimizerState: OptimizerState
     public let collectives: Collectives
     public var communicator: Communicator { collectives.communicator }
     let job: StepJob
@@ -132,15 +130,30 @@ public final class Trainer {
         parameters = AlignedBuffer(uninitializedCount: model.parameterCount)
         state = AlignedBuffer(count: max(1, model.stateCount))
         model.initializeState(state)
-        optimizerState = OptimizerState(optimizer: config.makeOptimizer(), parameterCount: model.parameterCount, zeroed: false)
         order = .allocate(capacity: max(1, train.count))
         order.initialize(repeating: 0, count: max(1, train.count))
         evalOrderCount = max(1, max(train.count, test.count))
         evalOrder = .allocate(capacity: evalOrderCount)
         for i in 0..<evalOrderCount { evalOrder[i] = Int32(truncatingIfNeeded: i) }
+        // Several ranks: the sharded exchange (reduce-scatter to the piece owners, owner's update
+        // with this rank's pieces of the optimizer state only, all-gather of the weights;
+        // ShardedStep) unless the config asks for the all-gather of partial gradients.
+        let model = self.model
+        let exchange = config.exchange == .reduceScatter ? collectives.makeExchangeTransport().map {
+            ShardedExchange(layout: ShardedStep.layout(of: model, ranks: $0.size, bucketKB: config.bucketKB), transport: $0)
+        } : nil
+        // The optimizer state the step updates (momentum, or Adam's moments): laid out like the
+        // parameters, or with the sharded exchange this rank's pieces only (see `optimizerState`).
+        let liveState = OptimizerState(optimizer: config.makeOptimizer(),
+                                       parameterCount: exchange.map { max(1, $0.ownedCount) } ?? model.parameterCount, zeroed: false)
         job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, initialParameters: initial,
-                      optimizerState: optimizerState, dataset: self.train, indices: order, state: state, collectives: collectives,
+                      optimizerState: liveState, dataset: self.train, indices: order, state: state, collectives: collectives,
+                      allGatherPartials: exchange == nil,
                       augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed)
+        if let exchange {
+            job.sharded = ShardedStep(job: job, exchange: exchange)
+            job.sharded?.start()
+        }
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -247,7 +260,21 @@ public final class Trainer {
                 t.mean(.communicate) * Double(t.workers))
     }
 
-    public func resetPhaseTimes() { job.timing.reset() }
+    public func resetPhaseTimes() {
+        job.timing.reset()
+        job.sharded?.overlapped.resetTimes()
+    }
+
+    /// The sharded exchange's figures since the last `resetPhaseTimes`, per step: bytes this rank
+    /// sent (counted; since the trainer was built), the whole exchange (first bucket started to
+    /// last weights arrived) and its exposed part (after the last backward), in nanoseconds summed
+    /// over the steps. Nil without the sharded exchange.
+    public func exchangeFigures() -> (bytesPerStep: Double, exchangeNanoseconds: UInt64, exposedNanoseconds: UInt64,
+                                      buckets: Int)? {
+        guard let sharded = job.sharded else { return nil }
+        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.overlapped.exposedNanoseconds,
+                sharded.layout.bucketCount)
+    }
 
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }
@@ -261,7 +288,27 @@ public final class Trainer {
         progress = saved
         preparedEpoch = -1
         lastMark = nil
+        job.sharded?.scatterState()
     }
+
+    /// The optimizer's state as checkpoints hold it: one buffer per state name, laid out like the
+    /// parameters. Without the sharded exchange it is the state the workers update. With it each
+    /// rank updates only its own pieces (a compact state); this is then a full-size copy that
+    /// exists while a checkpoint is saved (`gatherOptimizerState()` fills it on every rank) or
+    /// loaded (`restore` hands each rank its pieces and frees it).
+    public var optimizerState: OptimizerState { job.sharded?.fullStateForLoading() ?? job.optimizerState }
+
+    /// Whether `optimizerState` holds the whole current state: always, except with the sharded
+    /// exchange before `gatherOptimizerState()` (what `Checkpoint.save` checks).
+    public var optimizerStateIsComplete: Bool { job.sharded?.gathered ?? true }
+
+    /// Collective (every rank, between steps, before a checkpoint is saved; `TrainingSession`
+    /// calls it): gathers the optimizer state from the ranks that own its pieces. No-op without
+    /// the sharded exchange.
+    public func gatherOptimizerState() { job.sharded?.gatherState() }
+
+    /// After a checkpoint is saved: frees the gathered full-size optimizer state.
+    public func releaseGatheredOptimizerState() { job.sharded?.scatterState() }
 
     /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers; with
     /// several processes each computes its shards and the totals are gathered).

@@ -180,11 +180,14 @@ public final class TrainingSession {
             let signal = trainer.collectives.agreeOnStop(options.stopRequested())
             if checkpointDue(trainer.progress) || signal != 0 {
                 let path = checkpointDirectory + "/" + Checkpoint.folderName(step: trainer.progress.globalStep)
+                // Sharded exchange: every rank sends its pieces of the optimizer state (no-op otherwise).
+                trainer.gatherOptimizerState()
                 if isLeader {
                     let saved = try Checkpoint.save(trainer, to: checkpointDirectory, keep: options.keepCheckpoints)
                     onCheckpoint?(saved)
                 }
                 trainer.collectives.checkpointWritten()
+                trainer.releaseGatheredOptimizerState()
                 if signal != 0 { return .stopped(signal: signal, checkpoint: path, globalStep: trainer.progress.globalStep) }
             }
         }

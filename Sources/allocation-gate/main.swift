@@ -169,6 +169,13 @@ func defaultCases() throws -> [Case] {
         try file("configs/lenet5-mnist.yaml", batch: 64, threads: 1),
         try file("configs/lenet5-mnist.yaml", batch: 256, threads: 2),
         try file("configs/cifar-small.yaml", batch: 32, threads: 2),
+        // Several ranks run the sharded exchange by default; this case gates the other exchange.
+        try {
+            var c = try file("configs/cifar-small.yaml", batch: 32, threads: 2)
+            c.config.exchange = .allGather
+            c.label += ", distributed.exchange: allgather"
+            return c
+        }(),
         try file("configs/gunpoint-1d.yaml", threads: 2),
         try inline(everyLayer2D, name: "(built-in every-layer 2-D config)", threads: 2),
         try inline(everyLayer1D, name: "(built-in every-layer 1-D config)", threads: 1),

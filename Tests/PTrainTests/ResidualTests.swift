@@ -266,8 +266,8 @@ final class ResidualTests: XCTestCase {
         }
     }
 
-    /// ResNet-20 (2 steps) across processes: `mpirun -np 2 --threads 1` gives the weights of one
-    /// process with 2 threads. Needs PTRAIN_MPI_BINARY and mpirun (as MPITests).
+    /// ResNet-20 (2 steps) across processes: `mpirun -np 2 --threads 1` (the sharded exchange, in
+    /// small buckets) gives the weights of one process with 2 threads. Needs PTRAIN_MPI_BINARY and mpirun (as MPITests).
     func testResNet20AcrossTwoRanks() throws {
         guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
             throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
@@ -286,6 +286,9 @@ final class ResidualTests: XCTestCase {
         config.epochs = 1
         config.batchSize = 16
         config.shards = 4
+        // The sharded exchange (the default with several ranks) runs backward bucket by bucket:
+        // 16 KiB buckets put bucket boundaries inside the residual blocks.
+        config.bucketKB = 16
         for (name, set) in [("train", synthetic(32, seed: 1)), ("test", synthetic(8, seed: 2))] {
             try writeNPY(set, images: dir.appendingPathComponent("\(name)_images.npy"), labels: dir.appendingPathComponent("\(name)_labels.npy"))
         }
