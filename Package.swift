@@ -87,13 +87,20 @@ let package = Package(
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
         // Communicator protocol (in-process now; MPI behind a trait later).
         .target(name: "PTDistributed",
-                dependencies: ["PTTensor", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                dependencies: ["PTTensor", "CPTSupport", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
                 swiftSettings: swiftSettings + [.define("MPI", .when(traits: ["MPI"]))]),
         // Trainer, config, run folder, metrics, safetensors.
         .target(
             name: "PTrain",
             dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings),
+        // Counts the process's heap allocations (replaces malloc and friends): only for the gate below.
+        .target(name: "CAllocationCount"),
+        // The allocation gate (CI): steady-state training steps on the production pool allocate nothing.
+        .executableTarget(
+            name: "allocation-gate",
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CAllocationCount"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ptrain",
@@ -104,6 +111,7 @@ let package = Package(
         .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: swiftSettings),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: swiftSettings),
         .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: swiftSettings),
     ]
 )

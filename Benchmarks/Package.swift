@@ -3,7 +3,8 @@
 // benchmark tooling). Run from this folder: `swift package benchmark` (see README.md).
 //
 // - package-benchmark (ordo-one/benchmark, formerly package-benchmark) needs its MallocInterposer trait
-//   named here for malloc counts on Linux with Swift 6.3 (we gate "no allocation in steady state").
+//   named here for malloc counts on Linux with Swift 6.3 (kernels with their workspace must not
+//   allocate; whole training steps are gated by the root package's `allocation-gate`).
 // - The kernels are compiled for the build machine's CPU (`-target-cpu native`), as in the root
 //   package: without it SIMD FMAs become libm calls and every number here is ~100x lower.
 // - The root package is a path dependency; its PTKernels module is reached through the PTrain product
@@ -27,6 +28,13 @@ let package = Package(
             path: "Benchmarks/KernelBenchmarks",
             swiftSettings: [.unsafeFlags(["-target-cpu", "native"]), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        // Worker-pool round trips (a plain executable: `swift run -c release BarrierBenchmarks [sweep]`).
+        .executableTarget(
+            name: "BarrierBenchmarks",
+            dependencies: [.product(name: "PTrain", package: "ptrain")],
+            path: "Benchmarks/BarrierBenchmarks",
+            swiftSettings: [.unsafeFlags(["-target-cpu", "native"]), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
     ]
 )

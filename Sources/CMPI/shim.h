@@ -12,3 +12,6 @@ static inline MPI_Op pt_mpi_max(void) { return MPI_MAX; }
 static inline int pt_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int pt_mpi_success(void) { return MPI_SUCCESS; }
 static inline void *pt_mpi_in_place(void) { return MPI_IN_PLACE; }
+// Non-blocking point-to-point (the sharded gradient exchange).
+static inline MPI_Request pt_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Status *pt_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }

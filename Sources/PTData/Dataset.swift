@@ -45,6 +45,27 @@ public struct Dataset: @unchecked Sendable {
         try! self.init(name: name, shape: shape, classes: classes, store: store, conversion: .natural(store.elementType), labels: labels)
     }
 
+    /// The same set over another store of the same samples (a copy in other pages), keeping the
+    /// prepared converter.
+    public func with(store other: SampleStore) -> Dataset {
+        precondition(other.count == count && other.sampleElements == store.sampleElements && other.elementType == store.elementType,
+                     "Dataset.with(store:): another layout")
+        return Dataset(name: name, shape: shape, classes: classes, store: other, converter: converter, labels: labels,
+                       classNames: classNames)
+    }
+
+    private init(name: String, shape: Shape, classes: Int, store: SampleStore, converter: SampleConverter, labels: [Int32],
+                 classNames: [String]) {
+        self.name = name
+        self.shape = shape
+        self.count = labels.count
+        self.classes = classes
+        self.store = store
+        self.labels = labels
+        self.classNames = classNames
+        self.converter = converter
+    }
+
     /// The same samples with another conversion (e.g. the config's mean, std or z-normalisation).
     public func with(conversion: SampleConversion) throws -> Dataset {
         try Dataset(name: name, shape: shape, classes: classes, store: store, conversion: conversion, labels: labels,

@@ -68,70 +68,133 @@ enum FileIO {
         return isGzip(raw) ? try gunzip(raw, name: path) : raw
     }
 
-    /// Inflates gzip data (one or more concatenated members) into a buffer that grows by doubling.
-    /// The first guess at the size is the last member's ISIZE field (the uncompressed size mod 2^32).
+    /// Inflates gzip data (one or more concatenated members, as `cat a.gz b.gz` makes).
+    ///
+    /// The output never exceeds what the trailers promise. The last member's trailer (the file's
+    /// last 4 bytes, ISIZE) gives its size: a single-member file is inflated into a buffer of
+    /// exactly that size, and data that would run past it is an error, not gigabytes of memory. An
+    /// earlier member larger than that (only possible with several members) is first measured
+    /// without keeping its bytes (zlib checks its own trailer), then inflated into exactly that
+    /// room. ISIZE holds the size mod 2^32, so members of 4 GiB or more are refused.
     static func gunzip(_ input: [UInt8], name: String) throws -> [UInt8] {
         var stream = z_stream()
         guard inflateInit2_(&stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw DataError("\(name): cannot start zlib")
         }
         defer { inflateEnd(&stream) }
-
-        var capacity = 1 << 16
-        if input.count >= 18 {
-            let n = input.count
-            let isize = Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24
-            // ISIZE comes from the file: trust it only as far as deflate can expand (at most ~1032:1),
-            // so that a corrupted trailer cannot ask for gigabytes up front.
-            capacity = max(capacity, min(isize + 1, input.count * 1032 + (1 << 16)))
-        }
-        var out = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
-        defer { out.deallocate() }
-        var produced = 0
-
+        let n = input.count
+        // Too short for a header and a trailer: zlib reports it as truncated or corrupt below.
+        let promised = n >= 18
+            ? Int(input[n - 4]) | Int(input[n - 3]) << 8 | Int(input[n - 2]) << 16 | Int(input[n - 1]) << 24 : 0
+        let output = GrowingBytes()
         try input.withUnsafeBufferPointer { inBuffer in
-            guard let inBase = inBuffer.baseAddress else { throw DataError("\(name): empty gzip file") }
-            var fed = 0  // bytes of input handed to zlib so far (avail_in is 32-bit, so feed in pieces)
+            guard inBuffer.baseAddress != nil else { throw DataError("\(name): empty gzip file") }
+            var offset = 0
             while true {
-                if stream.avail_in == 0 && fed < inBuffer.count {
-                    let piece = min(inBuffer.count - fed, Int(UInt32.max))
-                    stream.next_in = UnsafeMutablePointer(mutating: inBase + fed)
-                    stream.avail_in = UInt32(piece)
-                    fed += piece
-                }
-                if produced == capacity {
-                    let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity * 2)
-                    bigger.update(from: out, count: produced)
-                    out.deallocate()
-                    out = bigger
-                    capacity *= 2
-                }
-                let room = min(capacity - produced, Int(UInt32.max))
-                stream.next_out = out + produced
-                stream.avail_out = UInt32(room)
-                let status = inflate(&stream, Z_NO_FLUSH)
-                produced += room - Int(stream.avail_out)
-
-                let remaining = inBuffer.count - fed + Int(stream.avail_in)
-                if status == Z_STREAM_END {
-                    if remaining == 0 { return }
-                    // Another gzip member may follow (as `cat a.gz b.gz` makes); anything else is junk.
-                    let at = inBuffer.count - remaining
-                    guard remaining >= 2, inBase[at] == 0x1f, inBase[at + 1] == 0x8b else {
-                        throw DataError("\(name): \(remaining) trailing bytes after the gzip data")
+                var member = try inflateMember(&stream, inBuffer, at: offset, into: output, limit: promised, name: name)
+                if member == nil {
+                    // Larger than the last member's promise: measure it, then inflate it into that room.
+                    guard let size = try inflateMember(&stream, inBuffer, at: offset, into: nil, limit: Int(UInt32.max),
+                                                       name: name)?.produced else {
+                        throw DataError("\(name): a gzip member inflates to 4 GiB or more; uncompress the file first")
                     }
-                    guard inflateReset(&stream) == Z_OK else { throw DataError("\(name): cannot restart zlib") }
-                    continue
+                    member = try inflateMember(&stream, inBuffer, at: offset, into: output, limit: size, name: name)
                 }
-                guard status == Z_OK || status == Z_BUF_ERROR else {
-                    let detail = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
-                    throw DataError("\(name): corrupt gzip data (\(detail))")
-                }
-                if remaining == 0 && stream.avail_out > 0 {
-                    throw DataError("\(name): truncated gzip data (ends after \(produced) uncompressed bytes)")
+                guard let member else { throw DataError("\(name): gzip data changed while it was read") }
+                offset += member.consumed
+                let remaining = n - offset
+                if remaining == 0 { return }
+                // Another gzip member may follow; anything else is junk.
+                guard remaining >= 2, inBuffer[offset] == 0x1f, inBuffer[offset + 1] == 0x8b else {
+                    throw DataError("\(name): \(remaining) trailing bytes after the gzip data")
                 }
             }
         }
-        return Array(UnsafeBufferPointer(start: out, count: produced))
+        return output.array()
     }
+
+    /// Inflates the gzip member that starts at `input[offset]`, appending at most `limit` bytes to
+    /// `output` (or counting and discarding them when `output` is nil). Returns the input bytes the
+    /// member took and the bytes it produced, or nil (and `output` as it was) when it would produce
+    /// more than `limit`.
+    private static func inflateMember(_ stream: inout z_stream, _ input: UnsafeBufferPointer<UInt8>, at offset: Int,
+                                      into output: GrowingBytes?, limit: Int,
+                                      name: String) throws -> (consumed: Int, produced: Int)? {
+        guard inflateReset(&stream) == Z_OK else { throw DataError("\(name): cannot restart zlib") }
+        let inBase = input.baseAddress!
+        var fed = offset  // input handed to zlib so far (avail_in is 32-bit, so feed in pieces)
+        stream.avail_in = 0
+        var produced = 0
+        let start = output?.count ?? 0
+        let scratchSize = 1 << 16
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: scratchSize)
+        defer { scratch.deallocate() }
+        // The first guess at the room: the limit, but no more than deflate can expand the rest of the
+        // input (at most ~1032:1), so that a corrupt trailer cannot reserve gigabytes up front.
+        output?.reserve(extra: min(limit, (input.count - offset) * 1032 + scratchSize))
+        while true {
+            if stream.avail_in == 0 && fed < input.count {
+                let piece = min(input.count - fed, Int(UInt32.max))
+                stream.next_in = UnsafeMutablePointer(mutating: inBase + fed)
+                stream.avail_in = UInt32(piece)
+                fed += piece
+            }
+            let probing = produced == limit  // no room left: any further byte means "too large"
+            var room: Int
+            if probing {
+                stream.next_out = scratch
+                room = 1
+            } else if let output {
+                if output.free == 0 { output.reserve(extra: min(limit - produced, max(output.count, scratchSize))) }
+                stream.next_out = output.end
+                room = min(output.free, limit - produced, Int(UInt32.max))
+            } else {
+                stream.next_out = scratch
+                room = min(scratchSize, limit - produced)
+            }
+            stream.avail_out = UInt32(room)
+            let status = inflate(&stream, Z_NO_FLUSH)
+            let wrote = room - Int(stream.avail_out)
+            if probing && wrote > 0 {
+                output?.count = start
+                return nil
+            }
+            produced += wrote
+            output?.count += wrote
+            let remaining = input.count - fed + Int(stream.avail_in)
+            if status == Z_STREAM_END { return (input.count - remaining - offset, produced) }
+            guard status == Z_OK || status == Z_BUF_ERROR else {
+                let detail = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
+                throw DataError("\(name): corrupt gzip data (\(detail))")
+            }
+            if remaining == 0 && stream.avail_out > 0 {
+                let total = (output?.count ?? produced)
+                throw DataError("\(name): truncated gzip data (ends after \(total) uncompressed bytes)")
+            }
+        }
+    }
+}
+
+/// An output buffer that grows only when asked to (`reserve`), so its size follows the limits above.
+private final class GrowingBytes {
+    private(set) var base = UnsafeMutablePointer<UInt8>.allocate(capacity: 0)
+    private(set) var capacity = 0
+    var count = 0
+
+    deinit { base.deallocate() }
+
+    var free: Int { capacity - count }
+    var end: UnsafeMutablePointer<UInt8> { base + count }
+
+    /// Makes room for `extra` more bytes after the current ones.
+    func reserve(extra: Int) {
+        guard count + extra > capacity else { return }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: count + extra)
+        bigger.update(from: base, count: count)
+        base.deallocate()
+        base = bigger
+        capacity = count + extra
+    }
+
+    func array() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 }

@@ -21,6 +21,12 @@ public enum NPY {
 
     /// Shape and values (converted to Float) of the .npy file at `path`.
     public static func load(path: String) throws -> (shape: [Int], values: [Float]) {
+        let file = try loadTyped(path: path)
+        return (file.shape, file.values)
+    }
+
+    /// Shape, stored element type and values (converted to Float, not scaled) of the .npy file at `path`.
+    public static func loadTyped(path: String) throws -> (shape: [Int], dtype: DType, values: [Float]) {
         let file = try FileIO.readMaybeGzip(path)
         let (shape, dtype, offset) = try header(file, name: path)
         let count = shape.reduce(1, *)
@@ -28,7 +34,7 @@ public enum NPY {
             if let base = buffer.baseAddress { convert(file, from: offset, count: count, dtype: dtype, into: base) }
             initialized = count
         }
-        return (shape, values)
+        return (shape, dtype, values)
     }
 
     /// Shape, element type and data offset, checking magic, dict fields and exact data length.
@@ -186,7 +192,7 @@ public enum NPYPair {
             // Bytes stay bytes (divided by 255 when gathered).
             let store = SampleStore(bytes: imageFile, byteOffset: offset, elementType: .uint8, count: count,
                                     sampleElements: shape.count)
-            return try Dataset(name: base, shape: shape, classes: classCount, store: store, labels: labels)
+            return Dataset(name: base, shape: shape, classes: classCount, store: store, labels: labels)
         }
         let images = AlignedBuffer(count: count * shape.count)
         NPY.convert(imageFile, from: offset, count: images.count, dtype: dtype, into: images.pointer)

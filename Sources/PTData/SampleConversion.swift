@@ -1,11 +1,11 @@
 // Stored values to the Floats a model sees: (x / divisor - mean[c]) / std[c], then optionally each
-// sample to zero mean and unit variance. Done when a shard is gathered, so samples stay as stored.
+// channel of each sample to zero mean and unit variance. Done when a shard is gathered, so samples stay as stored.
 import PTTensor
 
 /// How stored sample values become model inputs. `value = (Float(x) / divisor - mean[c]) / std[c]`
 /// for element x of channel c (`mean`/`std`: empty for none, one value for all channels, or one per
-/// channel), then, with `zNormalize`, each whole sample becomes (v - its mean) / its standard
-/// deviation (computed in Double; a constant sample becomes all zeros).
+/// channel), then, with `zNormalize`, each channel of each sample becomes (v - its mean) / its
+/// standard deviation (two passes in Double; a constant channel becomes all zeros).
 public struct SampleConversion: Sendable, Equatable, CustomStringConvertible {
     public var divisor: Float
     public var mean: [Float]
@@ -120,7 +120,15 @@ public final class SampleConverter: @unchecked Sendable {
                 }
             }
         }
-        if conversion.zNormalize { standardize(out, count: n) }
+        if conversion.zNormalize { standardizeChannels(out) }
+    }
+
+    /// Each channel of one sample (at `x`) to zero mean and unit variance (`standardize`).
+    @inline(__always)
+    public func standardizeChannels(_ x: UnsafeMutablePointer<Float>) {
+        let plane = shape.height * shape.width
+        guard plane > 0 else { return }
+        for ch in 0..<shape.channels { standardize(x + ch * plane, count: plane) }
     }
 
     /// Scales `count` values in place to zero mean and unit variance (Double sums; constant: zeros).
@@ -151,7 +159,7 @@ public final class SampleConverter: @unchecked Sendable {
                     }
                 }
             }
-            if conversion.zNormalize { standardize(x, count: shape.count) }
+            if conversion.zNormalize { standardizeChannels(x) }
         }
     }
 }

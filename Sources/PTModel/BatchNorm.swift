@@ -48,22 +48,18 @@ public struct BatchNorm: Layer {
         (s + state[1].offset).update(repeating: 1, count: channels)
     }
 
-    /// Mean and biased variance of channel `c` over the call's samples (two passes, in Double).
+    /// Mean and biased variance of channel `c` over the call's samples: two passes (the mean, then
+    /// squared deviations), each row summed in 16 Float lanes and the lanes and rows added in Double.
+    /// The order depends only on the shapes.
     @inline(__always)
     func statistics(_ x: UnsafeMutablePointer<Float>, batch: Int, channel c: Int) -> (mean: Double, variance: Double) {
         let hw = positions
         var sum = 0.0
-        for n in 0..<batch {
-            let row = x + (n * channels + c) * hw
-            for k in 0..<hw { sum += Double(row[k]) }
-        }
+        for n in 0..<batch { sum += bnRowSum(x + (n * channels + c) * hw, count: hw) }
         let count = Double(batch * hw)
         let mean = sum / count
         var squares = 0.0
-        for n in 0..<batch {
-            let row = x + (n * channels + c) * hw
-            for k in 0..<hw { let d = Double(row[k]) - mean; squares += d * d }
-        }
+        for n in 0..<batch { squares += bnRowSquares(x + (n * channels + c) * hw, count: hw, mean: Float(mean)) }
         return (mean, squares / count)
     }
 
@@ -86,8 +82,8 @@ public struct BatchNorm: Layer {
             let scale = gamma[c] / (variance + epsilon).squareRoot()
             let shift = beta[c] - mean * scale
             for n in 0..<call.batch {
-                let x = call.input + (n * channels + c) * hw, y = call.output + (n * channels + c) * hw
-                for k in 0..<hw { y[k] = x[k] * scale + shift }
+                let at = (n * channels + c) * hw
+                bnAffine(call.input + at, count: hw, scale: scale, shift: shift, output: call.output + at)
             }
         }
     }
@@ -100,25 +96,25 @@ public struct BatchNorm: Layer {
         for c in 0..<channels {
             let s = statistics(call.input, batch: call.batch, channel: c)
             let invStd = 1 / (s.variance + Double(epsilon)).squareRoot()
-            var sumDy = 0.0, sumDyXhat = 0.0
+            var sumDy = 0.0, sumDyCentered = 0.0
             for n in 0..<call.batch {
-                let x = call.input + (n * channels + c) * hw, dy = call.outputGrad + (n * channels + c) * hw
-                for k in 0..<hw {
-                    sumDy += Double(dy[k])
-                    sumDyXhat += Double(dy[k]) * (Double(x[k]) - s.mean) * invStd
-                }
+                let at = (n * channels + c) * hw
+                let (a, b) = bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean))
+                sumDy += a
+                sumDyCentered += b
             }
+            let sumDyXhat = sumDyCentered * invStd
             dGamma[c] += Float(sumDyXhat)
             dBeta[c] += Float(sumDy)
             guard let dIn = call.inputGrad else { continue }
+            // dx = g * (m * dy - sumDy - xhat * sumDyXhat), g = gamma * invStd / m, as dx = a*dy + b*(x - mean) + k.
             let g = Double(gamma[c]) * invStd / m
+            let a = g * m, b = -g * invStd * sumDyXhat
+            let k = -g * sumDy
             for n in 0..<call.batch {
-                let x = call.input + (n * channels + c) * hw, dy = call.outputGrad + (n * channels + c) * hw
-                let dx = dIn + (n * channels + c) * hw
-                for k in 0..<hw {
-                    let xhat = (Double(x[k]) - s.mean) * invStd
-                    dx[k] = Float(g * (m * Double(dy[k]) - sumDy - xhat * sumDyXhat))
-                }
+                let at = (n * channels + c) * hw
+                bnInputGradient(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a), b: Float(b),
+                                k: Float(k), inputGrad: dIn + at)
             }
         }
     }
@@ -146,4 +142,85 @@ public struct BatchNorm: Layer {
             rv.pointee = (1 - momentum) * rv.pointee + momentum * Float(variance)
         }
     }
+}
+
+// Row passes of batch normalisation: 16 Float lanes, then the lanes added in Double.
+
+private typealias BNVector = SIMD16<Float>
+
+@inline(__always) private func lanesSum(_ v: BNVector) -> Double {
+    var total = 0.0
+    for i in 0..<16 { total += Double(v[i]) }
+    return total
+}
+
+/// Sum of `count` values.
+@inline(__always) func bnRowSum(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    let raw = UnsafeRawPointer(x)
+    var acc = BNVector()
+    var i = 0
+    while i + 16 <= count { acc += raw.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self); i += 16 }
+    var total = lanesSum(acc)
+    while i < count { total += Double(x[i]); i += 1 }
+    return total
+}
+
+/// Sum of (x - mean)^2.
+@inline(__always) func bnRowSquares(_ x: UnsafePointer<Float>, count: Int, mean: Float) -> Double {
+    let raw = UnsafeRawPointer(x)
+    var acc = BNVector()
+    let m = BNVector(repeating: mean)
+    var i = 0
+    while i + 16 <= count {
+        let d = raw.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - m
+        acc.addProduct(d, d)
+        i += 16
+    }
+    var total = lanesSum(acc)
+    while i < count { let d = Double(x[i] - mean); total += d * d; i += 1 }
+    return total
+}
+
+/// (sum of dy, sum of dy * (x - mean)).
+@inline(__always) func bnRowGradientSums(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float) -> (Double, Double) {
+    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy)
+    var accDy = BNVector(), accCentered = BNVector()
+    let m = BNVector(repeating: mean)
+    var i = 0
+    while i + 16 <= count {
+        let g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self)
+        accDy += g
+        accCentered.addProduct(g, rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - m)
+        i += 16
+    }
+    var sumDy = lanesSum(accDy), sumCentered = lanesSum(accCentered)
+    while i < count { sumDy += Double(dy[i]); sumCentered += Double(dy[i]) * Double(x[i] - mean); i += 1 }
+    return (sumDy, sumCentered)
+}
+
+/// y = x * scale + shift.
+@inline(__always) func bnAffine(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output y: UnsafeMutablePointer<Float>) {
+    let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+    let a = BNVector(repeating: scale), b = BNVector(repeating: shift)
+    var i = 0
+    while i + 16 <= count {
+        ry.storeBytes(of: rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) * a + b, toByteOffset: 4 * i, as: BNVector.self)
+        i += 16
+    }
+    while i < count { y[i] = x[i] * scale + shift; i += 1 }
+}
+
+/// dx = a * dy + b * (x - mean) + k.
+@inline(__always) func bnInputGradient(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float, a: Float,
+                                       b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
+    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+    let va = BNVector(repeating: a), vb = BNVector(repeating: b), vk = BNVector(repeating: k), vm = BNVector(repeating: mean)
+    var i = 0
+    while i + 16 <= count {
+        let centered = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - vm
+        let v = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) * va + centered * vb + vk
+        rdx.storeBytes(of: v, toByteOffset: 4 * i, as: BNVector.self)
+        i += 16
+    }
+    while i < count { dx[i] = dy[i] * a + (x[i] - mean) * b + k; i += 1 }
 }

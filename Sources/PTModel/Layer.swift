@@ -14,8 +14,10 @@ public struct ParameterTensor: Sendable, Equatable {
 /// Pointers for one forward or backward call over `batch` samples.
 ///
 /// Shapes: input [batch][inputShape], output [batch][outputShape]; parameters / gradients point at
-/// the model's flat buffers (use `ParameterTensor.offset`). `inputGrad` is nil for the first layer
-/// (nothing upstream needs it). Backward *adds* into `gradients` and *overwrites* `inputGrad`.
+/// the model's flat buffers (use `ParameterTensor.offset`). `inputGrad` is nil when the input is the
+/// model input (nothing upstream needs it). Backward *adds* into `gradients` and *overwrites*
+/// `inputGrad`. For layers with several inputs, `input` / `inputGrad` are the first of
+/// `inputList` / `inputGradList`.
 public struct LayerCall {
     public var batch: Int
     public var input: UnsafeMutablePointer<Float>
@@ -38,6 +40,11 @@ public struct LayerCall {
     /// Where a training forward records this layer's statistics of the shard (`statsCount` floats),
     /// or nil when they are not collected.
     public var shardStats: UnsafeMutablePointer<Float>?
+    /// Layers with several inputs (`add`, `concat`): the inputs in order, and where each input's
+    /// gradient goes (nil entries: the model input, whose gradient nothing needs). Backward
+    /// *overwrites* each non-nil input gradient.
+    public var inputList: UnsafeMutablePointer<UnsafeMutablePointer<Float>>?
+    public var inputGradList: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -56,6 +63,8 @@ public protocol Layer: Sendable {
     /// Short description for `ptrain summary`, e.g. "conv 5x5 s1 p2, 6 features".
     var summary: String { get }
     var inputShape: Shape { get }
+    /// Shapes of every input (several for `add` and `concat`; default: `[inputShape]`).
+    var inputShapes: [Shape] { get }
     var outputShape: Shape { get }
     /// Parameter tensors with offsets into the flat buffer (empty for parameter-free layers).
     var parameters: [ParameterTensor] { get }
@@ -80,6 +89,7 @@ public protocol Layer: Sendable {
 extension Layer {
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
     public var state: [ParameterTensor] { [] }
+    public var inputShapes: [Shape] { [inputShape] }
     public var statsCount: Int { 0 }
     public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }

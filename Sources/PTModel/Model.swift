@@ -15,8 +15,13 @@ public enum LayerSpec: Sendable, Equatable {
     case relu
     case flatten
     case dense(neurons: Int, initializer: Initializer)
+    /// Residual sum of two or more inputs of the same shape.
+    case add
+    /// Concatenation of two or more inputs along channels.
+    case concat
 
-    var kind: String {
+    /// The kind in automatic names ("conv" for conv1, "bn" for bn2).
+    public var kind: String {
         switch self {
         case .conv: return "conv"
         case .maxPool: return "pool"
@@ -27,6 +32,16 @@ public enum LayerSpec: Sendable, Equatable {
         case .relu: return "relu"
         case .flatten: return "flatten"
         case .dense: return "dense"
+        case .add: return "add"
+        case .concat: return "concat"
+        }
+    }
+
+    /// Whether the layer joins several inputs.
+    public var joinsInputs: Bool {
+        switch self {
+        case .add, .concat: return true
+        default: return false
         }
     }
 }
@@ -38,11 +53,18 @@ public struct ModelError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 }
 
-/// A stack of layers from an input shape to `classes` logits, with a flat parameter layout:
+/// A graph of layers from an input shape to `classes` logits, with a flat parameter layout:
 /// every tensor's offset is a multiple of 16 floats, so each sits 64-byte aligned in an AlignedBuffer.
+///
+/// Layers run in list order; each takes its input(s) from the model input or earlier layers
+/// (by default the previous layer: a plain stack). Activation 0 is the model input and activation
+/// i + 1 is layer i's output.
 public struct Model: Sendable {
     public let inputShape: Shape
     public let layers: [any Layer]
+    /// For each layer, the activations it reads (0: the model input; j + 1: layer j's output), in
+    /// input order.
+    public let inputs: [[Int]]
     /// Floats in the flat parameter (and gradient, and optimizer state) buffer, including alignment gaps.
     public let parameterCount: Int
     /// Floats in the flat state buffer (running statistics), including alignment gaps.
@@ -54,26 +76,91 @@ public struct Model: Sendable {
     /// The largest number of samples one forward/backward call will see.
     public let maxBatch: Int
 
-    /// Builds and validates the layers. Names are the kind plus a per-kind count ("conv1", "dense2").
-    /// - Throws: `ModelError` naming the first layer whose output would be empty or whose
-    ///   settings are impossible.
+    /// Builds and validates a plain stack of layers (each reads the previous one's output).
     /// `requireClassifier: false` allows a stack that does not end in a flat vector (layer tests).
     public init(input: Shape, layers specs: [LayerSpec], maxBatch: Int, requireClassifier: Bool = true) throws {
+        try self.init(input: input, layers: specs.map { LayerNode($0) }, maxBatch: maxBatch, requireClassifier: requireClassifier)
+    }
+
+    /// Builds and validates a graph of layers. Unnamed layers are named by kind plus a count over the
+    /// unnamed layers of that kind ("conv1", "dense2").
+    /// - Throws: `ModelError` naming the first layer (and its config line, when known) whose
+    ///   reference is unknown, forward or to itself, whose inputs do not fit together, whose output
+    ///   would be empty or is never used, or whose settings are impossible.
+    @_disfavoredOverload
+    public init(input: Shape, layers nodes: [LayerNode], maxBatch: Int, requireClassifier: Bool = true) throws {
         guard input.count > 0 else { throw ModelError("model input shape \(input) is empty") }
         guard maxBatch > 0 else { throw ModelError("batch size must be at least 1") }
         self.inputShape = input
         self.maxBatch = maxBatch
         var built: [any Layer] = []
+        var inputs: [[Int]] = []
         var counts: [String: Int] = [:]
-        var shape = input
+        var names: [String] = []
+        // Shapes of the activations so far (0: the model input).
+        var shapes: [Shape] = [input]
         var offset = 0
         var stateOffset = 0
         var statsOffset = 0
         var statsOffsets: [Int] = []
-        for (index, spec) in specs.enumerated() {
-            counts[spec.kind, default: 0] += 1
-            let name = "\(spec.kind)\(counts[spec.kind]!)"
-            let label = "layer \(index + 1) (\(name))"
+        // Every name in the list, to tell a forward reference from an unknown one.
+        var allNames: [String: Int] = [:]
+        do {
+            var autoCounts: [String: Int] = [:]
+            for (index, node) in nodes.enumerated() {
+                let name: String
+                if let given = node.name { name = given } else {
+                    autoCounts[node.spec.kind, default: 0] += 1
+                    name = "\(node.spec.kind)\(autoCounts[node.spec.kind]!)"
+                }
+                if let first = allNames[name] {
+                    let at = nodes[index].location.map { "\($0): " } ?? ""
+                    throw ModelError("\(at)layer \(index + 1) (\(name)): the name is already used by layer \(first + 1)")
+                }
+                allNames[name] = index
+            }
+        }
+        for (index, node) in nodes.enumerated() {
+            let spec = node.spec
+            let name: String
+            if let given = node.name { name = given } else {
+                counts[spec.kind, default: 0] += 1
+                name = "\(spec.kind)\(counts[spec.kind]!)"
+            }
+            let label = "\(node.location.map { "\($0): " } ?? "")layer \(index + 1) (\(name))"
+            // Resolve the inputs to activation indices.
+            var sources: [Int] = []
+            for ref in node.from ?? [.relative(-1)] {
+                switch ref {
+                case .input: sources.append(0)
+                case let .relative(k):
+                    guard k < 0 else {
+                        throw ModelError("\(label): from \(k): \(k == 0 ? "a layer cannot take its own output (cycle)" : "forward reference: relative inputs must be negative (-1 is the previous layer)")")
+                    }
+                    guard index + 1 + k >= 0 else {
+                        throw ModelError("\(label): from \(k): reaches before the model input (this is layer \(index + 1); -\(index + 1) is the input)")
+                    }
+                    sources.append(index + 1 + k)
+                case let .name(target):
+                    if target == "input" { sources.append(0); continue }
+                    guard let at = allNames[target] else { throw ModelError("\(label): from '\(target)': no layer has that name") }
+                    guard at != index else { throw ModelError("\(label): from '\(target)': a layer cannot take its own output (cycle)") }
+                    guard at < index else {
+                        throw ModelError("\(label): from '\(target)': forward reference to layer \(at + 1); inputs must come from earlier layers")
+                    }
+                    sources.append(at + 1)
+                }
+            }
+            let inShapes = sources.map { shapes[$0] }
+            func describe(_ k: Int) -> String { sources[k] == 0 ? "input" : names[sources[k] - 1] }
+            if spec.joinsInputs {
+                guard sources.count >= 2 else {
+                    throw ModelError("\(label): \(spec.kind) needs at least two inputs ('from' lists them), got \(sources.count)")
+                }
+            } else if sources.count != 1 {
+                throw ModelError("\(label): \(spec.kind) takes one input, got \(sources.count)")
+            }
+            let shape = inShapes[0]
             let layer: any Layer
             switch spec {
             case let .conv(features, kh, kw, stride, padding, initializer):
@@ -122,31 +209,58 @@ public struct Model: Sendable {
             case let .dense(neurons, initializer):
                 guard neurons > 0 else { throw ModelError("\(label): neurons must be positive, got \(neurons)") }
                 layer = Dense(name: name, input: shape, neurons: neurons, parameterOffset: offset, initializer: initializer)
+            case .add:
+                for k in 1..<inShapes.count where inShapes[k] != shape {
+                    throw ModelError("\(label): add needs inputs of one shape: \(describe(0)) gives \(shape), \(describe(k)) gives \(inShapes[k])")
+                }
+                layer = Add(name: name, inputs: inShapes)
+            case .concat:
+                for k in 1..<inShapes.count where inShapes[k].height != shape.height || inShapes[k].width != shape.width {
+                    throw ModelError("\(label): concat needs inputs of one height and width: \(describe(0)) gives \(shape), \(describe(k)) gives \(inShapes[k])")
+                }
+                layer = Concat(name: name, inputs: inShapes)
             }
             for p in layer.parameters { offset = p.offset + alignedCount(p.count) }
             for t in layer.state { stateOffset = t.offset + alignedCount(t.count) }
             statsOffsets.append(statsOffset)
             statsOffset += layer.statsCount
-            shape = layer.outputShape
+            let out = layer.outputShape
             // Keep every buffer addressable and the run within memory: at most 2^31 parameters and
             // 2^30 activation values per shard for one layer.
             guard offset <= 1 << 31 else { throw ModelError("\(label): the model would have more than 2^31 parameters") }
-            guard shape.count.multipliedReportingOverflow(by: maxBatch).partialValue <= 1 << 30,
-                  !shape.count.multipliedReportingOverflow(by: maxBatch).overflow else {
-                throw ModelError("\(label): output of \(shape) per sample x \(maxBatch) samples per shard is too large (over 2^30 values)")
+            guard out.count.multipliedReportingOverflow(by: maxBatch).partialValue <= 1 << 30,
+                  !out.count.multipliedReportingOverflow(by: maxBatch).overflow else {
+                throw ModelError("\(label): output of \(out) per sample x \(maxBatch) samples per shard is too large (over 2^30 values)")
             }
             built.append(layer)
+            inputs.append(sources)
+            names.append(name)
+            shapes.append(out)
         }
         guard !built.isEmpty else { throw ModelError("model has no layers") }
-        guard shape.isFlat || !requireClassifier else {
-            throw ModelError("the last layer (\(built.last!.name)) must be dense so the model ends in class scores; its output is \(shape)")
+        // Every layer's output but the last must feed some later layer: an unused branch would
+        // train nothing and leave its gradient undefined.
+        var used = [Bool](repeating: false, count: built.count + 1)
+        for list in inputs { for a in list { used[a] = true } }
+        for i in 0..<(built.count - 1) where !used[i + 1] {
+            throw ModelError("\(nodes[i].location.map { "\($0): " } ?? "")layer \(i + 1) (\(names[i])): its output is never used (only the last layer may end the graph)")
+        }
+        guard shapes.last!.isFlat || !requireClassifier else {
+            throw ModelError("the last layer (\(built.last!.name)) must be dense so the model ends in class scores; its output is \(shapes.last!)")
         }
         self.layers = built
+        self.inputs = inputs
         self.parameterCount = offset
         self.stateCount = stateOffset
         self.statsPerShard = statsOffset
         self.statsOffsets = statsOffsets
     }
+
+    /// Whether every layer reads the previous layer's output (no branches).
+    public var isChain: Bool { inputs.enumerated().allSatisfy { $0.element == [$0.offset] } }
+
+    /// Names of each layer's inputs ("input" for the model input), for summaries.
+    public func inputNames(_ i: Int) -> [String] { inputs[i].map { $0 == 0 ? "input" : layers[$0 - 1].name } }
 
     /// Number of classes: the size of the last layer's output.
     public var classes: Int { layers.last!.outputShape.count }

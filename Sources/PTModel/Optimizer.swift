@@ -1,4 +1,5 @@
 // SGD with momentum (optionally Nesterov) and weight decay, and learning-rate schedules.
+import PTTensor
 
 /// Stochastic gradient descent, PyTorch's formulation:
 ///   g = grad + weightDecay * w
@@ -121,18 +122,10 @@ public struct Adam: Sendable, Equatable {
 }
 
 /// The optimizer of a run. State: SGD keeps one buffer (momentum), Adam two (m, v), each shaped
-/// like the flat parameter buffer.
+/// like the flat parameter buffer; `OptimizerState` holds them.
 public enum Optimizer: Sendable, Equatable {
     case sgd(SGD)
     case adam(Adam)
-
-    /// Number of flat state buffers.
-    public var stateCount: Int {
-        switch self {
-        case .sgd: return 1
-        case .adam: return 2
-        }
-    }
 
     /// Names of the state tensors in checkpoints, PyTorch's: "momentum_buffer", or "exp_avg" and "exp_avg_sq".
     public var stateNames: [String] {
@@ -142,13 +135,58 @@ public enum Optimizer: Sendable, Equatable {
         }
     }
 
-    /// One update of weights[range] at 0-based global step `step`.
+    /// One update of weights[range] and of `state`'s buffers on the same slice, at 0-based global step `step`.
+    /// `stateOffset`: where weights[range.lowerBound]'s state lies in `state`'s buffers when that
+    /// state is compact (holds only some pieces of the parameters, as with the sharded gradient
+    /// exchange); nil: at range.lowerBound, laid out like the parameters.
     @inline(__always)
     public func step(lr: Float, step: Int, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                     state: UnsafeMutablePointer<Float>, state2: UnsafeMutablePointer<Float>, range: Range<Int>) {
+                     state: OptimizerState, range: Range<Int>, stateOffset: Int? = nil) {
+        precondition(range.isEmpty || (stateOffset ?? range.lowerBound) + range.count <= state.count)
+        // Pointers such that pointer[i] for i in range is the state of weights[i].
+        let shift = (stateOffset ?? range.lowerBound) - range.lowerBound
         switch self {
-        case let .sgd(sgd): sgd.step(lr: lr, weights: weights, gradients: gradients, velocity: state, range: range)
-        case let .adam(adam): adam.step(lr: lr, t: step + 1, weights: weights, gradients: gradients, m: state, v: state2, range: range)
+        case let .sgd(sgd): sgd.step(lr: lr, weights: weights, gradients: gradients, velocity: state.first + shift, range: range)
+        case let .adam(adam):
+            adam.step(lr: lr, t: step + 1, weights: weights, gradients: gradients, m: state.first + shift, v: state.second + shift,
+                      range: range)
         }
+    }
+}
+
+/// The state an optimizer keeps between steps: one flat buffer per entry of `optimizer.stateNames`
+/// (SGD: `momentum_buffer`; Adam and AdamW: `exp_avg`, `exp_avg_sq`), each laid out like the flat
+/// parameter buffer, so a worker updates the same slice of the weights and of every state buffer.
+/// Checkpoints save each buffer under its name (per parameter tensor: "conv1.weight.exp_avg").
+public final class OptimizerState: @unchecked Sendable {
+    public let optimizer: Optimizer
+    /// Floats per buffer (the model's parameter count).
+    public let count: Int
+    /// The buffers with their names, in `optimizer.stateNames` order.
+    public let buffers: [(name: String, buffer: AlignedBuffer)]
+    @usableFromInline let first: UnsafeMutablePointer<Float>
+    /// Adam's second moment; SGD's state has none (a one-float placeholder).
+    @usableFromInline let second: UnsafeMutablePointer<Float>
+    private let placeholder: AlignedBuffer
+
+    /// State for `parameterCount` parameters: zeroed, or with `zeroed: false` not yet written (the
+    /// owner then calls `zero(_:)` on every slice, each from the thread that will update it).
+    public init(optimizer: Optimizer, parameterCount: Int, zeroed: Bool = true) {
+        self.optimizer = optimizer
+        count = parameterCount
+        buffers = optimizer.stateNames.map {
+            (name: $0, buffer: zeroed ? AlignedBuffer(count: parameterCount) : AlignedBuffer(uninitializedCount: parameterCount))
+        }
+        placeholder = AlignedBuffer(count: 1)
+        first = buffers[0].buffer.pointer
+        second = buffers.count > 1 ? buffers[1].buffer.pointer : placeholder.pointer
+    }
+
+    /// The buffer saved under `name`, or nil when this optimizer keeps no such state.
+    public func buffer(named name: String) -> AlignedBuffer? { buffers.first { $0.name == name }?.buffer }
+
+    /// Sets every buffer's `range` to zero (each worker zeroes its own slice: first touch).
+    public func zero(_ range: Range<Int>) {
+        for (_, buffer) in buffers where !range.isEmpty { (buffer.pointer + range.lowerBound).update(repeating: 0, count: range.count) }
     }
 }

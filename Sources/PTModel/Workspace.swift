@@ -4,6 +4,11 @@ import PTTensor
 
 /// Everything one worker needs to run forward and backward over up to `model.maxBatch` samples.
 /// Allocated once; `forward`, `backward` and `loss` allocate nothing.
+///
+/// Branches: a layer's backward overwrites its input gradient. When an activation feeds several
+/// layers, the consumer that runs backward first (the latest in the list) writes its gradient
+/// straight into the activation's gradient buffer; each later one writes into a spare buffer that
+/// is then added in, so the sum runs in one fixed order (consumers from last to first).
 public final class Workspace: @unchecked Sendable {
     public let model: Model
     /// activations[0] is the input batch; activations[i + 1] is layer i's output.
@@ -14,6 +19,14 @@ public final class Workspace: @unchecked Sendable {
     let indexStorage: [UnsafeMutablePointer<Int32>]
     let indexCounts: [Int]
     public let labels: UnsafeMutablePointer<Int32>
+    /// Per layer: its input pointers and where each input's gradient goes in backward (a spare
+    /// buffer for all but the first consumer of an activation).
+    let inputLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>]
+    let inputGradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>]
+    /// Per layer: (input position, activation) pairs whose gradient lands in a spare buffer and must
+    /// be added into the activation's gradient after the layer's backward.
+    let spareInputs: [[(position: Int, activation: Int)]]
+    let spares: [AlignedBuffer]
 
     public init(model: Model) {
         self.model = model
@@ -33,7 +46,6 @@ public final class Workspace: @unchecked Sendable {
             idx.append(p)
             idxCounts.append(n)
         }
-        // The first layer's input gradient is never needed; give it a real buffer anyway only if asked.
         activations = acts
         activationGrads = grads
         scratch = AlignedBuffer(count: scratchCount)
@@ -41,10 +53,45 @@ public final class Workspace: @unchecked Sendable {
         indexCounts = idxCounts
         labels = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
         labels.initialize(repeating: 0, count: mb)
+        // Backward visits layers from last to first and, within a layer, inputs in order: the first
+        // visit of an activation writes directly, later ones go through a spare buffer.
+        var seen = [Bool](repeating: false, count: model.layers.count + 1)
+        var spareInputs = [[(position: Int, activation: Int)]](repeating: [], count: model.layers.count)
+        var spareNeeded = 0, spareSize = 0
+        for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
+            for (k, a) in model.inputs[i].enumerated() where a > 0 {
+                if seen[a] {
+                    spareInputs[i].append((k, a))
+                    spareSize = max(spareSize, mb * (a == 0 ? model.inputShape.count : model.layers[a - 1].outputShape.count))
+                }
+                seen[a] = true
+            }
+            spareNeeded = max(spareNeeded, spareInputs[i].count)
+        }
+        self.spareInputs = spareInputs
+        spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
+        var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
+        var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
+        for i in 0..<model.layers.count {
+            let sources = model.inputs[i]
+            let list = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: sources.count)
+            let gradList = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: sources.count)
+            for (k, a) in sources.enumerated() {
+                (list + k).initialize(to: acts[a].pointer)
+                (gradList + k).initialize(to: a == 0 ? nil : grads[a].pointer)
+            }
+            for (j, entry) in spareInputs[i].enumerated() { gradList[entry.position] = spares[j].pointer }
+            lists.append(list)
+            gradLists.append(gradList)
+        }
+        inputLists = lists
+        inputGradLists = gradLists
     }
 
     deinit {
         for p in indexStorage { p.deallocate() }
+        for p in inputLists { p.deallocate() }
+        for p in inputGradLists { p.deallocate() }
         labels.deallocate()
     }
 
@@ -64,9 +111,12 @@ public final class Workspace: @unchecked Sendable {
     public var noiseSeed: UInt64 = 0
 
     func call(_ i: Int, batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> LayerCall {
-        var c = LayerCall(batch: batch, input: activations[i].pointer, output: activations[i + 1].pointer,
+        let first = model.inputs[i][0]
+        var c = LayerCall(batch: batch, input: inputLists[i][0], output: activations[i + 1].pointer,
                           parameters: parameters, gradients: gradients, outputGrad: activationGrads[i + 1].pointer,
-                          inputGrad: i == 0 ? nil : activationGrads[i].pointer, scratch: scratch.pointer, indices: indexStorage[i])
+                          inputGrad: first == 0 ? nil : inputGradLists[i][0], scratch: scratch.pointer, indices: indexStorage[i])
+        c.inputList = inputLists[i]
+        c.inputGradList = inputGradLists[i]
         c.training = training
         c.noiseSeed = noiseSeed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
         c.state = state
@@ -91,8 +141,22 @@ public final class Workspace: @unchecked Sendable {
 
     /// Backward through every layer, adding parameter gradients into `gradients`.
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
-        for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
+        backward(batch: batch, parameters: parameters, gradients: gradients, layers: 0..<model.layers.count)
+    }
+
+    /// Backward through the layers `layers` only, last first (the logits gradient or the layers
+    /// above must already have run): lets a caller act between groups of layers. Running
+    /// consecutive ranges from the last down gives the same bits as one full `backward`: the
+    /// branch gradients of a layer are added right after it, in the same order.
+    public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                         layers: Range<Int>) {
+        for i in layers.reversed() {
             model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
+            for (j, entry) in spareInputs[i].enumerated() {
+                let a = entry.activation
+                let n = batch * model.layers[a - 1].outputShape.count
+                addVectors(count: n, activationGrads[a].pointer, spares[j].pointer, into: activationGrads[a].pointer)
+            }
         }
     }
 }

@@ -42,9 +42,13 @@ public struct PlacementPlan: Sendable, Equatable {
     /// The OS CPU of each worker, in worker order: what `WorkerPool(workers:cpus:)` takes.
     public var osCPUs: [Int] { entries.map(\.osCPU) }
 
-    public init(workers: Int, topology: Topology, policy: PlacementPolicy = .spread) {
-        precondition(workers >= 1, "a placement needs at least one worker")
-        precondition(!topology.cores.isEmpty, "a placement needs at least one allowed core")
+    /// - Throws: `WorkerPoolError` for a worker count outside 1...WorkerPool.maximumWorkers or a
+    ///   topology without cores.
+    public init(workers: Int, topology: Topology, policy: PlacementPolicy = .spread) throws {
+        try WorkerPool.checkWorkerCount(workers)
+        guard topology.cores.contains(where: { !$0.osCPUs.isEmpty }) else {
+            throw WorkerPoolError("\(topology.source): no allowed cores to place workers on")
+        }
         self.policy = policy
         let coreOrder: [Int]
         switch policy {
@@ -138,12 +142,15 @@ extension Topology {
     /// process's allowed cores can hold all of them (`threads` cores each), the process keeps the
     /// consecutive block of cores [localRank * threads, (localRank + 1) * threads). A process that
     /// the launcher already bound to its own CPUs sees too few cores for that and is left as it is.
+    /// Launcher values that make no sense (negative, a rank outside the size, sizes whose product
+    /// with `threads` would overflow) leave the topology as it is.
     public func shareForLocalRank(threads: Int, environment: [String: String]) throws -> Topology {
         func number(_ keys: [String]) -> Int? { keys.lazy.compactMap { environment[$0].flatMap { Int(trimmed($0)) } }.first }
-        guard threads > 0,
+        // Both factors are at most coreCount before they are multiplied: no overflow.
+        guard threads > 0, threads <= coreCount,
               let size = number(["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"]),
               let rank = number(["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]),
-              size > 1, rank >= 0, rank < size, coreCount >= size * threads else { return self }
+              size > 1, size <= coreCount, rank >= 0, rank < size, coreCount >= size * threads else { return self }
         let block = cores[(rank * threads)..<((rank + 1) * threads)].flatMap(\.osCPUs)
         return isSynthetic ? try Topology(synthetic: source, restrictedTo: block) : try Topology(restrictedTo: block)
     }

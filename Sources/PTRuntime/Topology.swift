@@ -91,6 +91,13 @@ final class HwlocTopology: @unchecked Sendable {
         // From here on deinit destroys the handle, also when init throws (all stored properties set).
         topology = handle
         if let synthetic {
+            // hwloc builds every object a description names, so "pack:1000 core:1000 pu:100" would
+            // take minutes and gigabytes: refuse descriptions with more PUs than any real node.
+            let pus = Self.syntheticPUCount(synthetic)
+            guard pus <= Self.maximumSyntheticPUs else {
+                throw TopologyError("the synthetic topology \"\(synthetic)\" describes \(pus == .max ? "too many" : "\(pus)") PUs; "
+                    + "at most \(Self.maximumSyntheticPUs)")
+            }
             guard hwloc_topology_set_synthetic(handle, synthetic) == 0 else {
                 throw TopologyError("hwloc does not understand the synthetic topology \"\(synthetic)\" "
                     + "(example: \"pack:2 numa:2 core:16 pu:2\")")
@@ -128,6 +135,35 @@ final class HwlocTopology: @unchecked Sendable {
     }
 
     deinit { hwloc_topology_destroy(topology) }
+
+    /// The most PUs a synthetic description may describe.
+    static let maximumSyntheticPUs = 1 << 16
+
+    /// The product of the arities ("type:N") of a synthetic description's levels: its PU count,
+    /// or Int.max on overflow. Attributes in parentheses and memory children in brackets are skipped.
+    static func syntheticPUCount(_ description: String) -> Int {
+        var product = 1
+        var depth = 0
+        var token = ""
+        func finish() {
+            defer { token = "" }
+            guard let colon = token.lastIndex(of: ":"),
+                  let arity = Int(token[token.index(after: colon)...].prefix(while: \.isNumber)) else { return }
+            let (next, overflow) = product.multipliedReportingOverflow(by: arity)
+            product = overflow ? .max : next
+        }
+        for character in description {
+            switch character {
+            case "(", "[": depth += 1
+            case ")", "]": depth = max(0, depth - 1)
+            case _ where depth > 0: break
+            case _ where character.isWhitespace: finish()
+            default: token.append(character)
+            }
+        }
+        finish()
+        return product
+    }
 
     private func count(_ type: hwloc_obj_type_t) -> Int {
         Int(hwloc_get_nbobjs_by_type(topology, type))

@@ -17,6 +17,13 @@ public protocol ParallelJob: AnyObject {
     func run(worker: Int, pool: WorkerPool)
 }
 
+/// Why a worker pool or a placement could not be made: a worker count out of range, or a thread
+/// the system would not start. One line.
+public struct WorkerPoolError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// Where one worker was asked to run and where it was seen running.
 public struct WorkerPlacement: Sendable, Equatable, Codable {
     public var worker: Int
@@ -51,6 +58,19 @@ public final class WorkerPool: @unchecked Sendable {
     /// Whether the thread that calls `run` acts as worker 0 (see `init`).
     public let callerIsWorkerZero: Bool
 
+    /// The most workers a pool (and a placement plan) takes: far above the cores of any one node
+    /// today, far below what would exhaust threads or memory. A larger request is an error, not
+    /// thousands of threads.
+    public static let maximumWorkers = 4096
+
+    /// Throws unless `workers` is in 1...maximumWorkers.
+    public static func checkWorkerCount(_ workers: Int) throws {
+        guard workers >= 1 else { throw WorkerPoolError("a worker pool needs at least one worker (asked for \(workers))") }
+        guard workers <= maximumWorkers else {
+            throw WorkerPoolError("\(workers) worker threads asked for; at most \(maximumWorkers)")
+        }
+    }
+
     /// Starts `workers` threads, bound to `cpus[i]` (OS CPU indices, -1 = leave unbound). With
     /// `cpus == nil` the workers follow the default spread plan of this process's topology (one
     /// per physical core, hardware threads next, wrap-around when oversubscribed).
@@ -59,18 +79,22 @@ public final class WorkerPool: @unchecked Sendable {
     ///   worker 0's part of every job inside `run`; only workers 1..<N get threads of their own.
     ///   No thread sleeps and wakes between steps just to hand over work (measured in
     ///   docs/ARCHITECTURE.md); `run` must then always be called from the creating thread.
-    public init(workers: Int, cpus: [Int]? = nil, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) {
+    /// - Throws: `WorkerPoolError` for a worker count outside 1...maximumWorkers, a `cpus` list of
+    ///   another length, or a thread the system would not start (the threads already started are
+    ///   stopped and joined first).
+    public init(workers: Int, cpus: [Int]? = nil, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) throws {
         self.callerIsWorkerZero = callerIsWorkerZero
-        precondition(workers >= 1, "a worker pool needs at least one worker")
-        precondition(cpus == nil || cpus!.count == workers, "cpus must give one OS CPU per worker")
+        try Self.checkWorkerCount(workers)
+        if let cpus, cpus.count != workers {
+            throw WorkerPoolError("\(cpus.count) CPUs given for \(workers) workers; give one OS CPU (or -1) per worker")
+        }
         workerCount = workers
         let hwloc = try? HwlocTopology(synthetic: nil, restrictedTo: nil, honourAffinity: false)
         var targets: [Int]
         var notes: [String] = []
         if let cpus {
             targets = cpus
-        } else if let topology = try? Topology() {
-            let plan = PlacementPlan(workers: workers, topology: topology)
+        } else if let topology = try? Topology(), let plan = try? PlacementPlan(workers: workers, topology: topology) {
             targets = plan.osCPUs
             notes += plan.warnings
         } else {
@@ -95,14 +119,19 @@ public final class WorkerPool: @unchecked Sendable {
         threads.reserveCapacity(workers)
         if callerIsWorkerZero { state.adoptCallerAsWorkerZero() }
         for worker in (callerIsWorkerZero ? 1 : 0)..<workers {
-            let context = Unmanaged.passRetained(WorkerContext(state: state, worker: worker)).toOpaque()
+            let retained = Unmanaged.passRetained(WorkerContext(state: state, worker: worker))
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
                 context.state.serve(worker: context.worker)
                 return nil
-            }, context)
-            precondition(rc == 0, "pthread_create failed (\(rc)) for worker \(worker)")
+            }, retained.toOpaque())
+            guard rc == 0 else {
+                // Every stored property is set, so deinit runs: it stops and joins `threads`.
+                retained.release()
+                throw WorkerPoolError("cannot start worker thread \(worker) of \(workers) "
+                    + "(pthread_create: \(String(cString: strerror(rc)))); ask for fewer threads")
+            }
             threads.append(thread)
         }
         state.waitUntilReady()
@@ -116,8 +145,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Convenience: a pool laid out by a placement plan.
-    public convenience init(plan: PlacementPlan, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) {
-        self.init(workers: plan.workerCount, cpus: plan.osCPUs, waitPolicy: waitPolicy, callerIsWorkerZero: callerIsWorkerZero)
+    public convenience init(plan: PlacementPlan, waitPolicy: WaitPolicy? = nil, callerIsWorkerZero: Bool = false) throws {
+        try self.init(workers: plan.workerCount, cpus: plan.osCPUs, waitPolicy: waitPolicy, callerIsWorkerZero: callerIsWorkerZero)
     }
 
     deinit {
@@ -166,8 +195,8 @@ public struct WaitPolicy: Sendable, Equatable {
     /// Chosen by `cpus`, the CPUs the process may use (the caller is one more thread).
     ///
     /// Measured on the 2-core AVX-512 dev VM (other builds running alongside, so noisy), µs per
-    /// `run`, median of 7 x 1,000 runs, three sessions (`PTRUNTIME_BENCH=1 swift test -c release
-    /// --filter WorkerPoolBenchmarks`; `=sweep` compares policies):
+    /// `run`, median of 7 x 1,000 runs, three sessions (`swift run -c release BarrierBenchmarks` in
+    /// Benchmarks/; `sweep` compares policies):
     ///
     ///     workers           empty job     1 barrier   10 barriers
     ///     1                 0.23-0.24     0.23-0.24   0.21-0.23

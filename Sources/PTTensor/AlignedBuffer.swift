@@ -20,6 +20,16 @@ public final class AlignedBuffer: @unchecked Sendable {
         pointer = raw.assumingMemoryBound(to: Float.self)
     }
 
+    /// Storage whose elements are not written here, so no page is touched until a thread writes
+    /// it: on a multi-socket machine the first writer decides the page's NUMA node. Every element
+    /// must be written before it is read.
+    public init(uninitializedCount count: Int) {
+        precondition(count >= 0, "AlignedBuffer count must be non-negative")
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<Float>.stride, alignment: Self.alignment)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(1, count))
+    }
+
     public convenience init(_ values: [Float]) {
         self.init(count: values.count)
         values.withUnsafeBufferPointer { src in

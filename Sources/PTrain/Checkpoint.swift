@@ -58,6 +58,9 @@ public enum Checkpoint {
     /// is removed, the earlier checkpoints are untouched, and the one-line error names the checkpoint.
     @discardableResult
     public static func save(_ trainer: Trainer, to directory: String, keep: Int) throws -> String {
+        guard trainer.optimizerStateIsComplete else {
+            throw FileError("\(directory): the optimizer state is spread over the ranks (sharded exchange); every rank calls Trainer.gatherOptimizerState() before a checkpoint is saved")
+        }
         try makeDirectory(directory)
         let name = folderName(step: trainer.progress.globalStep)
         let final = "\(directory)/\(name)"
@@ -70,7 +73,7 @@ public enum Checkpoint {
                                              metadata: ["format": "pt", "producer": "ptrain"])
             // Optimizer state, one tensor per parameter and state buffer: "conv1.weight.momentum_buffer"
             // (SGD), "conv1.weight.exp_avg" and "conv1.weight.exp_avg_sq" (Adam).
-            let optimizer = Safetensors.encode(trainer.optimizerState.flatMap { state in
+            let optimizer = Safetensors.encode(trainer.optimizerState.buffers.flatMap { state in
                 model.parameterTensors.map {
                     (name: "\($0.name).\(state.name)", shape: $0.shape, data: UnsafePointer(state.buffer.pointer + $0.offset)) }
             }, metadata: ["optimizer": trainer.config.optimizer.rawValue])
@@ -182,6 +185,21 @@ public enum Checkpoint {
         return manifest
     }
 
+    /// The config of the checkpoint that `resolve(path)` finds, read without verifying its files
+    /// (`readManifest` does that when the run is restored); nil when there is none to read.
+    public static func peekConfig(_ path: String) -> TrainConfig? {
+        guard let folder = try? resolve(path),
+              let data = FileManager.default.contents(atPath: "\(folder)/\(manifestFile)"),
+              let manifest = try? JSONDecoder().decode(CheckpointManifest.self, from: data) else { return nil }
+        return try? config(of: manifest, folder: folder)
+    }
+
+    /// The newest checkpoint under `path` (a run folder, a folder of checkpoints or a checkpoint),
+    /// or nil when there is none: what a resumable job passes as `TrainingSession.Options.resume`.
+    public static func newest(in path: String) -> String? {
+        try? resolve(path)
+    }
+
     /// The config stored in a checkpoint.
     public static func config(of manifest: CheckpointManifest, folder: String) throws -> TrainConfig {
         try TrainConfig.parse(yaml: manifest.config, file: "\(folder)/\(manifestFile) (config)")
@@ -193,7 +211,7 @@ public enum Checkpoint {
         let path = "\(folder)/\(optimizerFile)"
         let (tensors, _) = try Safetensors.decode(try Safetensors.readFile(path), file: path)
         let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for state in trainer.optimizerState {
+        for state in trainer.optimizerState.buffers {
             for p in trainer.model.parameterTensors {
                 guard let t = byName["\(p.name).\(state.name)"], t.shape == p.shape else {
                     throw FileError("\(path): optimizer state '\(p.name).\(state.name)' is missing or has the wrong shape")

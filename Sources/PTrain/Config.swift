@@ -1,6 +1,7 @@
 // The training configuration: read from YAML, overridden by flags, validated with one-line
 // errors that name the file, line and key.
 import Foundation
+import PTData
 import PTModel
 import PTTensor
 import Yams
@@ -45,8 +46,7 @@ public struct DataConfig: Sendable, Equatable {
     public var testCount: Int = 500
     /// Spoken digits: samples per clip (zero-padded or centre-cropped).
     public var length: Int = 8000
-    /// Normalise each series to zero mean and unit variance (any source; for UCR the reader does it
-    /// per channel).
+    /// Normalise each channel of each sample to zero mean and unit variance (any source; see `Preprocessing`).
     public var zNormalize: Bool = false
     /// Optional normalisation after scaling bytes to [0, 1]: (x - mean) / std.
     public var mean: Float?
@@ -60,9 +60,12 @@ public struct DataConfig: Sendable, Equatable {
 public struct TrainConfig: Sendable, Equatable {
     public var name: String = "run"
     public var data = DataConfig()
+    /// Random changes to training samples (never to evaluation).
+    public var augment = Augmentation()
     /// Model input (channels, height, width); nil: taken from the data.
     public var input: Shape?
-    public var layers: [LayerSpec] = []
+    /// The layer list in run order, blocks expanded (each layer with its name and inputs).
+    public var layers: [LayerNode] = []
     /// sgd, adam or adamw.
     public enum OptimizerKind: String, Sendable, CaseIterable { case sgd, adam, adamw }
     public var optimizer: OptimizerKind = .sgd
@@ -84,7 +87,18 @@ public struct TrainConfig: Sendable, Equatable {
     public var batchSize: Int = 64
     /// Fixed number of shards each minibatch is split into (independent of threads).
     public var shards: Int = 8
+    /// The most shards a batch may be split into: one per core of a large multi-node job; each shard
+    /// holds a gradient the size of the model.
+    public static let maximumShards = 65_536
     public var seed: UInt64 = 1
+    // Distributed (several processes).
+    /// How the ranks combine their gradients: `reduceScatter` (each rank owns a piece of every
+    /// bucket, reduces and updates it, then the weights are all-gathered; overlaps backward) or
+    /// `allGather` (every rank receives every rank's partial gradient after backward).
+    public enum ExchangeKind: String, Sendable, CaseIterable { case reduceScatter = "reduce_scatter", allGather = "allgather" }
+    public var exchange: ExchangeKind = .reduceScatter
+    /// Gradient bucket size of the reduce-scatter exchange in KiB (0: one bucket, no overlap).
+    public var bucketKB: Int = 1024
 
     public init() {}
 
@@ -120,6 +134,7 @@ public struct TrainConfig: Sendable, Equatable {
         if let mean = data.mean, !mean.isFinite { try fail("data.mean", "must be a finite number, got \(mean)") }
         if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
         if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
+        if shards > Self.maximumShards { try fail("training.shards", "must be at most \(Self.maximumShards), got \(shards)") }
         if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
         if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
         if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }
@@ -130,6 +145,10 @@ public struct TrainConfig: Sendable, Equatable {
         if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
         if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
+        if bucketKB < 0 || bucketKB > 1 << 23 { try fail("distributed.bucket_kb", "must be in 0...\(1 << 23), got \(bucketKB)") }
+        if data.zNormalize && (data.mean != nil || data.std != nil) {
+            try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
+        }
     }
 }
 
@@ -249,7 +268,7 @@ extension TrainConfig {
             throw ConfigError("\(file): not valid YAML: \(first)")
         }
         let top = try YAMLSection(file: file, path: "", node: root)
-        try top.checkKnown(["name", "data", "model", "optimizer", "schedule", "training"])
+        try top.checkKnown(["name", "data", "augment", "model", "optimizer", "schedule", "training", "distributed"])
         var c = TrainConfig()
         if let name = try top.string("name") { c.name = name }
 
@@ -272,8 +291,23 @@ extension TrainConfig {
             c.data.resize = try d.bool("resize") ?? c.data.resize
         }
 
+        if let a = try top.section("augment") {
+            try a.checkKnown(["crop", "flip", "translate", "scale", "shift", "gain"])
+            c.augment.crop = try a.int("crop") ?? 0
+            c.augment.flip = try a.bool("flip") ?? false
+            c.augment.translate = try a.int("translate") ?? 0
+            c.augment.scale = try a.float("scale") ?? 0
+            c.augment.shift = try a.int("shift") ?? 0
+            c.augment.gain = try a.float("gain") ?? 0
+            if !(0...256).contains(c.augment.crop) { throw a.fail("crop", "must be in 0...256 (pixels of padding), got \(c.augment.crop)") }
+            if !(0...256).contains(c.augment.translate) { throw a.fail("translate", "must be in 0...256 (pixels), got \(c.augment.translate)") }
+            if !(c.augment.scale >= 0 && c.augment.scale <= 0.5) { throw a.fail("scale", "must be in [0, 0.5], got \(c.augment.scale)") }
+            if !(0...10_000_000).contains(c.augment.shift) { throw a.fail("shift", "must be in 0...10000000 (samples), got \(c.augment.shift)") }
+            if !(c.augment.gain >= 0 && c.augment.gain < 1) { throw a.fail("gain", "must be in [0, 1), got \(c.augment.gain)") }
+        }
+
         guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }
-        try m.checkKnown(["input", "layers"])
+        try m.checkKnown(["input", "layers", "blocks"])
         if let inputNode = m.node("input") {
             let i = try YAMLSection(file: file, path: "model.input", node: inputNode)
             try i.checkKnown(["channels", "height", "width", "length"])
@@ -287,11 +321,8 @@ extension TrainConfig {
             }
             c.input = Shape(channels: channels, height: h, width: w)
         }
-        guard let layersNode = m.node("layers") else { throw m.fail("layers", "missing: list the layers") }
-        guard case let .sequence(seq) = layersNode else { throw m.fail("layers", "expected a list of layers") }
-        for (index, item) in seq.enumerated() {
-            c.layers.append(try parseLayer(item, index: index, file: file))
-        }
+        var graph = GraphParser(file: file, model: m)
+        c.layers = try graph.expand()
 
         if let o = try top.section("optimizer") {
             try o.checkKnown(["type", "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"])
@@ -330,23 +361,80 @@ extension TrainConfig {
                 c.seed = UInt64(seed)
             }
         }
+        if let d = try top.section("distributed") {
+            try d.checkKnown(["exchange", "bucket_kb"])
+            if let e = try d.string("exchange") {
+                guard let kind = ExchangeKind(rawValue: e) else {
+                    throw d.fail("exchange", "unknown exchange '\(e)' (known: \(ExchangeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                c.exchange = kind
+            }
+            c.bucketKB = try d.int("bucket_kb") ?? c.bucketKB
+        }
         try c.validate(file: file)
         return c
     }
 
-    static func parseLayer(_ node: Node, index: Int, file: String) throws -> LayerSpec {
-        let path = "model.layers[\(index + 1)]"
+    /// One layer entry (a mapping with 'type', or a bare word for a layer without settings).
+    /// `extraKeys` are keys the caller reads itself (a block layer's 'if').
+    static func parseLayer(_ node: Node, path: String, file: String, extraKeys: [String] = []) throws -> LayerNode {
         // A bare string ("relu", "flatten") is a layer without settings.
         if case let .scalar(s) = node {
+            let location = YAMLSection.location(file, node)
             switch s.string {
-            case "relu": return .relu
-            case "flatten": return .flatten
+            case "relu": return LayerNode(.relu, location: location)
+            case "flatten": return LayerNode(.flatten, location: location)
+            case "batchnorm", "bn": return LayerNode(.batchNorm(momentum: 0.1, epsilon: 1e-5), location: location)
+            case "global_avgpool", "gap": return LayerNode(.globalAvgPool, location: location)
             default:
                 throw ConfigError("\(YAMLSection.location(file, node)): \(path): '\(s.string)' needs settings (write it as a mapping with 'type')")
             }
         }
         let l = try YAMLSection(file: file, path: path, node: node)
         guard let type = try l.string("type") else { throw ConfigError("\(YAMLSection.location(file, node)): \(path): missing 'type'") }
+        var result = LayerNode(try parseLayerSpec(l, type: type, extraKeys: ["name", "from"] + extraKeys),
+                               location: YAMLSection.location(file, node))
+        if let name = try l.string("name") {
+            guard isValidLayerName(name) else {
+                throw l.fail("name", "'\(name)' is not a layer name (letters, digits, '_', '.', '-'; starting with a letter or '_'; not 'input')")
+            }
+            result.name = name
+        }
+        result.from = try parseFrom(l)
+        if result.spec.joinsInputs && result.from == nil {
+            throw ConfigError("\(YAMLSection.location(file, node)): \(path): \(type) needs 'from' with at least two inputs (names or relative indices such as -3)")
+        }
+        return result
+    }
+
+    /// 'from': one reference or a list; a negative integer counts layers back (-1: the previous
+    /// one), 'input' is the model input (inside a block: the block's input), anything else a name.
+    static func parseFrom(_ l: YAMLSection) throws -> [LayerRef]? {
+        guard let node = l.node("from") else { return nil }
+        let items: [Node]
+        switch node {
+        case .scalar: items = [node]
+        case let .sequence(seq): items = Array(seq)
+        default: throw l.fail("from", "expected a layer name, a negative index such as -3, or a list of them")
+        }
+        if items.isEmpty { throw l.fail("from", "the list is empty") }
+        return try items.map { item in
+            guard case let .scalar(s) = item else { throw l.fail("from", "expected a layer name or a negative index, not a nested list") }
+            let text = s.string
+            if let k = Int(text) {
+                guard k < 0 else {
+                    throw l.fail("from", k == 0 ? "0 would be the layer itself (a cycle); -1 is the previous layer"
+                                                : "\(k) is a forward reference; inputs must come from earlier layers (negative indices)")
+                }
+                return .relative(k)
+            }
+            if text == "input" { return .input }
+            guard isValidLayerName(text) else { throw l.fail("from", "'\(text)' is neither a layer name nor a negative index") }
+            return .name(text)
+        }
+    }
+
+    static func parseLayerSpec(_ l: YAMLSection, type: String, extraKeys: [String]) throws -> LayerSpec {
         func initializer() throws -> Initializer {
             guard let s = try l.string("init") else { return .he }
             guard let i = Initializer(rawValue: s) else { throw l.fail("init", "unknown initialiser '\(s)' (known: he, glorot)") }
@@ -354,7 +442,7 @@ extension TrainConfig {
         }
         switch type {
         case "conv", "conv2d", "conv1d":
-            try l.checkKnown(["type", "features", "size", "stride", "padding", "init"])
+            try l.checkKnown(["type", "features", "size", "stride", "padding", "init"] + extraKeys)
             guard let features = try l.int("features") else { throw l.fail("features", "missing: how many features (filters)") }
             guard let size = try l.int("size") else { throw l.fail("size", "missing: the feature (kernel) size") }
             let stride = try l.int("stride") ?? 1
@@ -368,7 +456,7 @@ extension TrainConfig {
             return .conv(features: features, kernelHeight: type == "conv1d" ? 1 : size, kernelWidth: size, stride: stride,
                          padding: padding, initializer: try initializer())
         case "maxpool", "pool", "maxpool1d", "avgpool", "avgpool1d":
-            try l.checkKnown(["type", "window", "stride", "edge"])
+            try l.checkKnown(["type", "window", "stride", "edge"] + extraKeys)
             let window = try l.int("window") ?? 2
             let stride = try l.int("stride") ?? window
             if window < 1 || window > 4096 { throw l.fail("window", "must be in 1...4096, got \(window)") }
@@ -380,33 +468,39 @@ extension TrainConfig {
                 ? .avgPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
                 : .maxPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
         case "global_avgpool", "gap":
-            try l.checkKnown(["type"])
+            try l.checkKnown(["type"] + extraKeys)
             return .globalAvgPool
         case "batchnorm", "bn":
-            try l.checkKnown(["type", "momentum", "eps"])
+            try l.checkKnown(["type", "momentum", "eps"] + extraKeys)
             let momentum = try l.float("momentum") ?? 0.1
             let eps = try l.float("eps") ?? 1e-5
             if !(momentum >= 0 && momentum <= 1) { throw l.fail("momentum", "must be in [0, 1], got \(momentum)") }
             if !(eps > 0) { throw l.fail("eps", "must be a number > 0, got \(eps)") }
             return .batchNorm(momentum: momentum, epsilon: eps)
         case "dropout":
-            try l.checkKnown(["type", "rate"])
+            try l.checkKnown(["type", "rate"] + extraKeys)
             let rate = try l.float("rate") ?? 0.5
             if !(rate >= 0 && rate < 1) { throw l.fail("rate", "must be in [0, 1), got \(rate)") }
             return .dropout(rate: rate)
         case "relu":
-            try l.checkKnown(["type"])
+            try l.checkKnown(["type"] + extraKeys)
             return .relu
+        case "add":
+            try l.checkKnown(["type"] + extraKeys)
+            return .add
+        case "concat":
+            try l.checkKnown(["type"] + extraKeys)
+            return .concat
         case "flatten":
-            try l.checkKnown(["type"])
+            try l.checkKnown(["type"] + extraKeys)
             return .flatten
         case "dense", "fc", "linear":
-            try l.checkKnown(["type", "neurons", "init"])
+            try l.checkKnown(["type", "neurons", "init"] + extraKeys)
             guard let neurons = try l.int("neurons") else { throw l.fail("neurons", "missing: how many neurons") }
             if neurons < 1 || neurons > 1 << 20 { throw l.fail("neurons", "must be in 1...\(1 << 20), got \(neurons)") }
             return .dense(neurons: neurons, initializer: try initializer())
         default:
-            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, batchnorm, dropout, relu, flatten, dense)")
+            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, batchnorm, dropout, relu, flatten, dense, add, concat)")
         }
     }
 }

@@ -1,70 +1,87 @@
-// Forward-only use of trained weights: logits, class probabilities, loss, accuracy and the
-// confusion matrix. Runs on the calling thread, a chunk of samples at a time.
+// Trained weights on a worker pool: evaluation (loss, accuracy, confusion matrix) and class
+// probabilities, through the trainer's own evaluation pass.
 import Foundation
 import PTData
 import PTModel
+import PTRuntime
 import PTTensor
 
-/// A model with loaded weights, ready to classify samples.
-public struct Classifier {
-    public let model: Model
-    public let parameters: AlignedBuffer
+/// What `Classifier.evaluate` measured.
+public struct Evaluation: Sendable, Equatable {
+    /// Mean cross-entropy per sample and the fraction classified correctly.
+    public var loss: Double
+    public var accuracy: Double
+    /// confusion[true class][predicted class].
+    public var confusion: [[Int]]
+}
 
-    /// Builds the model of `config` for samples of `shape` and loads `weights` (a safetensors file
-    /// written by ptrain: parameters and running statistics).
-    public init(weights: String, config: TrainConfig, shape: Shape) throws {
+/// Trained weights, ready to classify samples. Built on a `Trainer` for the config, so the forward
+/// pass, the split into shards and evaluation chunks, and the loss summation are exactly those of
+/// the per-epoch test evaluation during training: `evaluate` on the test set reproduces the last
+/// epoch's test loss and accuracy bit for bit.
+public final class Classifier {
+    public let trainer: Trainer
+    public var model: Model { trainer.model }
+
+    /// Builds the model of `config` for samples of `shape` on `pool` and loads `weights` (a
+    /// safetensors file written by ptrain: parameters and running statistics).
+    public init(weights: String, config: TrainConfig, shape: Shape, pool: WorkerPool) throws {
         if let input = config.input, input != shape {
             throw ConfigError("\(weights): the model expects samples of \(input), the input has \(shape)")
         }
-        model = try Model(input: shape, layers: config.layers, maxBatch: max(1, config.maxShard))
-        parameters = AlignedBuffer(count: model.parameterCount)
-        state = AlignedBuffer(count: max(1, model.stateCount))
-        model.initializeState(state)
-        try Safetensors.load(model: model, into: parameters, state: state, from: weights)
+        let placeholder = Dataset(name: "none", shape: shape, classes: 1, images: AlignedBuffer(count: shape.count), labels: [0])
+        var config = config
+        config.input = shape
+        trainer = try Trainer(config: config, train: placeholder, test: placeholder, pool: pool)
+        try Safetensors.load(model: trainer.model, into: trainer.parameters, state: trainer.state, from: weights)
     }
 
-    /// Running statistics (batch normalisation).
-    public let state: AlignedBuffer
-
-    /// Class probabilities (softmax of the logits), one row of `model.classes` per sample.
-    /// `samples` holds count x shape.count floats.
-    public func probabilities(_ samples: UnsafePointer<Float>, count: Int) -> [[Double]] {
-        let ws = Workspace(model: model)
-        ws.state = state.pointer
-        let size = model.inputShape.count
-        var rows: [[Double]] = []
-        rows.reserveCapacity(count)
-        var start = 0
-        while start < count {
-            let n = min(model.maxBatch, count - start)
-            ws.input.update(from: samples + start * size, count: n * size)
-            ws.forward(batch: n, parameters: parameters.pointer)
-            for i in 0..<n {
-                let logits = (0..<model.classes).map { Double(ws.logits[i * model.classes + $0]) }
-                let m = logits.max()!
-                let e = logits.map { Foundation.exp($0 - m) }
-                let sum = e.reduce(0, +)
-                rows.append(e.map { $0 / sum })
-            }
-            start += n
+    /// Per-sample logits of `data` (data.count x classes), from the evaluation pass.
+    func logits(_ data: Dataset) throws -> (values: [Float], loss: Double, accuracy: Double) {
+        guard data.shape == model.inputShape else {
+            throw DataError("\(data.name): samples of \(data.shape), the model expects \(model.inputShape)")
         }
-        return rows
+        let classes = model.classes
+        var values = [Float](repeating: 0, count: data.count * classes)
+        let result = values.withUnsafeMutableBufferPointer { trainer.evaluate(data, logits: $0.baseAddress!) }
+        return (values, result.loss, result.accuracy)
     }
 
-    /// Mean cross-entropy, accuracy and the confusion matrix (rows: true class, columns: predicted).
-    public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double, confusion: [[Int]]) {
-        let samples = data.converted()
-        let probs = withExtendedLifetime(samples) { probabilities(samples.pointer, count: data.count) }
-        var confusion = Array(repeating: Array(repeating: 0, count: model.classes), count: model.classes)
-        var loss = 0.0
-        var correct = 0
-        for (i, p) in probs.enumerated() {
-            let label = Int(data.labels[i])
-            let predicted = p.indices.max { p[$0] < p[$1] }!
-            confusion[label][predicted] += 1
-            if predicted == label { correct += 1 }
-            loss -= Foundation.log(max(p[label], 1e-300))
+    /// Loss, accuracy and the confusion matrix of the current weights on `data`.
+    public func evaluate(_ data: Dataset) throws -> Evaluation {
+        guard data.classes <= model.classes else {
+            throw DataError("\(data.name): has \(data.classes) classes, the model \(model.classes)")
         }
-        return (loss / Double(max(1, data.count)), Double(correct) / Double(max(1, data.count)), confusion)
+        let classes = model.classes
+        let out = try logits(data)
+        var confusion = Array(repeating: Array(repeating: 0, count: classes), count: classes)
+        for i in 0..<data.count {
+            confusion[Int(data.labels[i])][Self.argmax(out.values, row: i, classes: classes)] += 1
+        }
+        return Evaluation(loss: out.loss, accuracy: out.accuracy, confusion: confusion)
+    }
+
+    /// Class probabilities of every sample of `data` (labels are ignored): one row of
+    /// `model.classes` per sample, the softmax of the logits computed as the loss kernel does
+    /// (exponentials in Float, their sum in Double). The predicted class, the first largest logit,
+    /// is the one the evaluation counts.
+    public func probabilities(_ data: Dataset) throws -> [(predicted: Int, probabilities: [Float])] {
+        let classes = model.classes
+        let values = try logits(data).values
+        return (0..<data.count).map { i in
+            let row = Array(values[(i * classes)..<((i + 1) * classes)])
+            let best = Self.argmax(values, row: i, classes: classes)
+            let top = row[best]
+            let e = row.map { expf($0 - top) }
+            let sum = e.reduce(0.0) { $0 + Double($1) }
+            return (best, e.map { Float(Double($0) / sum) })
+        }
+    }
+
+    /// Index of the first largest value of row `row`: the loss kernel's rule for "correct".
+    static func argmax(_ values: [Float], row: Int, classes: Int) -> Int {
+        var best = 0
+        for k in 1..<max(1, classes) where values[row * classes + k] > values[row * classes + best] { best = k }
+        return best
     }
 }

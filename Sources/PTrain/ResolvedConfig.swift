@@ -12,26 +12,46 @@ extension TrainConfig {
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
         if data.resize { lines.append("  resize: true") }
+        if !augment.isIdentity {
+            lines += ["augment:", "  crop: \(augment.crop)", "  flip: \(augment.flip)", "  translate: \(augment.translate)",
+                      "  scale: \(augment.scale)", "  shift: \(augment.shift)", "  gain: \(augment.gain)"]
+        }
         lines.append("model:")
         if let input = input {
             lines.append("  input: {channels: \(input.channels), height: \(input.height), width: \(input.width)}")
         }
         lines.append("  layers:")
-        for layer in layers {
-            switch layer {
-            case let .conv(features, kh, kw, stride, padding, initializer):
-                lines.append("    - {type: \(kh == 1 && kw != 1 ? "conv1d" : "conv"), features: \(features), size: \(kw), stride: \(stride), padding: \(padding), init: \(initializer.rawValue)}")
-            case let .maxPool(wh, ww, stride, keep):
-                lines.append("    - {type: \(wh == 1 && ww != 1 ? "maxpool1d" : "maxpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
-            case let .avgPool(wh, ww, stride, keep):
-                lines.append("    - {type: \(wh == 1 && ww != 1 ? "avgpool1d" : "avgpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")}")
-            case .globalAvgPool: lines.append("    - {type: global_avgpool}")
-            case let .dropout(rate): lines.append("    - {type: dropout, rate: \(rate)}")
-            case let .batchNorm(momentum, epsilon): lines.append("    - {type: batchnorm, momentum: \(momentum), eps: \(epsilon)}")
-            case .relu: lines.append("    - {type: relu}")
-            case .flatten: lines.append("    - {type: flatten}")
-            case let .dense(neurons, initializer): lines.append("    - {type: dense, neurons: \(neurons), init: \(initializer.rawValue)}")
+        for node in layers {
+            // name and inputs first, then the layer's own settings.
+            var head = ""
+            if let name = node.name { head += "name: \(yamlQuoted(name)), " }
+            if let from = node.from {
+                head += "from: [" + from.map { ref -> String in
+                    switch ref {
+                    case .input: return "input"
+                    case let .relative(k): return String(k)
+                    case let .name(n): return yamlQuoted(n)
+                    }
+                }.joined(separator: ", ") + "], "
             }
+            let body: String
+            switch node.spec {
+            case let .conv(features, kh, kw, stride, padding, initializer):
+                body = "type: \(kh == 1 && kw != 1 ? "conv1d" : "conv"), features: \(features), size: \(kw), stride: \(stride), padding: \(padding), init: \(initializer.rawValue)"
+            case let .maxPool(wh, ww, stride, keep):
+                body = "type: \(wh == 1 && ww != 1 ? "maxpool1d" : "maxpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")"
+            case let .avgPool(wh, ww, stride, keep):
+                body = "type: \(wh == 1 && ww != 1 ? "avgpool1d" : "avgpool"), window: \(ww), stride: \(stride), edge: \(keep ? "keep" : "drop")"
+            case .globalAvgPool: body = "type: global_avgpool"
+            case let .dropout(rate): body = "type: dropout, rate: \(rate)"
+            case let .batchNorm(momentum, epsilon): body = "type: batchnorm, momentum: \(momentum), eps: \(epsilon)"
+            case .relu: body = "type: relu"
+            case .flatten: body = "type: flatten"
+            case let .dense(neurons, initializer): body = "type: dense, neurons: \(neurons), init: \(initializer.rawValue)"
+            case .add: body = "type: add"
+            case .concat: body = "type: concat"
+            }
+            lines.append("    - {\(head)\(body)}")
         }
         lines += ["optimizer:", "  type: \(optimizer.rawValue)", "  lr: \(learningRate)"]
         if optimizer == .sgd {
@@ -43,6 +63,7 @@ extension TrainConfig {
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
         lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
+        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

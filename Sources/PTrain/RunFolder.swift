@@ -3,20 +3,24 @@ import Foundation
 import PTModel
 import PTTensor
 
-/// Appends one JSON object per line to a metrics file, flushing each line so that a killed run
-/// keeps every finished record.
+/// The metrics file: one JSON object per line. It is created (or, on resume, rewritten with the
+/// records of the finished epochs) under a temporary name and renamed into place; after that each
+/// new line is appended and fsynced, so a killed run keeps every finished record.
 public final class MetricsWriter {
     let path: String
     let handle: FileHandle
 
-    /// Creates (truncates) the file.
-    public init(path: String) throws {
+    /// Creates (replaces) the file with `lines`, one JSON object each.
+    public init(path: String, lines: [String] = []) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try makeDirectory(dir) }
-        guard FileManager.default.createFile(atPath: path, contents: nil) else {
-            throw FileError("\(path): cannot create the metrics file")
+        do {
+            try AtomicFile.write(lines.map { $0 + "\n" }.joined(), to: path)
+        } catch {
+            throw FileError("\(path): cannot create the metrics file: \(error)")
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw FileError("\(path): cannot open the metrics file") }
+        h.seekToEndOfFile()
         self.path = path
         handle = h
     }
@@ -31,6 +35,69 @@ public final class MetricsWriter {
     }
 
     deinit { try? handle.close() }
+}
+
+/// The lines of metrics.jsonl, written through `Codable`.
+public enum MetricsLine {
+    public struct Placement: Codable, Equatable, Sendable {
+        public var worker: Int
+        public var os_cpu: Int
+    }
+
+    /// The first line of a run.
+    public struct Start: Codable, Equatable, Sendable {
+        public var event = "start"
+        public var config: String
+        public var processes: Int
+        public var threads: Int
+        public var shards: Int
+        public var batch_size: Int
+        public var parameters: Int
+        public var train_samples: Int
+        public var test_samples: Int
+        public var resumed_at_step: Int
+        public var placement: [Placement]
+    }
+
+    /// One line per epoch ("epoch") and the last line ("done").
+    public struct Epoch: Codable, Equatable, Sendable {
+        public var event: String
+        public var epoch: Int
+        public var train_loss: Double
+        public var train_accuracy: Double
+        public var test_loss: Double
+        public var test_accuracy: Double
+        public var images_per_sec: Double
+        public var seconds: Double
+
+        public init(_ r: EpochRecord, event: String) {
+            self.event = event
+            epoch = r.epoch
+            train_loss = r.trainLoss
+            train_accuracy = r.trainAccuracy
+            test_loss = r.testLoss
+            test_accuracy = r.testAccuracy
+            images_per_sec = (r.imagesPerSecond * 10).rounded() / 10
+            seconds = (r.seconds * 1000).rounded() / 1000
+        }
+    }
+
+    /// One compact JSON line, keys sorted (the same record always gives the same text).
+    /// Non-finite numbers (a test loss that overflowed) are written as the strings "inf", "-inf", "nan".
+    public static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// A JSON string literal (quotes and escapes) for one-line messages and hand-assembled headers.
+func jsonString(_ s: String) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes]
+    return (try? encoder.encode(s)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
 }
 
 /// A training run's output folder.
@@ -62,18 +129,20 @@ public struct RunFolder {
     }
 
     public var lossPlotPath: String { path + "/loss.svg" }
-    public var accuracyPlotPath: String { path + "/accuracy.svg" }
+    public var errorPlotPath: String { path + "/error.svg" }
 
-    /// Writes loss.svg and accuracy.svg: train against test, per epoch.
+    /// Writes loss.svg and error.svg: train against test, per epoch. The error rate (100% minus
+    /// the accuracy) is plotted on a log scale, so 98% against 99.5% is as visible as 50% against 90%.
     public func writePlots(_ records: [EpochRecord], name: String) throws {
         let epochs = records.map { Double($0.epoch) }
         let loss = LinePlot(title: "\(name): loss per epoch", xLabel: "epoch", yLabel: "mean cross-entropy",
                             series: [.init(name: "train", points: Array(zip(epochs, records.map(\.trainLoss)))),
                                      .init(name: "test", points: Array(zip(epochs, records.map(\.testLoss))))])
-        let accuracy = LinePlot(title: "\(name): accuracy per epoch", xLabel: "epoch", yLabel: "accuracy (%)",
-                                series: [.init(name: "train", points: Array(zip(epochs, records.map { $0.trainAccuracy * 100 }))),
-                                         .init(name: "test", points: Array(zip(epochs, records.map { $0.testAccuracy * 100 })))])
+        var error = LinePlot(title: "\(name): error rate per epoch", xLabel: "epoch", yLabel: "error rate (%, log scale)",
+                             series: [.init(name: "train", points: Array(zip(epochs, records.map { (1 - $0.trainAccuracy) * 100 }))),
+                                      .init(name: "test", points: Array(zip(epochs, records.map { (1 - $0.testAccuracy) * 100 })))])
+        error.logarithmicY = true
         try AtomicFile.write(loss.svg(), to: lossPlotPath)
-        try AtomicFile.write(accuracy.svg(), to: accuracyPlotPath)
+        try AtomicFile.write(error.svg(), to: errorPlotPath)
     }
 }

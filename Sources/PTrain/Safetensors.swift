@@ -13,21 +13,43 @@ public enum Safetensors {
         public init(name: String, shape: [Int], values: [Float]) { self.name = name; self.shape = shape; self.values = values }
     }
 
-    /// Serialises tensors (in the given order) with optional string metadata.
+    /// One entry of a safetensors header: a tensor's dtype, shape and byte range, or the metadata.
+    enum HeaderEntry: Encodable {
+        case tensor(shape: [Int], offsets: [Int])
+        case metadata([String: String])
+
+        enum Keys: String, CodingKey { case dtype, shape, data_offsets }
+
+        func encode(to encoder: Encoder) throws {
+            switch self {
+            case let .tensor(shape, offsets):
+                var c = encoder.container(keyedBy: Keys.self)
+                try c.encode("F32", forKey: .dtype)
+                try c.encode(shape, forKey: .shape)
+                try c.encode(offsets, forKey: .data_offsets)
+            case let .metadata(values):
+                var c = encoder.singleValueContainer()
+                try c.encode(values)
+            }
+        }
+    }
+
+    /// Serialises tensors (data in the given order) with optional string metadata. The JSON header
+    /// is written through `Codable`, keys sorted.
     public static func encode(_ tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)],
                               metadata: [String: String] = [:]) -> [UInt8] {
-        var entries: [String] = []
+        var entries: [String: HeaderEntry] = metadata.isEmpty ? [:] : ["__metadata__": .metadata(metadata)]
         var offset = 0
         for t in tensors {
             let bytes = t.shape.reduce(1, *) * 4
-            entries.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            entries[t.name] = .tensor(shape: t.shape, offsets: [offset, offset + bytes])
             offset += bytes
         }
-        if !metadata.isEmpty {
-            let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
-            entries.insert("\"__metadata__\":{\(meta)}", at: 0)
-        }
-        var header = Array("{\(entries.joined(separator: ","))}".utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding strings, integers and arrays of them cannot fail.
+        let json = (try? encoder.encode(entries)) ?? Data("{}".utf8)
+        var header = [UInt8](json)
         while header.count % 8 != 0 { header.append(0x20) }
         var out: [UInt8] = []
         out.reserveCapacity(8 + header.count + offset)
@@ -157,26 +179,3 @@ public enum Safetensors {
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
-
-/// A JSON number: finite values with enough digits to round-trip; non-finite ones as null.
-func jsonNumber(_ x: Double) -> String {
-    guard x.isFinite else { return "null" }
-    if x == x.rounded(), abs(x) < 1e15 { return String(Int64(x)) }
-    return "\(x)"
-}

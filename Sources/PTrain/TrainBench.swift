@@ -27,14 +27,28 @@ public struct TrainBenchResult: Codable, Sendable {
     /// Cross-process exchange of the partial gradients (worker 0's time; 0 with one process).
     public var communicate_ms: Double = 0
     public var processes: Int = 1
+    /// The sharded exchange (several processes, `distributed.exchange: reduce_scatter`): bytes this
+    /// rank sent per step (counted), the whole exchange per step (first bucket started to last
+    /// weights arrived) and its exposed part (after the last backward), and the bucket count.
+    public var bytes_per_rank: Double = 0
+    public var exchange_ms: Double = 0
+    public var exposed_ms: Double = 0
+    public var buckets: Int = 0
+    /// Trainable parameters of the model.
+    public var parameters: Int = 0
 
+    /// One JSON line (through `Codable`): rates to 0.1, times and ratios to 0.001.
     public var json: String {
-        func f(_ x: Double, _ digits: Int = 3) -> String { jsonNumber((x * pow(10, Double(digits))).rounded() / pow(10, Double(digits))) }
-        return "{\"threads\":\(threads),\"batch_size\":\(batch_size),\"images_per_sec\":\(f(images_per_sec, 1)),"
-            + "\"images_per_sec_min\":\(f(images_per_sec_min, 1)),\"images_per_sec_max\":\(f(images_per_sec_max, 1)),"
-            + "\"step_ms\":\(f(step_ms)),\"speedup\":\(f(speedup)),\"efficiency\":\(f(efficiency)),\"compute_ms\":\(f(compute_ms)),"
-            + "\"data_ms\":\(f(data_ms)),\"reduce_ms\":\(f(reduce_ms)),\"optimizer_ms\":\(f(optimizer_ms)),\"wait_ms\":\(f(wait_ms)),"
-            + "\"communicate_ms\":\(f(communicate_ms)),\"processes\":\(processes)}"
+        func round(_ x: Double, _ digits: Double = 3) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
+        var r = self
+        r.images_per_sec = round(images_per_sec, 1)
+        r.images_per_sec_min = round(images_per_sec_min, 1)
+        r.images_per_sec_max = round(images_per_sec_max, 1)
+        r.step_ms = round(step_ms); r.speedup = round(speedup); r.efficiency = round(efficiency)
+        r.compute_ms = round(compute_ms); r.data_ms = round(data_ms); r.reduce_ms = round(reduce_ms)
+        r.optimizer_ms = round(optimizer_ms); r.wait_ms = round(wait_ms); r.communicate_ms = round(communicate_ms)
+        r.bytes_per_rank = bytes_per_rank.rounded(); r.exchange_ms = round(exchange_ms); r.exposed_ms = round(exposed_ms)
+        return MetricsLine.json(r)
     }
 }
 
@@ -76,11 +90,11 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     var warming = 1
     while warming != 0 {
         _ = trainer.timedSteps(1)
-        warming = communicator.maximum(communicator.rank == 0 && Date() >= warmEnd ? 0 : (communicator.rank == 0 ? 1 : 0))
+        warming = trainer.collectives.agreeOnMaximum(communicator.rank == 0 && Date() >= warmEnd ? 0 : (communicator.rank == 0 ? 1 : 0))
     }
     // Steps per window: fixed, or estimated from one timed step.
     let estimate = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
-    let steps = communicator.maximum(communicator.rank == 0 ? estimate : 0)
+    let steps = trainer.collectives.agreeOnMaximum(communicator.rank == 0 ? estimate : 0)
     trainer.resetPhaseTimes()
     var rates: [Double] = []
     var total: UInt64 = 0
@@ -92,13 +106,21 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     let totalSteps = Double(steps * settings.windows)
     let phases = trainer.phaseTimes()
     let median = rates.sorted()[rates.count / 2]
-    return TrainBenchResult(threads: pool.workerCount, batch_size: config.batchSize, images_per_sec: median,
+    var result = TrainBenchResult(threads: pool.workerCount, batch_size: config.batchSize, images_per_sec: median,
                             images_per_sec_min: rates.min()!, images_per_sec_max: rates.max()!,
                             step_ms: Double(config.batchSize) / median * 1000,
                             compute_ms: (phases.compute - phases.data) / totalSteps / 1e6, data_ms: phases.data / totalSteps / 1e6,
                             reduce_ms: phases.reduce / totalSteps / 1e6, optimizer_ms: phases.optimizer / totalSteps / 1e6,
                             wait_ms: phases.wait / totalSteps / 1e6, communicate_ms: phases.communicate / totalSteps / 1e6,
                             processes: communicator.size)
+    result.parameters = trainer.model.trainableCount
+    if let exchange = trainer.exchangeFigures() {
+        result.bytes_per_rank = exchange.bytesPerStep
+        result.exchange_ms = Double(exchange.exchangeNanoseconds) / totalSteps / 1e6
+        result.exposed_ms = Double(exchange.exposedNanoseconds) / totalSteps / 1e6
+        result.buckets = exchange.buckets
+    }
+    return result
 }
 
 /// Fills speedup and efficiency relative to the first result.
@@ -122,17 +144,22 @@ public func formatTrainBench(_ results: [TrainBenchResult]) -> String {
                             r.communicate_ms))
     }
     lines.append("(per-step times in ms, means over workers; compute excludes data gathering; mpi: the cross-process exchange)")
+    for r in results where r.buckets > 0 {
+        lines.append(String(format: "exchange (%d procs x %d threads): reduce-scatter + all-gather in %d buckets, %.0f bytes sent per rank per step, %.3f ms per step, %.3f ms exposed after the last backward",
+                            r.processes, r.threads, r.buckets, r.bytes_per_rank, r.exchange_ms, r.exposed_ms))
+    }
     return lines.joined(separator: "\n")
 }
 
 /// CSV of a scaling run.
 public func scalingCSV(_ results: [TrainBenchResult]) -> String {
-    var lines = ["processes,threads,batch_size,images_per_sec,speedup,efficiency,step_ms,compute_ms,data_ms,reduce_ms,optimizer_ms,wait_ms,communicate_ms"]
+    var lines = ["processes,threads,batch_size,images_per_sec,speedup,efficiency,step_ms,compute_ms,data_ms,reduce_ms,optimizer_ms,wait_ms,communicate_ms,bytes_per_rank,exchange_ms,exposed_ms"]
     for r in results {
         lines.append([String(r.processes), String(r.threads), String(r.batch_size), String(format: "%.1f", r.images_per_sec), String(format: "%.4f", r.speedup),
                       String(format: "%.4f", r.efficiency), String(format: "%.4f", r.step_ms), String(format: "%.4f", r.compute_ms),
                       String(format: "%.4f", r.data_ms), String(format: "%.4f", r.reduce_ms), String(format: "%.4f", r.optimizer_ms),
-                      String(format: "%.4f", r.wait_ms), String(format: "%.4f", r.communicate_ms)].joined(separator: ","))
+                      String(format: "%.4f", r.wait_ms), String(format: "%.4f", r.communicate_ms), String(format: "%.0f", r.bytes_per_rank),
+                      String(format: "%.4f", r.exchange_ms), String(format: "%.4f", r.exposed_ms)].joined(separator: ","))
     }
     return lines.joined(separator: "\n") + "\n"
 }

@@ -1,61 +1,11 @@
-// The trainer: loads data, builds the model, runs epochs of data-parallel steps on a worker pool,
-// evaluates, and reports one metrics record per epoch.
+// The trainer: builds the model on a worker pool, runs data-parallel training steps, evaluates,
+// and keeps the position of the run (one record per finished epoch).
 import Foundation
 import PTData
 import PTDistributed
 import PTModel
 import PTRuntime
 import PTTensor
-
-/// Loads the training and test sets a config names. `dataOverride` (the `--data` flag) replaces
-/// `data.path`.
-public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
-    let sets = try loadRawData(config)
-    // UCR standardises each channel in its reader; packed sets get their conversion when opened.
-    if config.data.zNormalize && config.data.source != .ucr && config.data.source != .packed {
-        // Samples stay as stored; each is standardised when gathered (SampleConversion.zNormalize).
-        func z(_ set: Dataset) throws -> Dataset {
-            var c = set.conversion
-            c.zNormalize = true
-            return try set.with(conversion: c)
-        }
-        return (try z(sets.train), try z(sets.test))
-    }
-    return sets
-}
-
-func loadRawData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
-    switch config.data.source {
-    case .xo:
-        let train = XOData.make(count: config.data.trainCount, size: config.data.size, seed: config.seed)
-        let test = XOData.make(count: config.data.testCount, size: config.data.size, seed: config.seed &+ 0x7E57)
-        return (train, test)
-    default:
-        guard let path = config.data.path else {
-            throw ConfigError("data.path: not set; pass --data DIR (the \(config.data.source.rawValue) data folder)")
-        }
-        switch config.data.source {
-        case .xo: fatalError("unreachable")
-        case .idx: return try MNISTFolder.load(directory: path, classes: 10, mean: config.data.mean, std: config.data.std)
-        case .cifar10:
-            return try CIFAR10Folder.load(directory: path, mean: config.data.mean.map { [$0] }, std: config.data.std.map { [$0] })
-        case .npy:
-            return (try NPYPair.load(images: path + "/train_images.npy", labels: path + "/train_labels.npy"),
-                    try NPYPair.load(images: path + "/test_images.npy", labels: path + "/test_labels.npy"))
-        case .fsdd: return try SpokenDigits.load(directory: path, length: config.data.length)
-        case .ucr: return try UCRFolder.load(directory: path, zNormalize: config.data.zNormalize)
-        case .packed:
-            let file = try PackedFile(path: path) { header in
-                config.data.conversion(for: header.elementType, divisor: header.divisor, standardized: header.standardized)
-            }
-            return (file.train, file.test)
-        case .images:
-            let input = try imageInputShape(config)
-            return try ImageFolder.load(root: path, shape: input, resize: config.data.resize, mean: config.data.mean,
-                                        std: config.data.std)
-        }
-    }
-}
 
 /// The sample shape image folders are decoded to: the model input (channels 1 or 3).
 func imageInputShape(_ config: TrainConfig) throws -> Shape {
@@ -76,14 +26,14 @@ public struct EpochRecord: Sendable, Equatable, Codable {
     public var testLoss: Double
     public var testAccuracy: Double
     public var imagesPerSecond: Double
+    /// Wall time of the epoch: its steps, the evaluation, and what ran between steps (checkpoints).
+    /// A resumed epoch counts the time before the checkpoint too.
     public var seconds: Double
 
-    /// The metrics line for this record: {"event", "epoch", "train_loss", "test_loss", "test_accuracy", ...}.
-    public func json(event: String) -> String {
-        "{\"event\":\(jsonString(event)),\"epoch\":\(epoch),\"train_loss\":\(jsonNumber(trainLoss)),"
-            + "\"train_accuracy\":\(jsonNumber(trainAccuracy)),\"test_loss\":\(jsonNumber(testLoss)),"
-            + "\"test_accuracy\":\(jsonNumber(testAccuracy)),\"images_per_sec\":\(jsonNumber((imagesPerSecond * 10).rounded() / 10)),"
-            + "\"seconds\":\(jsonNumber((seconds * 1000).rounded() / 1000))}"
+    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, testLoss: Double, testAccuracy: Double,
+                imagesPerSecond: Double, seconds: Double) {
+        self.epoch = epoch; self.trainLoss = trainLoss; self.trainAccuracy = trainAccuracy; self.testLoss = testLoss
+        self.testAccuracy = testAccuracy; self.imagesPerSecond = imagesPerSecond; self.seconds = seconds
     }
 }
 
@@ -101,17 +51,38 @@ public struct TrainingProgress: Sendable, Equatable, Codable {
     public var epochCorrect = 0
     /// Time spent in training steps of `epoch` so far (timing only).
     public var trainingNanoseconds: UInt64 = 0
+    /// Wall time of `epoch` so far (timing only; 0 in checkpoints written before it was kept).
+    public var wallNanoseconds: UInt64 = 0
     public var records: [EpochRecord] = []
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, stepInEpoch, globalStep, epochLoss, epochCorrect, trainingNanoseconds, wallNanoseconds, records
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        epoch = try c.decode(Int.self, forKey: .epoch)
+        stepInEpoch = try c.decode(Int.self, forKey: .stepInEpoch)
+        globalStep = try c.decode(Int.self, forKey: .globalStep)
+        epochLoss = try c.decode(Double.self, forKey: .epochLoss)
+        epochCorrect = try c.decode(Int.self, forKey: .epochCorrect)
+        trainingNanoseconds = try c.decode(UInt64.self, forKey: .trainingNanoseconds)
+        wallNanoseconds = try c.decodeIfPresent(UInt64.self, forKey: .wallNanoseconds) ?? 0
+        records = try c.decode([EpochRecord].self, forKey: .records)
+    }
 }
 
-/// Training stopped because the loss stopped being a finite number.
+/// Training could not go on: a loss that stopped being finite, or a run that was stopped.
 public struct TrainingError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
-/// Runs training for one config on one worker pool.
+/// Runs training for one config on one worker pool: one step at a time (`step`), with the test
+/// set evaluated after each epoch. `TrainingSession` drives it (checkpoints, stop signals,
+/// metrics, the run folder); benchmarks call `timedSteps`.
 public final class Trainer {
     public let config: TrainConfig
     public let model: Model
@@ -121,20 +92,22 @@ public final class Trainer {
     public let parameters: AlignedBuffer
     /// Running statistics of batch normalisation layers (flat, `model.stateTensors` offsets).
     public let state: AlignedBuffer
+    public let collectives: Collectives
+    public var communicator: Communicator { collectives.communicator }
     let job: StepJob
     let order: UnsafeMutablePointer<Int32>
     let evalOrder: UnsafeMutablePointer<Int32>
+    let evalOrderCount: Int
     public let schedule: LRSchedule
     /// Where training stands: everything besides weights and optimizer state that a checkpoint needs.
     public private(set) var progress = TrainingProgress()
     var preparedEpoch = -1
     var benchCursor = 0
-    var epochStart: Date?
+    /// End of the previous step (monotonic ns), for the epoch's wall time; nil before the first.
+    var lastMark: UInt64?
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
     /// `ConfigError` with one line naming the layer or key.
-    public let communicator: Communicator
-
     /// - Parameter communicator: the processes of the job (one by default). With several ranks,
     ///   `shards` must be a multiple of the rank count and shards/ranks a power of two, so that each
     ///   rank's block of shards is a subtree of the fixed reduction tree.
@@ -147,7 +120,7 @@ public final class Trainer {
                 throw ConfigError("training.shards: \(config.shards) shards cannot be split over \(ranks) processes; use a multiple of \(ranks) whose share per process is a power of two (e.g. \(ranks * 4))")
             }
         }
-        self.communicator = communicator
+        collectives = Collectives(communicator)
         if let input = config.input, input != train.shape {
             throw ConfigError("model.input: the config says \(input), the data '\(train.name)' has samples of \(train.shape)")
         }
@@ -155,24 +128,43 @@ public final class Trainer {
             throw ConfigError("data: training samples are \(train.shape) but test samples are \(test.shape)")
         }
         self.config = config
-        self.train = train
-        self.test = test
         self.pool = pool
         model = try Model(input: train.shape, layers: config.layers, maxBatch: config.maxShard)
         guard model.classes >= train.classes else {
             throw ModelError("the last layer (\(model.layers.last!.name)) has \(model.classes) outputs but the data has \(train.classes) classes")
         }
-        parameters = AlignedBuffer(count: model.parameterCount)
-        model.initialize(parameters, seed: config.seed)
+        self.train = spreadOverWorkers(train, pool: pool)
+        self.test = test.store === train.store ? self.train : spreadOverWorkers(test, pool: pool)
+        // The workers write their slices of the parameters and the optimizer state (first touch).
+        let initial = AlignedBuffer(count: model.parameterCount)
+        model.initialize(initial, seed: config.seed)
+        parameters = AlignedBuffer(uninitializedCount: model.parameterCount)
         state = AlignedBuffer(count: max(1, model.stateCount))
         model.initializeState(state)
         order = .allocate(capacity: max(1, train.count))
         order.initialize(repeating: 0, count: max(1, train.count))
-        evalOrder = .allocate(capacity: max(1, max(train.count, test.count)))
-        for i in 0..<max(train.count, test.count) { evalOrder[i] = Int32(i) }
-        job = StepJob(model: model, shards: config.shards, workers: pool.workerCount, parameters: parameters,
-                      optimizer: config.makeOptimizer(),
-                      dataset: train, indices: order, state: state, communicator: communicator)
+        evalOrderCount = max(1, max(train.count, test.count))
+        evalOrder = .allocate(capacity: evalOrderCount)
+        for i in 0..<evalOrderCount { evalOrder[i] = Int32(truncatingIfNeeded: i) }
+        // Several ranks: the sharded exchange (reduce-scatter to the piece owners, owner's update
+        // with this rank's pieces of the optimizer state only, all-gather of the weights;
+        // ShardedStep) unless the config asks for the all-gather of partial gradients.
+        let model = self.model
+        let exchange = config.exchange == .reduceScatter ? collectives.makeExchangeTransport().map {
+            ShardedExchange(layout: ShardedStep.layout(of: model, ranks: $0.size, bucketKB: config.bucketKB), transport: $0)
+        } : nil
+        // The optimizer state the step updates (momentum, or Adam's moments): laid out like the
+        // parameters, or with the sharded exchange this rank's pieces only (see `optimizerState`).
+        let liveState = OptimizerState(optimizer: config.makeOptimizer(),
+                                       parameterCount: exchange.map { max(1, $0.ownedCount) } ?? model.parameterCount, zeroed: false)
+        job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, initialParameters: initial,
+                      optimizerState: liveState, dataset: self.train, indices: order, state: state, collectives: collectives,
+                      allGatherPartials: exchange == nil,
+                      augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed)
+        if let exchange {
+            job.sharded = ShardedStep(job: job, exchange: exchange)
+            job.sharded?.start()
+        }
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -187,6 +179,9 @@ public final class Trainer {
 
     public var stepsPerEpoch: Int { (train.count + config.batchSize - 1) / config.batchSize }
 
+    /// Shards this process computes (all of them with one process).
+    public var localShards: Int { job.endShard - job.firstShard }
+
     /// Fills the sample order of `epoch` (a pure function of seed and epoch).
     func prepareEpoch(_ epoch: Int) {
         let permutation = epochPermutation(count: train.count, seed: config.seed, epoch: epoch)
@@ -194,27 +189,41 @@ public final class Trainer {
         preparedEpoch = epoch
     }
 
+    /// The training step at `globalStep` (in `epoch`) over the samples `order[start ..< start + batch]`.
+    func trainingStep(start: Int, globalStep: Int, epoch: Int, lr: Float) -> Step {
+        var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
+        mix.state &+= UInt64(globalStep) &* 0x9E37_79B9_7F4A_7C15
+        return Step(mode: .train, dataset: train, indices: UnsafePointer(order + start),
+                    batch: min(config.batchSize, train.count - start), lr: lr, globalStep: globalStep, epoch: epoch,
+                    noiseBase: mix.next(), logits: nil)
+    }
+
+    /// Asks a memory-mapped training set to start reading the pages of the next step's samples
+    /// (those of this rank's shards only) while this step runs; nothing for heap stores or at the
+    /// end of an epoch. Allocates nothing.
+    func prefetchNextStep(after start: Int) {
+        guard train.store.isMapped else { return }
+        let next = start + config.batchSize
+        guard next < train.count else { return }
+        let batch = min(config.batchSize, train.count - next)
+        let lo = StepJob.shardRange(job.firstShard, batch: batch, shards: job.shards).lowerBound
+        let hi = StepJob.shardRange(job.endShard - 1, batch: batch, shards: job.shards).upperBound
+        if hi > lo { train.store.prefetch(indices: order + next + lo, count: hi - lo) }
+    }
+
     /// Runs one training step (the next one in `progress`) and advances `progress`; at the end of
     /// an epoch evaluates the test set and returns the epoch's record.
     public func step() throws -> EpochRecord? {
+        let begin = monotonicNanoseconds()
+        let mark = lastMark ?? begin
         let epoch = progress.epoch
         if preparedEpoch != epoch { prepareEpoch(epoch) }
-        if progress.stepInEpoch == 0 { epochStart = Date() }
-        let start = progress.stepInEpoch * config.batchSize
-        job.mode = .train
-        job.dataset = train
-        job.indices = UnsafePointer(order + start)
-        job.batch = min(config.batchSize, train.count - start)
-        job.lr = schedule.lr(at: progress.globalStep)
-        job.globalStep = progress.globalStep
-        var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
-        mix.state &+= UInt64(progress.globalStep) &* 0x9E37_79B9_7F4A_7C15
-        job.noiseBase = mix.next()
-        let next = start + config.batchSize
-        if next < train.count { train.store.prefetch(indices: order + next, count: min(config.batchSize, train.count - next)) }
+        let step = trainingStep(start: progress.stepInEpoch * config.batchSize, globalStep: progress.globalStep,
+                                epoch: epoch, lr: schedule.lr(at: progress.globalStep))
+        prefetchNextStep(after: progress.stepInEpoch * config.batchSize)
         let t0 = monotonicNanoseconds()
-        pool.run(job)
-        job.updateRunningStatistics()
+        job.run(step, on: pool)
+        job.updateRunningStatistics(batch: step.batch)
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
         let totals = job.totals()
         if let layer = job.firstNonFiniteLayer() ?? (totals.loss.isFinite ? nil : "the loss") {
@@ -224,37 +233,43 @@ public final class Trainer {
         progress.epochCorrect += totals.correct
         progress.globalStep += 1
         progress.stepInEpoch += 1
-        guard progress.stepInEpoch == stepsPerEpoch else { return nil }
+        guard progress.stepInEpoch == stepsPerEpoch else {
+            let end = monotonicNanoseconds()
+            progress.wallNanoseconds &+= end &- mark
+            lastMark = end
+            return nil
+        }
         let evaluated = evaluate(test)
+        let end = monotonicNanoseconds()
+        progress.wallNanoseconds &+= end &- mark
+        lastMark = end
         let trainSeconds = Double(progress.trainingNanoseconds) / 1e9
         let record = EpochRecord(epoch: epoch + 1, trainLoss: progress.epochLoss / Double(train.count),
                                  trainAccuracy: Double(progress.epochCorrect) / Double(train.count),
                                  testLoss: evaluated.loss, testAccuracy: evaluated.accuracy,
                                  imagesPerSecond: Double(train.count) / max(trainSeconds, 1e-9),
-                                 seconds: Date().timeIntervalSince(epochStart ?? Date()))
+                                 seconds: Double(progress.wallNanoseconds) / 1e9)
         progress.records.append(record)
         progress.epoch += 1
         progress.stepInEpoch = 0
         progress.epochLoss = 0
         progress.epochCorrect = 0
         progress.trainingNanoseconds = 0
+        progress.wallNanoseconds = 0
         return record
     }
 
-    /// Benchmark steps: `count` training steps over the training set in order (cycling), without
-    /// touching `progress` or evaluating. Returns the elapsed nanoseconds.
+    /// Benchmark steps: `count` training steps of the production step job on the production pool,
+    /// over the training set in order (cycling), at the base learning rate, without touching
+    /// `progress` or evaluating. Returns the elapsed nanoseconds. After one warm-up call the
+    /// steps allocate nothing (the allocation gate in Benchmarks/ checks this).
     public func timedSteps(_ count: Int) -> UInt64 {
         if preparedEpoch != 0 { prepareEpoch(0) }
-        job.mode = .train
-        job.dataset = train
         let t0 = monotonicNanoseconds()
         for _ in 0..<count {
-            let start = benchCursor * config.batchSize
-            job.indices = UnsafePointer(order + start)
-            job.batch = min(config.batchSize, train.count - start)
-            job.lr = config.learningRate
-            pool.run(job)
-            job.updateRunningStatistics()
+            let step = trainingStep(start: benchCursor * config.batchSize, globalStep: 0, epoch: 0, lr: config.learningRate)
+            job.run(step, on: pool)
+            job.updateRunningStatistics(batch: step.batch)
             benchCursor = (benchCursor + 1) % stepsPerEpoch
         }
         return monotonicNanoseconds() - t0
@@ -270,7 +285,21 @@ public final class Trainer {
                 t.mean(.communicate) * Double(t.workers))
     }
 
-    public func resetPhaseTimes() { job.timing.reset() }
+    public func resetPhaseTimes() {
+        job.timing.reset()
+        job.sharded?.overlapped.resetTimes()
+    }
+
+    /// The sharded exchange's figures since the last `resetPhaseTimes`, per step: bytes this rank
+    /// sent (counted; since the trainer was built), the whole exchange (first bucket started to
+    /// last weights arrived) and its exposed part (after the last backward), in nanoseconds summed
+    /// over the steps. Nil without the sharded exchange.
+    public func exchangeFigures() -> (bytesPerStep: Double, exchangeNanoseconds: UInt64, exposedNanoseconds: UInt64,
+                                      buckets: Int)? {
+        guard let sharded = job.sharded else { return nil }
+        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.overlapped.exposedNanoseconds,
+                sharded.layout.bucketCount)
+    }
 
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }
@@ -283,41 +312,110 @@ public final class Trainer {
         }
         progress = saved
         preparedEpoch = -1
+        lastMark = nil
+        job.sharded?.scatterState()
     }
 
-    /// The optimizer's state buffers (flat, like the parameters) with their checkpoint names.
-    public var optimizerState: [(name: String, buffer: AlignedBuffer)] {
-        Array(zip(job.optimizer.stateNames, job.stateBuffers)).map { (name: $0.0, buffer: $0.1) }
-    }
+    /// The optimizer's state as checkpoints hold it: one buffer per state name, laid out like the
+    /// parameters. Without the sharded exchange it is the state the workers update. With it each
+    /// rank updates only its own pieces (a compact state); this is then a full-size copy that
+    /// exists while a checkpoint is saved (`gatherOptimizerState()` fills it on every rank) or
+    /// loaded (`restore` hands each rank its pieces and frees it).
+    public var optimizerState: OptimizerState { job.sharded?.fullStateForLoading() ?? job.optimizerState }
 
-    /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers).
+    /// Whether `optimizerState` holds the whole current state: always, except with the sharded
+    /// exchange before `gatherOptimizerState()` (what `Checkpoint.save` checks).
+    public var optimizerStateIsComplete: Bool { job.sharded?.gathered ?? true }
+
+    /// Collective (every rank, between steps, before a checkpoint is saved; `TrainingSession`
+    /// calls it): gathers the optimizer state from the ranks that own its pieces. No-op without
+    /// the sharded exchange.
+    public func gatherOptimizerState() { job.sharded?.gatherState() }
+
+    /// After a checkpoint is saved: frees the gathered full-size optimizer state.
+    public func releaseGatheredOptimizerState() { job.sharded?.scatterState() }
+
+    /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers; with
+    /// several processes each computes its shards and the totals are gathered).
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double) {
-        job.mode = .evaluate
-        job.dataset = data
+        let result = evaluate(data, logits: nil)
+        return (result.loss, result.accuracy)
+    }
+
+    /// The evaluation pass, the only one: `data` in chunks of `shards x maxShard` samples, each
+    /// split into the training shards, losses added in shard order. With `logits`, each sample's
+    /// logits (data.count x model.classes) are written there too.
+    func evaluate(_ data: Dataset, logits: UnsafeMutablePointer<Float>?) -> (loss: Double, accuracy: Double, correct: Int) {
+        // Data sets larger than the training and test sets (eval, predict) get their own index list.
+        let identity: [Int32] = data.count > evalOrderCount ? (0..<data.count).map { Int32(truncatingIfNeeded: $0) } : []
         let chunk = config.maxShard * config.shards
         var lossSum = 0.0
         var correct = 0
         var start = 0
-        while start < data.count {
-            job.indices = UnsafePointer(evalOrder + start)
-            job.batch = min(chunk, data.count - start)
-            pool.run(job)
-            let totals = job.totals()
-            lossSum += totals.loss
-            correct += totals.correct
-            start += chunk
+        identity.withUnsafeBufferPointer { ids in
+            let indices = identity.isEmpty ? UnsafePointer(evalOrder) : ids.baseAddress!
+            while start < data.count {
+                let batch = min(chunk, data.count - start)
+                job.run(.evaluation(data, indices: indices + start, batch: batch, logits: logits.map { $0 + start * model.classes }),
+                        on: pool)
+                let totals = job.totals()
+                lossSum += totals.loss
+                correct += totals.correct
+                start += chunk
+            }
         }
-        return (lossSum / Double(max(1, data.count)), Double(correct) / Double(max(1, data.count)))
+        let n = Double(max(1, data.count))
+        return (lossSum / n, Double(correct) / n, correct)
     }
+}
 
-    /// Trains until every epoch is done or `afterStep` returns false; `report` gets each epoch's
-    /// record as it is completed. Returns the records of all epochs so far.
-    @discardableResult
-    public func run(report: (EpochRecord) throws -> Void, afterStep: (Trainer) throws -> Bool = { _ in true }) throws -> [EpochRecord] {
-        while !isFinished {
-            if let record = try step() { try report(record) }
-            if !(try afterStep(self)) { break }
+/// `data` with its samples in pages first touched by the pool's workers in turn (4 KiB page p by
+/// worker p mod W) when the workers run on more than one NUMA node (or with `force`), so the
+/// pages spread evenly over the nodes instead of all sitting on the node of the thread that read
+/// the files; every worker reads samples from all of them. The samples are copied as stored
+/// (bytes stay bytes). Otherwise, and always for a memory-mapped set (its pages are the page
+/// cache's, shared with other processes), `data` itself.
+public func spreadOverWorkers(_ data: Dataset, pool: WorkerPool, force: Bool = false) -> Dataset {
+    let store = data.store
+    let total = store.count * store.sampleBytes
+    guard !store.isMapped, total > 0, pool.workerCount > 1, force || workerNUMANodes(pool) > 1 else { return data }
+    let copy: SampleStore
+    if store.floatBuffer != nil {
+        let floats = AlignedBuffer(uninitializedCount: store.count * store.sampleElements)
+        store.withBase { pool.run(PageCopy(source: $0, destination: UnsafeMutableRawPointer(floats.pointer), bytes: total,
+                                           workers: pool.workerCount)) }
+        copy = SampleStore(floats: floats, sampleElements: store.sampleElements)
+    } else {
+        let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            store.withBase { pool.run(PageCopy(source: $0, destination: UnsafeMutableRawPointer(buffer.baseAddress!), bytes: total,
+                                               workers: pool.workerCount)) }
+            initialized = total
         }
-        return progress.records
+        copy = SampleStore(bytes: bytes, elementType: store.elementType, count: store.count, sampleElements: store.sampleElements)
+    }
+    return data.with(store: copy)
+}
+
+/// The NUMA nodes of the CPUs the pool's workers are bound to (1 when unknown).
+func workerNUMANodes(_ pool: WorkerPool) -> Int {
+    guard let topology = try? Topology(), topology.numaNodeCount > 1 else { return 1 }
+    var nodeOf: [Int: Int] = [:]
+    for core in topology.cores { for cpu in core.osCPUs { nodeOf[cpu] = core.numa } }
+    return max(1, Set(pool.placement.compactMap { nodeOf[$0.osCPU] }).count)
+}
+
+/// Copies `bytes` bytes, 4096 (one page) at a time, chunk c by worker c mod W.
+private final class PageCopy: ParallelJob {
+    let source: UnsafeRawPointer, destination: UnsafeMutableRawPointer
+    let bytes: Int, workers: Int
+    init(source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, bytes: Int, workers: Int) {
+        self.source = source; self.destination = destination; self.bytes = bytes; self.workers = workers
+    }
+    func run(worker: Int, pool: WorkerPool) {
+        var start = worker * 4096
+        while start < bytes {
+            (destination + start).copyMemory(from: source + start, byteCount: min(4096, bytes - start))
+            start += workers * 4096
+        }
     }
 }

@@ -56,6 +56,7 @@ struct TrainBenchOptions: ParsableArguments {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if windows < 1 { throw ValidationError("--windows must be at least 1") }
+        try OptionBounds.checkShards(shards)
     }
 
     func load() throws -> (TrainConfig, TrainBenchSettings) {
@@ -84,13 +85,15 @@ struct BenchTrain: ParsableCommand {
             """)
     @OptionGroup var options: TrainBenchOptions
     @OptionGroup var output: BenchOutput
-    @Option(help: "Worker threads (default: the allowed cores).") var threads: Int?
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
+
+    func validate() throws { try OptionBounds.checkThreads(threads) }
 
     func run() throws {
         reportingErrors {
             let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
             let (config, settings) = try options.load()
-            let pool = try makeWorkerPool(threads: threads, warn: { warn($0) })
+            let pool = try makeWorkerPool(threads: threads, maximum: config.shards / communicator.size, warn: { warn($0) })
             let result = try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator)
             guard communicator.rank == 0 else { return }
             print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
@@ -119,6 +122,7 @@ struct BenchScaling: ParsableCommand {
         guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--threads takes a comma-separated list of positive numbers, got '\(threads)'")
         }
+        for count in threadCounts { try OptionBounds.checkThreads(count) }
     }
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }

@@ -1,8 +1,7 @@
 // `ptrain eval` and `ptrain predict`: use a checkpoint's weights on a data set or on new inputs.
 import ArgumentParser
 import Foundation
-import PTData
-import PTTensor
+import PTRuntime
 import PTrain
 
 /// Trained weights to use: a checkpoint (a step folder, a folder of them, or a run folder with
@@ -27,11 +26,21 @@ func openTrainedModel(_ path: String) throws -> TrainedModel {
                         label: "checkpoint \(folder) (global step \(manifest.progress.globalStep))")
 }
 
+/// The pool for `eval` and `predict`: `--threads`, or one worker per shard of the config (at most
+/// one per allowed core). The result does not depend on it.
+func evaluationPool(threads: Int?, config: TrainConfig) throws -> WorkerPool {
+    try makeWorkerPool(threads: threads, maximum: config.shards, warn: { warn($0) })
+}
+
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Print loss, accuracy and the confusion matrix of a checkpoint on its test (or training) data.",
         discussion: """
+            The data is read and preprocessed as in training, and evaluated by the same pass as the
+            per-epoch test evaluation: on the test set, the final weights give the last epoch's
+            test_loss and test_accuracy exactly.
+
             Example:
               ptrain eval --checkpoint runs/lenet/checkpoints --data path/to/mnist
             """)
@@ -40,9 +49,20 @@ struct Eval: ParsableCommand {
     var checkpoint: String
     @Option(help: ArgumentHelp("Data folder (overrides the checkpoint config's data.path).", valueName: "dir")) var data: String?
     @Option(help: "Which split to evaluate: test or train.") var split: String = "test"
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
+    @Option(help: "text, or json (one object: samples, loss, accuracy, confusion).") var format: String = "text"
 
     func validate() throws {
         guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, got '\(split)'") }
+        guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    struct Result: Codable {
+        var samples: Int
+        var loss: Double
+        var accuracy: Double
+        var confusion: [[Int]]
     }
 
     func run() throws {
@@ -52,8 +72,13 @@ struct Eval: ParsableCommand {
             let config = trained.config
             let sets = try loadData(config)
             let set = split == "test" ? sets.test : sets.train
-            let classifier = try Classifier(weights: trained.weights, config: config, shape: set.shape)
-            let result = classifier.evaluate(set)
+            let pool = try evaluationPool(threads: threads, config: config)
+            let classifier = try Classifier(weights: trained.weights, config: config, shape: set.shape, pool: pool)
+            let result = try classifier.evaluate(set)
+            if format == "json" {
+                print(MetricsLine.json(Result(samples: set.count, loss: result.loss, accuracy: result.accuracy, confusion: result.confusion)))
+                return
+            }
             print("\(trained.label), \(split) set \(set.name): \(set.count) samples")
             print(String(format: "loss %.4f  accuracy %.2f%%", result.loss, result.accuracy * 100))
             print("confusion matrix (rows: true class, columns: predicted class)")
@@ -70,9 +95,10 @@ struct Predict: ParsableCommand {
         commandName: "predict",
         abstract: "Print class probabilities for each sample of an IDX or NPY file.",
         discussion: """
-            IDX (unsigned bytes, N x H x W) and NPY files of unsigned bytes are scaled to [0, 1] and
-            normalised with the config's data.mean / data.std, like the training data; NPY files of
-            floats are used as they are. One line per sample: index, predicted class, probabilities.
+            Samples are preprocessed as in training: unsigned bytes (IDX files, NPY files of uint8)
+            are scaled to [0, 1], numbers in NPY files are taken as stored; then the config's
+            data.mean / data.std and data.z_normalize apply. One line per sample: index, predicted
+            class, probabilities.
 
             Example:
               ptrain predict --checkpoint runs/lenet --input t10k-images-idx3-ubyte
@@ -83,66 +109,39 @@ struct Predict: ParsableCommand {
     @Option(help: ArgumentHelp("IDX or NPY file of samples.", valueName: "file")) var input: String
     @Option(help: "Print at most this many samples (0: all).") var limit: Int = 0
     @Option(help: "text or json (one object per line: index, class, probabilities).") var format: String = "text"
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
 
     func validate() throws {
         guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
         guard limit >= 0 else { throw ValidationError("--limit must be 0 or more") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    struct Line: Codable {
+        var index: Int
+        var `class`: Int
+        var probabilities: [Float]
     }
 
     func run() throws {
         reportingErrors {
             let trained = try openTrainedModel(checkpoint)
             let config = trained.config
-            let (values, count, shape) = try readSamples(config)
-            let classifier = try Classifier(weights: trained.weights, config: config, shape: shape)
-            let n = limit == 0 ? count : min(limit, count)
-            let probs = values.withUnsafeBufferPointer { classifier.probabilities($0.baseAddress!, count: n) }
-            for (i, p) in probs.enumerated() {
-                let best = p.indices.max { p[$0] < p[$1] }!
+            let samples = try loadSamples(input, preprocessing: Preprocessing(config.data))
+            let pool = try evaluationPool(threads: threads, config: config)
+            let classifier = try Classifier(weights: trained.weights, config: config, shape: samples.shape, pool: pool)
+            let rows = try classifier.probabilities(samples)
+            let n = limit == 0 ? rows.count : min(limit, rows.count)
+            var out = ""
+            for (i, row) in rows.prefix(n).enumerated() {
                 if format == "json" {
-                    print("{\"index\":\(i),\"class\":\(best),\"probabilities\":[\(p.map { String(format: "%.6f", $0) }.joined(separator: ","))]}")
+                    out += MetricsLine.json(Line(index: i, class: row.predicted, probabilities: row.probabilities)) + "\n"
                 } else {
-                    print("\(i)\t\(best)\t" + p.map { String(format: "%.4f", $0) }.joined(separator: " "))
+                    out += "\(i)\t\(row.predicted)\t" + row.probabilities.map { String(format: "%.4f", $0) }.joined(separator: " ") + "\n"
                 }
+                if out.utf8.count > 1 << 16 { print(out, terminator: ""); out = "" }
             }
+            print(out, terminator: "")
         }
-    }
-
-    /// Samples as floats, their count and per-sample shape.
-    func readSamples(_ config: TrainConfig) throws -> ([Float], Int, Shape) {
-        let mean = config.data.mean ?? 0, std = config.data.std ?? 1
-        func normalise(_ bytes: [UInt8]) -> [Float] { bytes.map { (Float($0) / 255 - mean) / std } }
-        if input.hasSuffix(".npy") {
-            let (dims, values) = try NPY.load(path: input)
-            guard let n = dims.first, n > 0 else { throw DataError("\(input): holds no samples") }
-            let rest = Array(dims.dropFirst())
-            let shape: Shape
-            switch rest.count {
-            case 1: shape = Shape(channels: 1, height: 1, width: rest[0])
-            case 2: shape = Shape(channels: 1, height: rest[0], width: rest[1])
-            case 3: shape = Shape(channels: rest[0], height: rest[1], width: rest[2])
-            default: throw DataError("\(input): samples of \(rest.count) dimensions are not supported (1 to 3)")
-            }
-            let isBytes = try npyIsBytes(input)
-            return (isBytes ? values.map { ($0 / 255 - mean) / std } : values, n, shape)
-        }
-        let (dims, bytes) = try IDX.load(path: input)
-        guard let n = dims.first, n > 0 else { throw DataError("\(input): holds no samples") }
-        let shape: Shape
-        switch dims.count {
-        case 2: shape = Shape(channels: 1, height: 1, width: dims[1])
-        case 3: shape = Shape(channels: 1, height: dims[1], width: dims[2])
-        case 4: shape = Shape(channels: dims[1], height: dims[2], width: dims[3])
-        default: throw DataError("\(input): an IDX file of samples needs 2 to 4 dimensions, this one has \(dims.count)")
-        }
-        return (normalise(bytes), n, shape)
-    }
-
-    /// Whether an NPY file stores unsigned bytes (its header's descr is '|u1').
-    func npyIsBytes(_ path: String) throws -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw DataError("\(path): cannot read") }
-        defer { try? handle.close() }
-        let head = handle.readData(ofLength: 128)
-        return String(decoding: head, as: UTF8.self).contains("'|u1'")
     }
 }

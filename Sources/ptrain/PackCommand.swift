@@ -60,13 +60,13 @@ struct Pack: ParsableCommand {
                 progress.finish()
                 skipped = report.skipped
             } else {
-                (train, test) = try loadData(config)
+                (train, test) = try loadUnprocessedData(config)
             }
             let decoded = Date()
             let progress = ProgressPrinter(quiet: quiet)
-            // UCR's reader standardised each channel (z_normalize): recorded, so training does not redo it.
-            let standardized = config.data.source == .ucr && config.data.zNormalize
-            try Packed.write(train: train, test: test, divisor: train.conversion.divisor, standardized: standardized, to: output,
+            // Samples as the reader stores them: mean, std and z_normalize are `Preprocessing`'s, applied
+            // when the packed file is trained on (so the header's `standardized` flag stays clear).
+            try Packed.write(train: train, test: test, divisor: train.conversion.divisor, to: output,
                              progress: { done, total in progress.update(done, total, "samples written") })
             progress.finish()
             let seconds = Date().timeIntervalSince(start)

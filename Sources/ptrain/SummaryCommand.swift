@@ -8,9 +8,11 @@ import PTrain
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "summary",
-        abstract: "Print each layer with its output shape, parameters and forward FLOPs per sample.",
+        abstract: "Print each layer with its inputs, output shape, parameters and forward FLOPs per sample.",
         discussion: """
-            FLOPs count 2 per multiply-add (convolution, dense) and 1 per compare (pooling, ReLU).
+            FLOPs count 2 per multiply-add (convolution, dense) and 1 per compare (pooling, ReLU) or
+            add. The "from" column lists a layer's inputs when they are not just the previous layer
+            (branches, residual sums, concatenations).
 
             Example:
               ptrain summary --config configs/lenet5-mnist.yaml
@@ -35,18 +37,19 @@ struct Summary: ParsableCommand {
     }
 
     static func table(_ model: Model) -> String {
-        var rows: [[String]] = [["layer", "kind", "output", "parameters", "FLOPs/sample"]]
-        rows.append(["input", "", model.inputShape.description, "", ""])
-        for layer in model.layers {
-            rows.append([layer.name, layer.summary, layer.outputShape.description, String(layer.parameterCount),
+        var rows: [[String]] = [["layer", "kind", "from", "output", "parameters", "FLOPs/sample"]]
+        rows.append(["input", "", "", model.inputShape.description, "", ""])
+        for (i, layer) in model.layers.enumerated() {
+            let from = model.inputs[i] == [i] ? "" : model.inputNames(i).joined(separator: ", ")
+            rows.append([layer.name, layer.summary, from, layer.outputShape.description, String(layer.parameterCount),
                          String(layer.flopsPerSample)])
         }
-        rows.append(["total", "", "", String(model.trainableCount), String(model.flopsPerSample)])
-        let widths = (0..<5).map { c in rows.map { $0[c].count }.max()! }
+        rows.append(["total", "", "", "", String(model.trainableCount), String(model.flopsPerSample)])
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max()! }
         func format(_ row: [String]) -> String {
             row.enumerated().map { c, cell in
                 let pad = String(repeating: " ", count: widths[c] - cell.count)
-                return c >= 3 ? pad + cell : cell + pad
+                return c >= 4 ? pad + cell : cell + pad
             }.joined(separator: "  ")
         }
         let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))

@@ -1,6 +1,7 @@
 // Shared command-line pieces: options common to commands, and one-line error reporting.
 import ArgumentParser
 import Foundation
+import PTRuntime
 import PTrain
 
 /// Prints "ptrain: error: MESSAGE" to standard error and exits with code 1 (never a stack trace).
@@ -35,5 +36,25 @@ struct ConfigOptions: ParsableArguments {
     func load() throws -> TrainConfig {
         if let config { return try TrainConfig.load(path: config) }
         return try TrainConfig.parse(yaml: defaultConfigYAML, file: "(built-in xo config)")
+    }
+}
+
+/// Bounds of the options that size the run, checked in `validate()` so that an absurd value is a
+/// usage error before any thread or buffer exists.
+enum OptionBounds {
+    /// `--threads N`: 1...WorkerPool.maximumWorkers.
+    static func checkThreads(_ threads: Int?, option: String = "--threads") throws {
+        guard let threads else { return }
+        guard (1...WorkerPool.maximumWorkers).contains(threads) else {
+            throw ValidationError("\(option) must be between 1 and \(WorkerPool.maximumWorkers), got \(threads)")
+        }
+    }
+
+    /// `--shards N`: 1...TrainConfig.maximumShards.
+    static func checkShards(_ shards: Int?) throws {
+        guard let shards else { return }
+        guard (1...TrainConfig.maximumShards).contains(shards) else {
+            throw ValidationError("--shards must be between 1 and \(TrainConfig.maximumShards), got \(shards)")
+        }
     }
 }

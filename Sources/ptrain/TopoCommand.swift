@@ -39,7 +39,7 @@ struct Topo: ParsableCommand {
     enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        try OptionBounds.checkThreads(threads)
         if let synthetic, synthetic.trimmingBlanks.isEmpty {
             throw ValidationError("--synthetic needs a description such as \"pack:2 numa:2 core:16 pu:2\"")
         }
@@ -55,7 +55,7 @@ struct Topo: ParsableCommand {
         let workers = threads ?? PlacementPlan.defaultThreadCount(topology: topology, environment: environment())
         // Under a launcher, several processes on this node take disjoint blocks of cores.
         let share = (try? topology.shareForLocalRank(threads: workers, environment: environment())) ?? topology
-        let plan = PlacementPlan(workers: workers, topology: share, policy: policy)
+        let plan = try PlacementPlan(workers: workers, topology: share, policy: policy)
         switch format {
         case .text: print(topologyReport(topology: topology, plan: plan))
         case .json: print(topologyReportJSON(plan: plan))

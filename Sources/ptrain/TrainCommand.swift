@@ -2,9 +2,7 @@
 import ArgumentParser
 import Foundation
 import CPTSupport
-import PTData
 import PTDistributed
-import PTModel
 import PTRuntime
 import PTrain
 
@@ -15,7 +13,8 @@ struct Train: ParsableCommand {
         discussion: """
             Writes the run folder (--output, default runs/NAME-TIMESTAMP): config.yaml (the resolved
             config), metrics.jsonl (one JSON object per line: an "epoch" record per epoch and a last
-            "done" record) and model.safetensors (the final weights).
+            "done" record), loss.svg and error.svg (per epoch), and model.safetensors (the final
+            weights). Without --threads, one worker per shard, at most one per allowed core.
 
             Examples:
               ptrain train                                        # X/O toy problem
@@ -31,7 +30,7 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed for initialisation, data generation and shuffling (overrides training.seed).") var seed: UInt64?
     @Option(help: "Shards each minibatch is split into; fixes the result independent of --threads (overrides training.shards).")
     var shards: Int?
-    @Option(help: "Worker threads (default: the allowed cores).") var threads: Int?
+    @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
     @Option(help: ArgumentHelp("Run folder (default runs/NAME-TIMESTAMP).", valueName: "dir")) var output: String?
     @Option(help: ArgumentHelp("Metrics file, one JSON object per line (default: the run folder's metrics.jsonl).", valueName: "file"))
     var metrics: String?
@@ -50,8 +49,8 @@ struct Train: ParsableCommand {
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if let lr, !(lr.isFinite && lr > 0) { throw ValidationError("--lr must be a finite number > 0") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+        try OptionBounds.checkThreads(threads)
+        try OptionBounds.checkShards(shards)
         if keepCheckpoints < 0 { throw ValidationError("--keep-checkpoints must be 0 or more") }
         if let every = checkpointEvery, every != "epoch", (Int(every) ?? 0) < 1 {
             throw ValidationError("--checkpoint-every takes a number of steps (1 or more) or 'epoch', got '\(every)'")
@@ -76,11 +75,9 @@ struct Train: ParsableCommand {
         return config
     }
 
-    /// Whether a checkpoint is due after the step that brought the trainer to `progress`.
-    func checkpointDue(_ progress: TrainingProgress) -> Bool {
-        guard let every = checkpointEvery else { return false }
-        if every == "epoch" { return progress.stepInEpoch == 0 }
-        return progress.globalStep % (Int(every) ?? 1) == 0
+    var cadence: TrainingSession.CheckpointCadence {
+        guard let every = checkpointEvery else { return .never }
+        return every == "epoch" ? .epoch : .steps(Int(every) ?? 1)
     }
 
     func run() throws {
@@ -98,97 +95,63 @@ struct Train: ParsableCommand {
     }
 
     func train(communicator: Communicator) throws {
-        let leader = communicator.rank == 0   // only rank 0 prints and writes files
-        var config: TrainConfig
-        var restoreFrom: (folder: String, manifest: CheckpointManifest)?
-        var outputPath = output
-        if let resume {
-            let folder = try Checkpoint.resolve(resume)
-            let manifest = try Checkpoint.readManifest(folder)
-            config = try Checkpoint.config(of: manifest, folder: folder)
-            if let data { config.data.path = data }
-            restoreFrom = (folder, manifest)
-            // By default the run continues in its own folder (the parent of checkpoints/).
-            let parent = (folder as NSString).deletingLastPathComponent
-            if outputPath == nil, (parent as NSString).lastPathComponent == "checkpoints" {
-                outputPath = (parent as NSString).deletingLastPathComponent
-            }
+        let leader = communicator.rank == 0   // only rank 0 prints
+        var options = TrainingSession.Options(runFolder: output)
+        options.metricsPath = metrics
+        options.checkpointDirectory = checkpointDir
+        options.checkpointEvery = cadence
+        options.keepCheckpoints = keepCheckpoints
+        options.resume = resume
+        options.stopRequested = { pt_stop_requested() }
+        let config: TrainConfig?
+        if resume != nil {
+            config = nil
+            options.dataPath = data
         } else {
             config = try resolvedConfig()
+            options.configLabel = configOptions.config ?? "(built-in xo config)"
         }
-        let (trainSet, testSet) = try loadData(config)
-        let pool = try makeWorkerPool(threads: threads, warn: { if leader || communicator.size > 1 { warn($0) } })
-        let trainer: Trainer
-        do {
-            trainer = try Trainer(config: config, train: trainSet, test: testSet, pool: pool, communicator: communicator)
-        } catch let error as ConfigError {
-            throw ConfigError("\(configOptions.config ?? restoreFrom?.folder ?? "(built-in xo config)"): \(error)")
-        } catch let error as ModelError {
-            throw ModelError("\(configOptions.config ?? restoreFrom?.folder ?? "(built-in xo config)"): \(error)")
+        // Without --threads: one worker per shard this process computes, at most one per allowed core.
+        let shards = (config ?? resume.flatMap(Checkpoint.peekConfig))?.shards
+        let pool = try makeWorkerPool(threads: threads, maximum: shards.map { max(1, $0 / communicator.size) },
+                                      warn: { if leader || communicator.size > 1 { warn($0) } })
+        let session = try TrainingSession(config: config, pool: pool, communicator: communicator, options: options)
+        let trainer = session.trainer
+        if session.idleWorkers > 0 && (leader || communicator.size > 1) {
+            let shards = trainer.localShards, idle = session.idleWorkers
+            // Several processes need a power-of-two share of shards each.
+            var perProcess = pool.workerCount
+            if communicator.size > 1 { perProcess = 1 << (Int.bitWidth - (perProcess - 1).leadingZeroBitCount) }
+            warn("\(pool.workerCount) threads but only \(shards) shard\(shards == 1 ? "" : "s") per step\(communicator.size > 1 ? " in this process" : ""): \(idle) thread\(idle == 1 ? " stays" : "s stay") idle; use --threads \(shards), or a config with more training.shards (--shards \(perProcess * communicator.size); this changes the results)")
         }
-        if let restoreFrom { try Checkpoint.restore(trainer, from: restoreFrom.folder, manifest: restoreFrom.manifest) }
-        let folder: RunFolder? = leader ? try RunFolder(path: outputPath, name: config.name) : nil
-        let checkpoints = checkpointDir ?? (folder?.path ?? ".") + "/checkpoints"
-        // An unusable --checkpoint-dir fails now, before anything is written.
-        if leader, checkpointDir != nil { try Checkpoint.prepareDirectory(checkpoints) }
-        try folder?.writeConfig(config)
-        let writer: MetricsWriter? = leader ? try MetricsWriter(path: metrics ?? folder!.metricsPath) : nil
-        let placement = pool.placement.map { "{\"worker\":\($0.worker),\"os_cpu\":\($0.osCPU)}" }.joined(separator: ",")
-        try writer?.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"processes\":\(communicator.size),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"placement\":[\(placement)]}")
-        for record in trainer.progress.records { try writer?.write(record.json(event: "epoch")) }
         let level: ProgressReporter.Level = !leader || quiet ? .quiet : (verbose ? .verbose : .normal)
         if level != .quiet {
-            let from = restoreFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0.folder)," } ?? ""
+            let from = session.resumedFrom.map { " resuming at epoch \(trainer.progress.epoch + 1), step \(trainer.progress.stepInEpoch + 1) from \($0)," } ?? ""
             let processes = communicator.size > 1 ? "\(communicator.size) processes x " : ""
-            print("ptrain: \(config.name):\(from) \(trainSet.count) training and \(testSet.count) test samples of \(trainSet.shape), \(trainer.model.trainableCount) parameters, \(processes)\(pool.workerCount) thread(s), \(config.shards) shards")
+            print("ptrain: \(session.config.name):\(from) \(trainer.train.count) training and \(trainer.test.count) test samples of \(trainer.train.shape), \(trainer.model.trainableCount) parameters, \(processes)\(pool.workerCount) thread(s), \(session.config.shards) shards")
             if verbose {
                 print("placement: " + pool.placement.map { "worker \($0.worker) -> CPU \($0.osCPU)" }.joined(separator: ", "))
             }
         }
         let reporter = ProgressReporter(level: level, trainer: trainer)
+        session.onEpoch = { reporter.epoch($0) }
+        session.onStep = { reporter.step($0) }
         let start = Date()
-        var stopSignal = 0
-        let records = try trainer.run(report: { record in
-            try writer?.write(record.json(event: "epoch"))
-            reporter.epoch(record)
-            try folder?.writePlots(trainer.progress.records, name: config.name)
-        }, afterStep: { trainer in
-            reporter.step(trainer.progress)
-            // All ranks stop at the same step: the first signal seen by any rank counts.
-            let local = Int(pt_stop_requested())
-            let signal = communicator.size > 1 ? communicator.maximum(local) : local
-            if checkpointDue(trainer.progress) || signal != 0 {
-                if leader {
-                    let path = try Checkpoint.save(trainer, to: checkpoints, keep: keepCheckpoints)
-                    if signal != 0 {
-                        reporter.finishLine()
-                        FileHandle.standardError.write(Data("ptrain: stopped by signal \(signal) after global step \(trainer.progress.globalStep); checkpoint \(path); continue with --resume \(path)\n".utf8))
-                    }
-                }
-                if communicator.size > 1 { communicator.barrier() }
-                if signal != 0 {
-                    stopSignal = signal
-                    return false
-                }
+        switch try session.run() {
+        case let .stopped(signal, checkpoint, step):
+            if leader {
+                reporter.finishLine()
+                FileHandle.standardError.write(Data("ptrain: stopped by signal \(signal) after global step \(step); checkpoint \(checkpoint); continue with --resume \(checkpoint)\n".utf8))
             }
-            return true
-        })
-        if stopSignal != 0 { throw ExitCode(3) }
-        guard leader, let folder, let writer else { return }
-        try folder.writeWeights(model: trainer.model, parameters: trainer.parameters, state: trainer.state, config: config)
-        var done = records.last!
-        done.seconds = Date().timeIntervalSince(start)
-        done.imagesPerSecond = Double(trainSet.count * records.count) / max(1e-9, records.reduce(0) { $0 + Double(trainSet.count) / max($1.imagesPerSecond, 1e-9) })
-        try writer.write(done.json(event: "done"))
-        let best = records.max { $0.testAccuracy < $1.testAccuracy }!
-        print(String(format: "ptrain: done: test_accuracy %.2f%%, best %.2f%% at epoch %d; %.1f s in all, %.0f images/s in training; run folder %@",
-                     done.testAccuracy * 100, best.testAccuracy * 100, best.epoch, done.seconds, done.imagesPerSecond, folder.path))
+            throw ExitCode(3)
+        case let .finished(records):
+            guard leader, let folder = session.runFolder else { return }
+            let last = records.last!
+            let best = records.max { $0.testAccuracy < $1.testAccuracy }!
+            let seconds = records.reduce(0.0) { $0 + Double(trainer.train.count) / max($1.imagesPerSecond, 1e-9) }
+            let rate = Double(trainer.train.count * records.count) / max(seconds, 1e-9)
+            print(String(format: "ptrain: done: test_accuracy %.2f%%, best %.2f%% at epoch %d; %.1f s in all, %.0f images/s in training; run folder %@",
+                         last.testAccuracy * 100, best.testAccuracy * 100, best.epoch, Date().timeIntervalSince(start), rate, folder.path))
+        }
     }
-}
-
-
-func jsonQuote(_ s: String) -> String {
-    let data = try? JSONSerialization.data(withJSONObject: [s])
-    let text = data.flatMap { String(data: $0, encoding: .utf8) } ?? "[\"\"]"
-    return String(text.dropFirst().dropLast())
 }

@@ -1,5 +1,6 @@
 // ptrain: the command-line tool. `ptrain` alone runs `ptrain train` with the built-in X/O job.
 import ArgumentParser
+import Foundation
 
 /// The root command; `train` is the default subcommand.
 struct PTrainCommand: ParsableCommand {
@@ -21,4 +22,17 @@ struct PTrainCommand: ParsableCommand {
         defaultSubcommand: Train.self)
 }
 
-PTrainCommand.main()
+// Usage errors (an unknown option, a value out of range) print one line and exit with 64; help
+// and version requests print in full.
+do {
+    var command = try PTrainCommand.parseAsRoot()
+    try command.run()
+} catch {
+    if PTrainCommand.exitCode(for: error) == .validationFailure {
+        let message = PTrainCommand.message(for: error)
+            .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+        FileHandle.standardError.write(Data("ptrain: error: \(message) (see ptrain --help)\n".utf8))
+        exit(ExitCode.validationFailure.rawValue)
+    }
+    PTrainCommand.exit(withError: error)
+}

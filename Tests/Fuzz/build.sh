@@ -6,10 +6,10 @@ set -eu
 cd "$(dirname "$0")/../.."
 OUT=${1:-${TMPDIR:-/tmp}/ptrain-fuzz}
 mkdir -p "$OUT"
-FLAGS="-sanitize=fuzzer,address -O -g -parse-as-library"
-swiftc $FLAGS -module-name PTTensor -emit-library -static -emit-module -emit-module-path "$OUT/PTTensor.swiftmodule" \
+swiftc_fuzz() { swiftc -sanitize=fuzzer,address -O -g -parse-as-library "$@"; }
+swiftc_fuzz -module-name PTTensor -emit-library -static -emit-module -emit-module-path "$OUT/PTTensor.swiftmodule" \
     Sources/PTTensor/*.swift -o "$OUT/libPTTensor.a"
-swiftc $FLAGS -module-name PTData -I "$OUT" -I Sources/CZlib -emit-library -static -emit-module \
+swiftc_fuzz -module-name PTData -I "$OUT" -I Sources/CZlib -emit-library -static -emit-module \
     -emit-module-path "$OUT/PTData.swiftmodule" Sources/PTData/*.swift -o "$OUT/libPTData.a"
-swiftc $FLAGS -I "$OUT" -I Sources/CZlib Tests/Fuzz/IDXFuzzer.swift -L "$OUT" -lPTData -lPTTensor -lz -o "$OUT/idx-fuzzer"
+swiftc_fuzz -I "$OUT" -I Sources/CZlib Tests/Fuzz/IDXFuzzer.swift -L "$OUT" -lPTData -lPTTensor -lz -o "$OUT/idx-fuzzer"
 echo "built $OUT/idx-fuzzer"

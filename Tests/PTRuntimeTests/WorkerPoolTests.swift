@@ -60,12 +60,13 @@ final class WorkerPoolTests: XCTestCase {
     /// With `callerIsWorkerZero` the thread that creates the pool runs worker 0's part of every job
     /// (pinned, flush-to-zero) and the barrier still orders phases across all workers. Runs on a
     /// thread of its own, since the pool pins its creator.
-    func testCallerAsWorkerZeroRunsWorkerZeroAndOrdersPhases() {
+    func testCallerAsWorkerZeroRunsWorkerZeroAndOrdersPhases() throws {
         for workers in 1...4 {
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var failures = -1, steps = 0, ownThread = false, ftz: Int32 = 0, cpuOK = false
             let thread = Thread {
-                let pool = WorkerPool(workers: workers, callerIsWorkerZero: true)
+                defer { done.signal() }
+                guard let pool = try? WorkerPool(workers: workers, callerIsWorkerZero: true) else { return }
                 let job = PhaseJob(workers: workers)
                 for _ in 0..<5_000 { pool.run(job) }
                 failures = job.failures
@@ -75,7 +76,6 @@ final class WorkerPoolTests: XCTestCase {
                 ownThread = probe.thread[0] == pt_thread_id() && Set(probe.thread).count == workers
                 ftz = probe.flushToZero.min() ?? 0
                 cpuOK = pool.placement[0].osCPU == -1 || pool.placement[0].osCPU == probe.cpu[0]
-                done.signal()
             }
             thread.start()
             done.wait()
@@ -87,9 +87,9 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
-    func testBarrierOrdersPhases() {
+    func testBarrierOrdersPhases() throws {
         for workers in 1...4 {
-            let pool = WorkerPool(workers: workers)
+            let pool = try WorkerPool(workers: workers)
             let job = PhaseJob(workers: workers)
             let start = ContinuousClock.now
             for _ in 0..<10_000 { pool.run(job) }
@@ -101,10 +101,10 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
-    func testWorkersArePinnedAndFlushToZero() {
+    func testWorkersArePinnedAndFlushToZero() throws {
         let allowed = Int(pt_affinity_count())
         for workers in 1...3 {
-            let pool = WorkerPool(workers: workers)
+            let pool = try WorkerPool(workers: workers)
             XCTAssertEqual(pool.placement.count, workers)
             XCTAssertEqual(pool.placement.map(\.worker), Array(0..<workers))
             XCTAssertTrue(pool.placement.allSatisfy { $0.osCPU >= 0 }, "\(pool.placement) \(pool.warnings)")
@@ -120,8 +120,8 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
-    func testSingleWorkerRunsOnItsOwnThread() {
-        let pool = WorkerPool(workers: 1)
+    func testSingleWorkerRunsOnItsOwnThread() throws {
+        let pool = try WorkerPool(workers: 1)
         let probe = ProbeJob(workers: 1)
         pool.run(probe)
         XCTAssertNotEqual(probe.thread[0], pt_thread_id())
@@ -131,15 +131,15 @@ final class WorkerPoolTests: XCTestCase {
     func testExplicitCPUIsRecorded() throws {
         guard pt_affinity_count() >= 2 else { throw XCTSkip("needs 2 allowed CPUs") }
         let cpus = try Topology().osCPUs
-        let pool = WorkerPool(workers: 1, cpus: [cpus[1]])
+        let pool = try WorkerPool(workers: 1, cpus: [cpus[1]])
         XCTAssertEqual(pool.placement, [WorkerPlacement(worker: 0, osCPU: cpus[1])])
         let probe = ProbeJob(workers: 1)
         pool.run(probe)
         XCTAssertEqual(probe.cpu, [cpus[1]])
     }
 
-    func testUnavailableCPUIsReportedNotFatal() {
-        let pool = WorkerPool(workers: 1, cpus: [4095])
+    func testUnavailableCPUIsReportedNotFatal() throws {
+        let pool = try WorkerPool(workers: 1, cpus: [4095])
         XCTAssertEqual(pool.placement, [WorkerPlacement(worker: 0, osCPU: -1)])
         XCTAssertEqual(pool.warnings.count, 1)
         let probe = ProbeJob(workers: 1)
@@ -147,16 +147,16 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(probe.flushToZero, [1])
     }
 
-    func testPoolsComeAndGo() {
+    func testPoolsComeAndGo() throws {
         for _ in 0..<50 {
-            let pool = WorkerPool(workers: 3)
+            let pool = try WorkerPool(workers: 3)
             pool.run(EmptyJob())
         }
     }
 
-    func testSleepingWorkersWakeUp() {
+    func testSleepingWorkersWakeUp() throws {
         // Idle long past the spin budget so every wait ends in the futex path.
-        let pool = WorkerPool(workers: 2, waitPolicy: .sleep)
+        let pool = try WorkerPool(workers: 2, waitPolicy: .sleep)
         let job = PhaseJob(workers: 2)
         for _ in 0..<20 {
             pool.run(job)
@@ -164,5 +164,21 @@ final class WorkerPoolTests: XCTestCase {
         }
         XCTAssertEqual(job.failures, 0)
         XCTAssertEqual(job.step, 20)
+    }
+
+    /// Worker counts outside 1...maximumWorkers and CPU lists of the wrong length are thrown
+    /// errors with one line each, before any thread starts.
+    func testBadWorkerCountsThrow() throws {
+        for workers in [0, -5, WorkerPool.maximumWorkers + 1, 100_000] {
+            for callerIsWorkerZero in [false, true] {
+                XCTAssertThrowsError(try WorkerPool(workers: workers, callerIsWorkerZero: callerIsWorkerZero)) { error in
+                    XCTAssertTrue(error is WorkerPoolError, "\(error)")
+                    XCTAssertFalse("\(error)".contains("\n"))
+                }
+            }
+        }
+        XCTAssertThrowsError(try WorkerPool(workers: 2, cpus: [0])) { error in
+            XCTAssertTrue("\(error)".contains("1 CPUs given for 2 workers"), "\(error)")
+        }
     }
 }

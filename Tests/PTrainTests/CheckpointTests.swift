@@ -128,4 +128,15 @@ final class CheckpointTests: XCTestCase {
             XCTAssertNoThrow(try Checkpoint.readManifest(out.appendingPathComponent("checkpoints/\(name)").path))
         }
     }
+
+    /// Manifests written before the epoch's wall time was kept still load (it counts from 0).
+    func testPositionWithoutWallTimeStillDecodes() throws {
+        let old = #"{"epoch":1,"stepInEpoch":3,"globalStep":18,"epochLoss":1.5,"epochCorrect":40,"trainingNanoseconds":1000,"records":[]}"#
+        let progress = try JSONDecoder().decode(TrainingProgress.self, from: Data(old.utf8))
+        XCTAssertEqual(progress.globalStep, 18)
+        XCTAssertEqual(progress.wallNanoseconds, 0)
+        var current = progress
+        current.wallNanoseconds = 7
+        XCTAssertEqual(try JSONDecoder().decode(TrainingProgress.self, from: try JSONEncoder().encode(current)), current)
+    }
 }

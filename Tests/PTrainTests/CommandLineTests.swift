@@ -25,6 +25,25 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(done["test_accuracy"] as? Double, 1.0, "the X/O job must end at 100% test accuracy")
     }
 
+    /// More threads than shards: one warning line saying how many stay idle and how to fix it;
+    /// without --threads, the pool has one worker per shard at most.
+    func testMoreThreadsThanShardsSaysSoInOneLine() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let config = try TestSupport.smallXOConfig(dir, train: 200, test: 50, epochs: 1)   // 4 shards
+        let run = try TestSupport.ptrain(["train", "--config", config, "--threads", "6", "--output", dir.appendingPathComponent("six").path, "-q"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let lines = run.stderr.split(separator: "\n").filter { $0.contains("shard") }
+        XCTAssertEqual(lines.count, 1, run.stderr)
+        XCTAssertTrue(lines[0].contains("6 threads but only 4 shards") && lines[0].contains("2 threads stay idle")
+                      && lines[0].contains("--threads 4"), run.stderr)
+        let plain = try TestSupport.ptrain(["train", "--config", config, "--output", dir.appendingPathComponent("default").path, "-q"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertFalse(plain.stderr.contains("shard"), plain.stderr)
+        let start = try String(contentsOf: dir.appendingPathComponent("default/metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        let threads = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(start.utf8)) as? [String: Any])?["threads"] as? Int)
+        XCTAssertLessThanOrEqual(threads, 4)
+    }
+
     func testSummaryPrintsLayersAndTotals() throws {
         let run = try TestSupport.ptrain(["summary", "--config", "configs/lenet5-mnist.yaml"])
         XCTAssertEqual(run.status, 0, run.stderr)

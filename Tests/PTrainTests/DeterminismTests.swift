@@ -4,14 +4,15 @@ import XCTest
 import PTData
 import PTModel
 import PTRuntime
+import PTTensor
 import PTrain
 
 final class DeterminismTests: XCTestCase {
     func train(workers: Int, config: TrainConfig, data: (train: Dataset, test: Dataset)) throws -> (weights: [Float], records: [EpochRecord]) {
-        let pool = WorkerPool(workers: workers)
+        let pool = try WorkerPool(workers: workers)
         let trainer = try Trainer(config: config, train: data.train, test: data.test, pool: pool)
-        let records = try trainer.run { _ in }
-        return (trainer.parameters.array + trainer.state.array, records)   // weights and running statistics
+        while !trainer.isFinished { _ = try trainer.step() }
+        return (trainer.parameters.array + trainer.state.array, trainer.progress.records)   // weights and running statistics
     }
 
     func testSameBitsForOneToFourWorkers() throws {
@@ -54,5 +55,29 @@ final class DeterminismTests: XCTestCase {
             XCTAssertEqual(try train(workers: workers, config: config, data: data).weights, reference.weights,
                            "weights differ with \(workers) workers")
         }
+    }
+
+    /// Spreading a data set's pages over the workers (multi-NUMA machines) copies it exactly.
+    func testSpreadingDataOverWorkersKeepsEverySample() throws {
+        var config = try TrainConfig.parse(yaml: defaultConfigYAML, file: "default")
+        config.data.trainCount = 123   // 123 x 256 floats: not a whole number of 4 KiB pages
+        let data = try loadData(config).train
+        let spread = spreadOverWorkers(data, pool: try WorkerPool(workers: 3), force: true)
+        XCTAssertFalse(spread.store === data.store)
+        XCTAssertEqual(spread.converted().array, data.converted().array)
+        XCTAssertEqual(spread.labels, data.labels)
+
+        // Byte samples are copied as bytes (not widened to floats), with the same conversion.
+        let bytes = (0..<(5 * 1000)).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+        let shape = Shape(channels: 1, height: 25, width: 40)
+        let byteSet = try Dataset(name: "bytes", shape: shape, classes: 2,
+                                  store: SampleStore(bytes: bytes, elementType: .uint8, count: 5, sampleElements: shape.count),
+                                  conversion: SampleConversion(divisor: 255, mean: [0.5], std: [0.25]), labels: [0, 1, 0, 1, 1])
+        let spreadBytes = spreadOverWorkers(byteSet, pool: try WorkerPool(workers: 3), force: true)
+        XCTAssertFalse(spreadBytes.store === byteSet.store)
+        XCTAssertEqual(spreadBytes.store.elementType, .uint8)
+        XCTAssertEqual((0..<5).flatMap { spreadBytes.store.storedBytes($0) }, bytes)
+        XCTAssertEqual(spreadBytes.conversion, byteSet.conversion)
+        XCTAssertEqual(spreadBytes.converted().array, byteSet.converted().array)
     }
 }

@@ -67,6 +67,21 @@ enum TestSupport {
         try Data(bytes + body).write(to: url)
     }
 
+    /// Writes a version-1 .npy file: `descr` ('<f4' or '|u1', '<u1', '<i8'), C order, `shape`, raw little-endian `body`.
+    static func writeNPY(_ url: URL, descr: String, shape: [Int], body: [UInt8]) throws {
+        let dims = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(dims), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let n = header.utf8.count
+        try Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 255), UInt8(n >> 8)] + Array(header.utf8) + body).write(to: url)
+    }
+
+    /// Float32 samples as a .npy file of shape [count] + sample shape.
+    static func writeNPY(_ url: URL, floats: UnsafeBufferPointer<Float>, shape: [Int]) throws {
+        try writeNPY(url, descr: "<f4", shape: shape, body: Array(UnsafeRawBufferPointer(floats)))
+    }
+
     /// A tiny MNIST-format folder: `train` and `test` images of 28x28 with labels cycling 0..9.
     static func writeTinyMNIST(_ dir: URL, train: Int = 20, test: Int = 10, labelCount: Int? = nil, badLabel: UInt8? = nil) throws {
         func images(_ n: Int) -> [UInt8] { (0..<(n * 784)).map { UInt8(($0 * 7) % 256) } }
