@@ -1,5 +1,6 @@
 // `ptrain train`: train a model from a config, with flags overriding the file.
 import ArgumentParser
+import PTKernels
 import Foundation
 import CPTSupport
 import PTData
@@ -134,7 +135,7 @@ struct Train: ParsableCommand {
         try folder?.writeConfig(config)
         let writer: MetricsWriter? = leader ? try MetricsWriter(path: metrics ?? folder!.metricsPath) : nil
         let placement = pool.placement.map { "{\"worker\":\($0.worker),\"os_cpu\":\($0.osCPU)}" }.joined(separator: ",")
-        try writer?.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"processes\":\(communicator.size),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"placement\":[\(placement)]}")
+        try writer?.write("{\"event\":\"start\",\"config\":\(jsonQuote(config.name)),\"processes\":\(communicator.size),\"threads\":\(pool.workerCount),\"shards\":\(config.shards),\"batch_size\":\(config.batchSize),\"parameters\":\(trainer.model.trainableCount),\"train_samples\":\(trainSet.count),\"test_samples\":\(testSet.count),\"resumed_at_step\":\(trainer.progress.globalStep),\"instruction_set\":\"\(InstructionSet.current)\",\"placement\":[\(placement)]}")
         for record in trainer.progress.records { try writer?.write(record.json(event: "epoch")) }
         let level: ProgressReporter.Level = !leader || quiet ? .quiet : (verbose ? .verbose : .normal)
         if level != .quiet {
