@@ -6,6 +6,14 @@ import Glibc
 import Darwin
 #endif
 
+/// CPU seconds consumed by the calling thread (CLOCK_THREAD_CPUTIME_ID): time the scheduler gives
+/// to other processes does not count, so kernel speeds and the peak read the same on a busy machine.
+public func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// Monotonic seconds, for benchmarks.
 public func monotonicSeconds() -> Double {
     var ts = timespec()
@@ -16,9 +24,8 @@ public func monotonicSeconds() -> Double {
 /// GFLOP/s of the level's FMA peak loop on the calling thread (2 flops per lane per multiply-add):
 /// `table.peakChains` independent vector chains, enough to fill every FMA pipe (AVX2 needs ~12 ymm
 /// chains: 8 reached 84% of the 12-chain rate on Zen 5, 16 no more than 12; AVX-512 24 zmm).
-/// Measured as the best of many ~1 ms slices over about `seconds`: on a shared machine a slice that
-/// the scheduler interrupts reads low, and kernel timings of a few ms (`bench kernels` takes the best
-/// repetition too) would otherwise exceed the meter.
+/// Timed in thread CPU seconds (`threadCPUSeconds`, as `bench kernels` times the kernels), the best of
+/// many ~1 ms slices over about `seconds` of CPU time.
 public func measureFMAPeak(_ table: KernelTable, seconds: Double = 0.2) -> Double {
     let sliceSeconds = 0.001
     var best = 0.0
@@ -27,18 +34,18 @@ public func measureFMAPeak(_ table: KernelTable, seconds: Double = 0.2) -> Doubl
     let flopsPerIteration = Double(table.peakChains * table.vectorWidth * 2)
     // Calibrate so one slice takes about a millisecond.
     while true {
-        let t0 = monotonicSeconds()
+        let t0 = threadCPUSeconds()
         sink += table.peakLoop(iterations)
-        let dt = monotonicSeconds() - t0
+        let dt = threadCPUSeconds() - t0
         if dt > sliceSeconds / 4 || iterations > 1 << 30 { iterations = max(1 << 8, Int(Double(iterations) * sliceSeconds / max(dt, 1e-9))); break }
         iterations *= 4
     }
-    let start = monotonicSeconds()
+    let start = threadCPUSeconds()
     var slices = 0
-    while slices < 20 || monotonicSeconds() - start < seconds {
-        let t0 = monotonicSeconds()
+    while slices < 20 || threadCPUSeconds() - start < seconds {
+        let t0 = threadCPUSeconds()
         sink += table.peakLoop(iterations)
-        let dt = monotonicSeconds() - t0
+        let dt = threadCPUSeconds() - t0
         best = max(best, Double(iterations) * flopsPerIteration / dt / 1e9)
         slices += 1
     }

@@ -30,19 +30,19 @@ public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
 /// Runs the kernel benchmark on the calling thread at the instruction-set level in use
 /// (`InstructionSet.current`; PTRAIN_ISA forces one): the level's FMA peak first, then forward, backward data
 /// and backward weights of each convolution in `kernelBenchConvolutions`, then SGEMM 1024^3.
-/// Each entry: one warm-up, then the best of several timed repetitions (each long enough to time, ~5 ms;
-/// `quick` shortens both). Best, not median, as for the peak: on a shared machine a repetition the
-/// scheduler interrupts reads low, and the best is the kernel's own speed. `filter` keeps entries whose name contains it (the peak always runs).
+/// Each entry: one warm-up, then the median of several timed repetitions (each long enough to time,
+/// ~20 ms; `quick` shortens both), timed in the thread's CPU seconds like the peak, so time the
+/// scheduler gives to other processes on a shared machine does not count against the kernel. `filter` keeps entries whose name contains it (the peak always runs).
 public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [KernelBenchResult] {
-    let repetitions = quick ? 5 : 15
-    let minimumSeconds = quick ? 0.002 : 0.005
+    let repetitions = quick ? 3 : 7
+    let minimumSeconds = quick ? 0.005 : 0.02
     let peak = measureFMAPeak(seconds: quick ? 0.1 : 0.3)
     let level = InstructionSet.current
     var results = [KernelBenchResult(name: "fma-peak [\(level.name), \(level.vectorWidth) floats per vector, \(InstructionSet.currentKernels.peakChains) chains]",
                                      pass: "peak", gflops: peak, percent_of_peak: 100)]
     func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
     func record(_ name: String, _ pass: String, flops: Double, _ body: () -> Void) {
-        let seconds = bestSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
+        let seconds = medianSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
         let gflops = flops / seconds / 1e9
         results.append(KernelBenchResult(name: name, pass: pass, gflops: gflops, percent_of_peak: 100 * gflops / peak))
     }
@@ -99,21 +99,22 @@ public func formatKernelBench(_ results: [KernelBenchResult], json: Bool) -> Str
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// Best wall time of one call to `body`: calls are batched so each timed repetition lasts at least
-/// `minimumSeconds`; one warm-up batch first.
-func bestSeconds(repetitions: Int, minimumSeconds: Double, _ body: () -> Void) -> Double {
-    var t0 = monotonicSeconds()
+/// Median thread CPU time of one call to `body`: calls are batched so each timed repetition lasts at
+/// least `minimumSeconds`; one warm-up batch first.
+func medianSeconds(repetitions: Int, minimumSeconds: Double, _ body: () -> Void) -> Double {
+    var t0 = threadCPUSeconds()
     body()
-    let once = max(monotonicSeconds() - t0, 1e-7)
+    let once = max(threadCPUSeconds() - t0, 1e-7)
     let calls = max(1, Int((minimumSeconds / once).rounded(.up)))
     for _ in 0..<calls { body() }   // warm-up at the timed batch size
     var times: [Double] = []
     for _ in 0..<repetitions {
-        t0 = monotonicSeconds()
+        t0 = threadCPUSeconds()
         for _ in 0..<calls { body() }
-        times.append((monotonicSeconds() - t0) / Double(calls))
+        times.append((threadCPUSeconds() - t0) / Double(calls))
     }
-    return times.min()!
+    times.sort()
+    return times[times.count / 2]
 }
 
 /// A buffer of floats in [-1, 1) (deterministic), 64-byte aligned.
