@@ -44,7 +44,7 @@ extension ConvKernel {
         let packed = align64(full + g.oc * qCount)
         let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
         let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
-        _prepareConvTiles(g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
+        _prepareConvTiles(L.self, g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
         // Borders stay zero; interiors are rewritten.
         padded.update(repeating: 0, count: g.ic * planeStride + 16 * Self.maxTileVectors)
         for s in 0..<mb {
@@ -55,7 +55,7 @@ extension ConvKernel {
                 }
             }
             _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                          input: padded, inPos: { v in v * w }, out: full, ldo: qCount, outPos: { v in v * w }, bias: nil)
+                          input: padded, inPos: { v in v * L.width }, out: full, ldo: qCount, outPos: { v in v * L.width }, bias: nil)
             let out = output + s * g.oc * oh * ow
             for o in 0..<g.oc {
                 let b = bias?[o] ?? 0

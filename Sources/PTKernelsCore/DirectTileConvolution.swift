@@ -64,7 +64,7 @@ extension ConvKernel {
         let packedCount = roundUp(roundUp(g.oc, mr) * k, 16)
         let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
         let padded = packed + packedCount + roundUp(k, 16)
-        _prepareConvTiles(g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
+        _prepareConvTiles(L.self, g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
         padded.update(repeating: 0, count: g.ic * planeStride)   // borders stay zero; interiors are rewritten
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
         for s in 0..<mb {
@@ -75,18 +75,18 @@ extension ConvKernel {
                 }
             }
             _runConvTiles(L.self, mr: mr, nv: nv, k: k, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                          input: padded, inPos: { v in (v * w) / g.ow * wp + (v * w) % g.ow },
-                          out: output + s * outSize, ldo: p, outPos: { v in v * w }, bias: bias)
+                          input: padded, inPos: { v in (v * L.width) / g.ow * wp + (v * L.width) % g.ow },
+                          out: output + s * outSize, ldo: p, outPos: { v in v * L.width }, bias: bias)
         }
     }
 }
 
 /// Packs the weights (oc x ic*kh*kw) into `mr`-row panels at `packed` and writes the tap offsets
 /// c*planeStride + i*wp + j (in (c, i, j) order) at `offsets`.
-func _prepareConvTiles(_ g: ConvGeometry, wp: Int, planeStride: Int, mr: Int, weight: UnsafePointer<Float>,
+func _prepareConvTiles<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, wp: Int, planeStride: Int, mr: Int, weight: UnsafePointer<Float>,
                        packed: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Int32>) {
     let k = g.reduction
-    packPanelsA(trans: false, a: weight, lda: k, alpha: 1, m: g.oc, i0: 0, mc: g.oc, p0: 0, kc: k, mr: mr, dest: packed)
+    packPanelsA(L.self, trans: false, a: weight, lda: k, alpha: 1, m: g.oc, i0: 0, mc: g.oc, p0: 0, kc: k, mr: mr, dest: packed)
     var q = 0
     for c in 0..<g.ic {
         for i in 0..<g.kh {

@@ -106,10 +106,10 @@ func _sgemm<L: KernelLevel>(_ level: L.Type, shape: GemmBlocking?, transA: Bool,
     _gemmDriver(L.self, shape ?? GemmBlocking.forShape(L.self, m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc,
         workspace: ws,
         packA: { i0, mc, p0, kc, mr, dest in
-            packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
+            packPanelsA(L.self, trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
         },
         packB: { p0, kc, j0, nc, nr, dest in
-            packPanelsB(trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+            packPanelsB(L.self, trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
         })
 }
 
@@ -132,7 +132,7 @@ func _packWholeA<L: KernelLevel>(_ level: L.Type, m: Int, n: Int, k: Int, a: Uns
     var pc = 0
     while pc < k {
         let kc = min(kcEven, k - pc)
-        packPanelsA(trans: false, a: a, lda: lda, alpha: 1, m: m, i0: 0, mc: m, p0: pc, kc: kc, mr: bl.mr, dest: dest + pc * mPad)
+        packPanelsA(L.self, trans: false, a: a, lda: lda, alpha: 1, m: m, i0: 0, mc: m, p0: pc, kc: kc, mr: bl.mr, dest: dest + pc * mPad)
         pc += kc
     }
 }
@@ -149,7 +149,7 @@ func _sgemmPrepackedA<L: KernelLevel>(_ level: L.Type, m: Int, n: Int, k: Int, p
         packA: { _, _, _, _, _, _ in },
         prepackedA: packedA,
         packB: { p0, kc, j0, nc, nr, dest in
-            packPanelsB(trans: false, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+            packPanelsB(L.self, trans: false, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
         })
 }
 
@@ -238,7 +238,7 @@ func _gemmDriver<L: KernelLevel>(_ level: L.Type, _ bl: GemmBlocking, m: Int, n:
 
 /// op(A) rows i0..<i0+mc, columns p0..<p0+kc into MR-row panels, times alpha.
 @inline(__always)
-func packPanelsA(trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m: Int, i0: Int, mc: Int,
+func packPanelsA<L: KernelLevel>(_ level: L.Type, trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m: Int, i0: Int, mc: Int,
                  p0: Int, kc: Int, mr: Int, dest: UnsafeMutablePointer<Float>) {
     var d = dest
     var ir = 0
@@ -265,7 +265,7 @@ func packPanelsA(trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m
 
 /// op(B) rows p0..<p0+kc, columns j0..<j0+nc into NR-column panels.
 @inline(__always)
-func packPanelsB(trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int, kc: Int, j0: Int, nc: Int,
+func packPanelsB<L: KernelLevel>(_ level: L.Type, trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int, kc: Int, j0: Int, nc: Int,
                  nr: Int, dest: UnsafeMutablePointer<Float>) {
     var d = dest
     var jr = 0

@@ -12,7 +12,7 @@
 /// reduction (`sgemmDotNT`, direct backward weights, bias sums) uses 16 lanes on every level. So
 /// levels with a fused multiply-add (AVX2, AVX-512) compute bit-identical results; the baseline,
 /// without one, rounds the product and the sum separately.
-public protocol KernelLevel {
+public protocol KernelLevel: SendableMetatype {
     /// The vector of the per-output chains: one register (SIMD4 for SSE, SIMD8 for AVX2, SIMD16 for AVX-512).
     associatedtype V: SIMD where V.Scalar == Float
     /// "baseline", "avx2", "avx512".

@@ -153,20 +153,20 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
                            b: UnsafePointer<Float>, bStride: Int, offsets: UnsafePointer<Int>, cols: Int,
                            c: UnsafeMutablePointer<Float>, ldc: Int) {
         var acc = InlineArray<R, InlineArray<C, V16>>(repeating: InlineArray<C, V16>(repeating: V16()))
-        let offs = InlineArray<C, Int> { q in offsets[min(q, cols - 1)] }
-        for t in 0..<samples {
-            let at = a + t * aStride, bt = b + t * bStride
-            let ap = InlineArray<R, UnsafeRawPointer> { r in UnsafeRawPointer(at + min(r, rows - 1) * lda) }
-            let bp = InlineArray<C, UnsafeRawPointer> { q in UnsafeRawPointer(bt + offs[q]) }
-            var o = 0
-            while o < length * 4 {
-                let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: o, as: V16.self) }
-                for r in 0..<R {
-                    let y = ap[r].loadUnaligned(fromByteOffset: o, as: V16.self)
-                    for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
-                }
-                o += 64
+        let ap = InlineArray<R, UnsafeRawPointer> { r in UnsafeRawPointer(a + min(r, rows - 1) * lda) }
+        let bp = InlineArray<C, UnsafeRawPointer> { q in UnsafeRawPointer(b + offsets[min(q, cols - 1)]) }
+        // One loop over (sample, position), so the accumulators stay in registers (with a loop per
+        // sample LLVM kept them in memory between samples: LeNet conv2 backward weights 0.85x).
+        let end = length * 4
+        var t = 0, o = 0, aOff = 0, bOff = 0
+        while t < samples && end > 0 {
+            let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: bOff + o, as: V16.self) }
+            for r in 0..<R {
+                let y = ap[r].loadUnaligned(fromByteOffset: aOff + o, as: V16.self)
+                for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
             }
+            o += 64
+            if o == end { o = 0; t += 1; aOff += aStride * 4; bOff += bStride * 4 }
         }
         for r in 0..<R where r < rows {
             for q in 0..<C where q < cols { c[r * ldc + q] += _laneSum(acc[r][q]) }
