@@ -73,14 +73,14 @@ public enum AVX512: KernelLevel {
         }
     }
 
-    public static let dotShape = (rows: 4, cols: 5)
+    public static let dotShape = (rows: 4, cols: 6)
 
     public static func dotTile(transposed: Bool, k: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
                                b: UnsafePointer<Float>, ldb: Int, cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if transposed {
-            DotTile<Self, 5, 4>.run(k: k, a: a, lda: lda, rows: rows, b: b, ldb: ldb, cols: cols, c: c, ldc: ldc)
+            DotTile<Self, 6, 4>.run(k: k, a: a, lda: lda, rows: rows, b: b, ldb: ldb, cols: cols, c: c, ldc: ldc)
         } else {
-            DotTile<Self, 4, 5>.run(k: k, a: a, lda: lda, rows: rows, b: b, ldb: ldb, cols: cols, c: c, ldc: ldc)
+            DotTile<Self, 4, 6>.run(k: k, a: a, lda: lda, rows: rows, b: b, ldb: ldb, cols: cols, c: c, ldc: ldc)
         }
     }
 
@@ -88,10 +88,10 @@ public enum AVX512: KernelLevel {
                                          aStride: Int, rows: Int, b: UnsafePointer<Float>, bStride: Int,
                                          offsets: UnsafePointer<Int>, cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if transposed {
-            DotTile<Self, 5, 4>.runStrided(samples: samples, length: length, a: a, lda: lda, aStride: aStride, rows: rows,
+            DotTile<Self, 6, 4>.runStrided(samples: samples, length: length, a: a, lda: lda, aStride: aStride, rows: rows,
                                            b: b, bStride: bStride, offsets: offsets, cols: cols, c: c, ldc: ldc)
         } else {
-            DotTile<Self, 4, 5>.runStrided(samples: samples, length: length, a: a, lda: lda, aStride: aStride, rows: rows,
+            DotTile<Self, 4, 6>.runStrided(samples: samples, length: length, a: a, lda: lda, aStride: aStride, rows: rows,
                                            b: b, bStride: bStride, offsets: offsets, cols: cols, c: c, ldc: ldc)
         }
     }

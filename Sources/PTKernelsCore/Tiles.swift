@@ -118,6 +118,27 @@ public enum WeightsTile<L: KernelLevel, let G: Int, let NV: Int> {
 public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
     public typealias V16 = SIMD16<Float>
 
+    /// One 16-lane step: acc[r][q] += A row r x B row q. The smaller side is loaded first and the other
+    /// one vector at a time, so a 4x6 tile needs 24 + 4 + 1 registers (with the six B rows loaded first,
+    /// LLVM spilled accumulators of the AVX-512 4x6 tile).
+    @inline(__always)
+    static func step(_ acc: inout InlineArray<R, InlineArray<C, V16>>, _ ap: InlineArray<R, UnsafeRawPointer>, _ aOffset: Int,
+                     _ bp: InlineArray<C, UnsafeRawPointer>, _ bOffset: Int) {
+        if R <= C {
+            let y = InlineArray<R, V16> { r in ap[r].loadUnaligned(fromByteOffset: aOffset, as: V16.self) }
+            for q in 0..<C {
+                let x = bp[q].loadUnaligned(fromByteOffset: bOffset, as: V16.self)
+                for r in 0..<R { acc[r][q] = L.madd(acc[r][q], y[r], x) }
+            }
+        } else {
+            let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: bOffset, as: V16.self) }
+            for r in 0..<R {
+                let y = ap[r].loadUnaligned(fromByteOffset: aOffset, as: V16.self)
+                for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
+            }
+        }
+    }
+
     @inline(never)
     public static func run(k: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, ldb: Int, cols: Int,
                     c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -127,11 +148,7 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
         let kv = k / 16 * 16
         var o = 0
         while o < kv * 4 {
-            let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: o, as: V16.self) }
-            for r in 0..<R {
-                let y = ap[r].loadUnaligned(fromByteOffset: o, as: V16.self)
-                for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
-            }
+            step(&acc, ap, o, bp, o)
             o += 64
         }
         for r in 0..<R where r < rows {
@@ -160,11 +177,7 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
         let end = length * 4
         var t = 0, o = 0, aOff = 0, bOff = 0
         while t < samples && end > 0 {
-            let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: bOff + o, as: V16.self) }
-            for r in 0..<R {
-                let y = ap[r].loadUnaligned(fromByteOffset: aOff + o, as: V16.self)
-                for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
-            }
+            step(&acc, ap, aOff + o, bp, bOff + o)
             o += 64
             if o == end { o = 0; t += 1; aOff += aStride * 4; bOff += bStride * 4 }
         }
