@@ -15,6 +15,7 @@ enum Baseline: KernelLevel {
     public static func madd<T: SIMD>(_ acc: T, _ x: T, _ y: T) -> T where T.Scalar == Float { acc + x * y }
     @inline(__always)
     public static func madd(_ acc: Float, _ x: Float, _ y: Float) -> Float { acc + x * y }
+    public static let hasFusedMultiplyAdd = false
 
     public static let gemmShapes: [GemmBlocking] = [
         GemmBlocking(level: name, mr: 6, nv: 2, width: V.scalarCount, mc: 120),

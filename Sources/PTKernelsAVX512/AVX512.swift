@@ -15,6 +15,7 @@ public enum AVX512: KernelLevel {
     public static func madd<T: SIMD>(_ acc: T, _ x: T, _ y: T) -> T where T.Scalar == Float { acc.addingProduct(x, y) }
     @inline(__always)
     public static func madd(_ acc: Float, _ x: Float, _ y: Float) -> Float { acc.addingProduct(x, y) }
+    public static let hasFusedMultiplyAdd = true
 
     public static let gemmShapes: [GemmBlocking] = [
         GemmBlocking(level: name, mr: 14, nv: 2, width: V.scalarCount, mc: 112),

@@ -21,6 +21,8 @@ public protocol KernelLevel: SendableMetatype {
     static func madd<T: SIMD>(_ acc: T, _ x: T, _ y: T) -> T where T.Scalar == Float
     /// Scalar acc + x * y, fused on levels with FMA.
     static func madd(_ acc: Float, _ x: Float, _ y: Float) -> Float
+    /// Whether `madd` is one fused instruction (else a multiply and an add).
+    static var hasFusedMultiplyAdd: Bool { get }
 
     /// GEMM tiles in order of preference (the first is the default, the others serve small m or n).
     static var gemmShapes: [GemmBlocking] { get }
@@ -69,6 +71,9 @@ public struct KernelTable: Sendable {
     public let name: String
     public let vectorWidth: Int
     public let peakChains: Int
+    /// Flops of one iteration of `peakLoop`: 2 per lane per multiply-add (a fused one, or a multiply
+    /// chain and an add chain together).
+    public let peakFlopsPerIteration: Int
     public let gemmShapes: [GemmBlocking]
     public let sgemm: @Sendable (_ shape: GemmBlocking?, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                                  _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -102,7 +107,9 @@ public struct KernelTable: Sendable {
 /// only after the CPU is known to run `L`.
 public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
     KernelTable(
-        name: L.name, vectorWidth: L.width, peakChains: L.peakChains, gemmShapes: L.gemmShapes,
+        name: L.name, vectorWidth: L.width, peakChains: L.peakChains,
+        peakFlopsPerIteration: 2 * L.width * (L.hasFusedMultiplyAdd ? L.peakChains : L.peakChains / 2),
+        gemmShapes: L.gemmShapes,
         sgemm: { shape, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws in
             _sgemm(L.self, shape: shape, transA: ta, transB: tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, workspace: ws)

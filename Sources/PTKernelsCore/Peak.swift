@@ -21,7 +21,8 @@ public func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// GFLOP/s of the level's FMA peak loop on the calling thread (2 flops per lane per multiply-add):
+/// GFLOP/s of the level's FMA peak loop on the calling thread (2 flops per lane per multiply-add; on the
+/// baseline, without FMA, a multiply and an add on separate chains count as one multiply-add):
 /// `table.peakChains` independent vector chains, enough to fill every FMA pipe (AVX2 needs ~12 ymm
 /// chains: 8 reached 84% of the 12-chain rate on Zen 5, 16 no more than 12; AVX-512 24 zmm).
 /// Timed in thread CPU seconds (`threadCPUSeconds`, as `bench kernels` times the kernels), the best of
@@ -31,7 +32,7 @@ public func measureFMAPeak(_ table: KernelTable, seconds: Double = 0.2) -> Doubl
     var best = 0.0
     var sink: Float = 0
     var iterations = 1 << 10
-    let flopsPerIteration = Double(table.peakChains * table.vectorWidth * 2)
+    let flopsPerIteration = Double(table.peakFlopsPerIteration)
     // Calibrate so one slice takes about a millisecond.
     while true {
         let t0 = threadCPUSeconds()

@@ -187,18 +187,29 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
     }
 }
 
-/// The FMA peak loop: 2N independent chains of `L.V` multiply-adds (N on x, N on y, so no two chains
-/// can be merged).
+/// The peak loop: 2N independent chains. With a fused multiply-add, N chains of `acc + acc * x` and N of
+/// `acc + acc * y` (so no two chains can be merged). Without one (the baseline), a multiply-add is two
+/// instructions on two kinds of pipes, so the loop keeps both busy: N chains of multiplies and N of
+/// adds, counted as N multiply-adds (a chain `acc + acc * x` would measure the multiply's latency).
 public enum PeakTile<L: KernelLevel, let N: Int> {
     @inline(never)
     public static func run(_ iterations: Int) -> Float {
         typealias V = L.V
-        let x = V(repeating: 0.999_999), y = V(repeating: 1e-7)
         var a = InlineArray<N, V> { i in V(repeating: 0.1 * Float(i + 1)) }
         var b = a
-        for _ in 0..<iterations {
-            for i in 0..<N { a[i] = L.madd(a[i], a[i], x) }
-            for i in 0..<N { b[i] = L.madd(b[i], b[i], y) }
+        if L.hasFusedMultiplyAdd {
+            let x = V(repeating: 0.999_999), y = V(repeating: 1e-7)
+            for _ in 0..<iterations {
+                for i in 0..<N { a[i] = L.madd(a[i], a[i], x) }
+                for i in 0..<N { b[i] = L.madd(b[i], b[i], y) }
+            }
+        } else {
+            // Each call starts afresh: 1 + 1e-7 to the power of a slice's iterations stays near 1.
+            let x = V(repeating: 1 + 1e-7), y = V(repeating: 1e-7)
+            for _ in 0..<iterations {
+                for i in 0..<N { a[i] = a[i] * x }
+                for i in 0..<N { b[i] = b[i] + y }
+            }
         }
         var s = V()
         for i in 0..<N { s += a[i] + b[i] }
