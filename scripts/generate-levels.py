@@ -1,3 +1,10 @@
+#!/usr/bin/env python3
+"""Writes the instruction-set level files from the tile shapes listed at the bottom:
+Sources/PTKernelsAVX512/AVX512.swift, Sources/PTKernelsAVX2/AVX2.swift, Sources/PTKernels/Baseline.swift.
+Each level instantiates the generic tiles of Sources/PTKernelsCore/Tiles.swift for its shapes (a
+switch from runtime shape to the specialised tile). Usage: scripts/generate-levels.py .  (from the
+repository root); then rebuild.
+"""
 import sys
 def level(modname, enum, name, V, madd_vec, madd_s, fused, gemm, conv, single, weights_fn, wshapes, dot, peak, imports, doc):
     o=[]
