@@ -116,5 +116,11 @@ public func adamUpdate(beta1: Float, beta2: Float, epsilon: Float, coupledDecay:
     activeKernels.adamStep(beta1, beta2, epsilon, coupledDecay, shrink, stepSize, rc2, weights, gradients, m, v, count)
 }
 
+/// dst[i] += src[i] for i < count, with the vectors of the level in use (e.g. summing shard gradients;
+/// each element is one exact float add, so the bits do not depend on the level).
+public func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    activeKernels.addFloats(dst, src, count)
+}
+
 /// GFLOP/s of the FMA peak of the level in use on the calling thread (see `measureFMAPeak(_:seconds:)`).
 public func measureFMAPeak(seconds: Double = 0.2) -> Double { measureFMAPeak(activeKernels, seconds: seconds) }

@@ -100,6 +100,7 @@ public struct KernelTable: Sendable {
     public let adamStep: @Sendable (_ b1: Float, _ b2: Float, _ eps: Float, _ coupled: Float, _ shrink: Float, _ stepSize: Float,
                                     _ rc2: Float, _ weights: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>,
                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ count: Int) -> Void
+    public let addFloats: @Sendable (_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) -> Void
     public let peakLoop: @Sendable (Int) -> Float
 }
 
@@ -139,6 +140,7 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
             _adamStep(L.self, b1: b1, b2: b2, eps: eps, coupled: coupled, shrink: shrink, stepSize: stepSize, rc2: rc2,
                       weights: w, gradients: g, m: m, v: v, count: n)
         },
+        addFloats: { d, s, n in _addFloats(L.self, d, s, n) },
         peakLoop: { L.peakLoop($0) })
 }
 

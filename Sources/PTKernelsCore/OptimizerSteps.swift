@@ -71,3 +71,21 @@ func _adamStep<L: KernelLevel>(_ level: L.Type, b1: Float, b2: Float, eps: Float
         i += 1
     }
 }
+
+/// dst[i] += src[i] with vectors of the level (the sums of shard gradients; exact per element, so the
+/// same bits on every level).
+func _addFloats<L: KernelLevel>(_ level: L.Type, _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    typealias V = L.V
+    let w = L.width
+    let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+    var i = 0
+    while i + 4 * w <= count {
+        for u in 0..<4 {
+            let o = 4 * (i + u * w)
+            d.storeBytes(of: d.loadUnaligned(fromByteOffset: o, as: V.self) + s.loadUnaligned(fromByteOffset: o, as: V.self),
+                         toByteOffset: o, as: V.self)
+        }
+        i += 4 * w
+    }
+    while i < count { dst[i] += src[i]; i += 1 }
+}

@@ -137,4 +137,14 @@ final class ElementwiseTests: XCTestCase {
         assertIdentical(m, mRef, "Adam m")
         assertIdentical(v, vRef, "Adam v")
     }
+
+    func testAddFloatsIsThePlainSum() {
+        for n in [0, 1, 7, 8, 63, 64, 65, 1000] {
+            let a = Buffer(random: n + 1, seed: 8), b = Buffer(random: n + 1, seed: 9)
+            let ref = a.copy()
+            for i in 1..<(n + 1) { ref.pointer[i] += b.pointer[i] }
+            addFloats(a.pointer + 1, b.pointer + 1, count: n)
+            assertIdentical(a, ref, "addFloats n=\(n)")
+        }
+    }
 }
