@@ -1,47 +1,24 @@
 // swift-tools-version:6.1
 // ptrain: data-parallel ConvNet training on CPUs.
 //
-// Compile flags, explained (see docs/ARCHITECTURE.md, "Compile flags"):
-// - Every Swift target is compiled for a target CPU. Swift SIMD code built without one turns each
-//   SIMD fused multiply-add into scalar libm calls (~150x slower GEMM). `@inlinable` SIMD code is
-//   compiled with the *caller's* flags, so every target carries the flag, not only PTKernels.
-//   The CPU defaults to `native` (the build machine). Clusters whose login node differs from the
-//   compute nodes set PTRAIN_TARGET_CPU at build time, e.g. `PTRAIN_TARGET_CPU=skylake-avx512` or
-//   `x86-64-v3`; `PTRAIN_TARGET_CPU=none` builds for the toolchain's default (slow, portable).
-//   At start-up `ptrain` checks that the running CPU has what the binary was built for
-//   (CPTSupport) and exits with code 2 and a message instead of dying with SIGILL.
-// - `-Ounchecked` in release: element loops over class-held buffers were 6x faster without
-//   exclusivity and bounds checks (DESIGN.md); kernels are covered by reference-twin tests.
+// Compile flags (docs/ARCHITECTURE.md, "Instruction-set levels and compile flags"):
+// - One binary runs on every x86-64-v2 CPU and uses the best instruction set the CPU has. The hot
+//   kernels are generic code in PTKernelsCore (built with cross-module optimisation so their bodies
+//   can be specialised elsewhere); PTKernelsAVX2 (`-target-cpu haswell`: AVX2 + FMA, the x86-64-v3
+//   class) and PTKernelsAVX512 (`-target-cpu skylake-avx512`: x86-64-v4) specialise them, each for its
+//   CPU, and PTKernels picks one table of them at start-up (CPTSupport: the CPU's features, or
+//   PTRAIN_ISA=avx512|avx2|baseline). Everything else, and the baseline kernels, is built for
+//   `nehalem` (x86-64-v2; swiftc's -target-cpu knows LLVM CPU names, not the psABI level names).
+// - `-Ounchecked` in release only for the kernel targets: their loops over raw pointers are covered
+//   by reference-twin tests. Every other target keeps Swift's checks (the parsers of untrusted files
+//   among them); measured cost in docs/BENCHMARKS.md.
 import PackageDescription
-import Foundation
 
-let env = ProcessInfo.processInfo.environment
-let targetCPU = env["PTRAIN_TARGET_CPU"] ?? "native"
-let cpuSwiftFlags: [String] = targetCPU == "none" ? [] : ["-target-cpu", targetCPU]
-let cpuCFlags: [String] = targetCPU == "none" ? [] : ["-march=\(targetCPU)"]
+/// LLVM CPU of each level (swiftc -target-cpu, clang -march).
+let baselineCPU = "nehalem", avx2CPU = "haswell", avx512CPU = "skylake-avx512"
 
-// The instruction-set features the Swift targets may use, checked at start-up by CPTSupport.
-func requiredFeatures() -> [String] {
-    switch targetCPU {
-    case "none": return []
-    case "native":
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-        let flags = Set(line.split(separator: " ").map(String.init))
-        return ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"].filter { flags.contains($0) }
-    case "x86-64-v3", "haswell", "broadwell", "skylake", "znver1", "znver2", "znver3":
-        return ["avx", "avx2", "fma"]
-    default:
-        return targetCPU.contains("avx512") || ["x86-64-v4", "icelake-server", "sapphirerapids", "znver4", "znver5"].contains(targetCPU)
-            ? ["avx", "avx2", "fma", "avx512f"] : []
-    }
-}
-
-let swiftSettings: [SwiftSetting] = [
-    .unsafeFlags(cpuSwiftFlags),
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-]
-let cSettings: [CSetting] = [.unsafeFlags(cpuCFlags)]
+let checked: [SwiftSetting] = [.unsafeFlags(["-target-cpu", baselineCPU])]
+let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "ptrain",
@@ -68,50 +45,60 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         // MPI, only with the trait MPI.
         .systemLibrary(name: "CMPI", pkgConfig: "mpi-c", providers: [.apt(["libopenmpi-dev"])]),
-        // CPU feature check, flush-to-zero, and other tiny things Swift cannot spell.
-        // Deliberately compiled WITHOUT the target-CPU flag: it must run on any x86-64 CPU.
-        .target(name: "CPTSupport", cSettings: [
-            .define("PT_REQUIRED_FEATURES", to: "\"\(requiredFeatures().joined(separator: ","))\""),
-            .define("PT_TARGET_CPU", to: "\"\(targetCPU)\""),
-        ]),
+        // The features the compiler may use at each level (data only, from its predefined macros).
+        .target(name: "CPTFeaturesBaseline", cSettings: [.unsafeFlags(["-march=\(baselineCPU)"])]),
+        .target(name: "CPTFeaturesAVX2", cSettings: [.unsafeFlags(["-march=\(avx2CPU)"])]),
+        .target(name: "CPTFeaturesAVX512", cSettings: [.unsafeFlags(["-march=\(avx512CPU)"])]),
+        // Level choice at start-up, flush-to-zero, and other tiny things Swift cannot spell.
+        // Deliberately compiled without a target CPU: it must run (and say why not) on any x86-64 CPU.
+        .target(name: "CPTSupport", dependencies: ["CPTFeaturesBaseline", "CPTFeaturesAVX2", "CPTFeaturesAVX512"]),
 
-        // Hot path: GEMM, convolution, pooling, activations, loss. Raw pointers + geometry structs.
-        .target(name: "PTKernels", swiftSettings: swiftSettings),
+        // Hot path: GEMM, convolution, pooling, activations, optimizer updates, generic over the level.
+        .target(name: "PTKernelsCore",
+                swiftSettings: checked + kernelFlags + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
+        // The kernels specialised for each level, each module built for its CPU.
+        .target(name: "PTKernelsAVX2", dependencies: ["PTKernelsCore"],
+                swiftSettings: [.unsafeFlags(["-target-cpu", avx2CPU])] + kernelFlags),
+        .target(name: "PTKernelsAVX512", dependencies: ["PTKernelsCore"],
+                swiftSettings: [.unsafeFlags(["-target-cpu", avx512CPU])] + kernelFlags),
+        // The public kernel API: the level's table chosen once, the baseline level, references.
+        .target(name: "PTKernels", dependencies: ["PTKernelsCore", "PTKernelsAVX2", "PTKernelsAVX512", "CPTSupport"],
+                swiftSettings: checked + kernelFlags),
         // Shapes and 64-byte aligned buffers.
-        .target(name: "PTTensor", swiftSettings: swiftSettings),
+        .target(name: "PTTensor", swiftSettings: checked),
         // Layers, model, flat parameter layout, initialisers, optimizers, schedules.
-        .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
+        .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: checked),
         // Data sets: IDX (raw or gzip), the synthetic X/O generator, shuffling, batching.
-        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG", "CPTSupport"], swiftSettings: swiftSettings),
+        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG", "CPTSupport"], swiftSettings: checked),
         // hwloc topology, placement, pinned worker pool, barrier.
-        .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: swiftSettings),
+        .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: checked),
         // Communicator protocol (in-process now; MPI behind a trait later).
         .target(name: "PTDistributed",
                 dependencies: ["PTTensor", "CPTSupport", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
-                swiftSettings: swiftSettings + [.define("MPI", .when(traits: ["MPI"]))]),
+                swiftSettings: checked + [.define("MPI", .when(traits: ["MPI"]))]),
         // Trainer, config, run folder, metrics, safetensors.
         .target(
             name: "PTrain",
             dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
-            swiftSettings: swiftSettings),
+            swiftSettings: checked),
         // Counts the process's heap allocations (replaces malloc and friends): only for the gate below.
         .target(name: "CAllocationCount"),
         // The allocation gate (CI): steady-state training steps on the production pool allocate nothing.
         .executableTarget(
             name: "allocation-gate",
             dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CAllocationCount"],
-            swiftSettings: swiftSettings),
+            swiftSettings: checked),
         .executableTarget(
             name: "ptrain",
-            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: swiftSettings),
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "PTKernels", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: checked),
 
-        .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor"], swiftSettings: swiftSettings),
-        .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: swiftSettings),
-        .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: swiftSettings),
-        .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: swiftSettings),
-        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: swiftSettings),
-        .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: swiftSettings),
+        .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor", "CPTSupport"], swiftSettings: checked),
+        .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: checked),
+        .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: checked),
+        .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: checked),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: checked),
+        .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: checked),
     ]
 )

@@ -5,8 +5,8 @@
 // - package-benchmark (ordo-one/benchmark, formerly package-benchmark) needs its MallocInterposer trait
 //   named here for malloc counts on Linux with Swift 6.3 (kernels with their workspace must not
 //   allocate; whole training steps are gated by the root package's `allocation-gate`).
-// - The kernels are compiled for the build machine's CPU (`-target-cpu native`), as in the root
-//   package: without it SIMD FMAs become libm calls and every number here is ~100x lower.
+// - The benchmarks call the root package's kernels, which pick their instruction-set level at start-up
+//   (`PTRAIN_ISA=avx512|avx2|baseline` forces one); this target itself needs no target CPU.
 // - The root package is a path dependency; its PTKernels module is reached through the PTrain product
 //   (PTKernels is not a product of its own).
 import PackageDescription
@@ -26,15 +26,13 @@ let package = Package(
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/KernelBenchmarks",
-            swiftSettings: [.unsafeFlags(["-target-cpu", "native"]), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
         // Worker-pool round trips (a plain executable: `swift run -c release BarrierBenchmarks [sweep]`).
         .executableTarget(
             name: "BarrierBenchmarks",
             dependencies: [.product(name: "PTrain", package: "ptrain")],
-            path: "Benchmarks/BarrierBenchmarks",
-            swiftSettings: [.unsafeFlags(["-target-cpu", "native"]), .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            path: "Benchmarks/BarrierBenchmarks"
         ),
     ]
 )

@@ -1,3 +1,5 @@
+import PTKernels
+
 // SGD with momentum (optionally Nesterov) and weight decay, and learning-rate schedules.
 import PTTensor
 
@@ -16,29 +18,13 @@ public struct SGD: Sendable, Equatable {
         self.momentum = momentum; self.nesterov = nesterov; self.weightDecay = weightDecay
     }
 
-    /// Updates weights[range] and velocity[range] from gradients[range].
+    /// Updates weights[range] and velocity[range] from gradients[range] (the loop runs in the kernels of
+    /// the instruction-set level in use; same bits on every level).
     public func step(lr: Float, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                      velocity: UnsafeMutablePointer<Float>, range: Range<Int>) {
-        let mu = momentum, wd = weightDecay
-        if mu == 0 {
-            for i in range { weights[i] -= lr * (gradients[i] + wd * weights[i]) }
-            return
-        }
-        if nesterov {
-            for i in range {
-                let g = gradients[i] + wd * weights[i]
-                let v = mu * velocity[i] + g
-                velocity[i] = v
-                weights[i] -= lr * (g + mu * v)
-            }
-        } else {
-            for i in range {
-                let g = gradients[i] + wd * weights[i]
-                let v = mu * velocity[i] + g
-                velocity[i] = v
-                weights[i] -= lr * v
-            }
-        }
+        let i = range.lowerBound
+        sgdUpdate(lr: lr, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay, weights: weights + i,
+                  gradients: gradients + i, velocity: velocity + i, count: range.count)
     }
 }
 
@@ -104,20 +90,15 @@ public struct Adam: Sendable, Equatable {
 
     public func step(lr: Float, t: Int, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                      m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, range: Range<Int>) {
-        let b1 = beta1, b2 = beta2, eps = epsilon
         let c1 = Float(1 - pow(Double(beta1), Double(t))), c2 = Float(1 - pow(Double(beta2), Double(t)))
         let coupled = decoupledWeightDecay ? 0 : weightDecay
         let shrink = decoupledWeightDecay ? 1 - lr * weightDecay : 1
-        let stepSize = lr / c1
-        let rc2 = 1 / c2.squareRoot()
-        for i in range {
-            let g = gradients[i] + coupled * weights[i]
-            let mi = b1 * m[i] + (1 - b1) * g
-            let vi = b2 * v[i] + (1 - b2) * g * g
-            m[i] = mi
-            v[i] = vi
-            weights[i] = weights[i] * shrink - stepSize * mi / (vi.squareRoot() * rc2 + eps)
-        }
+        let i = range.lowerBound
+        // Per element: g = grad + coupled*w; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
+        // w = w*shrink - (lr/c1)*m / (sqrt(v)*(1/sqrt(c2)) + eps), in the kernels of the level in use.
+        adamUpdate(beta1: beta1, beta2: beta2, epsilon: epsilon, coupledDecay: coupled, shrink: shrink, stepSize: lr / c1,
+                   rc2: 1 / c2.squareRoot(), weights: weights + i, gradients: gradients + i, m: m + i, v: v + i,
+                   count: range.count)
     }
 }
 

@@ -27,15 +27,19 @@ public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
     ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1)),
 ]
 
-/// Runs the kernel benchmark on the calling thread: the FMA peak first, then forward, backward data
+/// Runs the kernel benchmark on the calling thread at the instruction-set level in use
+/// (`InstructionSet.current`; PTRAIN_ISA forces one): the level's FMA peak first, then forward, backward data
 /// and backward weights of each convolution in `kernelBenchConvolutions`, then SGEMM 1024^3.
 /// Each entry: one warm-up, then the median of several timed repetitions (each long enough to time,
-/// ~20 ms; `quick` shortens both). `filter` keeps entries whose name contains it (the peak always runs).
+/// ~20 ms; `quick` shortens both), timed in the thread's CPU seconds like the peak, so time the
+/// scheduler gives to other processes on a shared machine does not count against the kernel. `filter` keeps entries whose name contains it (the peak always runs).
 public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [KernelBenchResult] {
     let repetitions = quick ? 3 : 7
     let minimumSeconds = quick ? 0.005 : 0.02
     let peak = measureFMAPeak(seconds: quick ? 0.1 : 0.3)
-    var results = [KernelBenchResult(name: "fma-peak", pass: "peak", gflops: peak, percent_of_peak: 100)]
+    let level = InstructionSet.current
+    var results = [KernelBenchResult(name: "fma-peak [\(level.name), \(level.vectorWidth) floats per vector, \(InstructionSet.currentKernels.peakChains) chains]",
+                                     pass: "peak", gflops: peak, percent_of_peak: 100)]
     func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
     func record(_ name: String, _ pass: String, flops: Double, _ body: () -> Void) {
         let seconds = medianSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
@@ -68,7 +72,7 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
         let a = benchBuffer(n * n, seed: 10), b = benchBuffer(n * n, seed: 11), c = benchBuffer(n * n, seed: 12)
         let ws = benchBuffer(sgemmWorkspaceCount(m: n, n: n, k: n), seed: 13)
         defer { benchFree([a, b, c, ws]) }
-        record("sgemm-\(n) [\(gemmKernelName(m: n))]", "gemm", flops: 2 * Double(n * n * n)) {
+        record("sgemm-\(n) [\(gemmKernelName(m: n, n: n))]", "gemm", flops: 2 * Double(n * n * n)) {
             sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 0, c: c, ldc: n, workspace: ws)
         }
     }
@@ -95,19 +99,19 @@ public func formatKernelBench(_ results: [KernelBenchResult], json: Bool) -> Str
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// Median wall time of one call to `body`: calls are batched so each timed repetition lasts at least
-/// `minimumSeconds`; one warm-up batch first.
+/// Median thread CPU time of one call to `body`: calls are batched so each timed repetition lasts at
+/// least `minimumSeconds`; one warm-up batch first.
 func medianSeconds(repetitions: Int, minimumSeconds: Double, _ body: () -> Void) -> Double {
-    var t0 = monotonicSeconds()
+    var t0 = threadCPUSeconds()
     body()
-    let once = max(monotonicSeconds() - t0, 1e-7)
+    let once = max(threadCPUSeconds() - t0, 1e-7)
     let calls = max(1, Int((minimumSeconds / once).rounded(.up)))
     for _ in 0..<calls { body() }   // warm-up at the timed batch size
     var times: [Double] = []
     for _ in 0..<repetitions {
-        t0 = monotonicSeconds()
+        t0 = threadCPUSeconds()
         for _ in 0..<calls { body() }
-        times.append((monotonicSeconds() - t0) / Double(calls))
+        times.append((threadCPUSeconds() - t0) / Double(calls))
     }
     times.sort()
     return times[times.count / 2]

@@ -56,6 +56,8 @@ public enum MetricsLine {
         public var train_samples: Int
         public var test_samples: Int
         public var resumed_at_step: Int
+        /// The kernels' instruction-set level (`avx512`, `avx2`, `baseline`).
+        public var instruction_set: String
         public var placement: [Placement]
     }
 

@@ -1,6 +1,7 @@
 // A whole training run as a library call: steps and evaluation (Trainer), checkpoint cadence,
 // resuming, stop signals agreed across ranks, the run folder (config, metrics, plots, final weights).
 import Foundation
+import PTKernels
 import PTData
 import PTDistributed
 import PTModel
@@ -132,6 +133,7 @@ public final class TrainingSession {
                 config: config.name, processes: communicator.size, threads: pool.workerCount, shards: config.shards,
                 batch_size: config.batchSize, parameters: trainer.model.trainableCount, train_samples: sets.train.count,
                 test_samples: sets.test.count, resumed_at_step: trainer.progress.globalStep,
+                instruction_set: InstructionSet.current.description,
                 placement: pool.placement.map { MetricsLine.Placement(worker: $0.worker, os_cpu: $0.osCPU) })
             metrics = try MetricsWriter(path: options.metricsPath ?? runFolder.metricsPath,
                                         lines: [MetricsLine.json(start)]

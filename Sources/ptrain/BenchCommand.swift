@@ -28,11 +28,15 @@ struct BenchKernels: ParsableCommand {
         commandName: "kernels",
         abstract: "Single-threaded GFLOP/s of each kernel pass, as a share of the FMA peak measured in the same run.",
         discussion: """
+            Runs at the instruction-set level in use (the best the CPU has; PTRAIN_ISA=avx512|avx2|baseline \
+            forces one). The first row is that level's FMA peak, with its vector width and the number of \
+            independent chains it keeps in flight. Kernels and peak are timed in thread CPU seconds.
+
             Shapes: LeNet conv1/conv2 (mb 64), CIFAR-style 3x3 layers (mb 128), a ResNet-style 3x3
             and a 1x1 layer at 56x56 (mb 8), and SGEMM 1024^3.
 
             Example:
-              ptrain bench kernels --format json
+              PTRAIN_ISA=avx2 ptrain bench kernels --format json
             """)
     @OptionGroup var output: BenchOutput
     @Flag(help: "Shorter timings (less precise).") var quick = false

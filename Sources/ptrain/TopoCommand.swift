@@ -1,5 +1,6 @@
 // `ptrain topo`: what hwloc sees and where the workers will sit.
 import ArgumentParser
+import PTKernels
 import PTRuntime
 
 #if canImport(Glibc)
@@ -57,8 +58,13 @@ struct Topo: ParsableCommand {
         let share = (try? topology.shareForLocalRank(threads: workers, environment: environment())) ?? topology
         let plan = try PlacementPlan(workers: workers, topology: share, policy: policy)
         switch format {
-        case .text: print(topologyReport(topology: topology, plan: plan))
-        case .json: print(topologyReportJSON(plan: plan))
+        case .text:
+            print(topologyReport(topology: topology, plan: plan))
+            print("instruction set: \(InstructionSet.current) (this CPU runs: \(InstructionSet.supported.map(\.name).joined(separator: ", ")); PTRAIN_ISA forces one)")
+        case .json:
+            // The topology object with the instruction-set level in front.
+            let levels = InstructionSet.supported.map { "\"\($0.name)\"" }.joined(separator: ",")
+            print("{\"instruction_set\":\"\(InstructionSet.current)\",\"supported\":[\(levels)]," + topologyReportJSON(plan: plan).dropFirst())
         }
     }
 

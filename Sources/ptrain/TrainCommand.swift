@@ -1,5 +1,6 @@
 // `ptrain train`: train a model from a config, with flags overriding the file.
 import ArgumentParser
+import PTKernels
 import Foundation
 import CPTSupport
 import PTDistributed

@@ -97,4 +97,54 @@ final class ElementwiseTests: XCTestCase {
             assertIdentical(g, gRef, "softmax gradient \(rows)x\(classes)")
         }
     }
+
+    /// The optimizer updates (vectors of the level plus a scalar tail) give the bits of the plain
+    /// per-element formulas of PTModel's SGD and Adam, on every level.
+    func testOptimizerUpdatesMatchScalarFormulasBitForBit() {
+        let n = 1000 + 13
+        for (mu, nesterov, wd) in [(Float(0), false, Float(0.01)), (0.9, false, 0), (0.9, true, 5e-4)] {
+            let w = Buffer(random: n, seed: 1), g = Buffer(random: n, seed: 2), v = Buffer(random: n, seed: 3)
+            let wRef = w.copy(), vRef = v.copy()
+            let lr: Float = 0.05
+            sgdUpdate(lr: lr, momentum: mu, nesterov: nesterov, weightDecay: wd, weights: w.pointer + 1, gradients: g.pointer + 1,
+                      velocity: v.pointer + 1, count: n - 1)
+            for i in 1..<n {
+                if mu == 0 { wRef.pointer[i] -= lr * (g.pointer[i] + wd * wRef.pointer[i]); continue }
+                let gi = g.pointer[i] + wd * wRef.pointer[i]
+                let vi = mu * vRef.pointer[i] + gi
+                vRef.pointer[i] = vi
+                wRef.pointer[i] -= lr * (nesterov ? gi + mu * vi : vi)
+            }
+            assertIdentical(w, wRef, "SGD weights mu=\(mu) nesterov=\(nesterov)")
+            assertIdentical(v, vRef, "SGD velocity mu=\(mu) nesterov=\(nesterov)")
+        }
+        let w = Buffer(random: n, seed: 4), g = Buffer(random: n, seed: 5)
+        let m = Buffer(random: n, seed: 6), v = Buffer(random: n, seed: 7, levels: 100)
+        let wRef = w.copy(), mRef = m.copy(), vRef = v.copy()
+        let (b1, b2, eps, coupled, shrink, stepSize, rc2): (Float, Float, Float, Float, Float, Float, Float) =
+            (0.9, 0.999, 1e-8, 1e-4, 1, 0.001 / 0.1, 1 / Float(0.001).squareRoot())
+        adamUpdate(beta1: b1, beta2: b2, epsilon: eps, coupledDecay: coupled, shrink: shrink, stepSize: stepSize, rc2: rc2,
+                   weights: w.pointer, gradients: g.pointer, m: m.pointer, v: v.pointer, count: n)
+        for i in 0..<n {
+            let gi = g.pointer[i] + coupled * wRef.pointer[i]
+            let mi = b1 * mRef.pointer[i] + (1 - b1) * gi
+            let vi = b2 * vRef.pointer[i] + (1 - b2) * gi * gi
+            mRef.pointer[i] = mi
+            vRef.pointer[i] = vi
+            wRef.pointer[i] = wRef.pointer[i] * shrink - stepSize * mi / (vi.squareRoot() * rc2 + eps)
+        }
+        assertIdentical(w, wRef, "Adam weights")
+        assertIdentical(m, mRef, "Adam m")
+        assertIdentical(v, vRef, "Adam v")
+    }
+
+    func testAddFloatsIsThePlainSum() {
+        for n in [0, 1, 7, 8, 63, 64, 65, 1000] {
+            let a = Buffer(random: n + 1, seed: 8), b = Buffer(random: n + 1, seed: 9)
+            let ref = a.copy()
+            for i in 1..<(n + 1) { ref.pointer[i] += b.pointer[i] }
+            addFloats(a.pointer + 1, b.pointer + 1, count: n)
+            assertIdentical(a, ref, "addFloats n=\(n)")
+        }
+    }
 }

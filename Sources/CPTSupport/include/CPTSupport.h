@@ -2,20 +2,30 @@
 #ifndef CPTSUPPORT_H
 #define CPTSUPPORT_H
 
-/// Checks a comma-separated list of x86 feature names (sse4.2, avx, avx2, fma, avx512f, avx512bw,
-/// avx512dq, avx512vl) against the running CPU. Returns how many are missing and writes their names,
-/// comma-separated, into `missing`. Unknown names count as present.
-int pt_cpu_check_list(const char *required, char *missing, int capacity);
+/// Instruction-set levels: 0 baseline (x86-64-v2), 1 avx2 (AVX2 + FMA), 2 avx512.
+#define PT_LEVEL_COUNT 3
+
+/// The level chosen at start-up (before main): PTRAIN_ISA, or the best the CPU runs.
+int pt_isa_level(void);
+/// "baseline", "avx2", "avx512" ("" for other numbers).
+const char *pt_level_name(int level);
+/// The features the compiler may use for a level (comma-separated; '~' marks intrinsic-only ones,
+/// listed but not required). Derived from the compiler's predefined macros for the level's CPU.
+const char *pt_level_features(int level);
+/// The running CPU's features (comma-separated names, as `pt_level_features`). Returns the length.
+int pt_cpu_features(char *buf, int capacity);
+/// How many required features (names without '~') `available` lacks; writes their names to `missing`.
+int pt_features_missing(const char *required, const char *available, char *missing, int capacity);
+/// The level for `requested` (a level name, or NULL/"" for the best available) on a CPU with the
+/// features `available`; -1 with a one-line message when the CPU lacks the baseline or the requested
+/// level, or the name is not a level.
+int pt_select_level(const char *requested, const char *available, char *message, int capacity);
 
 /// Sets flush-to-zero and denormals-are-zero for the calling thread (MXCSR on x86-64).
 void pt_set_flush_to_zero(void);
 
 /// Returns 1 when the calling thread has flush-to-zero and denormals-are-zero set.
 int pt_flush_to_zero_is_set(void);
-
-/// The features the Swift targets were compiled to use (comma-separated) and the target CPU name.
-const char *pt_required_features(void);
-const char *pt_target_cpu(void);
 
 // Atomics, futex and affinity helpers for the worker pool (PTRuntime).
 #include "CPTThreads.h"

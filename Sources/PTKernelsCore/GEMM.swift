@@ -4,96 +4,80 @@
 
 // MARK: Block sizes
 
-/// Tile and cache-block sizes for one instruction set (BLIS's MR, NR, MC, KC, NC).
+/// Tile and cache-block sizes of one GEMM register tile (BLIS's MR, NR, MC, KC, NC).
 ///
-/// Chosen on the 2-core AMD EPYC (Zen 4, family 25 model 17: AVX-512 at one 512-bit FMA per cycle,
-/// 32 KiB L1d, 1 MiB L2) with SGEMM 1024^3 single-threaded, best of 15 runs each while other builds
-/// shared the machine (so only ratios are meaningful; FMA peak measured at the same time):
-///   14x32 KC256 105%*, KC128 92%*, KC384 117%*; 8x48 KC256 107%*, KC128 91%*; 6x64 KC256 112%*;
-///   (* of a peak measured under load at 53 GFLOP/s; the quiet peak is ~117). KC 128 lost
-///   everywhere, 384 won; the tiles were within noise of each other, so m picks the tile (`forShape`).
-/// With half-rate 512-bit FMAs each k step of a 14x32 tile takes 28 cycles for 16 loads, so the B
-/// micro-panel streaming from L2 (KC 384 x 32 x 4 B = 48 KiB > L1) costs nothing; MC keeps the packed A
-/// block (MC x KC) within ~1/4 of L2, NC keeps the packed B block within L3.
-/// KC is the same for every instruction set on purpose: the per-element summation order depends only
-/// on KC (the k-blocking), so every tile and AVX2/AVX-512 machines compute bit-identical GEMMs.
-@usableFromInline
-struct GemmBlocking: Sendable {
-    typealias Microkernel = @Sendable (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Bool) -> Void
-    let mr: Int, nr: Int, mc: Int, kc: Int, nc: Int
-    let name: String
-    let kernel: Microkernel
+/// AVX-512 tiles chosen on the 2-core AMD EPYC (Zen 4, family 25 model 17: AVX-512 at one 512-bit FMA
+/// per cycle, 32 KiB L1d, 1 MiB L2) with SGEMM 1024^3 single-threaded, best of 15 runs each while other
+/// builds shared the machine: 14x32 KC256 105%*, KC128 92%*, KC384 117%*; 8x48 KC256 107%*,
+/// KC128 91%*; 6x64 KC256 112%* (* of a peak meter that then undercounted). KC 128 lost everywhere,
+/// 384 won; the tiles were within noise of each other, so m picks the tile (`forShape`).
+/// MC keeps the packed A block (MC x KC) within ~1/4 of L2, NC keeps the packed B block within L3.
+/// KC is the same for every tile and level on purpose: the per-element summation order depends only
+/// on KC (the k-blocking), so every tile of every level computes the same GEMM bits.
+public struct GemmBlocking: Sendable, Equatable {
+    /// Rows, vectors per row, floats per vector; NR = nv * width.
+    public let mr: Int, nv: Int, width: Int
+    public let mc: Int, kc: Int, nc: Int
+    public let name: String
+    public var nr: Int { nv * width }
 
     /// MC and NC are rounded down to whole tiles (packing works in whole MR / NR panels).
-    init(mr: Int, nr: Int, mc: Int, kc: Int, nc: Int, name: String, kernel: @escaping Microkernel) {
-        self.mr = mr; self.nr = nr; self.kc = kc; self.name = name; self.kernel = kernel
+    public init(level: String, mr: Int, nv: Int, width: Int, mc: Int, kc: Int = GemmBlocking.kc, nc: Int = 4096) {
+        self.mr = mr; self.nv = nv; self.width = width; self.kc = kc
+        self.name = "\(level)-\(mr)x\(nv * width)"
         self.mc = max(mr, mc / mr * mr)
-        self.nc = max(nr, nc / nr * nr)
+        self.nc = max(nv * width, nc / (nv * width) * (nv * width))
     }
 
-    /// The k-block length shared by every instruction set (see above).
-    static let kc = 384
-
-    /// AVX-512: 14x32 (28 zmm accumulators, 2 B loads + 14 broadcasts per k step).
-    static let avx512 = GemmBlocking(mr: 14, nr: 32, mc: 112, kc: kc, nc: 4096, name: "avx512-14x32", kernel: _micro14x32)
-    /// AVX2 (16 ymm registers): 6x16 with 12 accumulators of SIMD8, the classic Haswell tile.
-    static let avx2 = GemmBlocking(mr: 6, nr: 16, mc: 120, kc: kc, nc: 4096, name: "avx2-6x16", kernel: _micro6x16)
-
-    /// Narrower AVX-512 tiles for small m (e.g. oc = 6 or 16): less padding waste than 14 rows.
-    static let avx512x8 = GemmBlocking(mr: 8, nr: 48, mc: 96, kc: kc, nc: 4096, name: "avx512-8x48", kernel: _micro8x48)
-    static let avx512x6 = GemmBlocking(mr: 6, nr: 64, mc: 96, kc: kc, nc: 4096, name: "avx512-6x64", kernel: _micro6x64)
-
-    static let all: [GemmBlocking] = [avx512, avx512x8, avx512x6, avx2]
-
-    /// The tile for an m-row problem: on AVX-512 the one with the least row padding (ties: the first,
-    /// the biggest tile). Results do not depend on it (same KC, same FMA chain per element).
-    static func forShape(m: Int) -> GemmBlocking {
-        let base = current
-        guard base.mr == avx512.mr && base.nr == avx512.nr else { return base }
-        var best = base
-        for bl in [avx512, avx512x8, avx512x6] where roundUp(m, bl.mr) < roundUp(m, best.mr) { best = bl }
-        return best
+    /// Same tile with other cache blocks (tuning).
+    public func with(mc: Int? = nil, kc: Int? = nil, nc: Int? = nil) -> GemmBlocking {
+        var b = GemmBlocking(level: "", mr: mr, nv: nv, width: width, mc: mc ?? self.mc, kc: kc ?? self.kc, nc: nc ?? self.nc)
+        b = GemmBlocking(copying: b, name: name)
+        return b
     }
 
-    /// The tile for an m x n problem: the least padded area (rows and columns) over the AVX-512 tiles,
-    /// ties to the m-only choice. Narrow n matters for per-sample convolution GEMMs (n = oh*ow = 256:
+    private init(copying b: GemmBlocking, name: String) {
+        mr = b.mr; nv = b.nv; width = b.width; mc = b.mc; kc = b.kc; nc = b.nc; self.name = name
+    }
+
+    /// The k-block length shared by every tile and level (see above).
+    public static let kc = 384
+
+    /// Every tile of every level (workspace sizes cover them all, so one buffer serves any level).
+    public static let allLevels: [GemmBlocking] = [
+        GemmBlocking(level: "avx512", mr: 14, nv: 2, width: 16, mc: 112),
+        GemmBlocking(level: "avx512", mr: 8, nv: 3, width: 16, mc: 96),
+        GemmBlocking(level: "avx512", mr: 6, nv: 4, width: 16, mc: 96),
+        GemmBlocking(level: "avx2", mr: 6, nv: 2, width: 8, mc: 120),
+        GemmBlocking(level: "avx2", mr: 4, nv: 3, width: 8, mc: 120),
+        GemmBlocking(level: "baseline", mr: 6, nv: 2, width: 4, mc: 120),
+    ]
+
+    /// The tile of level L for an m x n problem: the least padded area (rows and columns), ties to the
+    /// least padded rows, then to the first (the level's default). Results do not depend on it (same KC,
+    /// same FMA chain per element). Narrow n matters for per-sample convolution GEMMs (n = oh*ow = 256:
     /// 8x48 pads to 288 columns, 6x64 to none). CIFAR-small b128, 1 thread: 470 images/s against 449
-    /// with the m-only choice.
-    static func forShape(m: Int, n: Int) -> GemmBlocking {
-        let base = current
-        guard base.mr == avx512.mr && base.nr == avx512.nr else { return base }
-        var best = forShape(m: m)
-        for bl in [avx512, avx512x8, avx512x6]
+    /// with an m-only choice.
+    @inline(__always)
+    static func forShape<L: KernelLevel>(_: L.Type, m: Int, n: Int) -> GemmBlocking { choose(from: L.gemmShapes, m: m, n: n) }
+
+    /// `forShape` over any list of tiles.
+    public static func choose(from shapes: [GemmBlocking], m: Int, n: Int) -> GemmBlocking {
+        var best = shapes[0]
+        for bl in shapes.dropFirst() where roundUp(m, bl.mr) < roundUp(m, best.mr) { best = bl }
+        for bl in shapes
         where roundUp(m, bl.mr) * roundUp(n, bl.nr) < roundUp(m, best.mr) * roundUp(n, best.nr) { best = bl }
         return best
     }
-
-    /// The blocking used by this process: AVX-512 when the CPU reports avx512f (Linux /proc/cpuinfo),
-    /// else AVX2. `PTRAIN_GEMM_KERNEL=avx2|avx512` overrides (useful when the binary was built for a
-    /// narrower target than the CPU it runs on). Chosen once; results do not depend on the choice.
-    static let current: GemmBlocking = {
-        if let env = getenv("PTRAIN_GEMM_KERNEL") {
-            let s = String(cString: env)
-            if s == "avx2" { return avx2 }
-            if s == "avx512" { return avx512 }
-        }
-        return _cpuHasAVX512() ? avx512 : avx2
-    }()
 }
-
-/// Name of the GEMM microkernel family this process uses (for logs and benchmarks).
-public var gemmKernelName: String { GemmBlocking.current.name }
-
-/// Name of the microkernel `sgemm` uses for an m-row product.
-public func gemmKernelName(m: Int) -> String { GemmBlocking.forShape(m: m).name }
 
 // MARK: Workspace
 
-/// Floats of workspace `sgemm(..., workspace:)` needs for an m x n x k product (any transposes).
-/// The same value serves every smaller problem.
+/// Floats of workspace `sgemm(..., workspace:)` needs for an m x n x k product (any transposes), at any
+/// level. The same value serves every smaller problem.
 public func sgemmWorkspaceCount(m: Int, n: Int, k: Int) -> Int {
     var most = 0
-    for bl in GemmBlocking.all {
+    for bl in GemmBlocking.allLevels {
         let kc = min(max(k, 1), bl.kc)
         let mc = min(roundUp(max(m, 1), bl.mr), bl.mc)
         let nc = min(roundUp(max(n, 1), bl.nr), bl.nc)
@@ -102,69 +86,70 @@ public func sgemmWorkspaceCount(m: Int, n: Int, k: Int) -> Int {
     return most
 }
 
-@inline(__always) @usableFromInline func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
+@inline(__always) func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
 @inline(__always) func align64(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
     UnsafeMutablePointer(bitPattern: (Int(bitPattern: p) + 63) & ~63)!
 }
 
-// MARK: Public entry point
+// MARK: Entry point
 
-/// C[m][n] = alpha * op(A) op(B) + beta * C (row-major; see `sgemmReference`).
-///
-/// `workspace`: at least `sgemmWorkspaceCount(m:n:k:)` floats, any alignment. Layers pass one sized
-/// once so the training step allocates nothing. Without one, the call uses a per-thread buffer that
-/// grows on first use and is then reused (a cache, not state: it never affects results).
+/// C[m][n] = alpha * op(A) op(B) + beta * C (row-major; see `sgemmReference`), with tile `shape` or the
+/// level's choice for the shape. `workspace`: `sgemmWorkspaceCount(m:n:k:)` floats.
 ///
 /// Deterministic: every element is `beta*C` then, per k-block of `GemmBlocking.kc`, a chain of fused
-/// multiply-adds in increasing k, whatever the threads, the kernel (AVX2/AVX-512) or the alignment of
-/// the caller's pointers. alpha is folded into the packed A panel.
-public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-                  workspace: UnsafeMutablePointer<Float>? = nil) {
+/// multiply-adds in increasing k, whatever the threads, the tile or the alignment of the caller's
+/// pointers. alpha is folded into the packed A panel.
+func _sgemm<L: KernelLevel>(_ level: L.Type, shape: GemmBlocking?, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                            alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace ws: UnsafeMutablePointer<Float>) {
     if m <= 0 || n <= 0 { return }
-    let ws = workspace ?? _threadWorkspace(sgemmWorkspaceCount(m: m, n: n, k: k))
-    _gemmDriver(GemmBlocking.forShape(m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
+    _gemmDriver(L.self, shape ?? GemmBlocking.forShape(L.self, m: m, n: n), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc,
+        workspace: ws,
         packA: { i0, mc, p0, kc, mr, dest in
-            packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
+            packPanelsA(L.self, trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
         },
         packB: { p0, kc, j0, nc, nr, dest in
-            packPanelsB(trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+            packPanelsB(L.self, trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
         })
 }
 
 // MARK: A packed once, many products
 
-/// Floats `_packWholeA` writes for an m x k operand of m x n products.
+/// Floats `_packWholeA` writes for an m x k operand of m x n products, at any level.
 func _packedACount(m: Int, n: Int, k: Int) -> Int {
-    roundUp(max(m, 1), GemmBlocking.forShape(m: m, n: n).mr) * max(k, 0)
+    GemmBlocking.allLevels.map { roundUp(max(m, 1), $0.mr) }.max()! * max(k, 0)
 }
 
 /// Packs all of A (m x k, row-major, not transposed) the way the driver would for m x n products, so a
 /// loop of GEMMs with the same A (one per sample) packs it once. `dest`: `_packedACount` floats.
-func _packWholeA(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, dest: UnsafeMutablePointer<Float>) {
-    let bl = GemmBlocking.forShape(m: m, n: n)
+@inline(__always)
+func _packWholeA<L: KernelLevel>(_ level: L.Type, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                 dest: UnsafeMutablePointer<Float>) {
+    let bl = GemmBlocking.forShape(L.self, m: m, n: n)
     let mPad = roundUp(m, bl.mr)
     let kBlocks = (k + bl.kc - 1) / bl.kc
     let kcEven = (k + max(kBlocks, 1) - 1) / max(kBlocks, 1)
     var pc = 0
     while pc < k {
         let kc = min(kcEven, k - pc)
-        packPanelsA(trans: false, a: a, lda: lda, alpha: 1, m: m, i0: 0, mc: m, p0: pc, kc: kc, mr: bl.mr, dest: dest + pc * mPad)
+        packPanelsA(L.self, trans: false, a: a, lda: lda, alpha: 1, m: m, i0: 0, mc: m, p0: pc, kc: kc, mr: bl.mr, dest: dest + pc * mPad)
         pc += kc
     }
 }
 
 /// C = A B + beta C with A from `_packWholeA(m:n: packedN, k:)` (same m and k; n <= packedN picks nothing:
 /// the tile is the one A was packed for). Same sums as `sgemm`.
-func _sgemmPrepackedA(m: Int, n: Int, k: Int, packedN: Int, packedA: UnsafePointer<Float>, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>) {
+@inline(__always)
+func _sgemmPrepackedA<L: KernelLevel>(_ level: L.Type, m: Int, n: Int, k: Int, packedN: Int, packedA: UnsafePointer<Float>,
+                                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                      workspace: UnsafeMutablePointer<Float>) {
     if m <= 0 || n <= 0 { return }
-    _gemmDriver(GemmBlocking.forShape(m: m, n: packedN), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: workspace,
+    _gemmDriver(L.self, GemmBlocking.forShape(L.self, m: m, n: packedN), m: m, n: n, k: k, beta: beta, c: c, ldc: ldc,
+        workspace: workspace,
         packA: { _, _, _, _, _, _ in },
         prepackedA: packedA,
         packB: { p0, kc, j0, nc, nr, dest in
-            packPanelsB(trans: false, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
+            packPanelsB(L.self, trans: false, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
         })
 }
 
@@ -173,8 +158,7 @@ func _sgemmPrepackedA(m: Int, n: Int, k: Int, packedN: Int, packedA: UnsafePoint
 /// The BLIS loop nest. `packA(i0, mc, p0, kc, MR, dest)` writes rows i0..<i0+mc, columns p0..<p0+kc of
 /// op(A) as MR-row panels `dest[panel][p][r]` (zero rows past m); `packB(p0, kc, j0, nc, NR, dest)`
 /// writes op(B) as NR-column panels `dest[panel][p][j]` (zero columns past n).
-@usableFromInline
-func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
+func _gemmDriver<L: KernelLevel>(_ level: L.Type, _ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
                  c: UnsafeMutablePointer<Float>, ldc: Int, workspace: UnsafeMutablePointer<Float>,
                  packA: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void,
                  prepackedA: UnsafePointer<Float>? = nil,
@@ -194,7 +178,6 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
     let packedA = align64(workspace)
     let packedB = align64(packedA + mcMax * kcMax)
     let edge = align64(packedB + kcMax * ncMax)
-    let micro = bl.kernel
     // n and k are split into equal blocks (k: the per-element summation order then depends on k only).
     let nBlocks = (n + bl.nc - 1) / bl.nc
     let ncEven = min(bl.nc, roundUp((n + nBlocks - 1) / nBlocks, nr))
@@ -230,13 +213,13 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
                         let ap = aBlock + ir * kc
                         let ct = c + (ic + ir) * ldc + jc + jr
                         if rows == mr && cols == nr {
-                            micro(kc, ap, bp, ct, ldc, accumulate)
+                            L.gemmMicro(bl, kc: kc, a: ap, b: bp, c: ct, ldc: ldc, accumulate: accumulate)
                         } else {
                             // Partial tile: run the full tile on a copy, write back the part inside C.
                             if accumulate {
                                 for r in 0..<rows { (edge + r * nr).update(from: ct + r * ldc, count: cols) }
                             }
-                            micro(kc, ap, bp, edge, nr, accumulate)
+                            L.gemmMicro(bl, kc: kc, a: ap, b: bp, c: edge, ldc: nr, accumulate: accumulate)
                             for r in 0..<rows { (ct + r * ldc).update(from: edge + r * nr, count: cols) }
                         }
                         ir += mr
@@ -255,7 +238,7 @@ func _gemmDriver(_ bl: GemmBlocking, m: Int, n: Int, k: Int, beta: Float,
 
 /// op(A) rows i0..<i0+mc, columns p0..<p0+kc into MR-row panels, times alpha.
 @inline(__always)
-func packPanelsA(trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m: Int, i0: Int, mc: Int,
+func packPanelsA<L: KernelLevel>(_ level: L.Type, trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m: Int, i0: Int, mc: Int,
                  p0: Int, kc: Int, mr: Int, dest: UnsafeMutablePointer<Float>) {
     var d = dest
     var ir = 0
@@ -282,7 +265,7 @@ func packPanelsA(trans: Bool, a: UnsafePointer<Float>, lda: Int, alpha: Float, m
 
 /// op(B) rows p0..<p0+kc, columns j0..<j0+nc into NR-column panels.
 @inline(__always)
-func packPanelsB(trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int, kc: Int, j0: Int, nc: Int,
+func packPanelsB<L: KernelLevel>(_ level: L.Type, trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int, kc: Int, j0: Int, nc: Int,
                  nr: Int, dest: UnsafeMutablePointer<Float>) {
     var d = dest
     var jr = 0
@@ -309,7 +292,7 @@ func packPanelsB(trans: Bool, b: UnsafePointer<Float>, ldb: Int, n: Int, p0: Int
 }
 
 /// dst[0..<count] = src[0..<count] with 16-wide unaligned vector moves.
-@inline(__always) @usableFromInline
+@inline(__always)
 func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
     var i = 0
     let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
@@ -339,7 +322,7 @@ func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
     while i < count { dst[i] = src[i]; i += 1 }
 }
 
-// MARK: Per-thread fallback workspace and CPU detection
+// MARK: Per-thread fallback workspace
 
 #if canImport(Glibc)
 import Glibc
@@ -349,7 +332,7 @@ import Darwin
 
 /// A per-thread buffer for `sgemm` calls without a workspace: allocated on first use, grown when a
 /// larger problem comes, freed when the thread exits. Steady state: no allocation.
-func _threadWorkspace(_ count: Int) -> UnsafeMutablePointer<Float> {
+public func _threadWorkspace(_ count: Int) -> UnsafeMutablePointer<Float> {
     let key = _workspaceKey
     if let raw = pthread_getspecific(key) {
         let header = raw.assumingMemoryBound(to: Int.self)
@@ -364,48 +347,8 @@ func _threadWorkspace(_ count: Int) -> UnsafeMutablePointer<Float> {
     return (raw! + 64).assumingMemoryBound(to: Float.self)
 }
 
-private let _workspaceKey: pthread_key_t = {
+let _workspaceKey: pthread_key_t = {
     var key = pthread_key_t()
     pthread_key_create(&key) { free($0) }
     return key
 }()
-
-/// Whether the CPU reports AVX-512F (Linux: /proc/cpuinfo flags; elsewhere: no).
-func _cpuHasAVX512() -> Bool {
-    #if os(Linux)
-    guard let f = fopen("/proc/cpuinfo", "r") else { return false }
-    defer { fclose(f) }
-    var line: UnsafeMutablePointer<CChar>? = nil
-    var cap = 0
-    defer { free(line) }
-    while getline(&line, &cap, f) > 0 {
-        let s = String(cString: line!)
-        if s.hasPrefix("flags") { return s.contains(" avx512f") }
-    }
-    return false
-    #else
-    return false
-    #endif
-}
-
-// MARK: Testing and tuning hooks
-
-/// Names accepted by `_sgemmWithKernel` (every microkernel compiled in).
-public var _gemmKernelNames: [String] { GemmBlocking.all.map(\.name) }
-
-/// `sgemm` forced through one microkernel (tests check they all give identical bits; benchmarks tune).
-public func _sgemmWithKernel(_ name: String, mc: Int? = nil, kc: Int? = nil, nc: Int? = nil, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard var bl = GemmBlocking.all.first(where: { $0.name == name }) else { preconditionFailure("no kernel \(name)") }
-    bl = GemmBlocking(mr: bl.mr, nr: bl.nr, mc: mc ?? bl.mc, kc: kc ?? bl.kc, nc: nc ?? bl.nc, name: bl.name, kernel: bl.kernel)
-    let ws = UnsafeMutablePointer<Float>.allocate(capacity: bl.kc * (bl.mc + bl.nc) + bl.mr * bl.nr + 64)
-    defer { ws.deallocate() }
-    _gemmDriver(bl, m: m, n: n, k: k, beta: beta, c: c, ldc: ldc, workspace: ws,
-        packA: { i0, mc, p0, kc, mr, dest in
-            packPanelsA(trans: transA, a: a, lda: lda, alpha: alpha, m: m, i0: i0, mc: mc, p0: p0, kc: kc, mr: mr, dest: dest)
-        },
-        packB: { p0, kc, j0, nc, nr, dest in
-            packPanelsB(trans: transB, b: b, ldb: ldb, n: n, p0: p0, kc: kc, j0: j0, nc: nc, nr: nr, dest: dest)
-        })
-}

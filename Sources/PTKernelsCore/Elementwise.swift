@@ -1,13 +1,13 @@
-// Pooling, activations and loss entry points used by the layers: SIMD16 fast paths with the reference
+// Pooling, activations and loss entry points used by the layers: SIMD16 fast paths (generic over the level, so each level's module compiles them for its CPU) with the reference
 // semantics exactly (ties, NaN and edge windows included), general cases through the reference.
 
-private typealias V = SIMD16<Float>
-private typealias VI = SIMD16<Int32>
+typealias V16 = SIMD16<Float>
+typealias VI16 = SIMD16<Int32>
 
 /// Max pooling forward. See `maxPoolForwardReference` (same outputs and argmax, bit for bit).
 /// Fast path: 2x2 windows, stride 2 (every LeNet/CIFAR pool): 16 outputs per step from 32-wide rows,
 /// de-interleaved into even and odd columns; clipped edge windows go through the general loop.
-public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+func _maxPoolForward<L: KernelLevel>(_ level: L.Type, _ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                            argmax: UnsafeMutablePointer<Int32>) {
     guard g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 else {
         maxPoolForwardReference(g, input: input, output: output, argmax: argmax)
@@ -15,7 +15,7 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
     }
     let (ih, iw, oh, ow) = (g.ih, g.iw, g.oh, g.ow)
     let fullRows = min(oh, ih / 2), fullCols = min(ow, iw / 2)
-    let lane = VI(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    let lane = VI16(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
     // Narrow rows (LeNet: 14 and 5 outputs) also take the vector step: lanes past the row's last full
     // window read the next row (or plane) and store garbage into later outputs, which the edge loop
     // or a later row overwrites. Only steps whose 32-wide reads and 16-wide stores stay inside the
@@ -31,21 +31,21 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
                 let base0 = Int32(2 * y * iw), base1 = Int32((2 * y + 1) * iw)
                 let readEnd = p * ih * iw + (2 * y + 1) * iw + 32, writeEnd = p * oh * ow + y * ow + 16
                 while x < fullCols && readEnd + 2 * x <= inTotal && writeEnd + x <= outTotal {
-                    let a = SIMD32<Float>(lowHalf: r0.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
-                                          highHalf: r0.loadUnaligned(fromByteOffset: 8 * x + 64, as: V.self))
-                    let b = SIMD32<Float>(lowHalf: r1.loadUnaligned(fromByteOffset: 8 * x, as: V.self),
-                                          highHalf: r1.loadUnaligned(fromByteOffset: 8 * x + 64, as: V.self))
+                    let a = SIMD32<Float>(lowHalf: r0.loadUnaligned(fromByteOffset: 8 * x, as: V16.self),
+                                          highHalf: r0.loadUnaligned(fromByteOffset: 8 * x + 64, as: V16.self))
+                    let b = SIMD32<Float>(lowHalf: r1.loadUnaligned(fromByteOffset: 8 * x, as: V16.self),
+                                          highHalf: r1.loadUnaligned(fromByteOffset: 8 * x + 64, as: V16.self))
                     // Scan order of the reference: (0,0), (0,1), (1,0), (1,1); strictly greater replaces.
-                    let col = lane &+ VI(repeating: Int32(2 * x))
-                    var best = a.evenHalf, index = col &+ VI(repeating: base0)
+                    let col = lane &+ VI16(repeating: Int32(2 * x))
+                    var best = a.evenHalf, index = col &+ VI16(repeating: base0)
                     var v = a.oddHalf, m = v .> best
-                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base0 + 1), where: m)
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI16(repeating: base0 + 1), where: m)
                     v = b.evenHalf; m = v .> best
-                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base1), where: m)
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI16(repeating: base1), where: m)
                     v = b.oddHalf; m = v .> best
-                    best.replace(with: v, where: m); index.replace(with: col &+ VI(repeating: base1 + 1), where: m)
-                    UnsafeMutableRawPointer(out + y * ow + x).storeBytes(of: best, as: V.self)
-                    UnsafeMutableRawPointer(arg + y * ow + x).storeBytes(of: index, as: VI.self)
+                    best.replace(with: v, where: m); index.replace(with: col &+ VI16(repeating: base1 + 1), where: m)
+                    UnsafeMutableRawPointer(out + y * ow + x).storeBytes(of: best, as: V16.self)
+                    UnsafeMutableRawPointer(arg + y * ow + x).storeBytes(of: index, as: VI16.self)
                     x += 16
                 }
                 x = min(x, fullCols)
@@ -68,7 +68,7 @@ public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, outpu
 }
 
 /// Max pooling backward. See `maxPoolBackwardReference`.
-public func maxPoolBackward(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
+func _maxPoolBackward<L: KernelLevel>(_ level: L.Type, _ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
                             inputGrad: UnsafeMutablePointer<Float>) {
     let (planeIn, planeOut) = (g.ih * g.iw, g.oh * g.ow)
     inputGrad.update(repeating: 0, count: g.planes * planeIn)
@@ -79,26 +79,26 @@ public func maxPoolBackward(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>,
 }
 
 /// ReLU forward. See `reluForwardReference` (NaN and -0 map to 0, as there).
-public func reluForward(count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+func _reluForward<L: KernelLevel>(_ level: L.Type, count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
     let s = UnsafeRawPointer(input), d = UnsafeMutableRawPointer(output)
     var i = 0
     while i + 16 <= count {
-        let v = s.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        d.storeBytes(of: V().replacing(with: v, where: v .> 0), toByteOffset: 4 * i, as: V.self)
+        let v = s.loadUnaligned(fromByteOffset: 4 * i, as: V16.self)
+        d.storeBytes(of: V16().replacing(with: v, where: v .> 0), toByteOffset: 4 * i, as: V16.self)
         i += 16
     }
     while i < count { output[i] = input[i] > 0 ? input[i] : 0; i += 1 }
 }
 
 /// ReLU backward. See `reluBackwardReference`.
-public func reluBackward(count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+func _reluBackward<L: KernelLevel>(_ level: L.Type, count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                          inputGrad: UnsafeMutablePointer<Float>) {
     let o = UnsafeRawPointer(output), g = UnsafeRawPointer(outputGrad), d = UnsafeMutableRawPointer(inputGrad)
     var i = 0
     while i + 16 <= count {
-        let y = o.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        let dy = g.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        d.storeBytes(of: V().replacing(with: dy, where: y .> 0), toByteOffset: 4 * i, as: V.self)
+        let y = o.loadUnaligned(fromByteOffset: 4 * i, as: V16.self)
+        let dy = g.loadUnaligned(fromByteOffset: 4 * i, as: V16.self)
+        d.storeBytes(of: V16().replacing(with: dy, where: y .> 0), toByteOffset: 4 * i, as: V16.self)
         i += 16
     }
     while i < count { inputGrad[i] = output[i] > 0 ? outputGrad[i] : 0; i += 1 }

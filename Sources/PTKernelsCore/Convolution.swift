@@ -167,8 +167,8 @@ public struct ConvKernel: Sendable {
         }
     }
 
-    /// Forward over `mb` samples (mb <= geometry.mb). See `convForwardReference`.
-    public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    /// Forward over `mb` samples (mb <= geometry.mb) at level L. See `convForwardReference`.
+    func _forward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
@@ -177,18 +177,18 @@ public struct ConvKernel: Sendable {
         case .reference:
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
         case .directSmall:
-            directForward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+            directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
                 let out = output + s * outSize
                 if let bias { for o in 0..<g.oc { (out + o * p).update(repeating: bias[o], count: p) } }
-                sgemm(transA: false, transB: false, m: g.oc, n: p, k: g.ic, a: weight, lda: g.ic,
+                _sgemm(L.self, shape: nil, transA: false, transB: false, m: g.oc, n: p, k: g.ic, alpha: 1, a: weight, lda: g.ic,
                       b: input + s * inSize, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: scratch)
             }
         case .im2colGemm where directTilesApply:
             // Stride 1, whole 16-pixel output vectors: register tiles read straight from padded planes
             // (DirectTileConvolution.swift): no unfold, no packed B, no copy-out.
-            directTilesForward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+            directTilesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .im2colGemm where p >= Self.directOutputPixels:
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
@@ -198,7 +198,7 @@ public struct ConvKernel: Sendable {
             let k = g.reduction
             let packed = align64(scratch), col = packed + roundUp(_packedACount(m: g.oc, n: p, k: k), 16)
             let ws = col + k * p
-            _packWholeA(m: g.oc, n: p, k: k, a: weight, lda: k, dest: packed)
+            _packWholeA(L.self, m: g.oc, n: p, k: k, a: weight, lda: k, dest: packed)
             let chunk = forwardChunkRows
             for s in 0..<mb {
                 let out = output + s * outSize
@@ -206,8 +206,8 @@ public struct ConvKernel: Sendable {
                 var y0 = 0
                 while y0 < g.oh {
                     let y1 = min(g.oh, y0 + chunk), n = (y1 - y0) * g.ow
-                    _im2col(g, input: input + s * inSize, col: col, ld: n, rows: y0..<y1)
-                    _sgemmPrepackedA(m: g.oc, n: n, k: k, packedN: p, packedA: packed, b: col, ldb: n,
+                    _im2col(L.self, g, input: input + s * inSize, col: col, ld: n, rows: y0..<y1)
+                    _sgemmPrepackedA(L.self, m: g.oc, n: n, k: k, packedN: p, packedA: packed, b: col, ldb: n,
                                      beta: bias == nil ? 0 : 1, c: out + y0 * g.ow, ldc: p, workspace: ws)
                     y0 = y1
                 }
@@ -219,8 +219,8 @@ public struct ConvKernel: Sendable {
                 let count = min(groupSize, mb - s0)
                 let n = count * p
                 let col = scratch, cbuf = scratch + k * n, ws = cbuf + g.oc * n
-                for t in 0..<count { im2col(g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n) }
-                sgemm(transA: false, transB: false, m: g.oc, n: n, k: k, a: weight, lda: k,
+                for t in 0..<count { _im2col(L.self, g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n, rows: 0..<g.oh) }
+                _sgemm(L.self, shape: nil, transA: false, transB: false, m: g.oc, n: n, k: k, alpha: 1, a: weight, lda: k,
                       b: col, ldb: n, beta: 0, c: cbuf, ldc: n, workspace: ws)
                 for t in 0..<count {
                     let out = output + (s0 + t) * outSize
@@ -233,8 +233,8 @@ public struct ConvKernel: Sendable {
         }
     }
 
-    /// Input gradient (overwritten). See `convBackwardDataReference`.
-    public func backwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    /// Input gradient (overwritten) at level L. See `convBackwardDataReference`.
+    func _backwardData<L: KernelLevel>(_ level: L.Type, mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                              inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
@@ -244,7 +244,7 @@ public struct ConvKernel: Sendable {
             convBackwardDataReference(g, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad)
         case .pointwiseGemm:
             for s in 0..<mb {
-                sgemm(transA: true, transB: false, m: g.ic, n: p, k: g.oc, a: weight, lda: g.ic,
+                _sgemm(L.self, shape: nil, transA: true, transB: false, m: g.ic, n: p, k: g.oc, alpha: 1, a: weight, lda: g.ic,
                       b: outputGrad + s * outSize, ldb: p, beta: 0, c: inputGrad + s * inSize, ldc: p, workspace: scratch)
             }
         case .im2colGemm where backwardDataTransposed, .directSmall where backwardDataTransposed:
@@ -258,7 +258,7 @@ public struct ConvKernel: Sendable {
                     for q in 0..<khw { dst[q] = src[khw - 1 - q] }
                 }
             }
-            transposedKernel.forward(mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
+            transposedKernel._forward(L.self, mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
                                      scratch: wt + g.weightCount)
         case .im2colGemm, .directSmall:
             let k = g.reduction
@@ -270,36 +270,42 @@ public struct ConvKernel: Sendable {
                 for t in 0..<count {
                     for o in 0..<g.oc { copyFloats(dbuf + o * n + t * p, outputGrad + (s0 + t) * outSize + o * p, p) }
                 }
-                sgemm(transA: true, transB: false, m: k, n: n, k: g.oc, a: weight, lda: k,
+                _sgemm(L.self, shape: nil, transA: true, transB: false, m: k, n: n, k: g.oc, alpha: 1, a: weight, lda: k,
                       b: dbuf, ldb: n, beta: 0, c: col, ldc: n, workspace: ws)
-                for t in 0..<count { col2im(g, col: col + t * p, ld: n, inputGrad: inputGrad + (s0 + t) * inSize) }
+                for t in 0..<count { _col2im(L.self, g, col: col + t * p, ld: n, inputGrad: inputGrad + (s0 + t) * inSize) }
                 s0 += count
             }
         }
     }
 
-    /// Adds weight and bias gradients. See `convBackwardWeightsReference`.
-    public func backwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+    /// Adds weight and bias gradients at level L. See `convBackwardWeightsReference`.
+    func _backwardWeights<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                                 weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
                                 scratch: UnsafeMutablePointer<Float>) {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
+        func direct() {
+            directBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
+            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
+        }
         switch implementation {
         case .reference:
             convBackwardWeightsReference(g, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad)
         case .pointwiseGemm:
             for s in 0..<mb {
-                sgemmDotNT(m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: input + s * inSize, ldb: p,
+                _sgemmDotNT(L.self, m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: input + s * inSize, ldb: p,
                            c: weightGrad, ldc: g.ic)
             }
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
         case .im2colGemm where weightsTilesApply:
-            tilesBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
+            tilesBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .directSmall, .im2colGemm where backwardWeightsDirect:
-            directBackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
-            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
+        case .directSmall:
+            // Every directSmall layer (stride 1: `backwardWeightsDirect` holds for all of them).
+            direct()
+        case .im2colGemm where backwardWeightsDirect:
+            direct()
         case .im2colGemm:
             let k = g.reduction
             var s0 = 0
@@ -308,10 +314,10 @@ public struct ConvKernel: Sendable {
                 let n = count * p
                 let col = scratch, dbuf = scratch + k * n
                 for t in 0..<count {
-                    im2col(g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n)
+                    _im2col(L.self, g, input: input + (s0 + t) * inSize, col: col + t * p, ld: n, rows: 0..<g.oh)
                     for o in 0..<g.oc { copyFloats(dbuf + o * n + t * p, outputGrad + (s0 + t) * outSize + o * p, p) }
                 }
-                sgemmDotNT(m: g.oc, n: k, k: n, a: dbuf, lda: n, b: col, ldb: n, c: weightGrad, ldc: k)
+                _sgemmDotNT(L.self, m: g.oc, n: k, k: n, a: dbuf, lda: n, b: col, ldb: n, c: weightGrad, ldc: k)
                 s0 += count
             }
             if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
@@ -339,7 +345,7 @@ func addRowSums(_ base: UnsafePointer<Float>, rows: Int, count: Int, samples: In
 }
 
 /// dst[i] = src[i] + constant.
-@inline(__always) @usableFromInline
+@inline(__always)
 func copyAddingConstant(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ constant: Float, _ count: Int) {
     let v = SIMD16<Float>(repeating: constant)
     let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
@@ -365,7 +371,7 @@ func copyAddingConstant(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer
 }
 
 /// dst[i] += src[i].
-@inline(__always) @usableFromInline
+@inline(__always)
 func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
     let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
     var i = 0
@@ -390,18 +396,9 @@ func validColumns(_ g: ConvGeometry, _ j: Int, _ ow: Int) -> (Int, Int) {
 
 /// col[(c*kh + i)*kw + j][y*ow + x] = in[c][y*sh-ph+i][x*sw-pw+j] (0 outside), one sample; row r of col
 /// starts at col + r * ld (ld >= oh*ow lets several samples share one wide col matrix).
-@inlinable
-public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int? = nil) {
-    _im2col(g, input: input, col: col, ld: ld ?? g.oh * g.ow)
-}
-
-@usableFromInline
-func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
-    _im2col(g, input: input, col: col, ld: ld, rows: 0..<g.oh)
-}
-
 /// `im2col` of the output rows `rows` only: col[r][(y - rows.lowerBound)*ow + x].
-func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int, rows: Range<Int>) {
+func _im2col<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
+                             ld: Int, rows: Range<Int>) {
     let ow = g.ow
     let (r0, r1) = (rows.lowerBound, rows.upperBound)
     // "Same" width at stride 1 (ow == iw): source and destination rows line up, so the whole valid
@@ -453,13 +450,7 @@ func _im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutableP
 }
 
 /// Inverse scatter of `im2col`: inputGrad (overwritten) = sum of col entries mapping to each pixel.
-@inlinable
-public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int? = nil, inputGrad: UnsafeMutablePointer<Float>) {
-    _col2im(g, col: col, ld: ld ?? g.oh * g.ow, inputGrad: inputGrad)
-}
-
-@usableFromInline
-func _col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int, inputGrad: UnsafeMutablePointer<Float>) {
+func _col2im<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int, inputGrad: UnsafeMutablePointer<Float>) {
     let (oh, ow) = (g.oh, g.ow)
     inputGrad.update(repeating: 0, count: g.ic * g.ih * g.iw)
     var row = 0

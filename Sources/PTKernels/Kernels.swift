@@ -1,0 +1,126 @@
+// The public kernel entry points: each calls the function of the level in use (`activeKernels`).
+// Callers never see the level; results are the same at AVX2 and AVX-512 (see `KernelLevel`).
+
+/// C[m][n] = alpha * op(A) op(B) + beta * C (row-major; see `sgemmReference`).
+///
+/// `workspace`: at least `sgemmWorkspaceCount(m:n:k:)` floats, any alignment. Layers pass one sized
+/// once so the training step allocates nothing. Without one, the call uses a per-thread buffer that
+/// grows on first use and is then reused (a cache, not state: it never affects results).
+///
+/// Deterministic: every element is `beta*C` then, per k-block of `GemmBlocking.kc`, a chain of
+/// multiply-adds in increasing k, whatever the threads, the tile or the alignment of the caller's
+/// pointers. alpha is folded into the packed A panel.
+public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+                  workspace: UnsafeMutablePointer<Float>? = nil) {
+    if m <= 0 || n <= 0 { return }
+    let ws = workspace ?? _threadWorkspace(sgemmWorkspaceCount(m: m, n: n, k: k))
+    activeKernels.sgemm(nil, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws)
+}
+
+/// C[i][j] += sum_p A[i][p] * B[j][p], both operands p-contiguous. Deterministic: per element, 16
+/// lane-chains over p (lane l takes p = l, l+16, ...), a fixed-order lane sum, then the scalar tail
+/// p >= k/16*16, then one add into C.
+public func sgemmDotNT(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       c: UnsafeMutablePointer<Float>, ldc: Int) {
+    activeKernels.sgemmDotNT(m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+/// Name of the GEMM tile `sgemm` uses by default at the level in use (for logs and benchmarks).
+public var gemmKernelName: String { activeKernels.gemmShapes[0].name }
+
+/// Name of the GEMM tile `sgemm` uses for an m x n product.
+public func gemmKernelName(m: Int, n: Int) -> String { GemmBlocking.choose(from: activeKernels.gemmShapes, m: m, n: n).name }
+
+/// Names accepted by `_sgemmWithKernel`: every GEMM tile of the level in use.
+public var _gemmKernelNames: [String] { activeKernels.gemmShapes.map(\.name) }
+
+/// `sgemm` forced through one tile of the level in use (tests check they all give identical bits;
+/// benchmarks tune the cache blocks).
+public func _sgemmWithKernel(_ name: String, mc: Int? = nil, kc: Int? = nil, nc: Int? = nil, transA: Bool, transB: Bool,
+                             m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard let base = activeKernels.gemmShapes.first(where: { $0.name == name }) else { preconditionFailure("no kernel \(name)") }
+    let bl = base.with(mc: mc, kc: kc, nc: nc)
+    let ws = UnsafeMutablePointer<Float>.allocate(capacity: bl.kc * (bl.mc + bl.nc) + bl.mr * bl.nr + 64)
+    defer { ws.deallocate() }
+    activeKernels.sgemm(bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws)
+}
+
+extension ConvKernel {
+    /// Forward over `mb` samples (mb <= geometry.mb). See `convForwardReference`.
+    public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        activeKernels.convForward(self, mb, input, weight, bias, output, scratch)
+    }
+
+    /// Input gradient (overwritten). See `convBackwardDataReference`.
+    public func backwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                             inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        activeKernels.convBackwardData(self, mb, outputGrad, weight, inputGrad, scratch)
+    }
+
+    /// Adds weight and bias gradients. See `convBackwardWeightsReference`.
+    public func backwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
+                                scratch: UnsafeMutablePointer<Float>) {
+        activeKernels.convBackwardWeights(self, mb, input, outputGrad, weightGrad, biasGrad, scratch)
+    }
+}
+
+/// col[(c*kh + i)*kw + j][y*ow + x] = in[c][y*sh-ph+i][x*sw-pw+j] (0 outside), one sample; row r of col
+/// starts at col + r * ld (ld >= oh*ow lets several samples share one wide col matrix).
+public func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int? = nil) {
+    activeKernels.im2col(g, input, col, ld ?? g.oh * g.ow)
+}
+
+/// Inverse scatter of `im2col`: inputGrad (overwritten) = sum of col entries mapping to each pixel.
+public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int? = nil, inputGrad: UnsafeMutablePointer<Float>) {
+    activeKernels.col2im(g, col, ld ?? g.oh * g.ow, inputGrad)
+}
+
+/// Max pooling forward. See `maxPoolForwardReference` (same outputs and argmax, bit for bit).
+public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                           argmax: UnsafeMutablePointer<Int32>) {
+    activeKernels.maxPoolForward(g, input, output, argmax)
+}
+
+/// Max pooling backward. See `maxPoolBackwardReference`.
+public func maxPoolBackward(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
+                            inputGrad: UnsafeMutablePointer<Float>) {
+    activeKernels.maxPoolBackward(g, outputGrad, argmax, inputGrad)
+}
+
+/// ReLU forward. See `reluForwardReference` (NaN and -0 map to 0, as there).
+public func reluForward(count: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    activeKernels.reluForward(count, input, output)
+}
+
+/// ReLU backward. See `reluBackwardReference`.
+public func reluBackward(count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                         inputGrad: UnsafeMutablePointer<Float>) {
+    activeKernels.reluBackward(count, output, outputGrad, inputGrad)
+}
+
+/// SGD update of `count` elements (PTModel's `SGD` formulas, bit for bit on every level).
+public func sgdUpdate(lr: Float, momentum: Float, nesterov: Bool, weightDecay: Float, weights: UnsafeMutablePointer<Float>,
+                      gradients: UnsafePointer<Float>, velocity: UnsafeMutablePointer<Float>, count: Int) {
+    activeKernels.sgdStep(lr, momentum, nesterov, weightDecay, weights, gradients, velocity, count)
+}
+
+/// Adam update of `count` elements with the step's constants (PTModel's `Adam` formulas, bit for bit).
+public func adamUpdate(beta1: Float, beta2: Float, epsilon: Float, coupledDecay: Float, shrink: Float, stepSize: Float,
+                       rc2: Float, weights: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int) {
+    activeKernels.adamStep(beta1, beta2, epsilon, coupledDecay, shrink, stepSize, rc2, weights, gradients, m, v, count)
+}
+
+/// dst[i] += src[i] for i < count, with the vectors of the level in use (e.g. summing shard gradients;
+/// each element is one exact float add, so the bits do not depend on the level).
+public func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    activeKernels.addFloats(dst, src, count)
+}
+
+/// GFLOP/s of the FMA peak of the level in use on the calling thread (see `measureFMAPeak(_:seconds:)`).
+public func measureFMAPeak(seconds: Double = 0.2) -> Double { measureFMAPeak(activeKernels, seconds: seconds) }

@@ -1,0 +1,228 @@
+// Register tiles, each written once, generic over the level and the tile shape. A level module
+// instantiates the shapes that fit its registers (`KernelLevel.gemmMicro`, `convTile`, ...); after
+// specialisation the shape is a constant, the loops over it unroll fully and every accumulator of the
+// `InlineArray` lives in a register (checked by the peak share `bench kernels` reports).
+//
+// Summation order, per output: one chain of multiply-adds in a fixed order that does not depend on the
+// shape, so every shape of every level gives the same bits (levels with a fused multiply-add).
+
+/// GEMM microkernel, BLIS style: C[MR][NV*W] (+)= Apanel[kc][MR] x Bpanel[kc][NV*W], W = L.width.
+/// `accumulate` loads C first, otherwise the tile starts at zero. Every C element sees the fused
+/// multiply-adds p = 0, 1, ..., kc-1 in order.
+public enum GemmTile<L: KernelLevel, let MR: Int, let NV: Int> {
+    @inline(never)
+    public static func run(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+                    ldc: Int, accumulate: Bool) {
+        typealias V = L.V
+        let vs = MemoryLayout<V>.size
+        var acc = InlineArray<MR, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V()))
+        if accumulate {
+            for r in 0..<MR {
+                let row = UnsafeRawPointer(c + r * ldc)
+                for j in 0..<NV { acc[r][j] = row.loadUnaligned(fromByteOffset: j * vs, as: V.self) }
+            }
+        }
+        var pa = a, pb = UnsafeRawPointer(b)
+        for _ in 0..<kc {
+            let bv = InlineArray<NV, V> { j in pb.load(fromByteOffset: j * vs, as: V.self) }
+            for r in 0..<MR {
+                let x = V(repeating: pa[r])
+                for j in 0..<NV { acc[r][j] = L.madd(acc[r][j], x, bv[j]) }
+            }
+            pa += MR; pb += NV * vs
+        }
+        for r in 0..<MR {
+            let row = UnsafeMutableRawPointer(c + r * ldc)
+            for j in 0..<NV { row.storeBytes(of: acc[r][j], toByteOffset: j * vs, as: V.self) }
+        }
+    }
+}
+
+/// Convolution tile (implicit im2col, see DirectTileConvolution.swift): MR output channels x NV vectors of
+/// W outputs. Vector t reads `inputs[t] + offsets[p]` for reduction step p and is stored at
+/// `out + r*ldo + outOffsets[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
+/// `rows` re-read the last valid bias and are not stored.
+public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
+    @inline(never)
+    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, inputs: UnsafePointer<UnsafePointer<Float>>,
+                    out: UnsafeMutablePointer<Float>, outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?,
+                    rows: Int) {
+        typealias V = L.V
+        var acc = InlineArray<MR, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V()))
+        if let bias {
+            for r in 0..<MR {
+                let x = V(repeating: bias[min(r, rows - 1)])
+                for j in 0..<NV { acc[r][j] = x }
+            }
+        }
+        let ins = InlineArray<NV, UnsafeRawPointer> { j in UnsafeRawPointer(inputs[j]) }
+        var pa = a
+        for p in 0..<k {
+            let off = Int(offsets[p]) &* 4
+            let bv = InlineArray<NV, V> { j in ins[j].loadUnaligned(fromByteOffset: off, as: V.self) }
+            for r in 0..<MR {
+                let x = V(repeating: pa[r])
+                for j in 0..<NV { acc[r][j] = L.madd(acc[r][j], x, bv[j]) }
+            }
+            pa += MR
+        }
+        for r in 0..<MR where r < rows {
+            let o = UnsafeMutableRawPointer(out + r * ldo)
+            for j in 0..<NV { o.storeBytes(of: acc[r][j], toByteOffset: outOffsets[j] &* 4, as: V.self) }
+        }
+    }
+}
+
+/// Backward-weights tile of 3-wide kernels (WeightsTileConvolution.swift): G (channel, kernel row) groups
+/// x 3 kernel columns x NV vectors of W output channels. Per (tap, channel): one chain over the output
+/// pixels in row-major order, then added into acc[tap][o].
+public enum WeightsTile<L: KernelLevel, let G: Int, let NV: Int> {
+    @inline(never)
+    public static func run(img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>, dyT: UnsafePointer<Float>, ldy: Int,
+                    oh: Int, ow: Int, rowStep: Int, colStep: Int, acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int) {
+        typealias V = L.V
+        let vs = MemoryLayout<V>.size
+        var sums = InlineArray<G, InlineArray<3, InlineArray<NV, V>>>(
+            repeating: InlineArray<3, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V())))
+        let offs = InlineArray<G, Int> { t in groupOffsets[t] }
+        for y in 0..<oh {
+            var pb = img + y * rowStep
+            var pd = UnsafeRawPointer(dyT + y * ow * ldy)
+            for _ in 0..<ow {
+                let d = InlineArray<NV, V> { j in pd.loadUnaligned(fromByteOffset: j * vs, as: V.self) }
+                for t in 0..<G {
+                    let p = pb + offs[t]
+                    for j in 0..<3 {
+                        let x = V(repeating: p[j])
+                        for v in 0..<NV { sums[t][j][v] = L.madd(sums[t][j][v], x, d[v]) }
+                    }
+                }
+                pb += colStep; pd += ldy &* 4
+            }
+        }
+        for t in 0..<G where t < groups {
+            for j in 0..<3 {
+                for v in 0..<NV {
+                    let r = UnsafeMutableRawPointer(acc + (3 * t + j) * ldacc + v * L.width)
+                    r.storeBytes(of: r.loadUnaligned(as: V.self) + sums[t][j][v], as: V.self)
+                }
+            }
+        }
+    }
+}
+
+/// 16-lane dot products: c[r][q] += sum_p a[r][p] * b[q][p] for R rows of A x C rows of B, both
+/// p-contiguous. Per element: 16 lane-chains over p (lane l takes p = l, l+16, ...), a fixed-order lane
+/// sum, then the scalar tail p >= k/16*16, then one add into c. Missing rows/columns re-read the last
+/// valid one and are not stored. (16 lanes on every level, whatever its register width.)
+public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
+    public typealias V16 = SIMD16<Float>
+
+    /// One 16-lane step: acc[r][q] += A row r x B row q. The smaller side is loaded first and the other
+    /// one vector at a time, so a 4x6 tile needs 24 + 4 + 1 registers (with the six B rows loaded first,
+    /// LLVM spilled accumulators of the AVX-512 4x6 tile).
+    @inline(__always)
+    static func step(_ acc: inout InlineArray<R, InlineArray<C, V16>>, _ ap: InlineArray<R, UnsafeRawPointer>, _ aOffset: Int,
+                     _ bp: InlineArray<C, UnsafeRawPointer>, _ bOffset: Int) {
+        if R <= C {
+            let y = InlineArray<R, V16> { r in ap[r].loadUnaligned(fromByteOffset: aOffset, as: V16.self) }
+            for q in 0..<C {
+                let x = bp[q].loadUnaligned(fromByteOffset: bOffset, as: V16.self)
+                for r in 0..<R { acc[r][q] = L.madd(acc[r][q], y[r], x) }
+            }
+        } else {
+            let x = InlineArray<C, V16> { q in bp[q].loadUnaligned(fromByteOffset: bOffset, as: V16.self) }
+            for r in 0..<R {
+                let y = ap[r].loadUnaligned(fromByteOffset: aOffset, as: V16.self)
+                for q in 0..<C { acc[r][q] = L.madd(acc[r][q], y, x[q]) }
+            }
+        }
+    }
+
+    @inline(never)
+    public static func run(k: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, ldb: Int, cols: Int,
+                    c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let ap = InlineArray<R, UnsafeRawPointer> { r in UnsafeRawPointer(a + min(r, rows - 1) * lda) }
+        let bp = InlineArray<C, UnsafeRawPointer> { q in UnsafeRawPointer(b + min(q, cols - 1) * ldb) }
+        var acc = InlineArray<R, InlineArray<C, V16>>(repeating: InlineArray<C, V16>(repeating: V16()))
+        let kv = k / 16 * 16
+        var o = 0
+        while o < kv * 4 {
+            step(&acc, ap, o, bp, o)
+            o += 64
+        }
+        for r in 0..<R where r < rows {
+            for q in 0..<C where q < cols {
+                let ar = a + r * lda, br = b + q * ldb
+                var s = _laneSum(acc[r][q])
+                var p = kv
+                while p < k { s = L.madd(s, ar[p], br[p]); p += 1 }
+                c[r * ldc + q] += s
+            }
+        }
+    }
+
+    /// c[r][q] += sum over samples t and p < length of a[t*aStride + r*lda + p] * b[t*bStride + offsets[q] + p]
+    /// (length a multiple of 16): 16 lane-chains over (t, p), a fixed-order lane sum, one add into c.
+    /// Missing rows re-read the last valid one and are not stored (offsets repeat the last valid column).
+    @inline(never)
+    public static func runStrided(samples: Int, length: Int, a: UnsafePointer<Float>, lda: Int, aStride: Int, rows: Int,
+                           b: UnsafePointer<Float>, bStride: Int, offsets: UnsafePointer<Int>, cols: Int,
+                           c: UnsafeMutablePointer<Float>, ldc: Int) {
+        var acc = InlineArray<R, InlineArray<C, V16>>(repeating: InlineArray<C, V16>(repeating: V16()))
+        let ap = InlineArray<R, UnsafeRawPointer> { r in UnsafeRawPointer(a + min(r, rows - 1) * lda) }
+        let bp = InlineArray<C, UnsafeRawPointer> { q in UnsafeRawPointer(b + offsets[min(q, cols - 1)]) }
+        // One loop over (sample, position), so the accumulators stay in registers (with a loop per
+        // sample LLVM kept them in memory between samples: LeNet conv2 backward weights 0.85x).
+        let end = length * 4
+        var t = 0, o = 0, aOff = 0, bOff = 0
+        while t < samples && end > 0 {
+            step(&acc, ap, aOff + o, bp, bOff + o)
+            o += 64
+            if o == end { o = 0; t += 1; aOff += aStride * 4; bOff += bStride * 4 }
+        }
+        for r in 0..<R where r < rows {
+            for q in 0..<C where q < cols { c[r * ldc + q] += _laneSum(acc[r][q]) }
+        }
+    }
+}
+
+/// The peak loop: 2N independent chains. With a fused multiply-add, N chains of `acc + acc * x` and N of
+/// `acc + acc * y` (so no two chains can be merged). Without one (the baseline), a multiply-add is two
+/// instructions on two kinds of pipes, so the loop keeps both busy: N chains of multiplies and N of
+/// adds, counted as N multiply-adds (a chain `acc + acc * x` would measure the multiply's latency).
+public enum PeakTile<L: KernelLevel, let N: Int> {
+    @inline(never)
+    public static func run(_ iterations: Int) -> Float {
+        typealias V = L.V
+        var a = InlineArray<N, V> { i in V(repeating: 0.1 * Float(i + 1)) }
+        var b = a
+        if L.hasFusedMultiplyAdd {
+            let x = V(repeating: 0.999_999), y = V(repeating: 1e-7)
+            for _ in 0..<iterations {
+                for i in 0..<N { a[i] = L.madd(a[i], a[i], x) }
+                for i in 0..<N { b[i] = L.madd(b[i], b[i], y) }
+            }
+        } else {
+            // Each call starts afresh: 1 + 1e-7 to the power of a slice's iterations stays near 1.
+            let x = V(repeating: 1 + 1e-7), y = V(repeating: 1e-7)
+            for _ in 0..<iterations {
+                for i in 0..<N { a[i] = a[i] * x }
+                for i in 0..<N { b[i] = b[i] + y }
+            }
+        }
+        var s = V()
+        for i in 0..<N { s += a[i] + b[i] }
+        return s.sum()
+    }
+}
+
+/// `v.sum()` inlined: the same left-to-right order (lane 0 + lane 1 + ... + lane 15), so the same bits.
+/// The standard library's generic `sum()` was an out-of-line call: 3% of a LeNet step.
+@inline(__always)
+func _laneSum(_ v: SIMD16<Float>) -> Float {
+    var r = v[0]
+    r += v[1]; r += v[2]; r += v[3]; r += v[4]; r += v[5]; r += v[6]; r += v[7]
+    r += v[8]; r += v[9]; r += v[10]; r += v[11]; r += v[12]; r += v[13]; r += v[14]; r += v[15]
+    return r
+}
