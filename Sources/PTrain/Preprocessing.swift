@@ -5,13 +5,15 @@ import PTData
 import PTTensor
 
 /// How the values a reader produces become the model's input, derived from the config's `data`
-/// section. Readers only decode: unsigned bytes (IDX, CIFAR-10, NPY `u1`) become byte / 255,
-/// audio becomes sample / 32768 minus the clip's mean, time series are zero-padded to the longest,
-/// floats stay as stored. Then, in this order:
+/// section. Readers only decode and keep samples as stored: unsigned bytes (IDX, CIFAR-10, NPY
+/// `u1`, images) are byte / 255, int16 audio sample / 32768, time series are zero-padded to the
+/// longest, floats stay as they are. Then, in this order:
 /// 1. with `data.mean` or `data.std`: x = (x - mean) / std (defaults 0 and 1);
 /// 2. with `data.z_normalize`: each channel of each sample to zero mean and unit variance over
 ///    its whole (padded) length, two passes in Double; a constant channel becomes 0.
 /// (The config rejects both at once: step 2 would undo step 1.)
+/// All of it is one `SampleConversion` (`conversion(for:)`), which the workers apply with a
+/// `SampleConverter` as they gather a shard: samples are never normalised in place.
 public struct Preprocessing: Sendable, Equatable {
     public var mean: Float?
     public var std: Float?
