@@ -89,6 +89,8 @@ if [[ $links == star ]]; then
         ip -n "$ns-r$r" link set eth0 up
     done
     # Each rank enters its own namespace; PMIx (rank <-> mpirun) goes over the bridge too.
+    # The rank variable must expand when the launcher runs, not here: hence single quotes.
+    # shellcheck disable=SC2016
     printf '#!/bin/sh\nexec ip netns exec "%s-r${OMPI_COMM_WORLD_RANK}" "$@"\n' "$ns" > "$work/enter.sh"
     chmod +x "$work/enter.sh"
     launcher=("$work/enter.sh")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck over every shell script in the repository: tracked files that start with a sh or bash
+# Runs shellcheck over every shell script in the repository: tracked files that start with a sh or bash
 # "#!" line (scripts/, .ci/run, the Slurm batch scripts, the fuzzing build). Installs shellcheck
 # (apt) when it is missing.
 set -euo pipefail

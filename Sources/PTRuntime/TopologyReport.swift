@@ -27,11 +27,17 @@ public func topologyReport(topology: Topology, plan: PlacementPlan) -> String {
     return lines.joined(separator: "\n")
 }
 
-/// The plan as one JSON object:
+/// The plan as a `Codable` value (`ptrain topo --format json` encodes it):
 /// `{"workers": [{"worker":0,"core":0,"os_cpu":0,"numa":0,"package":0}, ...]}`.
-public func topologyReportJSON(plan: PlacementPlan) -> String {
-    let workers = plan.entries.map {
-        "{\"worker\":\($0.worker),\"core\":\($0.core),\"os_cpu\":\($0.osCPU),\"numa\":\($0.numa),\"package\":\($0.package)}"
+public struct PlacementReport: Codable, Equatable, Sendable {
+    public struct Worker: Codable, Equatable, Sendable {
+        public var worker, core, os_cpu, numa, package: Int
     }
-    return "{\"workers\": [" + workers.joined(separator: ", ") + "]}"
+    public var workers: [Worker]
+
+    public init(plan: PlacementPlan) {
+        workers = plan.entries.map {
+            Worker(worker: $0.worker, core: $0.core, os_cpu: $0.osCPU, numa: $0.numa, package: $0.package)
+        }
+    }
 }

@@ -208,9 +208,9 @@ public struct WaitPolicy: Sendable, Equatable {
     /// taking a worker's CPU), hence ~10-50 µs instead of ~1 µs; per step of a few ms that is
     /// about 1%. Alternatives measured (same units, 2 / 3 / 4 workers, 10 barriers): pure sleep
     /// (no spinning) 270-380; pause-spinning everywhere incl. the caller 430-520 at 2 workers and
-    /// 1,500-4,000 oversubscribed (spinners hold the CPU a descheduled worker needs: DESIGN.md's
-    /// ~8 ms pure-spin case); the `sched_yield` spins below cut oversubscribed 10-barrier runs
-    /// from ~220-340 µs (sleep at once) to 60-90 µs.
+    /// 1,500-4,000 oversubscribed (spinners hold the CPU a descheduled worker needs); the
+    /// `sched_yield` spins below cut oversubscribed 10-barrier runs from ~220-340 µs (sleep at
+    /// once) to 60-90 µs.
     /// For a pool whose caller is worker 0: the caller is busy, not asleep, between jobs, so with
     /// a CPU per worker everyone spins a while before sleeping; oversubscribed as `default`.
     public static func callerWorks(workers: Int, cpus: Int) -> WaitPolicy {
@@ -231,7 +231,7 @@ public struct WaitPolicy: Sendable, Equatable {
                               caller: Spin(pauses: 0))
         }
         // Oversubscribed: never pause-spin (a spinning worker holds the CPU that a descheduled
-        // one needs: ~8 ms per step in DESIGN.md); yield a little, then sleep.
+        // one needs: 1,500-4,000 µs per 10 barriers, measured above); yield a little, then sleep.
         return WaitPolicy(barrier: Spin(pauses: 0, yields: 20), idle: Spin(pauses: 0, yields: 20),
                           caller: Spin(pauses: 0))
     }

@@ -1,5 +1,6 @@
 // `ptrain topo`: what hwloc sees and where the workers will sit.
 import ArgumentParser
+import Foundation
 import PTKernels
 import PTRuntime
 
@@ -62,9 +63,17 @@ struct Topo: ParsableCommand {
             print(topologyReport(topology: topology, plan: plan))
             print("instruction set: \(InstructionSet.current) (this CPU runs: \(InstructionSet.supported.map(\.name).joined(separator: ", ")); PTRAIN_ISA forces one)")
         case .json:
-            // The topology object with the instruction-set level in front.
-            let levels = InstructionSet.supported.map { "\"\($0.name)\"" }.joined(separator: ",")
-            print("{\"instruction_set\":\"\(InstructionSet.current)\",\"supported\":[\(levels)]," + topologyReportJSON(plan: plan).dropFirst())
+            // The placement with the instruction-set level in front.
+            struct Report: Encodable {
+                var instruction_set: String
+                var supported: [String]
+                var workers: [PlacementReport.Worker]
+            }
+            let report = Report(instruction_set: InstructionSet.current.name, supported: InstructionSet.supported.map(\.name),
+                                workers: PlacementReport(plan: plan).workers)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
         }
     }
 

@@ -101,11 +101,11 @@ final class PlacementTests: XCTestCase {
         let text = topologyReport(topology: topology, plan: plan)
         XCTAssertTrue(text.contains("packages 2, NUMA nodes 1, cores 4, PUs 4"), text)
         XCTAssertTrue(text.contains("worker  core  os_cpu  numa  package"), text)
-        XCTAssertEqual(topologyReportJSON(plan: plan), """
-            {"workers": [{"worker":0,"core":0,"os_cpu":0,"numa":0,"package":0}, \
-            {"worker":1,"core":2,"os_cpu":2,"numa":0,"package":1}, \
-            {"worker":2,"core":1,"os_cpu":1,"numa":0,"package":0}]}
-            """)
+        XCTAssertEqual(PlacementReport(plan: plan).workers, [
+            .init(worker: 0, core: 0, os_cpu: 0, numa: 0, package: 0),
+            .init(worker: 1, core: 2, os_cpu: 2, numa: 0, package: 1),
+            .init(worker: 2, core: 1, os_cpu: 1, numa: 0, package: 0),
+        ])
     }
 
     func testThisMachine() throws {
