@@ -122,5 +122,34 @@ public func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<F
     activeKernels.addFloats(dst, src, count)
 }
 
+// Batch normalisation row passes (one sample's plane of one channel); see Sources/PTKernelsCore/BatchNormRows.swift
+// for the summation order (16 Float lanes, then Double) and the `…Reference` twins.
+
+/// Sum of `count` values (16 Float lanes, the lanes then the tail added in Double).
+@inline(__always) public func bnRowSum(_ x: UnsafePointer<Float>, count: Int) -> Double { activeKernels.bnRowSum(x, count) }
+
+/// Sum of (x - mean)^2, as `bnRowSum`.
+@inline(__always) public func bnRowSquares(_ x: UnsafePointer<Float>, count: Int, mean: Float) -> Double {
+    activeKernels.bnRowSquares(x, count, mean)
+}
+
+/// (sum of dy, sum of dy * (x - mean)), as `bnRowSum`.
+@inline(__always) public func bnRowGradientSums(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int,
+                                                mean: Float) -> (Double, Double) {
+    activeKernels.bnRowGradientSums(x, dy, count, mean)
+}
+
+/// y = x * scale + shift (same bits on every level).
+@inline(__always) public func bnAffine(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
+                                       output y: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffine(x, count, scale, shift, y)
+}
+
+/// dx = a * dy + b * (x - mean) + k (same bits on every level).
+@inline(__always) public func bnInputGradient(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
+                                              a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
+    activeKernels.bnInputGradient(x, dy, count, mean, a, b, k, dx)
+}
+
 /// GFLOP/s of the FMA peak of the level in use on the calling thread (see `measureFMAPeak(_:seconds:)`).
 public func measureFMAPeak(seconds: Double = 0.2) -> Double { measureFMAPeak(activeKernels, seconds: seconds) }

@@ -101,6 +101,14 @@ public struct KernelTable: Sendable {
                                     _ rc2: Float, _ weights: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>,
                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ count: Int) -> Void
     public let addFloats: @Sendable (_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) -> Void
+    public let bnRowSum: @Sendable (_ x: UnsafePointer<Float>, _ count: Int) -> Double
+    public let bnRowSquares: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ mean: Float) -> Double
+    public let bnRowGradientSums: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
+                                             _ mean: Float) -> (Double, Double)
+    public let bnAffine: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
+                                    _ y: UnsafeMutablePointer<Float>) -> Void
+    public let bnInputGradient: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int, _ mean: Float,
+                                           _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
     public let peakLoop: @Sendable (Int) -> Float
 }
 
@@ -141,6 +149,11 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
                       weights: w, gradients: g, m: m, v: v, count: n)
         },
         addFloats: { d, s, n in _addFloats(L.self, d, s, n) },
+        bnRowSum: { x, n in _bnRowSum(L.self, x, n) },
+        bnRowSquares: { x, n, mean in _bnRowSquares(L.self, x, n, mean) },
+        bnRowGradientSums: { x, dy, n, mean in _bnRowGradientSums(L.self, x, dy, n, mean) },
+        bnAffine: { x, n, scale, shift, y in _bnAffine(L.self, x, n, scale, shift, y) },
+        bnInputGradient: { x, dy, n, mean, a, b, k, dx in _bnInputGradient(L.self, x, dy, n, mean, a, b, k, dx) },
         peakLoop: { L.peakLoop($0) })
 }
 

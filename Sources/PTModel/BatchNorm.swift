@@ -1,4 +1,5 @@
 // Batch normalisation with per-shard statistics, so results do not depend on the thread count.
+import PTKernels
 import PTTensor
 
 /// Batch normalisation over each channel: y = gamma * (x - mean) / sqrt(var + eps) + beta.
@@ -49,7 +50,8 @@ public struct BatchNorm: Layer {
     }
 
     /// Mean and biased variance of channel `c` over the call's samples: two passes (the mean, then
-    /// squared deviations), each row summed in 16 Float lanes and the lanes and rows added in Double.
+    /// squared deviations), each row summed in 16 Float lanes and the lanes and rows added in Double (PTKernels' row
+    /// kernels, dispatched to the instruction-set level).
     /// The order depends only on the shapes.
     @inline(__always)
     func statistics(_ x: UnsafeMutablePointer<Float>, batch: Int, channel c: Int) -> (mean: Double, variance: Double) {
@@ -142,85 +144,4 @@ public struct BatchNorm: Layer {
             rv.pointee = (1 - momentum) * rv.pointee + momentum * Float(variance)
         }
     }
-}
-
-// Row passes of batch normalisation: 16 Float lanes, then the lanes added in Double.
-
-private typealias BNVector = SIMD16<Float>
-
-@inline(__always) private func lanesSum(_ v: BNVector) -> Double {
-    var total = 0.0
-    for i in 0..<16 { total += Double(v[i]) }
-    return total
-}
-
-/// Sum of `count` values.
-@inline(__always) func bnRowSum(_ x: UnsafePointer<Float>, count: Int) -> Double {
-    let raw = UnsafeRawPointer(x)
-    var acc = BNVector()
-    var i = 0
-    while i + 16 <= count { acc += raw.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self); i += 16 }
-    var total = lanesSum(acc)
-    while i < count { total += Double(x[i]); i += 1 }
-    return total
-}
-
-/// Sum of (x - mean)^2.
-@inline(__always) func bnRowSquares(_ x: UnsafePointer<Float>, count: Int, mean: Float) -> Double {
-    let raw = UnsafeRawPointer(x)
-    var acc = BNVector()
-    let m = BNVector(repeating: mean)
-    var i = 0
-    while i + 16 <= count {
-        let d = raw.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - m
-        acc.addProduct(d, d)
-        i += 16
-    }
-    var total = lanesSum(acc)
-    while i < count { let d = Double(x[i] - mean); total += d * d; i += 1 }
-    return total
-}
-
-/// (sum of dy, sum of dy * (x - mean)).
-@inline(__always) func bnRowGradientSums(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float) -> (Double, Double) {
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy)
-    var accDy = BNVector(), accCentered = BNVector()
-    let m = BNVector(repeating: mean)
-    var i = 0
-    while i + 16 <= count {
-        let g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self)
-        accDy += g
-        accCentered.addProduct(g, rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - m)
-        i += 16
-    }
-    var sumDy = lanesSum(accDy), sumCentered = lanesSum(accCentered)
-    while i < count { sumDy += Double(dy[i]); sumCentered += Double(dy[i]) * Double(x[i] - mean); i += 1 }
-    return (sumDy, sumCentered)
-}
-
-/// y = x * scale + shift.
-@inline(__always) func bnAffine(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output y: UnsafeMutablePointer<Float>) {
-    let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
-    let a = BNVector(repeating: scale), b = BNVector(repeating: shift)
-    var i = 0
-    while i + 16 <= count {
-        ry.storeBytes(of: rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) * a + b, toByteOffset: 4 * i, as: BNVector.self)
-        i += 16
-    }
-    while i < count { y[i] = x[i] * scale + shift; i += 1 }
-}
-
-/// dx = a * dy + b * (x - mean) + k.
-@inline(__always) func bnInputGradient(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float, a: Float,
-                                       b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
-    let va = BNVector(repeating: a), vb = BNVector(repeating: b), vk = BNVector(repeating: k), vm = BNVector(repeating: mean)
-    var i = 0
-    while i + 16 <= count {
-        let centered = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) - vm
-        let v = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNVector.self) * va + centered * vb + vk
-        rdx.storeBytes(of: v, toByteOffset: 4 * i, as: BNVector.self)
-        i += 16
-    }
-    while i < count { dx[i] = dy[i] * a + (x[i] - mean) * b + k; i += 1 }
 }

@@ -132,8 +132,10 @@ public struct Concat: Layer {
     }
 }
 
-/// out[i] = a[i] + b[i] (out may alias a or b).
+/// out[i] = a[i] + b[i] (out may alias a or b). In place (out == a), PTKernels' `addFloats` (vectors of
+/// the level in use; one exact add per element either way, so the same bits).
 @inline(__always)
 func addVectors(count n: Int, _ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    if out == a { addFloats(a, b, count: n); return }
     for i in 0..<n { out[i] = a[i] + b[i] }
 }

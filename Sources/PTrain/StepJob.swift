@@ -300,7 +300,7 @@ final class StepJob: ParallelJob {
             var i = 0
             while i + stride < n {
                 let a = buffers[i], b = buffers[i + stride]
-                for k in range { a[k] += b[k] }
+                addFloats(a + range.lowerBound, b + range.lowerBound, count: range.count)
                 i += 2 * stride
             }
             stride *= 2

@@ -147,4 +147,32 @@ final class ElementwiseTests: XCTestCase {
             assertIdentical(a, ref, "addFloats n=\(n)")
         }
     }
+
+    /// The batch-normalisation row kernels of the level in use give the bits of their plain twins
+    /// (16 Float lanes, then Double; products fused exactly on levels with FMA), over awkward row
+    /// lengths and an unaligned start.
+    func testBatchNormRowKernelsMatchTwinsBitForBit() {
+        let fused = InstructionSet.current != .baseline
+        for n in [0, 1, 3, 15, 16, 17, 31, 33, 47, 64, 100, 255, 256, 257, 1024, 1031] {
+            let x = Buffer(random: n + 1, seed: 11), dy = Buffer(random: n + 1, seed: 12)
+            for i in 0..<(n + 1) { x.pointer[i] = 3 * x.pointer[i] + 0.37 }
+            let px = UnsafePointer(x.pointer + 1), pdy = UnsafePointer(dy.pointer + 1)
+            let mean: Float = 0.3125
+            XCTAssertEqual(bnRowSum(px, count: n).bitPattern, bnRowSumReference(px, count: n).bitPattern, "bnRowSum n=\(n)")
+            XCTAssertEqual(bnRowSquares(px, count: n, mean: mean).bitPattern,
+                           bnRowSquaresReference(px, count: n, mean: mean, fused: fused).bitPattern, "bnRowSquares n=\(n)")
+            let (a, b) = bnRowGradientSums(px, outputGrad: pdy, count: n, mean: mean)
+            let (ra, rb) = bnRowGradientSumsReference(px, outputGrad: pdy, count: n, mean: mean, fused: fused)
+            XCTAssertEqual(a.bitPattern, ra.bitPattern, "bnRowGradientSums dy n=\(n)")
+            XCTAssertEqual(b.bitPattern, rb.bitPattern, "bnRowGradientSums centred n=\(n)")
+            let y = Buffer(random: n + 1, seed: 13), yRef = y.copy()
+            bnAffine(px, count: n, scale: 1.7, shift: -0.23, output: y.pointer + 1)
+            bnAffineReference(px, count: n, scale: 1.7, shift: -0.23, output: yRef.pointer + 1)
+            assertIdentical(y, yRef, "bnAffine n=\(n)")
+            let dx = Buffer(random: n + 1, seed: 14), dxRef = dx.copy()
+            bnInputGradient(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: dx.pointer + 1)
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: dxRef.pointer + 1)
+            assertIdentical(dx, dxRef, "bnInputGradient n=\(n)")
+        }
+    }
 }
