@@ -32,6 +32,10 @@ public func topologyReport(topology: Topology, plan: PlacementPlan) -> String {
 public struct PlacementReport: Codable, Equatable, Sendable {
     public struct Worker: Codable, Equatable, Sendable {
         public var worker, core, os_cpu, numa, package: Int
+
+        public init(worker: Int, core: Int, os_cpu: Int, numa: Int, package: Int) {
+            (self.worker, self.core, self.os_cpu, self.numa, self.package) = (worker, core, os_cpu, numa, package)
+        }
     }
     public var workers: [Worker]
 

@@ -1,6 +1,6 @@
 // Placement on machines we do not have: hwloc synthetic topologies.
 import Foundation
-@testable import PTRuntime
+import PTRuntime
 import XCTest
 
 final class PlacementTests: XCTestCase {
