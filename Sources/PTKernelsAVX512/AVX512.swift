@@ -32,7 +32,7 @@ public enum AVX512: KernelLevel {
         }
     }
 
-    public static let convTileShapes: [(mr: Int, nv: Int)] = [(8, 3), (6, 4)]
+    public static let convTileShapes: [(mr: Int, nv: Int)] = [(8, 3), (6, 4), (6, 2)]
     public static let convSingleRowVectors = 8
 
     public static func convTile(mr: Int, nv: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
