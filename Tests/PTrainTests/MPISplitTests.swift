@@ -8,16 +8,8 @@ import XCTest
 
 final class MPISplitTests: XCTestCase {
     func testSplitTransfersGiveTheSameWeights() throws {
-        guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
-            throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
-        }
-        let binary = path.hasPrefix("/") ? path : TestSupport.repositoryRoot.appendingPathComponent(path).path
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) is not an executable") }
-        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw XCTSkip("mpirun not found")
-        }
-        let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
+        let launcher = try MPILauncher.find()
+        let binary = launcher.binary
         let dir = TestSupport.temporaryDirectory()
         let single = dir.appendingPathComponent("single")
         let reference = try TestSupport.smallXOConfig(dir, train: 320, test: 64, epochs: 2)
@@ -34,10 +26,8 @@ final class MPISplitTests: XCTestCase {
             // Pieces of 3 elements: the gradient gather or the sharded exchange's messages (thousands
             // of floats) and the per-shard loss gather (4 values over 2 ranks, uneven pieces) all
             // take the split path.
-            var env = environment
-            env["PTRAIN_MPI_MAX_COUNT"] = "3"
-            let b = try TestSupport.run(mpirun, ["-np", "2", "--bind-to", "none", binary, "train", "--config", config, "--threads", "1",
-                                                 "--output", split.path, "-q"], environment: env)
+            let b = try launcher.run(["-np", "2", "--bind-to", "none"], ["train", "--config", config, "--threads", "1", "--output", split.path, "-q"],
+                                     extra: ["PTRAIN_MPI_MAX_COUNT": "3"])
             XCTAssertEqual(b.status, 0, b.stderr)
             XCTAssertTrue(b.stderr.contains("split into pieces of at most 3 elements"), b.stderr)
             XCTAssertEqual(try Data(contentsOf: split.appendingPathComponent("model.safetensors")), weights,

@@ -4,22 +4,13 @@ import XCTest
 import PTrain
 
 final class MPITests: XCTestCase {
-    var binary: String = ""
-    var mpirun: String = ""
-
-    /// Open MPI settings for tests as root in a container: allow root, allow more ranks than cores,
-    /// no cross-memory-attach (ptrace is often forbidden).
-    let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                       "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
+    var launcher: MPILauncher!
+    var binary: String { launcher.binary }
+    var mpirun: String { launcher.mpirun }
+    let environment = MPILauncher.environment
 
     override func setUpWithError() throws {
-        guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
-            throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
-        }
-        binary = path.hasPrefix("/") ? path : TestSupport.repositoryRoot.appendingPathComponent(path).path
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) is not an executable") }
-        mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? ""
-        guard !mpirun.isEmpty else { throw XCTSkip("mpirun not found") }
+        launcher = try MPILauncher.find()
     }
 
     func smallConfig(_ dir: URL, train: Int = 600, epochs: Int = 2, edit: (String) -> String = { $0 }) throws -> String {
@@ -67,30 +58,9 @@ final class MPITests: XCTestCase {
     func testKillingOneRankEndsTheJob() throws {
         let dir = TestSupport.temporaryDirectory()
         let config = try smallConfig(dir, train: 8000, epochs: 200)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mpirun)
-        process.arguments = ["-np", "2", binary, "train", "--config", config, "--threads", "1", "--output", dir.appendingPathComponent("run").path, "-q"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // Wait until training runs (rank 0 wrote its start record), then kill the other rank.
-        let metrics = dir.appendingPathComponent("run/metrics.jsonl").path
-        let ready = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: metrics) && Date() < ready && process.isRunning { usleep(20_000) }
-        usleep(300_000)
-        XCTAssertTrue(process.isRunning, "the job ended before it could be killed")
-        let ranks = try TestSupport.run("/usr/bin/pgrep", ["-P", String(process.processIdentifier), "-f", "ptrain"])
-        let pids = ranks.stdout.split(separator: "\n").compactMap { Int32($0) }
-        XCTAssertEqual(pids.count, 2, "expected two rank processes under mpirun: \(ranks.stdout)")
-        guard let victim = pids.last else { return }
-        let killed = Date()
-        kill(victim, SIGKILL)
-        while process.isRunning && Date().timeIntervalSince(killed) < 30 { usleep(20_000) }
-        let seconds = Date().timeIntervalSince(killed)
-        if process.isRunning { process.terminate() }
+        let (seconds, status) = try launcher.killOneRankMidRun(config: config, dir: dir, settle: 300_000)
         XCTAssertLessThan(seconds, 10, "the job took \(seconds) s to end after one rank was killed")
-        XCTAssertNotEqual(process.terminationStatus, 0)
+        XCTAssertNotEqual(status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/model.safetensors").path))
     }
 

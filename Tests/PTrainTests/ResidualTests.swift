@@ -269,13 +269,7 @@ final class ResidualTests: XCTestCase {
     /// ResNet-20 (2 steps) across processes: `mpirun -np 2 --threads 1` (the sharded exchange, in
     /// small buckets) gives the weights of one process with 2 threads. Needs PTRAIN_MPI_BINARY and mpirun (as MPITests).
     func testResNet20AcrossTwoRanks() throws {
-        guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
-            throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
-        }
-        let binary = path.hasPrefix("/") ? path : Self.root.appendingPathComponent(path).path
-        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw XCTSkip("mpirun not found")
-        }
+        let launcher = try MPILauncher.find()
         let dir = TestSupport.temporaryDirectory()
         // 3x32x32 .npy data for ResNet-20: 32 training samples (2 steps of 16), 8 test samples.
         var config = try resnet20()
@@ -294,13 +288,10 @@ final class ResidualTests: XCTestCase {
         }
         let configPath = dir.appendingPathComponent("resnet20.yaml")
         try Data(config.yaml.utf8).write(to: configPath)
-        let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
         let single = dir.appendingPathComponent("single"), ranks = dir.appendingPathComponent("ranks")
-        let a = try TestSupport.run(binary, ["train", "--config", configPath.path, "--threads", "2", "--output", single.path, "-q"])
+        let a = try TestSupport.run(launcher.binary, ["train", "--config", configPath.path, "--threads", "2", "--output", single.path, "-q"])
         XCTAssertEqual(a.status, 0, a.stderr)
-        let b = try TestSupport.run(mpirun, ["-np", "2", binary, "train", "--config", configPath.path, "--threads", "1", "--output", ranks.path, "-q"],
-                                    environment: environment)
+        let b = try launcher.run(["-np", "2"], ["train", "--config", configPath.path, "--threads", "1", "--output", ranks.path, "-q"])
         XCTAssertEqual(b.status, 0, b.stderr)
         XCTAssertEqual(try weights(ranks), try weights(single), "ResNet-20 weights differ across 2 ranks")
     }

@@ -6,19 +6,10 @@ import XCTest
 import PTrain
 
 final class ShardedExchangeMPITests: XCTestCase {
-    var binary = ""
-    var mpirun = ""
-    let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                       "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
+    var launcher: MPILauncher!
 
     override func setUpWithError() throws {
-        guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
-            throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
-        }
-        binary = path.hasPrefix("/") ? path : TestSupport.repositoryRoot.appendingPathComponent(path).path
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) is not an executable") }
-        mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? ""
-        guard !mpirun.isEmpty else { throw XCTSkip("mpirun not found") }
+        launcher = try MPILauncher.find()
     }
 
     /// The small X/O model with batch normalisation and dropout, 8 shards (1, 2 or 4 per rank for 8,
@@ -36,7 +27,7 @@ final class ShardedExchangeMPITests: XCTestCase {
     func mpi(_ ranks: Int, _ arguments: [String], threads: Int = 1) throws -> TestSupport.Result {
         var options = ["-np", String(ranks)]
         if threads > 1 || ranks > 2 { options += ["--bind-to", "none"] }
-        return try TestSupport.run(mpirun, options + [binary] + arguments + ["--threads", String(threads)], environment: environment)
+        return try launcher.run(options, arguments + ["--threads", String(threads)])
     }
 
     func testSameWeightsForEveryRanksAndThreadsLayout() throws {
@@ -44,7 +35,7 @@ final class ShardedExchangeMPITests: XCTestCase {
         let config = try config(dir)
         XCTAssertTrue(try String(contentsOfFile: config, encoding: .utf8).contains("batchnorm"))
         let single = dir.appendingPathComponent("single")
-        let one = try TestSupport.run(binary, ["train", "--config", config, "--threads", "2", "--output", single.path, "-q"])
+        let one = try TestSupport.run(launcher.binary, ["train", "--config", config, "--threads", "2", "--output", single.path, "-q"])
         XCTAssertEqual(one.status, 0, one.stderr)
         let reference = try Data(contentsOf: single.appendingPathComponent("model.safetensors"))
         for (ranks, threads) in [(2, 1), (2, 2), (4, 1), (8, 1)] {
@@ -82,7 +73,7 @@ final class ShardedExchangeMPITests: XCTestCase {
         let dir = TestSupport.temporaryDirectory()
         let config = try config(dir, optimizer: "adam")
         let single = dir.appendingPathComponent("single"), ranks = dir.appendingPathComponent("ranks")
-        let a = try TestSupport.run(binary, ["train", "--config", config, "--threads", "1", "--output", single.path, "-q",
+        let a = try TestSupport.run(launcher.binary, ["train", "--config", config, "--threads", "1", "--output", single.path, "-q",
                                              "--checkpoint-every", "epoch"])
         XCTAssertEqual(a.status, 0, a.stderr)
         let b = try mpi(2, ["train", "--config", config, "--output", ranks.path, "-q", "--checkpoint-every", "epoch"])
@@ -114,28 +105,8 @@ final class ShardedExchangeMPITests: XCTestCase {
                 .replacingOccurrences(of: "  shards: 4", with: "  shards: 2")
                 + "distributed:\n  exchange: reduce_scatter\n  bucket_kb: 1\n"
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mpirun)
-        process.arguments = ["-np", "2", binary, "train", "--config", config, "--threads", "1", "--output", dir.appendingPathComponent("run").path, "-q"]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let metrics = dir.appendingPathComponent("run/metrics.jsonl").path
-        let ready = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: metrics) && Date() < ready && process.isRunning { usleep(20_000) }
-        usleep(500_000)
-        XCTAssertTrue(process.isRunning, "the job ended before it could be killed")
-        let ranks = try TestSupport.run("/usr/bin/pgrep", ["-P", String(process.processIdentifier), "-f", "ptrain"])
-        let pids = ranks.stdout.split(separator: "\n").compactMap { Int32($0) }
-        XCTAssertEqual(pids.count, 2, "expected two rank processes under mpirun: \(ranks.stdout)")
-        guard let victim = pids.last else { return }
-        let killed = Date()
-        kill(victim, SIGKILL)
-        while process.isRunning && Date().timeIntervalSince(killed) < 30 { usleep(20_000) }
-        let seconds = Date().timeIntervalSince(killed)
-        if process.isRunning { process.terminate() }
+        let (seconds, status) = try launcher.killOneRankMidRun(config: config, dir: dir, settle: 500_000)
         XCTAssertLessThan(seconds, 10, "the job took \(seconds) s to end after one rank was killed")
-        XCTAssertNotEqual(process.terminationStatus, 0)
+        XCTAssertNotEqual(status, 0)
     }
 }

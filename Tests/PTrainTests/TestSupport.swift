@@ -108,3 +108,65 @@ enum TestSupport {
         return url.path
     }
 }
+
+/// A ptrain built with the trait MPI (PTRAIN_MPI_BINARY; .ci/run builds one into .build-mpi) and
+/// mpirun, for the multi-process tests; `find()` skips the test when either is missing.
+struct MPILauncher {
+    struct NoRankToKill: Error {}
+    let binary: String
+    let mpirun: String
+    /// Open MPI settings for tests as root in a container: allow root, allow more ranks than cores,
+    /// no cross-memory-attach (ptrace is often forbidden).
+    static let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                              "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"]
+
+    static func find() throws -> MPILauncher {
+        guard let path = ProcessInfo.processInfo.environment["PTRAIN_MPI_BINARY"] else {
+            throw XCTSkip("set PTRAIN_MPI_BINARY to a ptrain built with --traits MPI (see .ci/run)")
+        }
+        let binary = path.hasPrefix("/") ? path : TestSupport.repositoryRoot.appendingPathComponent(path).path
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) is not an executable") }
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("mpirun not found")
+        }
+        return MPILauncher(binary: binary, mpirun: mpirun)
+    }
+
+    /// `mpirun MPIOPTIONS ptrain ARGUMENTS`, waited for; `extra` adds to the environment.
+    func run(_ mpiOptions: [String], _ arguments: [String], extra: [String: String] = [:]) throws -> TestSupport.Result {
+        try TestSupport.run(mpirun, mpiOptions + [binary] + arguments, environment: Self.environment.merging(extra) { $1 })
+    }
+
+    /// Starts `mpirun -np 2 ptrain train --config CONFIG --threads 1` into DIR/run, waits until rank 0
+    /// wrote its metrics file and `settle` more microseconds, SIGKILLs the second rank and returns
+    /// how many seconds the whole job took to end after that (the job is terminated after 30 s).
+    func killOneRankMidRun(config: String, dir: URL, settle: useconds_t) throws -> (seconds: Double, status: Int32) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        process.arguments = ["-np", "2", binary, "train", "--config", config, "--threads", "1", "--output", dir.appendingPathComponent("run").path, "-q"]
+        process.environment = ProcessInfo.processInfo.environment.merging(Self.environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let metrics = dir.appendingPathComponent("run/metrics.jsonl").path
+        let ready = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: metrics) && Date() < ready && process.isRunning { usleep(20_000) }
+        usleep(settle)
+        XCTAssertTrue(process.isRunning, "the job ended before it could be killed")
+        let ranks = try TestSupport.run("/usr/bin/pgrep", ["-P", String(process.processIdentifier), "-f", "ptrain"])
+        let pids = ranks.stdout.split(separator: "\n").compactMap { Int32($0) }
+        XCTAssertEqual(pids.count, 2, "expected two rank processes under mpirun: \(ranks.stdout)")
+        guard let victim = pids.last else {
+            process.terminate()
+            process.waitUntilExit()
+            throw NoRankToKill()
+        }
+        let killed = Date()
+        kill(victim, SIGKILL)
+        while process.isRunning && Date().timeIntervalSince(killed) < 30 { usleep(20_000) }
+        let seconds = Date().timeIntervalSince(killed)
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return (seconds, process.terminationStatus)
+    }
+}
