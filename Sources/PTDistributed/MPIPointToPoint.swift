@@ -42,22 +42,26 @@ public final class MPIPointToPoint: PointToPoint {
     }
 
     public func startSend(_ values: UnsafePointer<Float>, count: Int, to: Int, tag: Int32, slot: Int) {
-        precondition(count <= piecesPerSlot * maximumCount, "MPIPointToPoint: a transfer larger than reserved")
-        var start = 0, piece = slot * piecesPerSlot
-        while start < count {
-            let n = min(maximumCount, count - start)
-            MPI_Isend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, requests + piece)
-            start += n
-            piece += 1
+        forEachPiece(count: count, slot: slot) { start, n, request in
+            MPI_Isend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, request)
         }
     }
 
     public func startReceive(_ values: UnsafeMutablePointer<Float>, count: Int, from: Int, tag: Int32, slot: Int) {
+        forEachPiece(count: count, slot: slot) { start, n, request in
+            MPI_Irecv(values + start, Int32(n), pt_mpi_float(), Int32(from), tag, comm, request)
+        }
+    }
+
+    /// Splits a transfer of `count` floats into pieces of at most `maximumCount` (C int counts),
+    /// each with its own request of `slot`'s block.
+    @inline(__always)
+    private func forEachPiece(count: Int, slot: Int, _ body: (_ start: Int, _ count: Int, _ request: UnsafeMutablePointer<MPI_Request?>) -> Void) {
         precondition(count <= piecesPerSlot * maximumCount, "MPIPointToPoint: a transfer larger than reserved")
         var start = 0, piece = slot * piecesPerSlot
         while start < count {
             let n = min(maximumCount, count - start)
-            MPI_Irecv(values + start, Int32(n), pt_mpi_float(), Int32(from), tag, comm, requests + piece)
+            body(start, n, requests + piece)
             start += n
             piece += 1
         }
