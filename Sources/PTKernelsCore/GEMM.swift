@@ -116,8 +116,12 @@ func _sgemm<L: KernelLevel>(_ level: L.Type, shape: GemmBlocking?, transA: Bool,
 // MARK: A packed once, many products
 
 /// Floats `_packWholeA` writes for an m x k operand of m x n products, at any level.
+/// Runs inside the training step (convolution scratch layout), so it must not allocate: a plain loop,
+/// not `map` (which built an array on every call).
 func _packedACount(m: Int, n: Int, k: Int) -> Int {
-    GemmBlocking.allLevels.map { roundUp(max(m, 1), $0.mr) }.max()! * max(k, 0)
+    var rows = 0
+    for blocking in GemmBlocking.allLevels { rows = max(rows, roundUp(max(m, 1), blocking.mr)) }
+    return rows * max(k, 0)
 }
 
 /// Packs all of A (m x k, row-major, not transposed) the way the driver would for m x n products, so a
