@@ -436,7 +436,7 @@ public final class PackedFile: @unchecked Sendable {
             let samplesPresent = max(0, size - h.samplesOffset) / sampleBytes
             let where_ = samplesPresent < h.total
                 ? "cut inside sample \(samplesPresent) of \(h.total)"
-                : "the labels, index, checksums or clip table are cut"
+                : h.hasClips ? "the labels, index, checksums or clip table are cut" : "the labels, index or checksums are cut"
             throw DataError("\(path): truncated: header says \(h.fileSize) bytes, file has \(size) (\(where_))")
         }
         if size > h.fileSize {
