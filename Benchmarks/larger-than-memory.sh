@@ -14,6 +14,9 @@
 #   swift build -c release
 #   sudo Benchmarks/larger-than-memory.sh --data ../shared/data/mnist
 #   sudo Benchmarks/larger-than-memory.sh --data DIR --copies 6 --limit-mb 150 --rounds 3 --threads 2
+# Options (defaults): --binary .build/release/ptrain, --config configs/lenet5-mnist.yaml (its
+# 'source: idx' becomes 'source: packed'), --copies 6, --limit-mb 150, --rounds 3, --threads 2,
+# --tmp DIR for the scratch folder (default: mktemp's, i.e. $TMPDIR), on a disk, not tmpfs.
 #
 # The cgroup (/sys/fs/cgroup/memory/ptrain-ltm-PID) and the temporary folder are removed on exit
 # (also on errors and Ctrl-C). A run that goes over the limit is killed by the kernel and ends the
@@ -27,9 +30,9 @@ copies=6
 limit_mb=150
 rounds=3
 threads=2
-tmp_parent="${TMPDIR:-/tmp}"
+tmp_parent=""
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --binary) binary=$2; shift 2 ;;
@@ -70,7 +73,7 @@ test_images=$(pick t10k-images-idx3-ubyte t10k-images.idx3-ubyte)
 test_labels=$(pick t10k-labels-idx1-ubyte t10k-labels.idx1-ubyte)
 
 cgroup="$memory_root/ptrain-ltm-$$"
-work=$(mktemp -d "$tmp_parent/ptrain-ltm.XXXXXX")
+if [ -n "$tmp_parent" ]; then work=$(mktemp -d -p "$tmp_parent" ptrain-ltm.XXXXXX); else work=$(mktemp -d -t ptrain-ltm.XXXXXX); fi
 cleanup() {
     if [ -d "$cgroup" ]; then
         # Only processes this script started can be inside; they have ended by now.
@@ -80,6 +83,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+[ "$(stat -f -c %T "$work")" != tmpfs ] || fail "$work is on tmpfs (its pages cannot be evicted): pass --tmp DIR on a disk"
 
 # A big-endian 32-bit integer as 4 bytes.
 be32() {
