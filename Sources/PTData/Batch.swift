@@ -13,13 +13,18 @@ extension Dataset {
         let c = converter ?? self.converter
         assert(c.elementType == store.elementType && c.shape == shape, "Dataset.gather: converter for another store")
         let bytes = store.sampleBytes
+        let clipTable = clips
         store.withBase { base in
             self.labels.withUnsafeBufferPointer { allLabels in
                 for b in 0..<count {
                     let index = Int(indices[b])
                     assert(index >= 0 && index < self.count, "Dataset.gather: index \(index) outside 0..<\(self.count)")
                     store.willRead(index)
-                    c.convert(base + index * bytes, into: images + b * n)
+                    if let clipTable {
+                        c.convert(base + index * bytes, into: images + b * n, clip: clipTable[index])
+                    } else {
+                        c.convert(base + index * bytes, into: images + b * n)
+                    }
                     labels[b] = allLabels[index]
                 }
             }

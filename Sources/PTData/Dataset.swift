@@ -5,6 +5,8 @@ import PTTensor
 /// (NCHW without padding), as stored: Floats, uint8 pixels, int16 audio, in memory or memory-mapped.
 /// `conversion` turns stored values into model inputs when samples are gathered (`gather`), so a
 /// uint8 set costs one byte per pixel however it is normalised. `labels[i]` is in 0..<classes.
+/// `clips` (audio padded or cropped to one length) says, per sample, where the recording lies and
+/// the value it is centred on; the conversion applies it (`ClipWindow`).
 public struct Dataset: @unchecked Sendable {
     public let name: String
     public let shape: Shape
@@ -17,6 +19,8 @@ public struct Dataset: @unchecked Sendable {
     /// The conversion `gather` applies (prepared: `converter`).
     public var conversion: SampleConversion { converter.conversion }
     public let converter: SampleConverter
+    /// Per sample: the recording's window and centre (nil: every sample is converted whole).
+    public let clips: [ClipWindow]?
 
     /// A set of Float samples used as they are.
     public init(name: String, shape: Shape, classes: Int, images: AlignedBuffer, labels: [Int32]) {
@@ -25,11 +29,19 @@ public struct Dataset: @unchecked Sendable {
                   store: SampleStore(floats: images, sampleElements: max(1, shape.count)), labels: labels)
     }
 
-    /// A set over `store` with `conversion` (default: the element type's natural one, bytes / 255).
-    /// Throws when the conversion does not fit the shape (e.g. 2 means for 3 channels).
+    /// A set over `store` with `conversion` (default: the element type's natural one, bytes / 255)
+    /// and, for padded or cropped recordings, one `ClipWindow` per sample. Throws when the
+    /// conversion does not fit the shape (e.g. 2 means for 3 channels) or a window the sample.
     public init(name: String, shape: Shape, classes: Int, store: SampleStore, conversion: SampleConversion? = nil,
-                labels: [Int32], classNames: [String]? = nil) throws {
+                labels: [Int32], classNames: [String]? = nil, clips: [ClipWindow]? = nil) throws {
         precondition(store.count == labels.count && store.sampleElements == shape.count, "Dataset: store and labels disagree")
+        if let clips {
+            guard clips.count == labels.count else {
+                throw DataError("\(name): \(clips.count) clip windows for \(labels.count) samples")
+            }
+            for (i, clip) in clips.enumerated() { try clip.validate(elements: shape.count, context: "\(name): sample \(i)") }
+        }
+        self.clips = clips
         self.name = name
         self.shape = shape
         self.count = labels.count
@@ -51,11 +63,12 @@ public struct Dataset: @unchecked Sendable {
         precondition(other.count == count && other.sampleElements == store.sampleElements && other.elementType == store.elementType,
                      "Dataset.with(store:): another layout")
         return Dataset(name: name, shape: shape, classes: classes, store: other, converter: converter, labels: labels,
-                       classNames: classNames)
+                       classNames: classNames, clips: clips)
     }
 
     private init(name: String, shape: Shape, classes: Int, store: SampleStore, converter: SampleConverter, labels: [Int32],
-                 classNames: [String]) {
+                 classNames: [String], clips: [ClipWindow]?) {
+        self.clips = clips
         self.name = name
         self.shape = shape
         self.count = labels.count
@@ -69,7 +82,7 @@ public struct Dataset: @unchecked Sendable {
     /// The same samples with another conversion (e.g. the config's mean, std or z-normalisation).
     public func with(conversion: SampleConversion) throws -> Dataset {
         try Dataset(name: name, shape: shape, classes: classes, store: store, conversion: conversion, labels: labels,
-                    classNames: classNames)
+                    classNames: classNames, clips: clips)
     }
 
     /// Pointer to Float sample `index`, for sets held as Floats in memory (generated data, tests).
@@ -100,7 +113,11 @@ public struct Dataset: @unchecked Sendable {
         store.willRead(index)
         let c = converter ?? self.converter
         let bytes = store.sampleBytes
-        store.withBase { base in c.convert(base + index * bytes, into: out) }
+        if let clips {
+            store.withBase { base in c.convert(base + index * bytes, into: out, clip: clips[index]) }
+        } else {
+            store.withBase { base in c.convert(base + index * bytes, into: out) }
+        }
     }
 }
 

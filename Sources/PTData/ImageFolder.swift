@@ -8,6 +8,16 @@ public enum ImageFolder {
     /// File name endings read as images (case-insensitive); other files are ignored.
     public static let extensions = ["png", "jpg", "jpeg"]
 
+    /// The order of the samples of each split (their storage positions, which the seeded epoch
+    /// shuffle permutes).
+    public enum Order: String, Sendable, CaseIterable {
+        /// Class by class (labels 0, 1, ...), each class's files sorted by name: ImageFolder's order.
+        case `class`
+        /// All files of the split sorted by file name across the classes (bytewise), equal names in
+        /// label order. Files named by their index in another data set (e.g. 00042.png) keep its order.
+        case name
+    }
+
     /// The files of one split with their labels, and the class names (sorted).
     public struct Listing: Sendable {
         public var classes: [String]
@@ -23,10 +33,10 @@ public enum ImageFolder {
         DispatchQueue.concurrentPerform(iterations: count, execute: body)
     }
 
-    /// Lists root/train and root/test. Classes are the folders of train/ (sorted bytewise). Errors:
-    /// missing train/ or test/, no class folders, an empty class folder (no image files), a test class
-    /// that train/ lacks.
-    public static func list(root: String) throws -> Listing {
+    /// Lists root/train and root/test in `order`. Classes are the folders of train/ (sorted bytewise).
+    /// Errors: missing train/ or test/, no class folders, an empty class folder (no image files), a
+    /// test class that train/ lacks.
+    public static func list(root: String, order: Order = .class) throws -> Listing {
         try FileIO.requireDirectory(root)
         let trainRoot = FileIO.join(root, "train"), testRoot = FileIO.join(root, "test")
         guard FileIO.isDirectory(trainRoot) else { throw DataError("\(root): no train/ folder (expected train/<class>/* and test/<class>/*)") }
@@ -40,7 +50,7 @@ public enum ImageFolder {
             throw DataError("\(FileIO.join(testRoot, name)): class '\(printable(name))' has no folder in \(trainRoot)")
         }
         func files(_ splitRoot: String, _ names: [String]) throws -> [(path: String, label: Int32)] {
-            var out: [(path: String, label: Int32)] = []
+            var out: [(file: String, path: String, label: Int32)] = []
             for name in names {
                 let folder = FileIO.join(splitRoot, name)
                 let images = try FileIO.list(folder).filter { file in
@@ -49,9 +59,16 @@ public enum ImageFolder {
                 }
                 guard !images.isEmpty else { throw DataError("\(folder): empty class folder (no .png, .jpg or .jpeg files)") }
                 let label = Int32(classes.firstIndex(of: name)!)
-                out += images.map { (FileIO.join(folder, $0), label) }
+                out += images.map { ($0, FileIO.join(folder, $0), label) }
             }
-            return out
+            if order == .name {
+                // Stable: equal names keep the class order they were listed in.
+                out = out.enumerated().sorted { a, b in
+                    if a.element.file == b.element.file { return a.offset < b.offset }
+                    return a.element.file.utf8.lexicographicallyPrecedes(b.element.file.utf8)
+                }.map(\.element)
+            }
+            return out.map { ($0.path, $0.label) }
         }
         return Listing(classes: classes, train: try files(trainRoot, classes), test: try files(testRoot, testClasses))
     }
@@ -66,8 +83,8 @@ public enum ImageFolder {
     /// (CHW), labels from the sorted class folders. With `resize`, each image is scaled so that it
     /// covers the input and centre-cropped; without it every image must already have the input's size.
     /// A corrupt or unreadable image is an error naming it, or with `skipBad` left out and listed in
-    /// the report. Conversion: bytes / 255, then (x - mean) / std when given.
-    public static func load(root: String, shape: Shape, resize: Bool, mean: Float? = nil, std: Float? = nil,
+    /// the report. Samples are stored in `order`. Conversion: bytes / 255, then (x - mean) / std when given.
+    public static func load(root: String, shape: Shape, resize: Bool, order: Order = .class, mean: Float? = nil, std: Float? = nil,
                             skipBad: Bool = false, parallelFor: ParallelFor = dispatchParallelFor,
                             progress: (@Sendable (Int, Int) -> Void)? = nil, report: UnsafeMutablePointer<Report>? = nil)
         throws -> (train: Dataset, test: Dataset)
@@ -75,7 +92,7 @@ public enum ImageFolder {
         guard shape.channels == 1 || shape.channels == 3 else {
             throw DataError("\(root): images are decoded to 1 (grey) or 3 (RGB) channels, the input has \(shape.channels)")
         }
-        let listing = try list(root: root)
+        let listing = try list(root: root, order: order)
         let all = listing.train + listing.test
         let sampleBytes = shape.count
         let results = DecodeResults(count: all.count, sampleBytes: sampleBytes)

@@ -36,6 +36,8 @@ public enum Packed {
         public var divisor: Float
         /// Flag bit 0: the values were already standardised by the reader (UCR with z_normalize).
         public var standardized: Bool
+        /// Flag bit 1: a clip table follows the checksum table (one `ClipWindow` per sample).
+        public var hasClips: Bool
         public var trainCount: Int
         public var testCount: Int
         public var samplesOffset: Int
@@ -46,6 +48,10 @@ public enum Packed {
         public var labelsCRC: UInt32
         public var indexCRC: UInt32
         public var checksumsCRC: UInt32
+        /// CRC-32 of the clip table (0 without one).
+        public var clipsCRC: UInt32
+        /// Where the clip table starts (nil without one).
+        public var clipsOffset: Int? { hasClips ? Packed.align(checksumsOffset + 4 * blocks) : nil }
 
         public var total: Int { trainCount + testCount }
         public var sampleBytes: Int { shape.count * elementType.size }
@@ -56,8 +62,11 @@ public enum Packed {
 
     static func align(_ n: Int) -> Int { (n + regionAlignment - 1) / regionAlignment * regionAlignment }
 
-    /// Region offsets for the given sizes.
-    static func layout(sampleBytes: Int, total: Int, blockSamples: Int)
+    /// Bytes of one clip table entry: first, count (uint32) and centre (float32).
+    static let clipEntryBytes = 12
+
+    /// Region offsets for the given sizes (`clips`: with a clip table after the checksums).
+    static func layout(sampleBytes: Int, total: Int, blockSamples: Int, clips: Bool = false)
         -> (samples: Int, labels: Int, index: Int, checksums: Int, end: Int)
     {
         let samples = headerRegion
@@ -65,7 +74,8 @@ public enum Packed {
         let index = align(labels + 4 * total)
         let checksums = align(index + 8 * total)
         let blocks = (total + blockSamples - 1) / blockSamples
-        return (samples, labels, index, checksums, checksums + 4 * blocks)
+        let end = checksums + 4 * blocks
+        return (samples, labels, index, checksums, clips ? align(end) + clipEntryBytes * total : end)
     }
 
     static func crc(_ p: UnsafeRawPointer, _ n: Int) -> UInt32 {
@@ -101,7 +111,9 @@ public enum Packed {
         let sampleBytes = train.shape.count * type.size
         let total = train.count + test.count
         let blockSamples = max(1, blockBytes / max(1, sampleBytes))
-        let l = layout(sampleBytes: sampleBytes, total: total, blockSamples: blockSamples)
+        // Clip windows (padded or cropped recordings): a set without them is whole samples, centre 0.
+        let hasClips = train.clips != nil || test.clips != nil
+        let l = layout(sampleBytes: sampleBytes, total: total, blockSamples: blockSamples, clips: hasClips)
 
         var nameBytes: [UInt8] = []
         for name in names {
@@ -174,14 +186,28 @@ public enum Packed {
         try labelsLE.withUnsafeBytes { try put($0, at: l.labels) }
         try index.withUnsafeBytes { try put($0, at: l.index) }
         try checksumsLE.withUnsafeBytes { try put($0, at: l.checksums) }
+        var clipsCRC: UInt32 = 0
+        if hasClips {
+            var table: [UInt8] = []
+            table.reserveCapacity(clipEntryBytes * total)
+            for set in sets {
+                let whole = ClipWindow(first: 0, count: Int32(clamping: set.shape.count), centre: 0)
+                for i in 0..<set.count {
+                    let clip = set.clips?[i] ?? whole
+                    table += le32(Int(clip.first)) + le32(Int(clip.count)) + le32(Int(clip.centre.bitPattern))
+                }
+            }
+            clipsCRC = table.withUnsafeBytes { crc($0.baseAddress!, $0.count) }
+            try table.withUnsafeBytes { try put($0, at: align(l.checksums + 4 * checksums.count)) }
+        }
 
         var h: [UInt8] = magic + le32(Int(version)) + le32(headerSize)
         h += [type.rawValue, 0, 0, 0]
         h += le32(train.shape.channels) + le32(train.shape.height) + le32(train.shape.width)
-        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32(standardized ? 1 : 0)
+        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32((standardized ? 1 : 0) | (hasClips ? 2 : 0))
         h += le64(train.count) + le64(test.count)
         h += le64(l.samples) + le64(l.labels) + le64(l.index) + le64(l.checksums) + le64(l.end)
-        h += le32(Int(labelsCRC)) + le32(Int(indexCRC)) + le32(Int(checksumsCRC)) + le32(0)
+        h += le32(Int(labelsCRC)) + le32(Int(indexCRC)) + le32(Int(checksumsCRC)) + le32(Int(clipsCRC))
         precondition(h.count == 120)
         h += nameBytes
         h += le32(Int(h.withUnsafeBytes { crc($0.baseAddress!, $0.count) }))
@@ -240,6 +266,25 @@ public final class PackedFile: @unchecked Sendable {
         try check(h.labelsOffset, 4 * total, h.labelsCRC, "labels")
         try check(h.indexOffset, 8 * total, h.indexCRC, "index")
         try check(h.checksumsOffset, 4 * h.blocks, h.checksumsCRC, "checksum table")
+        var clips: [ClipWindow]? = nil
+        if let offset = h.clipsOffset {
+            try check(offset, Packed.clipEntryBytes * total, h.clipsCRC, "clip table")
+            var table = [ClipWindow]()
+            table.reserveCapacity(total)
+            for i in 0..<total {
+                func u32(_ k: Int) -> UInt32 {
+                    UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + Packed.clipEntryBytes * i + 4 * k, as: UInt32.self))
+                }
+                let first = u32(0), count = u32(1)
+                guard first <= UInt32(Int32.max), count <= UInt32(Int32.max) else {
+                    throw DataError("\(path): clip window \(first)+\(count) of sample \(i) is outside the sample's \(h.shape.count) values")
+                }
+                let clip = ClipWindow(first: Int32(first), count: Int32(count), centre: Float(bitPattern: u32(2)))
+                try clip.validate(elements: h.shape.count, context: "\(path): sample \(i)")
+                table.append(clip)
+            }
+            clips = table
+        }
         var labels = [Int32](repeating: 0, count: total)
         for i in 0..<total {
             let v = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: h.labelsOffset + 4 * i, as: UInt32.self))
@@ -288,7 +333,8 @@ public final class PackedFile: @unchecked Sendable {
                                     count: count, sampleElements: shape.count,
                                     check: checker.map { c in { @Sendable i in c(first + i) } })
             return try Dataset(name: name, shape: shape, classes: h.classes, store: store, conversion: chosen,
-                               labels: Array(labels[first..<(first + count)]), classNames: h.classNames)
+                               labels: Array(labels[first..<(first + count)]), classNames: h.classNames,
+                               clips: clips.map { Array($0[first..<(first + count)]) })
         }
         let stem = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         do {
@@ -354,7 +400,7 @@ public final class PackedFile: @unchecked Sendable {
         let classes = u32(32), blockSamples = u32(36)
         let divisor = Float(bitPattern: UInt32(u32(40)))
         let flags = u32(44)
-        guard flags & ~1 == 0 else { throw DataError("\(path): unknown flags 0x\(String(flags, radix: 16)) (written by a newer ptrain?)") }
+        guard flags & ~3 == 0 else { throw DataError("\(path): unknown flags 0x\(String(flags, radix: 16)) (written by a newer ptrain?)") }
         let trainCount = u64(48), testCount = u64(56)
         guard classes > 0, blockSamples > 0, trainCount > 0, testCount > 0, divisor.isFinite, divisor > 0,
               trainCount < 1 << 40, testCount < 1 << 40 else {
@@ -375,12 +421,13 @@ public final class PackedFile: @unchecked Sendable {
         guard !overflow, regionBytes < 1 << 56 else {
             throw DataError("\(path): impossible header values (\(trainCount + testCount) samples of \(sampleBytes) bytes)")
         }
-        let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples)
+        let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples, clips: flags & 2 != 0)
         let h = Packed.Header(elementType: type, shape: shape, classes: classes, classNames: names, blockSamples: blockSamples,
-                              divisor: divisor, standardized: flags & 1 != 0, trainCount: trainCount, testCount: testCount,
+                              divisor: divisor, standardized: flags & 1 != 0, hasClips: flags & 2 != 0,
+                              trainCount: trainCount, testCount: testCount,
                               samplesOffset: u64(64), labelsOffset: u64(72), indexOffset: u64(80), checksumsOffset: u64(88),
                               fileSize: u64(96), labelsCRC: UInt32(u32(104)), indexCRC: UInt32(u32(108)),
-                              checksumsCRC: UInt32(u32(112)))
+                              checksumsCRC: UInt32(u32(112)), clipsCRC: UInt32(u32(116)))
         guard h.samplesOffset == l.samples, h.labelsOffset == l.labels, h.indexOffset == l.index,
               h.checksumsOffset == l.checksums, h.fileSize == l.end else {
             throw DataError("\(path): header region offsets do not match its counts and shape (corrupted)")
@@ -389,7 +436,7 @@ public final class PackedFile: @unchecked Sendable {
             let samplesPresent = max(0, size - h.samplesOffset) / sampleBytes
             let where_ = samplesPresent < h.total
                 ? "cut inside sample \(samplesPresent) of \(h.total)"
-                : "the labels, index or checksums are cut"
+                : h.hasClips ? "the labels, index, checksums or clip table are cut" : "the labels, index or checksums are cut"
             throw DataError("\(path): truncated: header says \(h.fileSize) bytes, file has \(size) (\(where_))")
         }
         if size > h.fileSize {

@@ -53,6 +53,33 @@ public struct SampleConversion: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Where a recording lies inside its stored sample, and the value it is centred on. A reader that
+/// pads or crops clips to one length (FSDD) keeps the stored values as recorded and records, per
+/// sample, the elements `first ..< first + count` that hold the clip and `centre` (the mean of the
+/// whole recording, before any crop, in divided units). Converting such a sample gives
+/// `stored / divisor - centre` inside the window and 0 outside it (the padding), before the
+/// conversion's mean / std and z-normalisation.
+public struct ClipWindow: Sendable, Equatable {
+    public var first: Int32
+    public var count: Int32
+    public var centre: Float
+
+    public init(first: Int32, count: Int32, centre: Float) {
+        self.first = first
+        self.count = count
+        self.centre = centre
+    }
+
+    /// Checks the window against a sample of `elements` values. Throws a one-line `DataError`
+    /// (prefixed with `context`, e.g. "sample 12").
+    public func validate(elements: Int, context: String) throws {
+        guard first >= 0, count >= 0, Int(first) + Int(count) <= elements else {
+            throw DataError("\(context): clip window \(first)..<\(Int(first) + Int(count)) is outside the sample's \(elements) values")
+        }
+        guard centre.isFinite else { throw DataError("\(context): clip centre \(centre) is not a finite number") }
+    }
+}
+
 /// A `SampleConversion` prepared for one element type and sample shape (lookup tables for bytes), so
 /// that converting a sample allocates nothing. Build once; share between workers (read-only).
 public final class SampleConverter: @unchecked Sendable {
@@ -118,6 +145,40 @@ public final class SampleConverter: @unchecked Sendable {
                         out[i] = affine ? (v - m) / sd : v
                     }
                 }
+            }
+        }
+        if conversion.zNormalize { standardizeChannels(out) }
+    }
+
+    /// Converts one stored sample whose recording lies in `clip` (nil: the whole sample, `convert`):
+    /// stored / divisor - clip.centre inside the window, 0 outside; then mean / std and
+    /// z-normalisation as `convert` does. Allocates nothing.
+    @inline(__always)
+    public func convert(_ source: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, clip: ClipWindow?) {
+        guard let clip else { convert(source, into: out); return }
+        let n = shape.count
+        let first = min(n, Int(clip.first)), end = min(n, first + Int(clip.count))
+        let d = conversion.divisor, centre = clip.centre
+        for i in 0..<first { out[i] = 0 }
+        switch elementType {
+        case .uint8:
+            let bytes = source.assumingMemoryBound(to: UInt8.self)
+            for i in first..<end { out[i] = Float(bytes[i]) / d - centre }
+        case .int16:
+            for i in first..<end {
+                out[i] = Float(Int16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))) / d - centre
+            }
+        case .float32:
+            for i in first..<end {
+                out[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) / d - centre
+            }
+        }
+        for i in end..<n { out[i] = 0 }
+        if affine {
+            let plane = shape.height * shape.width
+            for ch in 0..<shape.channels {
+                let m = channelMean[ch], sd = channelStd[ch]
+                for i in ch * plane..<(ch + 1) * plane { out[i] = (out[i] - m) / sd }
             }
         }
         if conversion.zNormalize { standardizeChannels(out) }

@@ -3,10 +3,10 @@ import PTTensor
 
 /// Reader for RIFF/WAVE files holding 16-bit PCM mono audio.
 public enum WAV {
-    /// Sample rate and samples (each int16 / 32768, so in [-1, 1)) of the WAV file at `path`.
+    /// Sample rate and samples (as stored: signed 16-bit) of the WAV file at `path`.
     /// Chunks other than "fmt " and "data" are skipped; WAVE_FORMAT_EXTENSIBLE with a PCM sub-format is
     /// accepted. Non-PCM, more than one channel, or other than 16 bits per sample are errors.
-    public static func read(path: String) throws -> (sampleRate: Int, samples: [Float]) {
+    public static func read(path: String) throws -> (sampleRate: Int, samples: [Int16]) {
         let file = try FileIO.readAll(path)
         guard file.count >= 12, tag(file, 0) == "RIFF", tag(file, 8) == "WAVE" else {
             throw DataError("\(path): not a WAV file (no RIFF/WAVE header)")
@@ -36,12 +36,11 @@ public enum WAV {
                 }
                 guard size % 2 == 0 else { throw DataError("\(path): data chunk of \(size) bytes is not whole 16-bit samples") }
                 let count = size / 2
-                let samples = [Float](unsafeUninitializedCapacity: count) { out, initialized in
+                let samples = [Int16](unsafeUninitializedCapacity: count) { out, initialized in
                     file.withUnsafeBytes { raw in
                         guard let base = raw.baseAddress, let o = out.baseAddress else { return }
                         for i in 0..<count {
-                            let v = Int16(littleEndian: base.loadUnaligned(fromByteOffset: body + 2 * i, as: Int16.self))
-                            o[i] = Float(v) / 32768
+                            o[i] = Int16(littleEndian: base.loadUnaligned(fromByteOffset: body + 2 * i, as: Int16.self))
                         }
                     }
                     initialized = count
@@ -66,21 +65,23 @@ public enum WAV {
 public enum SpokenDigits {
     /// Loads FSDD from `directory` (the data set folder holding `recordings/`, or `recordings/` itself).
     /// Files whose index is in `testIndices` form the test set (upstream's split: 0..<5), the rest train.
-    /// Each clip: sample / 32768, minus its mean, then centred in `length` samples (zero-padded on both
-    /// sides when shorter, centre-cropped when longer). Shape 1 x 1 x length; label = the digit; files
-    /// in sorted name order.
+    /// Samples stay as recorded (int16, 2 bytes each): each clip is placed in the middle of `length`
+    /// samples (zero-padded on both sides when shorter, centre-cropped when longer), and its
+    /// `ClipWindow` records where it lies and its mean (of sample / 32768 over the whole recording),
+    /// so that the conversion gives sample / 32768 minus the clip's mean inside the clip and 0 in the
+    /// padding. Shape 1 x 1 x length; label = the digit; files in sorted name order.
     public static func load(directory: String, length: Int = 8000, testIndices: Range<Int> = 0..<5) throws
         -> (train: Dataset, test: Dataset)
     {
         guard length > 0 else { throw DataError("SpokenDigits: length must be positive, got \(length)") }
+        guard length <= Int(Int32.max) else { throw DataError("SpokenDigits: length \(length) is too large") }
         try FileIO.requireDirectory(directory)
         let nested = FileIO.join(directory, "recordings")
         let folder = FileIO.isDirectory(nested) ? nested : directory
         let names = try FileIO.list(folder).filter { $0.hasSuffix(".wav") }
         guard !names.isEmpty else { throw DataError("\(folder): no .wav files (expected digit_speaker_index.wav)") }
 
-        var train: [(clip: [Float], label: Int32)] = []
-        var test: [(clip: [Float], label: Int32)] = []
+        var train = Clips(length: length), test = Clips(length: length)
         var rate: Int? = nil
         for name in names {
             let path = FileIO.join(folder, name)
@@ -93,40 +94,55 @@ public enum SpokenDigits {
                 throw DataError("\(path): sample rate \(fileRate) Hz differs from the other files' \(rate) Hz")
             }
             rate = fileRate
-            let clip = fit(samples, length: length)
-            if testIndices.contains(index) { test.append((clip, Int32(digit))) } else { train.append((clip, Int32(digit))) }
+            if testIndices.contains(index) { test.append(samples, label: Int32(digit)) } else { train.append(samples, label: Int32(digit)) }
         }
-        guard !train.isEmpty else { throw DataError("\(folder): empty training set (every index is in \(testIndices))") }
-        guard !test.isEmpty else { throw DataError("\(folder): empty test set (no index in \(testIndices))") }
-        return (pack(train, length: length, name: "fsdd-train"), pack(test, length: length, name: "fsdd-test"))
+        guard train.count > 0 else { throw DataError("\(folder): empty training set (every index is in \(testIndices))") }
+        guard test.count > 0 else { throw DataError("\(folder): empty test set (no index in \(testIndices))") }
+        return (try train.dataset(name: "fsdd-train"), try test.dataset(name: "fsdd-test"))
     }
 
-    /// The clip minus its mean, centred in `length` samples (zero padding or centre crop).
-    static func fit(_ samples: [Float], length: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: length)
-        guard !samples.isEmpty else { return out }
+    /// The mean of a recording in the units the conversion divides into (sample / 32768), summed in
+    /// Double over the whole recording and rounded to Float once.
+    static func mean(_ samples: [Int16]) -> Float {
+        guard !samples.isEmpty else { return 0 }
         var sum = 0.0
-        for s in samples { sum += Double(s) }
-        let mean = Float(sum / Double(samples.count))
-        let n = samples.count
-        if n <= length {
-            let start = (length - n) / 2
-            for i in 0..<n { out[start + i] = samples[i] - mean }
-        } else {
-            let skip = (n - length) / 2
-            for i in 0..<length { out[i] = samples[skip + i] - mean }
-        }
-        return out
+        for s in samples { sum += Double(Float(s) / 32768) }
+        return Float(sum / Double(samples.count))
     }
 
-    static func pack(_ items: [(clip: [Float], label: Int32)], length: Int, name: String) -> Dataset {
-        let images = AlignedBuffer(count: items.count * length)
-        for (i, item) in items.enumerated() {
-            item.clip.withUnsafeBufferPointer { src in
-                if let s = src.baseAddress { (images.pointer + i * length).update(from: s, count: length) }
+    /// Where a recording of `n` samples lies in `length` (centred: padding split evenly, the odd
+    /// sample after it; a longer one cropped evenly), and the first recorded sample kept.
+    static func placement(_ n: Int, length: Int) -> (first: Int, count: Int, skip: Int) {
+        n <= length ? ((length - n) / 2, n, 0) : (0, length, (n - length) / 2)
+    }
+
+    /// Clips gathered as stored: `length` int16 values each (little-endian bytes), window and label.
+    struct Clips {
+        let length: Int
+        var bytes: [UInt8] = []
+        var windows: [ClipWindow] = []
+        var labels: [Int32] = []
+        var count: Int { labels.count }
+
+        init(length: Int) { self.length = length }
+
+        mutating func append(_ samples: [Int16], label: Int32) {
+            let (first, n, skip) = SpokenDigits.placement(samples.count, length: length)
+            var sample = [UInt8](repeating: 0, count: 2 * length)
+            for i in 0..<n {
+                let v = UInt16(bitPattern: samples[skip + i])
+                sample[2 * (first + i)] = UInt8(v & 0xFF)
+                sample[2 * (first + i) + 1] = UInt8(v >> 8)
             }
+            bytes += sample
+            windows.append(ClipWindow(first: Int32(first), count: Int32(n), centre: SpokenDigits.mean(samples)))
+            labels.append(label)
         }
-        return Dataset(name: name, shape: Shape(channels: 1, height: 1, width: length), classes: 10,
-                       images: images, labels: items.map(\.label))
+
+        func dataset(name: String) throws -> Dataset {
+            let store = SampleStore(bytes: bytes, elementType: .int16, count: count, sampleElements: length)
+            return try Dataset(name: name, shape: Shape(channels: 1, height: 1, width: length), classes: 10, store: store,
+                               conversion: .natural(.int16), labels: labels, clips: windows)
+        }
     }
 }

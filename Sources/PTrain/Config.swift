@@ -54,6 +54,9 @@ public struct DataConfig: Sendable, Equatable {
     /// Image folders: scale the shorter side to the model input and centre-crop (else every image
     /// must already have the input's size).
     public var resize: Bool = false
+    /// Image folders: the order samples are stored in (`class`: class by class, ImageFolder's;
+    /// `name`: by file name across the classes), which the seeded epoch shuffle permutes.
+    public var order: ImageFolder.Order = .class
 }
 
 /// The resolved configuration of one training run.
@@ -273,7 +276,7 @@ extension TrainConfig {
         if let name = try top.string("name") { c.name = name }
 
         if let d = try top.section("data") {
-            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize", "resize"])
+            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize", "resize", "order"])
             if let s = try d.string("source") {
                 guard let src = DataConfig.Source(rawValue: s == "mnist" ? "idx" : s) else {
                     throw d.fail("source", "unknown data source '\(s)' (known: xo, idx (or mnist), cifar10, npy, fsdd, ucr, packed, images)")
@@ -289,6 +292,12 @@ extension TrainConfig {
             c.data.length = try d.int("length") ?? c.data.length
             c.data.zNormalize = try d.bool("z_normalize") ?? c.data.zNormalize
             c.data.resize = try d.bool("resize") ?? c.data.resize
+            if let o = try d.string("order") {
+                guard let order = ImageFolder.Order(rawValue: o) else {
+                    throw d.fail("order", "unknown image order '\(o)' (known: class, name)")
+                }
+                c.data.order = order
+            }
         }
 
         if let a = try top.section("augment") {

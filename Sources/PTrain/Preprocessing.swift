@@ -113,7 +113,8 @@ func loadStoredData(_ config: TrainConfig) throws -> (train: Dataset, test: Data
             let file = try PackedFile(path: path)
             return (file.train, file.test, file.header.standardized)
         case .images:
-            sets = try ImageFolder.load(root: path, shape: try imageInputShape(config), resize: config.data.resize)
+            sets = try ImageFolder.load(root: path, shape: try imageInputShape(config), resize: config.data.resize,
+                                        order: config.data.order)
         }
         return (sets.train, sets.test, false)
     }

@@ -12,6 +12,7 @@ extension TrainConfig {
         if let mean = data.mean { lines.append("  mean: \(mean)") }
         if let std = data.std { lines.append("  std: \(std)") }
         if data.resize { lines.append("  resize: true") }
+        if data.order != .class { lines.append("  order: \(data.order.rawValue)") }
         if !augment.isIdentity {
             lines += ["augment:", "  crop: \(augment.crop)", "  flip: \(augment.flip)", "  translate: \(augment.translate)",
                       "  scale: \(augment.scale)", "  shift: \(augment.shift)", "  gain: \(augment.gain)"]

@@ -3,7 +3,8 @@
 // Counts every heap allocation of the process (malloc and friends, all threads; CAllocationCount)
 // over steady-state steps of the production training path: the pool `ptrain` builds
 // (`makeWorkerPool`: pinned workers, the calling thread as worker 0) and `Trainer.step()`, on
-// synthetic data of each config's input shape, after a few warm-up steps (`--warmup`, default 8).
+// synthetic data of each config's input shape (for a config whose source is fsdd: int16 clips with
+// clip windows, as the audio reader stores them), after a few warm-up steps (`--warmup`, default 8).
 // Under mpirun (the MPI build) it uses the MPI communicator as ptrain does, and every rank counts
 // its own allocations. Prints one line per case and exits with status 1 when any step allocated,
 // when a config cannot be loaded, or when the counter does not see allocations it must see (so a
@@ -130,6 +131,24 @@ let residual2D = """
     training: {epochs: 2, batch_size: 32, shards: 4, seed: 3}
     """
 
+/// Audio as the FSDD reader stores it (int16 clips, each with its window and mean), z-normalised
+/// in the gather, with time shift + gain: the data path of `source: fsdd`.
+let audioClips = """
+    name: gate-audio-clips
+    data: {source: fsdd, length: 4000, z_normalize: true}
+    augment: {shift: 100, gain: 0.1}
+    model:
+      input: {channels: 1, length: 4000}
+      layers:
+        - {type: conv1d, features: 8, size: 9, padding: 4}
+        - relu
+        - {type: maxpool1d, window: 16}
+        - flatten
+        - {type: dense, neurons: 10}
+    optimizer: {type: sgd, lr: 0.01, momentum: 0.9}
+    training: {epochs: 1, batch_size: 32, shards: 8, seed: 5}
+    """
+
 /// A residual 1-D graph with time shift + gain augmentation and Adam.
 let residual1D = """
     name: gate-residual-1d
@@ -177,6 +196,7 @@ func defaultCases() throws -> [Case] {
             return c
         }(),
         try file("configs/gunpoint-1d.yaml", threads: 2),
+        try inline(audioClips, name: "(built-in int16 audio clips config)", threads: 2),
         try inline(everyLayer2D, name: "(built-in every-layer 2-D config)", threads: 2),
         try inline(everyLayer1D, name: "(built-in every-layer 1-D config)", threads: 1),
         try file("configs/resnet-mnist.yaml", batch: 32, threads: 2),
@@ -257,8 +277,10 @@ func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicat
     let classes = try Model(input: input, layers: config.layers, maxBatch: 1).classes
     // Enough samples that warm-up and measured steps stay inside the first epoch: the epoch's
     // first step (sample order) and its last (test evaluation, epoch record) are not steady state.
-    let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * (warmup + steps + 1),
-                                seed: config.seed)
+    let count = config.batchSize * (warmup + steps + 1)
+    let data = config.data.source == .fsdd
+        ? try syntheticClips(shape: input, classes: classes, count: count, config: config)
+        : syntheticDataset(shape: input, classes: classes, count: count, seed: config.seed)
     let run = try ProductionRun(config: config, data: data, threads: gateCase.threads, communicator: communicator)
     guard run.stepsPerEpoch > warmup + steps else { throw GateError("\(gateCase.label): the measured steps would reach the end of the epoch") }
     try checkCounter(pool: run.trainer.pool)
@@ -271,6 +293,21 @@ func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicat
     let before = pt_allocation_count(), mpiBefore = pt_allocation_count_excluded()
     for _ in 0..<steps { try run.step() }
     return (pt_allocation_count() - before, warmupAllocations, pt_allocation_count_excluded() - mpiBefore, run.workers)
+}
+
+/// Random int16 samples of `shape`, each with a random `ClipWindow` (as the FSDD reader stores
+/// clips), converted as the config's preprocessing says: the audio sources' gather path.
+func syntheticClips(shape: Shape, classes: Int, count: Int, config: TrainConfig) throws -> Dataset {
+    var rng = Xoshiro256(seed: config.seed, stream: 0xC11B)
+    let bytes = (0..<(2 * count * shape.count)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    let clips = (0..<count).map { _ -> ClipWindow in
+        let n = 1 + rng.nextInt(below: shape.count)
+        return ClipWindow(first: Int32(rng.nextInt(below: shape.count - n + 1)), count: Int32(n), centre: Float(rng.nextNormal()) / 64)
+    }
+    let labels = (0..<count).map { _ in Int32(rng.nextInt(below: classes)) }
+    let store = SampleStore(bytes: bytes, elementType: .int16, count: count, sampleElements: shape.count)
+    return try Dataset(name: "synthetic clips", shape: shape, classes: classes, store: store,
+                       conversion: Preprocessing(config.data).conversion(for: .int16), labels: labels, clips: clips)
 }
 
 /// The MPI library's own buffer management (Open MPI grows its free lists now and then, at its

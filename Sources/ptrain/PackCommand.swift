@@ -15,16 +15,24 @@ struct Pack: ParsableCommand {
             an index and CRC-32 checksums; the file appears only when complete (temporary file, then
             rename). Image folders (source: images) are decoded on the pinned workers to the config's
             model input (channels 1 or 3, height x width; data.resize: true scales and centre-crops).
+            Image order (--order, or data.order in the config): `class` stores each split class by
+            class, as torchvision's ImageFolder lists it; `name` sorts all files of a split by file
+            name across the classes (equal names in class order), so images named by their index in
+            another data set (00000.png, 00001.png, ...) keep that set's order and train alike with
+            the same seed.
 
             Examples:
               ptrain pack --config configs/lenet5-mnist.yaml --data DIR --output mnist.ptpack
               ptrain pack --config images.yaml --data ROOT --output set.ptpack --threads 2 --skip-bad
+              ptrain pack --config images.yaml --data ROOT --output set.ptpack --order name
             """)
 
     @OptionGroup var configOptions: ConfigOptions
     @Option(help: ArgumentHelp("Data folder (overrides data.path).", valueName: "dir")) var data: String?
     @Option(help: ArgumentHelp("The packed file to write.", valueName: "file")) var output: String
     @Option(help: "Worker threads for decoding images (default: the allowed cores).") var threads: Int?
+    @Option(help: ArgumentHelp("Image folders: sample order, class or name (overrides data.order; default class).",
+                               valueName: "order")) var order: String?
     @Flag(help: "Leave out images that cannot be decoded and report how many (default: the first one is an error).")
     var skipBad = false
     @Flag(help: "Only errors and the final line.") var quiet = false
@@ -37,6 +45,15 @@ struct Pack: ParsableCommand {
         reportingErrors {
             var config = try configOptions.load()
             if let data { config.data.path = data; if config.data.source == .xo { config.data.source = .idx } }
+            if let order {
+                guard let chosen = ImageFolder.Order(rawValue: order) else {
+                    throw ConfigError("--order: unknown image order '\(order)' (known: class, name)")
+                }
+                guard config.data.source == .images else {
+                    throw ConfigError("--order: only image folders (data.source: images) have an order to choose; the source is \(config.data.source.rawValue)")
+                }
+                config.data.order = chosen
+            }
             guard config.data.source != .packed else {
                 throw ConfigError("data.source: already packed; pack reads idx, cifar10, npy, fsdd, ucr, images or xo")
             }
@@ -53,7 +70,8 @@ struct Pack: ParsableCommand {
                 workers = pool.workerCount
                 let progress = ProgressPrinter(quiet: quiet)
                 var report = ImageFolder.Report()
-                (train, test) = try ImageFolder.load(root: path, shape: input, resize: config.data.resize, skipBad: skipBad,
+                (train, test) = try ImageFolder.load(root: path, shape: input, resize: config.data.resize, order: config.data.order,
+                                                     skipBad: skipBad,
                                                      parallelFor: poolParallelFor(pool),
                                                      progress: { done, total in progress.update(done, total, "images decoded") },
                                                      report: &report)

@@ -10,7 +10,7 @@ final class WAVTests: XCTestCase {
         try write(wavBytes(samples: [0, 16384, -32768, 32767], rate: 16000), to: dir + "/a.wav")
         let (rate, samples) = try WAV.read(path: dir + "/a.wav")
         XCTAssertEqual(rate, 16000)
-        XCTAssertEqual(samples, [0, 0.5, -1, Float(32767) / 32768])
+        XCTAssertEqual(samples, [0, 16384, -32768, 32767])  // as stored
     }
 
     func testErrorsNameTheFile() throws {
@@ -50,6 +50,16 @@ final class WAVTests: XCTestCase {
         XCTAssertEqual(test.images.array, [0, -200 / s, -200 / s, 600 / s, -200 / s, 0].map { $0 }, accuracy: 1e-7)
         // 0..900 step 100, mean 450, crop drops 2 from each end.
         XCTAssertEqual(Array(train.images.array[6..<12]), [-250, -150, -50, 50, 150, 250].map { $0 / s }, accuracy: 1e-7)
+        // Held as recorded: int16, 2 bytes a sample, with each clip's window and mean.
+        XCTAssertEqual(test.store.elementType, .int16)
+        XCTAssertEqual(test.store.sampleBytes, 12)
+        XCTAssertEqual(test.store.storedBytes(0), bytesOf([Int16(0), 100, 100, 900, 100, 0]))
+        XCTAssertEqual(test.clips, [ClipWindow(first: 1, count: 4, centre: 300 / s)])
+        XCTAssertEqual(train.store.storedBytes(1), bytesOf([Int16(200), 300, 400, 500, 600, 700]))
+        XCTAssertEqual(train.clips?[1], ClipWindow(first: 0, count: 6, centre: 450 / s))
+        // The values are exactly what centring the float clip gives: x / 32768 - mean, padding 0.
+        let mean = Float((100.0 + 100 + 900 + 100) / 4 / 32768)
+        XCTAssertEqual(test.values(0), [0] + [100, 100, 900, 100].map { Float($0) / s - mean } + [0])
 
         try write(wavBytes(samples: [1, 2], channels: 2), to: rec + "/2_amy_9.wav")
         assertDataError([rec + "/2_amy_9.wav", "2 channels"]) { try SpokenDigits.load(directory: dir) }

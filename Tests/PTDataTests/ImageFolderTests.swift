@@ -80,6 +80,34 @@ final class ImageFolderTests: XCTestCase {
         XCTAssertEqual(train.values(1)[0], Float(a.pixels[0]) / 255)
     }
 
+    func testOrderClassOrName() throws {
+        // Files named by an index, spread over the classes; one name in two classes.
+        let root = try makeTempFolder(self)
+        var files: [String: [UInt8]] = [:]
+        let layout: [(String, String, Int)] = [("b", "003.png", 1), ("a", "001.png", 2), ("b", "000.png", 3), ("a", "002.png", 4),
+                                               ("c", "001.png", 5), ("a", "010.png", 6)]
+        for (cls, name, seed) in layout {
+            files["train/\(cls)/\(name)"] = try ImageCodec.encodePNG(pattern(width: 2, height: 2, channels: 1, seed: seed))
+        }
+        files["test/c/5.png"] = try ImageCodec.encodePNG(pattern(width: 2, height: 2, channels: 1, seed: 9))
+        try makeTree(root, files: files)
+        let shape = Shape(channels: 1, height: 2, width: 2)
+        func seeds(_ set: Dataset) -> [UInt8] { (0..<set.count).map { set.store.storedBytes($0)[0] } }
+        func seedsOf(_ order: [Int]) -> [UInt8] { order.map { pattern(width: 2, height: 2, channels: 1, seed: $0).pixels[0] } }
+
+        // class: ImageFolder's order, class by class, names sorted within each class.
+        let byClass = try ImageFolder.load(root: root, shape: shape, resize: false).train
+        XCTAssertEqual(byClass.labels, [0, 0, 0, 1, 1, 2])
+        XCTAssertEqual(seeds(byClass), seedsOf([2, 4, 6, 3, 1, 5]))
+        XCTAssertEqual(try ImageFolder.list(root: root).train.map { ($0.path as NSString).lastPathComponent },
+                       ["001.png", "002.png", "010.png", "000.png", "003.png", "001.png"])
+        // name: all files by name across the classes; 001.png of a (label 0) before 001.png of c (label 2).
+        let byName = try ImageFolder.load(root: root, shape: shape, resize: false, order: .name).train
+        XCTAssertEqual(byName.labels, [1, 0, 2, 0, 1, 0])
+        XCTAssertEqual(seeds(byName), seedsOf([3, 2, 5, 4, 1, 6]))
+        XCTAssertEqual(ImageFolder.Order.allCases.map(\.rawValue), ["class", "name"])
+    }
+
     func testResizeAndCentreCrop() throws {
         // A 8x4 grey image whose left half is 0 and right half 200, to 2x2: the shorter side (4) is
         // scaled to 2, the width to 4, then the middle 2 columns are kept: one of each half.

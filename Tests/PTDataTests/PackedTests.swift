@@ -83,7 +83,15 @@ final class PackedTests: XCTestCase {
         try write(wavBytes(samples: [100, 100, 900, 100]), to: rec + "/3_bob_0.wav")
         try write(wavBytes(samples: (0..<10).map { Int16($0 * 100) }), to: rec + "/7_bob_12.wav")
         try write(wavBytes(samples: [5, -5]), to: rec + "/1_amy_6.wav")
-        try roundTrip(try SpokenDigits.load(directory: dir, length: 6), dir, name: "fsdd")
+        let fsdd = try SpokenDigits.load(directory: dir, length: 6)
+        let packed = try roundTrip(fsdd, dir, name: "fsdd")
+        // Audio stays int16 (2 bytes a sample) and the clip table brings back each clip's window and mean.
+        XCTAssertEqual(packed.header.elementType, .int16)
+        XCTAssertTrue(packed.header.hasClips)
+        XCTAssertEqual(packed.train.store.sampleBytes, 12)
+        XCTAssertEqual(packed.train.clips, fsdd.train.clips)
+        XCTAssertEqual(packed.test.clips, fsdd.test.clips)
+        XCTAssertEqual(packed.test.values(0), fsdd.test.values(0))
 
         let ucr = dir + "/ucr"
         try FileManager.default.createDirectory(atPath: ucr, withIntermediateDirectories: true)
@@ -165,6 +173,58 @@ final class PackedTests: XCTestCase {
         assertDataError([path, "not a packed data file"]) { try PackedFile(path: path) }
         try restore()
         XCTAssertNoThrow(try PackedFile(path: path))
+    }
+
+    /// CRC-32 (IEEE, as zlib's crc32), bit by bit: the test's own, to re-seal edited regions.
+    func crc32(_ bytes: some Collection<UInt8>) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            c ^= UInt32(byte)
+            for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
+        }
+        return ~c
+    }
+
+    func testClipTableDamageIsAnErrorNamingTheFile() throws {
+        let dir = try makeTempFolder(self)
+        let rec = dir + "/recordings"
+        try FileManager.default.createDirectory(atPath: rec, withIntermediateDirectories: true)
+        try write(wavBytes(samples: [100, 100, 900, 100]), to: rec + "/3_bob_0.wav")
+        try write(wavBytes(samples: (0..<10).map { Int16($0 * 100) }), to: rec + "/7_bob_12.wav")
+        let sets = try SpokenDigits.load(directory: dir, length: 6)
+        let path = dir + "/clips.ptpack"
+        try Packed.write(train: sets.train, test: sets.test, divisor: 32768, to: path)
+        let h = try PackedFile(path: path).header
+        let table = try XCTUnwrap(h.clipsOffset)
+        XCTAssertEqual(h.fileSize, table + 12 * 2)
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+
+        // A flipped bit in the table: its checksum.
+        var bytes = original
+        bytes[table + 13] ^= 4
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        assertDataError([path, "clip table checksum mismatch"]) { try PackedFile(path: path) }
+
+        // A window past the sample's end, with every checksum made to match: the window is checked.
+        func reseal(_ edit: (inout [UInt8]) -> Void) throws {
+            var b = original
+            edit(&b)
+            let crc = crc32(b[table..<(table + 24)])
+            for k in 0..<4 { b[116 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+            let headerSize = Int(b[12]) | Int(b[13]) << 8
+            let headerCRC = crc32(b[0..<(headerSize - 4)])
+            for k in 0..<4 { b[headerSize - 4 + k] = UInt8(truncatingIfNeeded: headerCRC >> (8 * UInt32(k))) }
+            try Data(b).write(to: URL(fileURLWithPath: path))
+        }
+        try reseal { $0[table] = 1 }  // sample 0 (the cropped clip): first 0 -> 1, count 6: 1..<7 of 6 values
+        assertDataError([path, "sample 0", "clip window 1..<7 is outside the sample's 6 values"]) { try PackedFile(path: path) }
+        try reseal { $0[table + 12 + 11] = 0x7F; $0[table + 12 + 10] = 0xC0 }  // sample 1's centre: NaN
+        assertDataError([path, "sample 1", "clip centre nan is not a finite number"]) { try PackedFile(path: path) }
+        try reseal { _ in }
+        XCTAssertEqual(try PackedFile(path: path).train.values(0), sets.train.values(0))
+        // A flag bit this reader does not know (as flag bit 1 is to an older one): refused, not ignored.
+        try reseal { $0[44] |= 4 }
+        assertDataError([path, "unknown flags 0x6"]) { try PackedFile(path: path) }
     }
 
     func testTruncatedFiles() throws {

@@ -469,6 +469,7 @@ final class BadInputTests: XCTestCase {
             ("  size: 16 ", "  size: 4 ", ["data.size", "8...64"]),
             ("  train: 200", "  train: 0", ["data.train", "at least 1"]),
             ("source: xo", "source: tape", ["data.source", "unknown data source 'tape'"]),
+            ("source: xo", "source: xo\n  order: random", ["data.order", "unknown image order 'random' (known: class, name)"]),
             ("features: 8, size: 3", "features: 0, size: 3", ["model.layers[1].features", "must be in 1..."]),
             ("features: 8, size: 3", "features: -8, size: 3", ["model.layers[1].features", "must be in 1..."]),
             ("features: 8, size: 3", "features: 8, size: 0", ["model.layers[1].size", "must be in 1..."]),

@@ -24,6 +24,7 @@ final class ConfigTests: XCTestCase {
         config.learningRate = 0.125
         config.data.path = "some dir/with 'quotes'"
         config.nesterov = true
+        config.data.order = .name
         let again = try TrainConfig.parse(yaml: config.yaml, file: "resolved")
         XCTAssertEqual(again, config)
         let lenet = try TrainConfig.load(path: TestSupport.repositoryRoot.appendingPathComponent("configs/lenet5-mnist.yaml").path)

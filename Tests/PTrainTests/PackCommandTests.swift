@@ -137,6 +137,65 @@ final class PackCommandTests: XCTestCase {
     func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }
     func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
+    /// Image folders in name order hold the IDX files' samples in the IDX order: MNIST (a subset of
+    /// the real files when ../shared/data/mnist is there, else generated IDX files) written as
+    /// train/<digit>/<index>.png packs to the IDX files' packed file byte for byte, and trains to
+    /// the IDX run's weights bit for bit with the same seed. Class order would not.
+    func testImageFoldersInNameOrderMatchTheIDXFiles() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let idx = dir.appendingPathComponent("idx"), png = dir.appendingPathComponent("png")
+        let shared = TestSupport.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
+        if !(try TestSupport.writeMNISTSubset(from: shared, to: idx, train: 240, test: 60)) {
+            try FileManager.default.createDirectory(at: idx, withIntermediateDirectories: true)
+            try TestSupport.writeTinyMNIST(idx, train: 240, test: 60)
+        }
+        try TestSupport.writeIDXAsPNGFolders(idx, root: png)
+        let config = dir.appendingPathComponent("tiny.yaml"), images = dir.appendingPathComponent("tiny-images.yaml")
+        let packedConfig = dir.appendingPathComponent("tiny-packed.yaml")
+        try Data(tinyConfig.utf8).write(to: config)
+        try Data(tinyConfig.replacingOccurrences(of: "source: idx", with: "source: images, order: name").utf8).write(to: images)
+        try Data(tinyConfig.replacingOccurrences(of: "source: idx", with: "source: packed").utf8).write(to: packedConfig)
+        let fromIDX = dir.appendingPathComponent("idx.ptpack").path
+        let byName = dir.appendingPathComponent("name.ptpack").path, byClass = dir.appendingPathComponent("class.ptpack").path
+        for (cfg, data, out, extra) in [(config.path, idx.path, fromIDX, [String]()), (images.path, png.path, byClass, ["--order", "class"]),
+                                        (images.path, png.path, byName, [])] {
+            let pack = try TestSupport.ptrain(["pack", "--config", cfg, "--data", data, "--output", out, "--quiet", "--threads", "2"] + extra)
+            XCTAssertEqual(pack.status, 0, pack.stderr)
+        }
+        // Same samples and labels in the same order (and so the same file); class order differs.
+        let a = try PackedFile(path: fromIDX), b = try PackedFile(path: byName), c = try PackedFile(path: byClass)
+        for (x, y) in [(a.train, b.train), (a.test, b.test)] {
+            XCTAssertEqual(x.labels, y.labels)
+            for i in 0..<x.count where x.store.storedBytes(i) != y.store.storedBytes(i) {
+                XCTFail("sample \(i) of \(x.name) differs")
+                break
+            }
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: fromIDX)), try Data(contentsOf: URL(fileURLWithPath: byName)))
+        XCTAssertNotEqual(a.train.labels, c.train.labels)
+        XCTAssertEqual(a.train.labels.sorted(), c.train.labels)
+
+        // Training: the IDX files, the name-ordered packed file and the folders themselves (order: name).
+        for (cfg, data, out) in [(config.path, idx.path, "run-idx"), (packedConfig.path, byName, "run-packed"), (images.path, png.path, "run-png")] {
+            let run = try TestSupport.ptrain(["train", "--config", cfg, "--data", data, "--threads", "2", "--quiet", "--epochs", "1",
+                                              "--output", dir.appendingPathComponent(out).path])
+            XCTAssertEqual(run.status, 0, run.stderr)
+        }
+        let weights = try ["run-idx", "run-packed", "run-png"].map { try Data(contentsOf: dir.appendingPathComponent("\($0)/model.safetensors")) }
+        XCTAssertEqual(weights[0], weights[1], "the name-ordered packed file must train to the IDX run's weights")
+        XCTAssertEqual(weights[0], weights[2], "the image folders in name order must train to the IDX run's weights")
+
+        // A bad order: one line naming the flag or the key; an order for a source without one.
+        try expectOneLineFailure(["pack", "--config", images.path, "--data", png.path, "--output", byName, "--order", "random"],
+                                 ["--order", "unknown image order 'random'", "class, name"])
+        try expectOneLineFailure(["pack", "--config", config.path, "--data", idx.path, "--output", fromIDX, "--order", "name"],
+                                 ["--order", "only image folders", "idx"])
+        let bad = dir.appendingPathComponent("bad-order.yaml")
+        try Data(tinyConfig.replacingOccurrences(of: "source: idx", with: "source: images, order: shuffled").utf8).write(to: bad)
+        try expectOneLineFailure(["pack", "--config", bad.path, "--data", png.path, "--output", byName],
+                                 [bad.path, "data.order", "unknown image order 'shuffled' (known: class, name)"])
+    }
+
     func testImageFoldersPackAndFailCleanly() throws {
         let dir = TestSupport.temporaryDirectory()
         let root = dir.appendingPathComponent("img").path

@@ -1,6 +1,7 @@
 // Helpers for the trainer and command-line tests: the repository root, temporary folders, running
-// the built `ptrain` binary, and writing small IDX files.
+// the built `ptrain` binary, writing small IDX files and MNIST as PNG folders.
 import Foundation
+import PTData
 import PTrain
 import XCTest
 
@@ -92,6 +93,41 @@ enum TestSupport {
         try writeIDX(dir.appendingPathComponent("train-labels-idx1-ubyte"), dims: [trainLabels.count], body: trainLabels)
         try writeIDX(dir.appendingPathComponent("t10k-images-idx3-ubyte"), dims: [test, 28, 28], body: images(test))
         try writeIDX(dir.appendingPathComponent("t10k-labels-idx1-ubyte"), dims: [test], body: labels(test))
+    }
+
+    /// The first `train` and `test` images of the MNIST IDX files in `source` (the four files; raw)
+    /// written as IDX files into `idx`. Returns false when `source` lacks them.
+    static func writeMNISTSubset(from source: String, to idx: URL, train: Int, test: Int) throws -> Bool {
+        let names = [("train-images.idx3-ubyte", "train-labels.idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train),
+                     ("t10k-images.idx3-ubyte", "t10k-labels.idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test)]
+        for (images, labels, _, _, _) in names where !FileManager.default.fileExists(atPath: source + "/" + images)
+            || !FileManager.default.fileExists(atPath: source + "/" + labels) { return false }
+        try FileManager.default.createDirectory(at: idx, withIntermediateDirectories: true)
+        for (images, labels, imagesOut, labelsOut, n) in names {
+            let i = try IDX.load(path: source + "/" + images), l = try IDX.load(path: source + "/" + labels)
+            let size = i.dims[1] * i.dims[2]
+            try writeIDX(idx.appendingPathComponent(imagesOut), dims: [n, i.dims[1], i.dims[2]], body: Array(i.bytes.prefix(n * size)))
+            try writeIDX(idx.appendingPathComponent(labelsOut), dims: [n], body: Array(l.bytes.prefix(n)))
+        }
+        return true
+    }
+
+    /// The MNIST IDX files in `idx` (train-/t10k- images and labels) as image folders, as
+    /// scripts/mnist-to-png.py writes the whole set: root/{train,test}/<label>/<index>.png, the index
+    /// in the IDX file zero-padded to 5 digits, 8-bit grey PNG.
+    static func writeIDXAsPNGFolders(_ idx: URL, root: URL) throws {
+        for (split, prefix) in [("train", "train"), ("test", "t10k")] {
+            let images = try IDX.load(path: idx.appendingPathComponent("\(prefix)-images-idx3-ubyte").path)
+            let labels = try IDX.load(path: idx.appendingPathComponent("\(prefix)-labels-idx1-ubyte").path).bytes
+            let (rows, cols) = (images.dims[1], images.dims[2])
+            for (i, label) in labels.enumerated() {
+                let folder = root.appendingPathComponent("\(split)/\(label)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let pixels = Array(images.bytes[(i * rows * cols)..<((i + 1) * rows * cols)])
+                let png = try ImageCodec.encodePNG(DecodedImage(width: cols, height: rows, channels: 1, pixels: pixels))
+                try Data(png).write(to: folder.appendingPathComponent(String(format: "%05d.png", i)))
+            }
+        }
     }
 
     /// A small X/O job (the default config with fewer samples and epochs) written into `dir`;
