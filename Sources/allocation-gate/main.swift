@@ -197,9 +197,12 @@ func defaultCases() throws -> [Case] {
         }(),
         try file("configs/gunpoint-1d.yaml", threads: 2),
         try inline(audioClips, name: "(built-in int16 audio clips config)", threads: 2),
+        try file("configs/fsdd-1d.yaml", threads: 1),
+        try file("configs/resnet-fsdd-1d.yaml", threads: 2),
         try inline(everyLayer2D, name: "(built-in every-layer 2-D config)", threads: 2),
         try inline(everyLayer1D, name: "(built-in every-layer 1-D config)", threads: 1),
         try file("configs/resnet-mnist.yaml", batch: 32, threads: 2),
+        try file("configs/resnet20-cifar.yaml", batch: 32, threads: 2),
         try inline(residual2D, name: "(built-in residual 2-D config, crop + flip)", threads: 2),
         try inline(residual1D, name: "(built-in residual 1-D config, shift + gain)", threads: 1),
     ]
