@@ -16,6 +16,8 @@ public final class MPIPointToPoint: PointToPoint {
     var piecesPerSlot = 1
     var requests: UnsafeMutablePointer<MPI_Request?> = .allocate(capacity: 1)
     var requestCount = 0
+    /// MPI_TAG_UB of the duplicate communicator.
+    public let tagUpperBound: Int
 
     /// A transport among the ranks of `communicator` (collective: every rank creates it, in the same order).
     public init(_ communicator: MPICommunicator) {
@@ -25,6 +27,7 @@ public final class MPIPointToPoint: PointToPoint {
         var duplicate: MPI_Comm? = nil
         MPI_Comm_dup(communicator.world, &duplicate)
         comm = duplicate
+        tagUpperBound = Int(pt_mpi_tag_upper_bound(duplicate))
     }
 
     deinit {

@@ -19,6 +19,12 @@ public protocol PointToPoint: AnyObject {
     func test(_ slots: Range<Int>) -> Bool
     /// Blocks until every request in `slots` has completed.
     func wait(_ slots: Range<Int>)
+    /// The largest message tag the transport accepts (MPI guarantees at least 32767).
+    var tagUpperBound: Int { get }
+}
+
+extension PointToPoint {
+    public var tagUpperBound: Int { Int(Int32.max) }
 }
 
 /// One rank's side of the sharded exchange for a fixed layout. Per bucket b, in this order:
@@ -60,6 +66,11 @@ public final class ShardedExchange {
             for q in 0..<ranks { largest = max(largest, layout.piece(b, rank: q).count) }
         }
         transport.reserve(slots: 4 * ranks * layout.bucketCount, largest: largest)
+        // Bucket b's messages carry the tags 2b and 2b + 1 (ExchangeLayout.maximumBuckets keeps them
+        // under the 32767 every MPI accepts). Consecutive steps reuse them safely: MPI matches
+        // messages of one source, tag and communicator in the order they were sent.
+        precondition(2 * layout.bucketCount - 1 <= transport.tagUpperBound,
+                     "ShardedExchange: \(layout.bucketCount) buckets need tags up to \(2 * layout.bucketCount - 1); the transport allows \(transport.tagUpperBound)")
     }
 
     deinit {
@@ -92,6 +103,9 @@ public final class ShardedExchange {
 
     /// Whether the other ranks' partial sums of our piece of bucket b have arrived.
     public func reduceArrived(_ b: Int) -> Bool { transport.test(slots(b, 0)) }
+
+    /// Whether our partial sums of bucket b have been sent (their buffer may then change).
+    public func reduceSent(_ b: Int) -> Bool { transport.test(slots(b, 1)) }
 
     /// gradients[owned[b]] = the pairwise tree over the ranks' partial sums of our piece of bucket
     /// b, rank order (ours is read from `partial`, which it overwrites).
