@@ -1,6 +1,10 @@
-// Point-to-point transfers over MPI (package trait MPI) for the sharded exchange: MPI_Isend /
+// Point-to-point transfers over MPI (package trait MPI) for the sharded exchange: MPI_Issend /
 // MPI_Irecv on a duplicate of MPI_COMM_WORLD (so its tags never meet the collectives'), completed
-// with MPI_Testall / MPI_Waitall over slot ranges. MPI counts are C ints: a transfer larger than
+// with MPI_Testall / MPI_Waitall over slot ranges. Sends are synchronous: one completes only once
+// the receiver has matched it, so the exchange's few sends in flight bound the data queued ahead
+// on the link (socket buffers, shaper, switch), whatever the library's eager limit (a buffered
+// send of up to 64 KiB completes at once, and the queues ahead of a late urgent bucket then grew
+// to megabytes; measured in docs/BENCHMARKS.md). MPI counts are C ints: a transfer larger than
 // the communicator's `maximumCount` goes as several messages of at most that many floats, each
 // with its own request (messages with the same source, tag and communicator arrive in order).
 #if MPI
@@ -46,7 +50,7 @@ public final class MPIPointToPoint: PointToPoint {
 
     public func startSend(_ values: UnsafePointer<Float>, count: Int, to: Int, tag: Int32, slot: Int) {
         forEachPiece(count: count, slot: slot) { start, n, request in
-            MPI_Isend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, request)
+            MPI_Issend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, request)
         }
     }
 

@@ -256,8 +256,8 @@ public final class OverlappedExchange: @unchecked Sendable {
         var remaining = buckets
         var started: UInt64 = 0
         var pause = timespec(tv_sec: 0, tv_nsec: pollNanoseconds)
-        while remaining > 0 {
-            var moved = false
+        while remaining > 0 || exchange.sendsQueued {
+            var moved = exchange.progress()
             for b in 0..<buckets {
                 switch phase[b] {
                 case 0:

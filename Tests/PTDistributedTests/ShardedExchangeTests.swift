@@ -92,12 +92,13 @@ final class ShardedExchangeTests: XCTestCase {
     final class Box<T>: @unchecked Sendable { var value: T; init(_ v: T) { value = v } }
 
     /// Every rank ends with the same weights, equal bit for bit to the fixed tree over the ranks'
-    /// partial sums followed by the update; each rank sends what the layout says.
+    /// partial sums followed by the update; each rank sends what the layout says, in messages of at
+    /// most the segment size (whole pieces, or segments of 7 floats with one or three in flight).
     func testReduceScatterAndAllGatherEqualTheSerialTree() {
         let s = starts([80, 0, 1168, 0, 0, 4000, 0, 66])
         let p = s.last!
         for ranks in [2, 3, 4, 5, 8] {
-            for bucketFloats in [100, 1 << 20] {
+            for (bucketFloats, segment, inFlight) in [(100, 1 << 16, 2), (1 << 20, 1 << 16, 2), (100, 7, 1), (1 << 20, 7, 3)] {
                 let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: bucketFloats)
                 var rng = SystemRandomNumberGenerator()
                 let partials = (0..<ranks).map { _ in (0..<p).map { _ in Float.random(in: -1...1, using: &rng) } }
@@ -109,7 +110,7 @@ final class ShardedExchangeTests: XCTestCase {
                 let lock = NSLock()
                 onRanks(ranks) { r in
                     let transport = group.endpoint(r)
-                    let exchange = ShardedExchange(layout: layout, transport: transport)
+                    let exchange = ShardedExchange(layout: layout, transport: transport, segmentFloats: segment, sendsInFlight: inFlight)
                     let partial = UnsafeMutablePointer<Float>.allocate(capacity: p)
                     let gradients = UnsafeMutablePointer<Float>.allocate(capacity: p)
                     let weights = UnsafeMutablePointer<Float>.allocate(capacity: p)
@@ -120,7 +121,7 @@ final class ShardedExchangeTests: XCTestCase {
                     let order = r % 2 == 0 ? Array(0..<layout.bucketCount) : Array((0..<layout.bucketCount).reversed())
                     for b in order { exchange.startReduce(b, partial: partial) }
                     for b in order {
-                        while !exchange.reduceArrived(b) { usleep(20) }
+                        while !exchange.reduceArrived(b) { exchange.progress(); usleep(20) }
                         exchange.combine(b, partial: partial, into: gradients)
                         for i in exchange.owned[b] { weights[i] -= 0.5 * gradients[i] }
                         exchange.startGather(b, values: weights)
@@ -132,6 +133,9 @@ final class ShardedExchangeTests: XCTestCase {
                     lock.unlock()
                     XCTAssertEqual(exchange.floatsSent, transport.floatsPosted)
                     XCTAssertEqual(exchange.floatsSent, layout.floatsSent(rank: r))
+                    XCTAssertEqual(exchange.messagesSent, layout.messagesSent(rank: r, segmentFloats: segment))
+                    XCTAssertEqual(transport.largestPosted, min(segment, layout.buckets.map { ($0.count + ranks - 1) / ranks }.max()!),
+                                   "no message above the segment size")
                 }
                 for r in 0..<ranks {
                     XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r) of \(ranks)")
@@ -178,7 +182,7 @@ final class ShardedExchangeTests: XCTestCase {
                 let weights = UnsafeMutablePointer<Float>.allocate(capacity: p)
                 defer { shardBuffers.forEach { $0.deallocate() }; gradients.deallocate(); weights.deallocate() }
                 weights.initialize(from: start, count: p)
-                let exchange = ShardedExchange(layout: layout, transport: group.endpoint(r))
+                let exchange = ShardedExchange(layout: layout, transport: group.endpoint(r), segmentFloats: 5000)
                 let overlapped = OverlappedExchange(exchange: exchange, localShards: localShards, workers: 2, partial: shardBuffers[0],
                                                     gradients: gradients, weights: weights, overlapsForward: overlapsForward) { b in
                     for i in exchange.owned[b] { weights[i] -= 0.25 * gradients[i] }
