@@ -7,18 +7,29 @@
 
 runs.jsonl holds lines written by Benchmarks/shaped-links.sh (cifar-small). The model:
 
-  compute C: forward + backward of a rank's shards (measured, or FLOPs / rate).
+  compute C: forward + backward of a rank's shards (measured, or FLOPs / rate); a layer's forward
+      time is taken proportional to its multiply-adds, its backward to twice that.
   sharded exchange (reduce_scatter), per bucket b of n_b floats, in backward order:
       ready_b  = when the last local shard has finished backward through the bucket's layers
-      x_b      = 2 * ((R-1)/R * 4 n_b * beta + (R-1) * alpha)     (reduce-scatter + all-gather)
-      start_b  = max(ready_b, end_{b-1});  end_b = start_b + x_b  (one link, buckets in order)
-      exposed  = end_last - end of backward
-      bytes sent per rank 2 (R-1)/R 4P, messages 2 K (R-1)
+      units    = reduce-scatter of b (from ready_b), all-gather of b (when its reduce-scatter is
+                 done), each (R-1)/R 4 n_b beta of link time in segments of at most 64 KiB to one
+                 peer, alpha per segment
+      the link serves one segment at a time; the segment chosen next (the most urgent unit
+      available then: the highest bucket, its reduce-scatter before its all-gather) waits behind
+      2 more: a synchronous send completes once the receiver has matched it, so when one of the 2
+      sends in flight completes and the next is posted, the rest of the matched one and the other
+      one are still ahead
+      arrive_b = end of b's all-gather
+      overlap_forward (default): the next step's forward of bucket b's layers (first layers, the
+      last bucket, first) starts at max(end of the layers before, arrive_b); exposed = the waits;
+      without it: exposed = arrive_last - end of backward
+      the model runs steps until the step time settles
+      bytes sent per rank 2 (R-1)/R 4P; messages 2 (R-1) sum_b ceil(4 n_b / (R 64 KiB))
   all-gather of partials (allgather), after backward:
       exposed  = (R-1) * (4P * beta + alpha) + R P adds (reduce) + optimizer
       bytes sent per rank (R-1) 4P, messages R-1 (ring)
-  both: + 4 small collectives per step (loss and accuracy totals, stop agreement, non-finite
-      agreement), 2 log2(R) alpha each.
+  both (--predict): + 4 small collectives per step (loss and accuracy totals, stop agreement,
+      non-finite agreement), 2 log2(R) alpha each (`ptrain bench` runs none).
   beta = 1 / bandwidth of a rank's link; on a shaped loopback all R ranks share one medium, so
   beta = R / rate there.
 
@@ -29,9 +40,14 @@ per link model and exchange, the exchange time x at each rate is fitted as x = a
 predicts the overlapped runs from their measured compute alone.
 """
 import argparse
+import collections
 import json
 import math
+import statistics
 import sys
+
+SEGMENT_BYTES = 65536        # ShardedExchange.defaultSegmentFloats * 4
+SENDS_IN_FLIGHT = 2          # ShardedExchange.defaultSendsInFlight
 
 # Layers as (kind, parameters, forward multiply-adds per sample), forward order.
 
@@ -74,33 +90,105 @@ MODELS = {"cifar-small": cifar_small, "resnet20": resnet20, "resnet18-cifar (11M
 
 
 def buckets(layers, bucket_floats):
-    """(floats, backward multiply-adds up to and including the bucket's lowest layer), backward order."""
-    result, floats, done = [], 0, 0
-    for i, (_, params, macs) in enumerate(reversed(layers)):
+    """(floats, forward multiply-adds of the bucket's layers) per bucket, backward order (bucket 0
+    holds the last layers), closed at a layer boundary once it holds bucket_floats."""
+    result, floats, macs = [], 0, 0
+    for i, (_, params, m) in enumerate(reversed(layers)):
         floats += params
-        done += 2 * macs
+        macs += m
         if floats >= bucket_floats or i == len(layers) - 1:
-            result.append((floats, done))
-            floats = 0
-    if result and result[-1][0] == 0 and len(result) > 1:
-        result.pop()
-        result[-1] = (result[-1][0], done)
+            result.append((floats, macs))
+            floats, macs = 0, 0
+    if len(result) > 1 and result[-1][0] == 0:
+        floats, macs = result.pop()
+        result[-1] = (result[-1][0], result[-1][1] + macs)
     return result
 
 
-def sharded_exposed(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1):
-    """Exposed exchange (s) after the last backward: compute (s) is the rank's forward + backward of
-    `rounds` shards per worker; only the last round's backward overlaps."""
+def link_schedule(units, seg_time, alpha, in_flight=SENDS_IN_FLIGHT + 1):
+    """Serves units on one link, segment by segment. units: dicts with prio (higher first), avail
+    (None: after `after` is done), after (index or None), work (s of link time), segments.
+    Returns each unit's end time. `in_flight` segments are committed at a time (the one being
+    served and the ones queued behind it)."""
+    n = len(units)
+    left = [u["work"] + u["segments"] * alpha for u in units]
+    per_segment = [(u["work"] / max(1, u["segments"])) + alpha for u in units]
+    avail = [u["avail"] for u in units]
+    done = [None] * n
+    committed = collections.deque()   # (unit, seconds)
+    uncommitted = list(left)
+    t = min(a for a in avail if a is not None)
+    while any(d is None for d in done):
+        while len(committed) < in_flight:
+            ready = [i for i in range(n) if uncommitted[i] > 1e-15 and avail[i] is not None and avail[i] <= t]
+            if not ready:
+                break
+            i = max(ready, key=lambda k: units[k]["prio"])
+            d = min(per_segment[i], uncommitted[i])
+            uncommitted[i] -= d
+            committed.append((i, d))
+        if not committed:
+            t = min(a for i, a in enumerate(avail) if a is not None and done[i] is None and uncommitted[i] > 1e-15)
+            continue
+        i, d = committed.popleft()
+        t += d
+        left[i] -= d
+        if left[i] <= 1e-12 and done[i] is None and uncommitted[i] <= 1e-15:
+            done[i] = t
+            for k in range(n):
+                if units[k]["after"] == i:
+                    avail[k] = t
+    return done
+
+
+def sharded_run(layers, ranks, compute, beta, alpha, bucket_floats=262144, rounds=1, overlap_forward=True,
+                collectives=0.0, steps=8):
+    """Steady-state (step seconds, exposed seconds) of the sharded exchange: compute (s) is the
+    rank's forward + backward of `rounds` shards per worker; only the last round's backward
+    overlaps the exchange, only the first round's forward waits for it."""
     total = sum(m for _, _, m in layers)
-    per_mac = compute / rounds / (3 * total)          # seconds per multiply-add of one shard round
-    backward_end = compute
-    backward_start = compute - 2 * total * per_mac
-    link = 0.0
-    for floats, done in buckets(layers, bucket_floats):
-        ready = backward_start + done * per_mac
-        x = 2 * ((ranks - 1) / ranks * 4 * floats * beta + (ranks - 1) * alpha)
-        link = max(ready, link) + x
-    return max(0.0, link - backward_end)
+    per_mac = compute / rounds / (3 * total)          # seconds per forward multiply-add of one shard round
+    bl = buckets(layers, bucket_floats)
+    k = len(bl)
+    forward = [m * per_mac for _, m in bl]
+    backward = [2 * m * per_mac for _, m in bl]
+    seg_floats = SEGMENT_BYTES // 4
+    arrive = [-math.inf] * k
+    t, history = 0.0, []
+    for _ in range(steps):
+        start, exposed = t, 0.0
+        for b in reversed(range(k)):                  # forward: the first layers (last bucket) first
+            if overlap_forward and arrive[b] > t:
+                exposed += arrive[b] - t
+                t = arrive[b]
+            t += forward[b]
+        t += (rounds - 1) * (sum(forward) + sum(backward))
+        units = []
+        for b in range(k):
+            t += backward[b]
+            floats = bl[b][0]
+            piece = math.ceil(floats / ranks)
+            segments = (ranks - 1) * math.ceil(piece / seg_floats)
+            work = (ranks - 1) / ranks * 4 * floats * beta
+            units.append({"prio": 2 * b + 1, "avail": t, "after": None, "work": work, "segments": segments})
+            units.append({"prio": 2 * b, "avail": None, "after": 2 * b, "work": work, "segments": segments})
+        end_backward = t
+        ends = link_schedule(units, SEGMENT_BYTES * beta, alpha)
+        arrive = [ends[2 * b + 1] for b in range(k)]
+        if not overlap_forward:
+            wait = max(0.0, max(arrive) - end_backward)
+            exposed += wait
+            t += wait
+        t += collectives
+        history.append((t - start, exposed))
+    step = statistics.mean(h[0] for h in history[steps // 2:])
+    exposed = statistics.mean(h[1] for h in history[steps // 2:])
+    return step, exposed
+
+
+def messages_per_step(layers, ranks, bucket_floats=262144):
+    seg_floats = SEGMENT_BYTES // 4
+    return sum(2 * (ranks - 1) * math.ceil(math.ceil(f / ranks) / seg_floats) for f, _ in buckets(layers, bucket_floats))
 
 
 def small_collectives(ranks, alpha):
@@ -129,45 +217,68 @@ def check(path, alpha, calibration):
     if fits:
         print("calibration (x = a + b / rate in Gbit/s):", ", ".join(f"{k[0]} {k[1]}: a {a * 1e3:.2f} ms, b {b * 1e3:.1f} ms"
                                                                    for k, (a, b) in sorted(fits.items())))
-    bucket_count = len(buckets(layers, 262144))
-    print("links     Gbit/s  exchange        compute  measured step  predicted step  error   measured exposed  predicted exposed")
+    groups = {}
     for line in open(path):
         run = json.loads(line)
-        ranks, rate = run["processes"], run["rate_gbit"] * 1e9 / 8
-        beta = (ranks if run["links"] == "loopback" else 1) / rate
-        compute = (run["compute_ms"] + run["data_ms"]) / 1e3
-        fit = fits.get((run["links"], run["exchange"]))
-        if run["exchange"] == "reduce_scatter":
-            a, b = fit if fit else (None, None)
-            run_alpha = a / (2 * bucket_count * (ranks - 1)) if fit else alpha
-            run_beta = b / run["rate_gbit"] / (2 * (ranks - 1) / ranks * 4 * params) if fit else beta
-            exposed = sharded_exposed(layers, ranks, compute, run_beta, run_alpha)
-            measured_exposed = run["exposed_ms"]
-        else:
-            link = fit[0] + fit[1] / run["rate_gbit"] if fit else (ranks - 1) * (4 * params * beta + alpha)
-            exposed = link + (run["reduce_ms"] + run["optimizer_ms"]) / 1e3
-            measured_exposed = run["communicate_ms"] + run["reduce_ms"] + run["optimizer_ms"]
-        step = compute + exposed
-        error = (step * 1e3 - run["step_ms"]) / run["step_ms"]
-        print(f"{run['links']:9} {run['rate_gbit']:6}  {run['exchange']:14} {compute * 1e3:8.1f}  {run['step_ms']:13.1f}"
-              f"  {step * 1e3:14.1f}  {error * 100:+5.1f}%  {measured_exposed:16.1f}  {exposed * 1e3:17.1f}")
+        overlap = run["exchange"] == "reduce_scatter" and run.get("overlap_forward", False)
+        groups.setdefault((run["links"], run["rate_gbit"], run["exchange"], overlap), []).append(run)
+    print("| links | Gbit/s | exchange | overlap into forward | compute ms | step ms, measured / predicted (medians) | error of each run | exposed ms, measured / predicted | exposed / whole exchange, measured |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    worst, within, count = 0.0, 0, 0
+    for (links, rate_gbit, exchange, overlap), runs in sorted(groups.items()):
+        predicted, errors, exposed_p, ratio = [], [], [], []
+        for run in runs:
+            ranks, rate = run["processes"], rate_gbit * 1e9 / 8
+            beta = (ranks if links == "loopback" else 1) / rate
+            compute = (run["compute_ms"] + run["data_ms"]) / 1e3
+            fit = fits.get((links, exchange))
+            if exchange == "reduce_scatter":
+                a, b = fit if fit else (None, None)
+                run_alpha = a / messages_per_step(layers, ranks) if fit else alpha
+                run_beta = b / rate_gbit / (2 * (ranks - 1) / ranks * 4 * params) if fit else beta
+                step, exposed = sharded_run(layers, ranks, compute, run_beta, run_alpha, overlap_forward=overlap)
+                measured_exposed = run["exposed_ms"]
+                ratio.append(run["exposed_ms"] / max(1e-9, run["exchange_ms"]))
+            else:
+                link = fit[0] + fit[1] / rate_gbit if fit else (ranks - 1) * (4 * params * beta + alpha)
+                exposed = link + (run["reduce_ms"] + run["optimizer_ms"]) / 1e3
+                step = compute + exposed
+                measured_exposed = run["communicate_ms"] + run["reduce_ms"] + run["optimizer_ms"]
+            predicted.append((step, exposed, measured_exposed))
+            error = (step * 1e3 - run["step_ms"]) / run["step_ms"]
+            errors.append(error)
+            worst = max(worst, abs(error))
+            within += abs(error) <= 0.2
+            count += 1
+        med = statistics.median
+        compute_ms = med(r["compute_ms"] + r["data_ms"] for r in runs)
+        ratio_text = f"{med(ratio) * 100:.0f}% ({', '.join(f'{x * 100:.0f}' for x in ratio)})" if ratio else "-"
+        print(f"| {links} | {rate_gbit} | {exchange} | {'yes' if overlap else 'no'} | {compute_ms:.1f} | "
+              f"{med(r['step_ms'] for r in runs):.1f} / {med(p[0] for p in predicted) * 1e3:.1f} | "
+              f"{', '.join(f'{e * 100:+.1f}%' for e in errors)} | {med(p[2] for p in predicted):.1f} / {med(p[1] for p in predicted) * 1e3:.1f} | {ratio_text} |")
+    print(f"\n{within} of {count} step predictions within 20% (worst {worst * 100:.1f}%)")
 
 
 def predict(core_gflops, cores, batch, gbit, alpha, memory_bandwidth, bucket_floats):
     beta = 8 / (gbit * 1e9)
     print(f"per node: batch {batch}, {cores} cores at {core_gflops} GFLOP/s each; links {gbit} Gbit/s, alpha {alpha * 1e6:.0f} us;"
           f" buckets of {bucket_floats // 256} KiB")
-    print("model                  params  compute ms  nodes  bytes/rank MB (allgather / sharded)  exposed ms (allgather / sharded)  efficiency (allgather / sharded)")
+    print("| model | params | compute ms | nodes | bytes sent per rank, MB (all-gather / sharded) | messages per rank (sharded) | exposed ms (all-gather / sharded, backward only / sharded, into forward) | efficiency (all-gather / backward only / into forward) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, build in MODELS.items():
         layers = build()
         params = sum(p for _, p, _ in layers)
         macs = sum(m for _, _, m in layers)
         compute = batch * 6 * macs / (cores * core_gflops * 1e9)
         for nodes in [16, 64, 256]:
+            small = small_collectives(nodes, alpha)
             ag = allgather_exposed(params, nodes, beta, alpha, memory_bandwidth)
-            sh = sharded_exposed(layers, nodes, compute, beta, alpha, bucket_floats) + small_collectives(nodes, alpha)
-            print(f"{name:21} {params / 1e6:6.2f}M  {compute * 1e3:10.2f}  {nodes:5}  {(nodes - 1) * 4 * params / 1e6:12.1f} / {2 * (nodes - 1) / nodes * 4 * params / 1e6:6.2f}"
-                  f"  {ag * 1e3:21.2f} / {sh * 1e3:7.2f}  {compute / (compute + ag) * 100:21.1f}% / {compute / (compute + sh) * 100:5.1f}%")
+            _, off = sharded_run(layers, nodes, compute, beta, alpha, bucket_floats, overlap_forward=False)
+            _, on = sharded_run(layers, nodes, compute, beta, alpha, bucket_floats, overlap_forward=True)
+            off, on = off + small, on + small
+            eff = [compute / (compute + x) * 100 for x in (ag, off, on)]
+            print(f"| {name} | {params / 1e6:.2f} M | {compute * 1e3:.2f} | {nodes} | {(nodes - 1) * 4 * params / 1e6:.1f} / {2 * (nodes - 1) / nodes * 4 * params / 1e6:.2f}"
+                  f" | {messages_per_step(layers, nodes, bucket_floats)} | {ag * 1e3:.2f} / {off * 1e3:.2f} / {on * 1e3:.2f} | {eff[0]:.1f}% / {eff[1]:.1f}% / {eff[2]:.1f}% |")
 
 
 if __name__ == "__main__":

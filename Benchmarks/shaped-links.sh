@@ -6,8 +6,9 @@
 #   --links star      each rank runs in a namespace of its own, joined by a veth pair to a bridge
 #                     in a hub namespace (where mpirun runs): a switch with one full-duplex link
 #                     per rank, both directions shaped (the rank's veth and the hub's side).
-# Prints one JSON line per (rate, exchange) from `ptrain bench train`, with "links", "rate_gbit"
-# and "exchange" added.
+# Prints one JSON line per (rate, exchange, overlap) from `ptrain bench train`, with "links",
+# "rate_gbit" and "exchange" added. --overlap "on off" runs the reduce-scatter exchange with and
+# without distributed.overlap_forward (default: on only).
 #
 # Needs root (ip netns, tc), iproute2 and Open MPI; ptrain built with the trait MPI:
 #   swift build -c release --traits MPI --scratch-path .build-mpi
@@ -28,10 +29,11 @@ shards=""
 rates="1 10 25"
 exchanges="allgather reduce_scatter"
 bucket_kb=""
+overlaps=on
 links=loopback
 extra=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --links loopback|star --binary --config --ranks --threads --batch-size --shards --rates --exchanges --bucket-kb [-- extra bench args]"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --links loopback|star --binary --config --ranks --threads --batch-size --shards --rates --exchanges --bucket-kb --overlap [-- extra bench args]"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --binary) binary=$2; shift 2 ;;
@@ -43,6 +45,7 @@ while [[ $# -gt 0 ]]; do
         --rates) rates=$2; shift 2 ;;
         --exchanges) exchanges=$2; shift 2 ;;
         --bucket-kb) bucket_kb=$2; shift 2 ;;
+        --overlap) overlaps=$2; shift 2 ;;
         --links) links=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
@@ -51,6 +54,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ $links == loopback || $links == star ]] || { echo "shaped-links.sh: --links must be loopback or star" >&2; exit 2; }
+for o in $overlaps; do
+    [[ $o == on || $o == off ]] || { echo "shaped-links.sh: --overlap takes on and/or off, got $o" >&2; exit 2; }
+done
 (( ranks >= 2 && ranks <= 200 )) || { echo "shaped-links.sh: --ranks must be in 2...200" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "shaped-links.sh: needs root (ip netns, tc)" >&2; exit 2; }
 for tool in ip tc mpirun; do
@@ -116,17 +122,22 @@ for rate in $rates; do
         shape "$ns" lo "$rate"
     fi
     for exchange in $exchanges; do
-        cfg="$work/$exchange.yaml"
-        {
-            if [[ -n $shards ]]; then sed "s/^\(  shards:\).*/\1 $shards/" "$config"; else cat "$config"; fi
-            echo "distributed:"
-            echo "  exchange: $exchange"
-            [[ -n $bucket_kb ]] && echo "  bucket_kb: $bucket_kb"
-        } > "$cfg"
-        line=$(ip netns exec "$ns" mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$ranks" \
-                   --mca btl tcp,self "${mpi_net[@]}" ${launcher[@]+"${launcher[@]}"} \
-                   "$(realpath "$binary")" bench train --config "$cfg" --batch-size "$batch" --threads "$threads" --format json \
-                   ${extra[@]+"${extra[@]}"} | grep '^{' | head -1)
-        echo "{\"links\":\"$links\",\"rate_gbit\":$rate,\"exchange\":\"$exchange\",${line#\{}"
+        variants=$overlaps
+        [[ $exchange == reduce_scatter ]] || variants=on   # (the all-gather has nothing to overlap)
+        for overlap in $variants; do
+            cfg="$work/$exchange-$overlap.yaml"
+            {
+                if [[ -n $shards ]]; then sed "s/^\(  shards:\).*/\1 $shards/" "$config"; else cat "$config"; fi
+                echo "distributed:"
+                echo "  exchange: $exchange"
+                [[ -n $bucket_kb ]] && echo "  bucket_kb: $bucket_kb"
+                [[ $overlap == off ]] && echo "  overlap_forward: false"
+            } > "$cfg"
+            line=$(ip netns exec "$ns" mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$ranks" \
+                       --mca btl tcp,self "${mpi_net[@]}" ${launcher[@]+"${launcher[@]}"} \
+                       "$(realpath "$binary")" bench train --config "$cfg" --batch-size "$batch" --threads "$threads" --format json \
+                       ${extra[@]+"${extra[@]}"} | grep '^{' | head -1)
+            echo "{\"links\":\"$links\",\"rate_gbit\":$rate,\"exchange\":\"$exchange\",${line#\{}"
+        done
     done
 done

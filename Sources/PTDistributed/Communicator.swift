@@ -17,6 +17,13 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Ends every rank of the job with `code` after printing `message` (one line) on standard error.
     func abort(_ message: String, code: Int32) -> Never
+    /// Whether these collectives may run on one thread while another thread drives a
+    /// `PointToPoint` transport made from this communicator (MPI: MPI_THREAD_MULTIPLE granted).
+    var allowsCollectivesDuringExchange: Bool { get }
+}
+
+extension Communicator {
+    public var allowsCollectivesDuringExchange: Bool { true }
 }
 
 /// The single-process communicator: rank 0 of 1; collectives are no-ops.

@@ -83,13 +83,14 @@ public struct ExchangeLayout: Sendable, Equatable {
         }
     }
 
-    /// Messages rank `q` sends in one step (empty pieces send nothing).
-    public func messagesSent(rank q: Int) -> Int {
+    /// Messages rank `q` sends in one step, in segments of at most `segmentFloats` floats (empty
+    /// pieces send nothing).
+    public func messagesSent(rank q: Int, segmentFloats: Int) -> Int {
         var count = 0
         for b in 0..<bucketCount {
             for p in 0..<ranks where p != q {
-                if !piece(b, rank: p).isEmpty { count += 1 }
-                if !piece(b, rank: q).isEmpty { count += 1 }
+                count += (piece(b, rank: p).count + segmentFloats - 1) / segmentFloats
+                count += (piece(b, rank: q).count + segmentFloats - 1) / segmentFloats
             }
         }
         return count

@@ -1,5 +1,9 @@
-// The MPI communicator (package trait MPI): MPI_Init_thread(SERIALIZED) — collectives are called
-// by one thread at a time (the main thread, or worker 0 while the main thread waits).
+// The MPI communicator (package trait MPI): MPI_Init_thread asks for MPI_THREAD_MULTIPLE, because
+// the sharded exchange's thread may still be all-gathering a step's weights (on its own duplicate
+// communicator) while the main thread runs the small collectives after the step. With only
+// MPI_THREAD_SERIALIZED the trainer drains the exchange at the end of every step instead (MPI calls
+// then never overlap: the main thread, worker 0 while the main thread waits, or the exchange
+// thread while the main thread waits for the step); less than that fails at start-up.
 #if MPI
 import CMPI
 #if canImport(Glibc)
@@ -14,6 +18,9 @@ public final class MPICommunicator: Communicator {
     /// transfers are split into pieces of at most this many elements. The environment variable
     /// PTRAIN_MPI_MAX_COUNT lowers it (tests drive the split path with small models that way).
     public let maximumCount: Int
+    /// Whether the library granted MPI_THREAD_MULTIPLE.
+    public let threadMultiple: Bool
+    public var allowsCollectivesDuringExchange: Bool { threadMultiple }
 
     public init() {
         let limit = Int(Int32.max)
@@ -21,13 +28,14 @@ public final class MPICommunicator: Communicator {
         var provided: Int32 = 0
         var argc: Int32 = 0
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = nil
-        MPI_Init_thread(&argc, &argv, pt_mpi_thread_serialized(), &provided)
+        MPI_Init_thread(&argc, &argv, pt_mpi_thread_multiple(), &provided)
         world = pt_mpi_comm_world()
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(world, &r)
         MPI_Comm_size(world, &s)
         rank = Int(r)
         size = Int(s)
+        threadMultiple = provided >= pt_mpi_thread_multiple()
         if provided < pt_mpi_thread_serialized() {
             abort("rank \(rank): the MPI library does not support MPI_THREAD_SERIALIZED", code: 1)
         }

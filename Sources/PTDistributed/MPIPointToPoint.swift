@@ -1,6 +1,10 @@
-// Point-to-point transfers over MPI (package trait MPI) for the sharded exchange: MPI_Isend /
+// Point-to-point transfers over MPI (package trait MPI) for the sharded exchange: MPI_Issend /
 // MPI_Irecv on a duplicate of MPI_COMM_WORLD (so its tags never meet the collectives'), completed
-// with MPI_Testall / MPI_Waitall over slot ranges. MPI counts are C ints: a transfer larger than
+// with MPI_Testall / MPI_Waitall over slot ranges. Sends are synchronous: one completes only once
+// the receiver has matched it, so the exchange's few sends in flight bound the data queued ahead
+// on the link (socket buffers, shaper, switch), whatever the library's eager limit (a buffered
+// send of up to 64 KiB completes at once, and the queues ahead of a late urgent bucket then grew
+// to megabytes; measured in docs/BENCHMARKS.md). MPI counts are C ints: a transfer larger than
 // the communicator's `maximumCount` goes as several messages of at most that many floats, each
 // with its own request (messages with the same source, tag and communicator arrive in order).
 #if MPI
@@ -16,6 +20,8 @@ public final class MPIPointToPoint: PointToPoint {
     var piecesPerSlot = 1
     var requests: UnsafeMutablePointer<MPI_Request?> = .allocate(capacity: 1)
     var requestCount = 0
+    /// MPI_TAG_UB of the duplicate communicator.
+    public let tagUpperBound: Int
 
     /// A transport among the ranks of `communicator` (collective: every rank creates it, in the same order).
     public init(_ communicator: MPICommunicator) {
@@ -25,6 +31,7 @@ public final class MPIPointToPoint: PointToPoint {
         var duplicate: MPI_Comm? = nil
         MPI_Comm_dup(communicator.world, &duplicate)
         comm = duplicate
+        tagUpperBound = Int(pt_mpi_tag_upper_bound(duplicate))
     }
 
     deinit {
@@ -43,7 +50,7 @@ public final class MPIPointToPoint: PointToPoint {
 
     public func startSend(_ values: UnsafePointer<Float>, count: Int, to: Int, tag: Int32, slot: Int) {
         forEachPiece(count: count, slot: slot) { start, n, request in
-            MPI_Isend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, request)
+            MPI_Issend(values + start, Int32(n), pt_mpi_float(), Int32(to), tag, comm, request)
         }
     }
 

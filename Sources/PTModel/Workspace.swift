@@ -126,9 +126,16 @@ public final class Workspace: @unchecked Sendable {
 
     /// Runs every layer forward over `batch` samples already in `input`.
     public func forward(batch: Int, parameters: UnsafeMutablePointer<Float>) {
+        forward(batch: batch, parameters: parameters, layers: 0..<model.layers.count)
+    }
+
+    /// Forward through the layers `layers` only, first first (the layers before must already have
+    /// run): lets a caller act between groups of layers. Consecutive ranges from layer 0 up give
+    /// the same bits as one full `forward`.
+    public func forward(batch: Int, parameters: UnsafeMutablePointer<Float>, layers: Range<Int>) {
         precondition(batch <= model.maxBatch)
-        for (i, layer) in model.layers.enumerated() {
-            layer.forward(call(i, batch: batch, parameters: parameters, gradients: parameters))
+        for i in layers {
+            model.layers[i].forward(call(i, batch: batch, parameters: parameters, gradients: parameters))
         }
     }
 

@@ -12,23 +12,29 @@ import PTModel
 /// For each training step (`Trainer.step`):
 ///   1. `exchangeGradients` (`distributed.exchange: allgather`): worker 0, inside the step,
 ///      between two pool barriers (the partial gradient sums of the ranks' shard blocks);
-///      or with the sharded exchange, on its exchange thread during backward, on its own
+///      or with the sharded exchange, on its exchange thread from backward on, on its own
 ///      transport: per bucket in backward order the reduce-scatter of the partial sums to the
-///      piece owners and, after the owner's update, the all-gather of the weights (worker 0 waits
-///      for the last bucket before the step ends);
+///      piece owners and, after the owner's update, the all-gather of the weights. With
+///      `distributed.overlap_forward` (the default) it runs on into the next step's forward (each
+///      bucket's layers wait for that bucket), so it runs beside the main thread's calls 2-5:
+///      that needs MPI_THREAD_MULTIPLE (`Communicator.allowsCollectivesDuringExchange`; without
+///      it worker 0 waits for the last bucket before the step ends);
 ///   2. `gatherShardStatistics`: the main thread after the step, only for models with batch
 ///      normalisation (each shard's batch statistics, folded in shard order);
 ///   3. `gatherShardTotals`: the main thread (per-shard loss, then per-shard number correct);
-///   3a. with the sharded exchange, `agreeOnNonFinite`: the lowest parameter index over the ranks
-///      whose reduced gradient was not finite (each rank sees only its pieces);
-///   4. after the last step of an epoch, for each evaluation chunk of the test set: `gatherShardTotals`.
+///   3a. with the sharded exchange, `agreeOnNonFinite` for the previous step (whose exchange the
+///      forward has waited for): the lowest parameter index over the ranks whose reduced gradient
+///      was not finite (each rank sees only its pieces); for the last step at the next drain;
+///   4. after the last step of an epoch, the drain (`Trainer.drainExchange`: the exchange thread
+///      finishes, then 3a for that step), and for each evaluation chunk of the test set:
+///      `gatherShardTotals`.
 /// Then, in `TrainingSession.run`, after every step:
 ///   5. `agreeOnStop`: the largest stop signal seen by any rank (0: none), so all ranks stop at
 ///      the same step;
-///   6. when a checkpoint is due or the ranks stop: with the sharded exchange first
-///      `gatherOptimizerState` (every rank's pieces of the optimizer state, all-gathered on the
-///      exchange's transport), then `checkpointWritten`, a barrier that rank 0 joins after writing
-///      the checkpoint.
+///   6. when a checkpoint is due or the ranks stop: with the sharded exchange first the drain (as
+///      in 4) and `gatherOptimizerState` (every rank's pieces of the optimizer state, all-gathered
+///      on the exchange's transport), then `checkpointWritten`, a barrier that rank 0 joins after
+///      writing the checkpoint.
 /// The training benchmark (`benchTrain`) uses `agreeOnMaximum` between steps (end of warm-up,
 /// steps per window), decided by rank 0's clock.
 ///

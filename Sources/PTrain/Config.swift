@@ -102,6 +102,9 @@ public struct TrainConfig: Sendable, Equatable {
     public var exchange: ExchangeKind = .reduceScatter
     /// Gradient bucket size of the reduce-scatter exchange in KiB (0: one bucket, no overlap).
     public var bucketKB: Int = 1024
+    /// Reduce-scatter exchange: let a step's all-gather of the weights run on into the next step's
+    /// forward, each bucket's layers waiting only for that bucket (false: the step waits for all).
+    public var overlapForward = true
 
     public init() {}
 
@@ -371,7 +374,7 @@ extension TrainConfig {
             }
         }
         if let d = try top.section("distributed") {
-            try d.checkKnown(["exchange", "bucket_kb"])
+            try d.checkKnown(["exchange", "bucket_kb", "overlap_forward"])
             if let e = try d.string("exchange") {
                 guard let kind = ExchangeKind(rawValue: e) else {
                     throw d.fail("exchange", "unknown exchange '\(e)' (known: \(ExchangeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -379,6 +382,7 @@ extension TrainConfig {
                 c.exchange = kind
             }
             c.bucketKB = try d.int("bucket_kb") ?? c.bucketKB
+            c.overlapForward = try d.bool("overlap_forward") ?? c.overlapForward
         }
         try c.validate(file: file)
         return c

@@ -64,7 +64,7 @@ extension TrainConfig {
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
         lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
-        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)"]
+        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)", "  overlap_forward: \(overlapForward)"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -165,14 +165,15 @@ final class StepJob: ParallelJob {
     /// are done. The only way a step reaches the workers.
     func run(_ step: Step, on pool: WorkerPool) {
         self.step = step
-        if step.mode == .train { sharded?.beginStep(step) }
+        // The sharded exchange: a training step may begin while the previous one's exchange runs
+        // (its forward waits per bucket); an evaluation reads every weight, so it drains first.
+        if step.mode == .train { sharded?.beginStep(step) } else { sharded?.drain() }
         pool.run(self)
     }
 
-    /// After a training step: the name of the first layer whose reduced gradient holds a NaN or
-    /// infinity, or nil when all are finite.
+    /// After a training step without the sharded exchange (see `Trainer.step` for it): the name of
+    /// the first layer whose reduced gradient holds a NaN or infinity, or nil when all are finite.
     func firstNonFiniteLayer() -> String? {
-        if let sharded { return sharded.firstNonFiniteLayer() }
         guard (0..<workers).contains(where: { nonFinite[$0 * 16] != 0 }) else { return nil }
         for layer in model.layers {
             for t in layer.parameters {
@@ -250,9 +251,10 @@ final class StepJob: ParallelJob {
         let n = range.count
         let train = step.mode == .train
         let shardGrad = shardGradients[s - firstShard]
-        if train { shardGrad.update(repeating: 0, count: parameterCount) }
+        // (The sharded step zeroes the gradient bucket by bucket in backward.)
+        if train && sharded == nil { shardGrad.update(repeating: 0, count: parameterCount) }
         guard n > 0 else {
-            if train { sharded?.skip(worker: worker) }
+            if train { sharded?.skip(gradients: shardGrad, worker: worker) }
             shardLoss[s] = 0
             shardCorrect[s] = 0
             return
@@ -272,7 +274,11 @@ final class StepJob: ParallelJob {
         ws.shardStats = train && statsPerShard > 0 ? shardStats + s * statsPerShard : nil
         var mix = SplitMix64(seed: step.noiseBase ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
         ws.noiseSeed = mix.next()
-        ws.forward(batch: n, parameters: parameters)
+        if train, let sharded {
+            sharded.forward(ws, batch: n, worker: worker)
+        } else {
+            ws.forward(batch: n, parameters: parameters)
+        }
         let result = ws.loss(batch: n, gradScale: 1 / Float(step.batch), computeGradient: train)
         shardLoss[s] = result.loss
         shardCorrect[s] = result.correct

@@ -29,11 +29,14 @@ public struct TrainBenchResult: Codable, Sendable {
     public var processes: Int = 1
     /// The sharded exchange (several processes, `distributed.exchange: reduce_scatter`): bytes this
     /// rank sent per step (counted), the whole exchange per step (first bucket started to last
-    /// weights arrived) and its exposed part (after the last backward), and the bucket count.
+    /// weights arrived) and its exposed part (the time the workers waited for it: in the next
+    /// step's forward, or at the end of the step without `overlap_forward`, and in drains), the
+    /// bucket count, and whether the exchange ran on into the next step's forward.
     public var bytes_per_rank: Double = 0
     public var exchange_ms: Double = 0
     public var exposed_ms: Double = 0
     public var buckets: Int = 0
+    public var overlap_forward = false
     /// Trainable parameters of the model.
     public var parameters: Int = 0
 
@@ -119,6 +122,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
         result.exchange_ms = Double(exchange.exchangeNanoseconds) / totalSteps / 1e6
         result.exposed_ms = Double(exchange.exposedNanoseconds) / totalSteps / 1e6
         result.buckets = exchange.buckets
+        result.overlap_forward = exchange.overlapsForward
     }
     return result
 }
@@ -145,8 +149,9 @@ public func formatTrainBench(_ results: [TrainBenchResult]) -> String {
     }
     lines.append("(per-step times in ms, means over workers; compute excludes data gathering; mpi: the cross-process exchange)")
     for r in results where r.buckets > 0 {
-        lines.append(String(format: "exchange (%d procs x %d threads): reduce-scatter + all-gather in %d buckets, %.0f bytes sent per rank per step, %.3f ms per step, %.3f ms exposed after the last backward",
-                            r.processes, r.threads, r.buckets, r.bytes_per_rank, r.exchange_ms, r.exposed_ms))
+        lines.append(String(format: "exchange (%d procs x %d threads): reduce-scatter + all-gather in %d buckets, %.0f bytes sent per rank per step, %.3f ms per step, %.3f ms exposed",
+                            r.processes, r.threads, r.buckets, r.bytes_per_rank, r.exchange_ms, r.exposed_ms)
+                     + (r.overlap_forward ? " (workers waiting for it in the next forward)" : " (workers waiting for it after the last backward)"))
     }
     return lines.joined(separator: "\n")
 }

@@ -105,6 +105,9 @@ public final class Trainer {
     var benchCursor = 0
     /// End of the previous step (monotonic ns), for the epoch's wall time; nil before the first.
     var lastMark: UInt64?
+    /// Sharded exchange: the last training step whose reduced gradients the ranks have not yet
+    /// checked for non-finite values (its exchange may still run), with its position and loss.
+    var unchecked: (epoch: Int, stepInEpoch: Int, globalStep: Int, loss: Double, generation: UInt32)?
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
     /// `ConfigError` with one line naming the layer or key.
@@ -162,7 +165,13 @@ public final class Trainer {
                       allGatherPartials: exchange == nil,
                       augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed)
         if let exchange {
-            job.sharded = ShardedStep(job: job, exchange: exchange)
+            // The exchange may run on into the next forward only while the main thread's
+            // collectives may run beside it (MPI_THREAD_MULTIPLE); otherwise each step drains it.
+            let concurrent = communicator.allowsCollectivesDuringExchange
+            if config.overlapForward && !concurrent && communicator.rank == 0 {
+                FileHandle.standardError.write(Data("ptrain: warning: distributed.overlap_forward: the MPI library does not provide MPI_THREAD_MULTIPLE; each step waits for its whole exchange\n".utf8))
+            }
+            job.sharded = ShardedStep(job: job, exchange: exchange, overlapsForward: config.overlapForward && concurrent)
             job.sharded?.start()
         }
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
@@ -173,6 +182,9 @@ public final class Trainer {
     }
 
     deinit {
+        // The last step's exchange still calls into the step job (the owner's update): finish it
+        // while the job is alive.
+        job.sharded?.drain()
         order.deallocate()
         evalOrder.deallocate()
     }
@@ -226,8 +238,20 @@ public final class Trainer {
         job.updateRunningStatistics(batch: step.batch)
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
         let totals = job.totals()
-        if let layer = job.firstNonFiniteLayer() ?? (totals.loss.isFinite ? nil : "the loss") {
-            throw TrainingError(message: "training stopped: a non-finite value (NaN or infinity) appeared in \(layer) at epoch \(epoch + 1), step \(progress.stepInEpoch + 1) (global step \(progress.globalStep + 1)); the loss was \(totals.loss); try a smaller learning rate")
+        if let sharded = job.sharded {
+            // The previous step's exchange is complete (this step's forward waited for all of it):
+            // the ranks agree on its gradients now, and on this step's at the next step or drain.
+            if let previous = unchecked {
+                unchecked = nil
+                try checkGradients(previous)
+            }
+            unchecked = (epoch, progress.stepInEpoch, progress.globalStep, totals.loss, sharded.generation)
+            if !totals.loss.isFinite { try drainExchange() }
+        } else if let layer = job.firstNonFiniteLayer() {
+            throw nonFinite(layer, epoch: epoch, stepInEpoch: progress.stepInEpoch, globalStep: progress.globalStep, loss: totals.loss)
+        }
+        if !totals.loss.isFinite {
+            throw nonFinite("the loss", epoch: epoch, stepInEpoch: progress.stepInEpoch, globalStep: progress.globalStep, loss: totals.loss)
         }
         progress.epochLoss += totals.loss
         progress.epochCorrect += totals.correct
@@ -239,6 +263,7 @@ public final class Trainer {
             lastMark = end
             return nil
         }
+        try drainExchange()
         let evaluated = evaluate(test)
         let end = monotonicNanoseconds()
         progress.wallNanoseconds &+= end &- mark
@@ -259,6 +284,30 @@ public final class Trainer {
         return record
     }
 
+    func nonFinite(_ what: String, epoch: Int, stepInEpoch: Int, globalStep: Int, loss: Double) -> TrainingError {
+        TrainingError(message: "training stopped: a non-finite value (NaN or infinity) appeared in \(what) at epoch \(epoch + 1), step \(stepInEpoch + 1) (global step \(globalStep + 1)); the loss was \(loss); try a smaller learning rate")
+    }
+
+    /// Collective: the ranks agree on whether a step's reduced gradients held a non-finite value.
+    func checkGradients(_ step: (epoch: Int, stepInEpoch: Int, globalStep: Int, loss: Double, generation: UInt32)) throws {
+        if let layer = job.sharded?.firstNonFiniteLayer(generation: step.generation) {
+            throw nonFinite(layer, epoch: step.epoch, stepInEpoch: step.stepInEpoch, globalStep: step.globalStep, loss: step.loss)
+        }
+    }
+
+    /// Completes the last step's exchange (sharded exchange; otherwise nothing to do) and checks
+    /// its gradients (collective: every rank calls it at the same point). Whatever reads the
+    /// weights or the optimizer state between steps comes after this: evaluation, checkpoints,
+    /// the final weights. Throws `TrainingError` when that step's gradients were not finite.
+    public func drainExchange() throws {
+        guard let sharded = job.sharded else { return }
+        sharded.drain()
+        if let last = unchecked {
+            unchecked = nil
+            try checkGradients(last)
+        }
+    }
+
     /// Benchmark steps: `count` training steps of the production step job on the production pool,
     /// over the training set in order (cycling), at the base learning rate, without touching
     /// `progress` or evaluating. Returns the elapsed nanoseconds. After one warm-up call the
@@ -276,8 +325,9 @@ public final class Trainer {
     }
 
     /// Mean time per worker in each phase since the last `resetPhaseTimes`, in nanoseconds:
-    /// compute (forward and backward, data gathering included), data (gathering alone), waiting at
-    /// the barrier, reduction, optimizer.
+    /// compute (forward and backward, data gathering included, waits for the exchange excluded),
+    /// data (gathering alone), waiting at the barrier, reduction, optimizer, and worker 0's time in
+    /// the cross-process exchange (the sharded exchange: its waits for it).
     public func phaseTimes() -> (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double, communicate: Double) {
         let t = job.timing
         // The exchange runs on worker 0 only: its time, not a mean over workers.
@@ -290,15 +340,17 @@ public final class Trainer {
         job.sharded?.overlapped.resetTimes()
     }
 
-    /// The sharded exchange's figures since the last `resetPhaseTimes`, per step: bytes this rank
-    /// sent (counted; since the trainer was built), the whole exchange (first bucket started to
-    /// last weights arrived) and its exposed part (after the last backward), in nanoseconds summed
-    /// over the steps. Nil without the sharded exchange.
+    /// The sharded exchange's figures since the last `resetPhaseTimes` (drains first): bytes this
+    /// rank sent per step (counted; since the trainer was built), the whole exchange (first bucket
+    /// started to last weights arrived) and its exposed part (the time the workers waited for it:
+    /// in the next step's forward, at the end of the step without overlap into the forward, and in
+    /// drains), in nanoseconds summed over the steps. Nil without the sharded exchange.
     public func exchangeFigures() -> (bytesPerStep: Double, exchangeNanoseconds: UInt64, exposedNanoseconds: UInt64,
-                                      buckets: Int)? {
+                                      buckets: Int, overlapsForward: Bool)? {
         guard let sharded = job.sharded else { return nil }
-        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.overlapped.exposedNanoseconds,
-                sharded.layout.bucketCount)
+        sharded.drain()
+        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.exposedNanoseconds,
+                sharded.layout.bucketCount, sharded.overlapsForward)
     }
 
     /// Whether every epoch has been trained.
@@ -313,6 +365,7 @@ public final class Trainer {
         progress = saved
         preparedEpoch = -1
         lastMark = nil
+        unchecked = nil
         job.sharded?.scatterState()
     }
 
@@ -330,6 +383,7 @@ public final class Trainer {
     /// Collective (every rank, between steps, before a checkpoint is saved; `TrainingSession`
     /// calls it): gathers the optimizer state from the ranks that own its pieces. No-op without
     /// the sharded exchange.
+    /// (Drains the exchange first: call `drainExchange()` before, to check the last step too.)
     public func gatherOptimizerState() { job.sharded?.gatherState() }
 
     /// After a checkpoint is saved: frees the gathered full-size optimizer state.

@@ -182,7 +182,9 @@ public final class TrainingSession {
             let signal = trainer.collectives.agreeOnStop(options.stopRequested())
             if checkpointDue(trainer.progress) || signal != 0 {
                 let path = checkpointDirectory + "/" + Checkpoint.folderName(step: trainer.progress.globalStep)
-                // Sharded exchange: every rank sends its pieces of the optimizer state (no-op otherwise).
+                // Sharded exchange: the last step's exchange completes (and its gradients are
+                // checked), then every rank sends its pieces of the optimizer state (no-ops otherwise).
+                try trainer.drainExchange()
                 trainer.gatherOptimizerState()
                 if isLeader {
                     let saved = try Checkpoint.save(trainer, to: checkpointDirectory, keep: options.keepCheckpoints)
@@ -193,6 +195,7 @@ public final class TrainingSession {
                 if signal != 0 { return .stopped(signal: signal, checkpoint: path, globalStep: trainer.progress.globalStep) }
             }
         }
+        try trainer.drainExchange()   // (the last step ended an epoch: already drained by its evaluation)
         let records = trainer.progress.records
         if let runFolder, let metrics {
             try runFolder.writeWeights(model: trainer.model, parameters: trainer.parameters, state: trainer.state, config: config)

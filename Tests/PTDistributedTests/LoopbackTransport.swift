@@ -28,6 +28,8 @@ final class LoopbackTransport: PointToPoint {
     var size: Int { group.size }
     /// Sends posted, by destination (to check the byte count independently of the exchange).
     var floatsPosted = 0
+    /// The largest message posted.
+    var largestPosted = 0
 
     init(group: LoopbackGroup, rank: Int) { self.group = group; self.rank = rank }
 
@@ -39,6 +41,7 @@ final class LoopbackTransport: PointToPoint {
     func startSend(_ values: UnsafePointer<Float>, count: Int, to: Int, tag: Int32, slot: Int) {
         precondition(to != rank && to >= 0 && to < size)
         floatsPosted += count
+        largestPosted = max(largestPosted, count)
         let data = Array(UnsafeBufferPointer(start: values, count: count))
         group.lock.lock(); defer { group.lock.unlock() }
         if let i = group.pending[to].firstIndex(where: { $0.from == rank && $0.tag == tag }) {

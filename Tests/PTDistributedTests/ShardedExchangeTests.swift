@@ -92,12 +92,13 @@ final class ShardedExchangeTests: XCTestCase {
     final class Box<T>: @unchecked Sendable { var value: T; init(_ v: T) { value = v } }
 
     /// Every rank ends with the same weights, equal bit for bit to the fixed tree over the ranks'
-    /// partial sums followed by the update; each rank sends what the layout says.
+    /// partial sums followed by the update; each rank sends what the layout says, in messages of at
+    /// most the segment size (whole pieces, or segments of 7 floats with one or three in flight).
     func testReduceScatterAndAllGatherEqualTheSerialTree() {
         let s = starts([80, 0, 1168, 0, 0, 4000, 0, 66])
         let p = s.last!
         for ranks in [2, 3, 4, 5, 8] {
-            for bucketFloats in [100, 1 << 20] {
+            for (bucketFloats, segment, inFlight) in [(100, 1 << 16, 2), (1 << 20, 1 << 16, 2), (100, 7, 1), (1 << 20, 7, 3)] {
                 let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: bucketFloats)
                 var rng = SystemRandomNumberGenerator()
                 let partials = (0..<ranks).map { _ in (0..<p).map { _ in Float.random(in: -1...1, using: &rng) } }
@@ -109,7 +110,7 @@ final class ShardedExchangeTests: XCTestCase {
                 let lock = NSLock()
                 onRanks(ranks) { r in
                     let transport = group.endpoint(r)
-                    let exchange = ShardedExchange(layout: layout, transport: transport)
+                    let exchange = ShardedExchange(layout: layout, transport: transport, segmentFloats: segment, sendsInFlight: inFlight)
                     let partial = UnsafeMutablePointer<Float>.allocate(capacity: p)
                     let gradients = UnsafeMutablePointer<Float>.allocate(capacity: p)
                     let weights = UnsafeMutablePointer<Float>.allocate(capacity: p)
@@ -120,7 +121,7 @@ final class ShardedExchangeTests: XCTestCase {
                     let order = r % 2 == 0 ? Array(0..<layout.bucketCount) : Array((0..<layout.bucketCount).reversed())
                     for b in order { exchange.startReduce(b, partial: partial) }
                     for b in order {
-                        while !exchange.reduceArrived(b) { usleep(20) }
+                        while !exchange.reduceArrived(b) { exchange.progress(); usleep(20) }
                         exchange.combine(b, partial: partial, into: gradients)
                         for i in exchange.owned[b] { weights[i] -= 0.5 * gradients[i] }
                         exchange.startGather(b, values: weights)
@@ -132,6 +133,9 @@ final class ShardedExchangeTests: XCTestCase {
                     lock.unlock()
                     XCTAssertEqual(exchange.floatsSent, transport.floatsPosted)
                     XCTAssertEqual(exchange.floatsSent, layout.floatsSent(rank: r))
+                    XCTAssertEqual(exchange.messagesSent, layout.messagesSent(rank: r, segmentFloats: segment))
+                    XCTAssertEqual(transport.largestPosted, min(segment, layout.buckets.map { ($0.count + ranks - 1) / ranks }.max()!),
+                                   "no message above the segment size")
                 }
                 for r in 0..<ranks {
                     XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r) of \(ranks)")
@@ -140,12 +144,16 @@ final class ShardedExchangeTests: XCTestCase {
         }
     }
 
-    /// The exchange thread with workers: 2 workers x 2 local shards per rank, 3 ranks, 3 steps;
+    /// The exchange thread with workers: 2 workers x 2 local shards per rank, 3 ranks, 4 steps;
     /// the result equals the fixed tree over all 6 shards (each rank's 2 shards are a subtree).
-    /// One bucket spans several chunks, which both workers reduce.
+    /// One bucket spans several chunks, which both workers reduce. Each step's exchange runs on
+    /// into the next step (`overlapsForward`): before it writes its shard's gradient a worker waits
+    /// for every bucket, as the trainer's forward does, and each bucket it waited for must already
+    /// hold that bucket's weights after the previous step, bit for bit. Without the overlap, worker
+    /// 0 drains at the end of each step and the results are the same.
     func testOverlappedExchangeWithWorkersEqualsTheTreeOverAllShards() {
         let s = starts([80, 0, 1168, 0, 3 * OverlappedExchange.chunkFloats + 5, 66])
-        let p = s.last!, ranks = 3, localShards = 2, steps = 3
+        let p = s.last!, ranks = 3, localShards = 2, steps = 4
         let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: 1000)
         XCTAssertGreaterThan(layout.bucketCount, 1)
         var rng = SystemRandomNumberGenerator()
@@ -153,68 +161,83 @@ final class ShardedExchangeTests: XCTestCase {
         let grads = (0..<steps).map { _ in (0..<(ranks * localShards)).map { _ in (0..<p).map { _ in Float.random(in: -1...1, using: &rng) } } }
         var expected = (0..<p).map { _ in Float.random(in: -1...1, using: &rng) }
         let start = expected
+        var afterStep: [[Float]] = []
         for step in 0..<steps {
             for i in 0..<p {
                 // Rank subtrees first (as the ranks add), then the tree over the ranks.
                 let perRank = (0..<ranks).map { r in tree(grads[step][(r * localShards)..<((r + 1) * localShards)].map { $0[i] }[...]) }
                 expected[i] -= 0.25 * tree(perRank[...])
             }
+            afterStep.append(expected)
         }
-        let group = LoopbackGroup(size: ranks)
-        let results = Box([[Float]](repeating: [], count: ranks))
-        let lock = NSLock()
-        onRanks(ranks) { r in
-            let shardBuffers = (0..<localShards).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: p) }
-            let gradients = UnsafeMutablePointer<Float>.allocate(capacity: p)
-            let weights = UnsafeMutablePointer<Float>.allocate(capacity: p)
-            defer { shardBuffers.forEach { $0.deallocate() }; gradients.deallocate(); weights.deallocate() }
-            weights.initialize(from: start, count: p)
-            let exchange = ShardedExchange(layout: layout, transport: group.endpoint(r))
-            let overlapped = OverlappedExchange(exchange: exchange, localShards: localShards, partial: shardBuffers[0],
-                                                gradients: gradients, weights: weights) { b in
-                for i in exchange.owned[b] { weights[i] -= 0.25 * gradients[i] }
-            }
-            for step in 0..<steps {
-                overlapped.beginStep()
-                let pool = DispatchGroup()
-                for w in 0..<2 {
-                    pool.enter()
-                    let buffers = Box(shardBuffers)
-                    Thread {
-                        let shardBuffers = buffers.value
-                        let shard = r * localShards + w
-                        shardBuffers[w].update(from: grads[step][shard], count: p)
-                        func reduce(_ b: Int) {
-                            while let range = overlapped.claimChunk(b) {
-                                let a = shardBuffers[0], other = shardBuffers[1]
-                                for k in range { a[k] += other[k] }
-                                overlapped.chunkReduced(b)
-                            }
-                        }
-                        for b in 0..<layout.bucketCount {
-                            usleep(UInt32(100 * (w + 1)))   // "backward" of the bucket's layers
-                            if overlapped.shardFinished(bucket: b) { reduce(b) }
-                        }
-                        // Done with its shard: help with the buckets' remaining chunks.
-                        for b in 0..<layout.bucketCount {
-                            while !overlapped.bucketReady(b) { usleep(10) }
-                            reduce(b)
-                        }
-                        if w == 0 { overlapped.waitStep() }
-                        pool.leave()
-                    }.start()
+        let before = [start] + afterStep   // before[step]: the weights step `step` must read
+        for overlapsForward in [true, false] {
+            let group = LoopbackGroup(size: ranks)
+            let results = Box([[Float]](repeating: [], count: ranks))
+            let stale = Box(0)
+            let lock = NSLock()
+            onRanks(ranks) { r in
+                let shardBuffers = (0..<localShards).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: p) }
+                let gradients = UnsafeMutablePointer<Float>.allocate(capacity: p)
+                let weights = UnsafeMutablePointer<Float>.allocate(capacity: p)
+                defer { shardBuffers.forEach { $0.deallocate() }; gradients.deallocate(); weights.deallocate() }
+                weights.initialize(from: start, count: p)
+                let exchange = ShardedExchange(layout: layout, transport: group.endpoint(r), segmentFloats: 5000)
+                let overlapped = OverlappedExchange(exchange: exchange, localShards: localShards, workers: 2, partial: shardBuffers[0],
+                                                    gradients: gradients, weights: weights, overlapsForward: overlapsForward) { b in
+                    for i in exchange.owned[b] { weights[i] -= 0.25 * gradients[i] }
                 }
-                pool.wait()
+                for step in 0..<steps {
+                    overlapped.beginStep()
+                    let pool = DispatchGroup()
+                    for w in 0..<2 {
+                        pool.enter()
+                        let buffers = Box(shardBuffers), current = Box(weights)
+                        Thread {
+                            let shardBuffers = buffers.value, weights = current.value
+                            let shard = r * localShards + w
+                            // "Forward": each bucket from the first layers waits for its weights.
+                            for b in stride(from: layout.bucketCount - 1, through: 0, by: -1) {
+                                overlapped.awaitWeights(b, worker: w)
+                                if layout.buckets[b].contains(where: { weights[$0].bitPattern != before[step][$0].bitPattern }) {
+                                    lock.lock(); stale.value += 1; lock.unlock()
+                                }
+                            }
+                            shardBuffers[w].update(from: grads[step][shard], count: p)
+                            func reduce(_ b: Int) {
+                                while let range = overlapped.claimChunk(b) {
+                                    let a = shardBuffers[0], other = shardBuffers[1]
+                                    for k in range { a[k] += other[k] }
+                                    overlapped.chunkReduced(b)
+                                }
+                            }
+                            for b in 0..<layout.bucketCount {
+                                usleep(UInt32(100 * (w + 1)))   // "backward" of the bucket's layers
+                                if overlapped.shardFinished(bucket: b) { reduce(b) }
+                            }
+                            // Done with its shard: help with the buckets' remaining chunks.
+                            for b in 0..<layout.bucketCount {
+                                while !overlapped.bucketReady(b) { usleep(10) }
+                                reduce(b)
+                            }
+                            if w == 0 && !overlapsForward { overlapped.drain() }
+                            pool.leave()
+                        }.start()
+                    }
+                    pool.wait()
+                }
+                overlapped.drain()
+                XCTAssertTrue(overlapped.isDrained)
+                XCTAssertGreaterThan(overlapped.exchangeNanoseconds, 0)
+                overlapped.shutdown()
+                lock.lock()
+                results.value[r] = Array(UnsafeBufferPointer(start: weights, count: p))
+                lock.unlock()
             }
-            XCTAssertGreaterThan(overlapped.exchangeNanoseconds, 0)
-            XCTAssertLessThanOrEqual(overlapped.exposedNanoseconds, overlapped.exchangeNanoseconds)
-            overlapped.shutdown()
-            lock.lock()
-            results.value[r] = Array(UnsafeBufferPointer(start: weights, count: p))
-            lock.unlock()
-        }
-        for r in 0..<ranks {
-            XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r)")
+            XCTAssertEqual(stale.value, 0, "buckets read before their weights were final (overlapsForward \(overlapsForward))")
+            for r in 0..<ranks {
+                XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r), overlapsForward \(overlapsForward)")
+            }
         }
     }
 }
