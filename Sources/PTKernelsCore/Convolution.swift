@@ -161,7 +161,7 @@ public struct ConvKernel: Sendable {
             let grouped = g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
             let perSample = _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
                 + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
-            return max(grouped, perSample, directTilesApply ? directTilesScratchCount : 0)
+            return max(grouped, perSample, directTilesApply ? Self.directScratchCount(g) : 0)
         case .directSmall:
             return Self.directScratchCount(g)
         }
@@ -187,8 +187,8 @@ public struct ConvKernel: Sendable {
             }
         case .im2colGemm where directTilesApply:
             // Stride 1, whole 16-pixel output vectors: register tiles read straight from padded planes
-            // (DirectTileConvolution.swift): no unfold, no packed B, no copy-out.
-            directTilesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+            // (DirectConvolution.swift, rows layout): no unfold, no packed B, no copy-out.
+            directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .im2colGemm where p >= Self.directOutputPixels:
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out

@@ -36,8 +36,8 @@ public protocol KernelLevel: SendableMetatype {
     static var convSingleRowVectors: Int { get }
     /// Runs `ConvTile<Self, mr, nv>`; nv may be any value 1...the shape's nv (the last tile of a row block).
     static func convTile(mr: Int, nv: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
-                         inputs: UnsafePointer<UnsafePointer<Float>>, out: UnsafeMutablePointer<Float>,
-                         outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
+                         input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+                         outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
 
     /// Backward-weights tile (groups of (channel, kernel row), vectors of output channels) for oc % 16 == 0.
     static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int)

@@ -38,15 +38,15 @@ public enum GemmTile<L: KernelLevel, let MR: Int, let NV: Int> {
     }
 }
 
-/// Convolution tile (implicit im2col, see DirectTileConvolution.swift): MR output channels x NV vectors of
-/// W outputs. Vector t reads `inputs[t] + offsets[p]` for reduction step p and is stored at
-/// `out + r*ldo + outOffsets[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
+/// Convolution tile (implicit im2col, see DirectConvolution.swift): MR output channels x NV vectors of
+/// W outputs. Vector t reads `input + inPos[t] + offsets[p]` for reduction step p and is stored at
+/// `out + r*ldo + outPos[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
 /// `rows` re-read the last valid bias and are not stored.
 public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
     @inline(never)
-    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, inputs: UnsafePointer<UnsafePointer<Float>>,
-                    out: UnsafeMutablePointer<Float>, outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?,
-                    rows: Int) {
+    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, input: UnsafePointer<Float>,
+                    inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, outPos: UnsafePointer<Int>, ldo: Int,
+                    bias: UnsafePointer<Float>?, rows: Int) {
         typealias V = L.V
         var acc = InlineArray<MR, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V()))
         if let bias {
@@ -55,7 +55,7 @@ public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
                 for j in 0..<NV { acc[r][j] = x }
             }
         }
-        let ins = InlineArray<NV, UnsafeRawPointer> { j in UnsafeRawPointer(inputs[j]) }
+        let ins = InlineArray<NV, UnsafeRawPointer> { j in UnsafeRawPointer(input + inPos[j]) }
         var pa = a
         for p in 0..<k {
             let off = Int(offsets[p]) &* 4
@@ -66,9 +66,10 @@ public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
             }
             pa += MR
         }
+        let outs = InlineArray<NV, Int> { j in outPos[j] &* 4 }
         for r in 0..<MR where r < rows {
             let o = UnsafeMutableRawPointer(out + r * ldo)
-            for j in 0..<NV { o.storeBytes(of: acc[r][j], toByteOffset: outOffsets[j] &* 4, as: V.self) }
+            for j in 0..<NV { o.storeBytes(of: acc[r][j], toByteOffset: outs[j], as: V.self) }
         }
     }
 }
