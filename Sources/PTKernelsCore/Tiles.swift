@@ -152,15 +152,18 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
             step(&acc, ap, o, bp, o)
             o += 64
         }
-        for r in 0..<R where r < rows {
-            for q in 0..<C where q < cols {
-                let ar = a + r * lda, br = b + q * ldb
-                var s = _laneSum(acc[r][q])
-                var p = kv
-                while p < k { s = L.madd(s, ar[p], br[p]); p += 1 }
-                c[r * ldc + q] += s
+        var s = laneSums(acc)
+        // The scalar tail, all R x C chains side by side (missing rows/columns re-read the last valid one).
+        var p = kv
+        while p < k {
+            let x = InlineArray<R, Float> { r in ap[r].load(fromByteOffset: p &* 4, as: Float.self) }
+            let y = InlineArray<C, Float> { q in bp[q].load(fromByteOffset: p &* 4, as: Float.self) }
+            for r in 0..<R {
+                for q in 0..<C { s[r][q] = L.madd(s[r][q], x[r], y[q]) }
             }
+            p += 1
         }
+        store(s, rows: rows, cols: cols, c: c, ldc: ldc)
     }
 
     /// c[r][q] += sum over samples t and p < length of a[t*aStride + r*lda + p] * b[t*bStride + offsets[q] + p]
@@ -182,8 +185,32 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
             o += 64
             if o == end { o = 0; t += 1; aOff += aStride * 4; bOff += bStride * 4 }
         }
+        store(laneSums(acc), rows: rows, cols: cols, c: c, ldc: ldc)
+    }
+
+    /// `_laneSum` of every accumulator (lane 0 + lane 1 + ... + lane 15, the same bits), computed from
+    /// memory with the R x C elements as the inner loop: R*C independent chains of scalar adds instead of
+    /// one 15-add chain after another (with the sums taken element by element, LLVM kept the tile in
+    /// memory and ran the chains one at a time: the epilogue cost as much as a short tile's FMAs).
+    @inline(__always)
+    static func laneSums(_ acc: InlineArray<R, InlineArray<C, V16>>) -> InlineArray<R, InlineArray<C, Float>> {
+        withUnsafeBytes(of: acc) { raw in
+            let f = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            var s = InlineArray<R, InlineArray<C, Float>> { r in InlineArray<C, Float> { q in f[(r &* C &+ q) &* 16] } }
+            for l in 1..<16 {
+                for r in 0..<R {
+                    for q in 0..<C { s[r][q] += f[(r &* C &+ q) &* 16 &+ l] }
+                }
+            }
+            return s
+        }
+    }
+
+    /// c[r][q] += s[r][q] for the valid rows and columns.
+    @inline(__always)
+    static func store(_ s: InlineArray<R, InlineArray<C, Float>>, rows: Int, cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         for r in 0..<R where r < rows {
-            for q in 0..<C where q < cols { c[r * ldc + q] += _laneSum(acc[r][q]) }
+            for q in 0..<C where q < cols { c[r * ldc + q] += s[r][q] }
         }
     }
 }
