@@ -45,8 +45,8 @@ func _prepareConvTiles<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, wp: I
 }
 
 /// Runs `mr` x `nv` register tiles of level L over all output channels and `vectors` vectors of L.width
-/// outputs: vector v reads input + inPos[v] + offsets[p] and is stored at out + o*ldo + outPos[v]; the
-/// last tile of a row block may be narrower (1 ..< nv vectors).
+/// outputs: vector v reads input + inPos[v] + offsets[p] and is stored at out + o*ldo + outPos[v]. Per row
+/// block of mr channels: the whole tiles in one call of the level, then a narrower last tile (1 ..< nv vectors).
 @inline(__always)
 func _runConvTiles<L: KernelLevel>(_ level: L.Type, mr: Int, nv: Int, k: Int, oc: Int, packed: UnsafePointer<Float>,
                                    offsets: UnsafePointer<Int32>, vectors: Int, input: UnsafePointer<Float>,
@@ -58,12 +58,14 @@ func _runConvTiles<L: KernelLevel>(_ level: L.Type, mr: Int, nv: Int, k: Int, oc
         let ap = packed + o0 * k
         let ob = bias.map { $0 + o0 }
         let c = out + o0 * ldo
-        var v0 = 0
-        while v0 < vectors {
-            let n = min(nv, vectors - v0)
-            L.convTile(mr: mr, nv: n, k: k, a: ap, offsets: offsets, input: input, inPos: inPos + v0, out: c,
-                       outPos: outPos + v0, ldo: ldo, bias: ob, rows: rows)
-            v0 += n
+        let whole = vectors / nv, rest = vectors - whole * nv
+        if whole > 0 {
+            L.convTiles(mr: mr, nv: nv, count: whole, k: k, a: ap, offsets: offsets, input: input, inPos: inPos, out: c,
+                        outPos: outPos, ldo: ldo, bias: ob, rows: rows)
+        }
+        if rest > 0 {
+            L.convTiles(mr: mr, nv: rest, count: 1, k: k, a: ap, offsets: offsets, input: input, inPos: inPos + whole * nv, out: c,
+                        outPos: outPos + whole * nv, ldo: ldo, bias: ob, rows: rows)
         }
         o0 += mr
     }
