@@ -13,8 +13,8 @@
 // once per call, so a tile needs no bookkeeping beyond its table slice. Two layouts:
 // - rows: each output row is ceil(ow/W) vectors, the last one shifted back to end at ow (it overlaps
 //   its neighbour and rewrites equal values); tiles store straight into the output, bias preloaded.
-//   Used when that computes at most 1/8 more outputs than the padded width (LeNet conv1: 28 x 2
-//   vectors against 53 at AVX-512), always when ow is a multiple of W.
+//   Used when its extra vectors cost less than the copy-out (`directRowVectors`; LeNet conv1 forward:
+//   28 x 2 vectors against 53 at AVX-512), always when ow is a multiple of W.
 // - padded width: the output is computed on the padded width, q = y*Wp + x, so a vector may span
 //   rows (LeNet conv2's 10-wide rows at AVX-512: 9 vectors instead of 10 x 1); columns x >= ow are
 //   computed and dropped when the rows are copied out. Read in place, the last vectors of a plane read
@@ -42,13 +42,16 @@ extension ConvKernel {
         directInPlace(g) ? g.ih * g.iw : roundUp((g.ih + 2 * g.ph) * directPaddedWidth(g) + 32 + g.kw, 16)
     }
 
-    /// Vectors of `w` outputs per output row in the rows layout, or nil for the padded-width layout.
+    /// Vectors of `w` outputs per output row in the rows layout, or nil for the padded-width layout: rows
+    /// when their extra vectors cost (k multiply-adds each) at most what copying the padded rows out costs
+    /// (taken as 3 multiply-adds a vector). LeNet conv1 forward (k = 25): rows at AVX-512 (56 vectors
+    /// against 53) and AVX2; LeNet conv2 backward data (k = 400) at AVX2: padded width (25 against 28).
     @inline(__always)
     static func directRowVectors(_ g: ConvGeometry, width w: Int) -> Int? {
         guard g.ow >= w else { return nil }
         let perRow = (g.ow + w - 1) / w
         let paddedVectors = (g.oh * directPaddedWidth(g) + w - 1) / w
-        return 8 * perRow * g.oh <= 9 * paddedVectors ? perRow : nil
+        return (perRow * g.oh - paddedVectors) * g.reduction <= 3 * paddedVectors ? perRow : nil
     }
 
     /// Most vectors of one sample on any level, either layout (the narrowest level has 4 floats a vector).
