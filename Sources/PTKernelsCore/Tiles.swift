@@ -22,20 +22,15 @@ public enum GemmTile<L: KernelLevel, let MR: Int, let NV: Int> {
                 for j in 0..<NV { acc[r][j] = row.loadUnaligned(fromByteOffset: j * vs, as: V.self) }
             }
         }
-        @inline(__always) func step(_ pa: UnsafePointer<Float>, _ pb: UnsafeRawPointer) {
+        var pa = a, pb = UnsafeRawPointer(b)
+        for _ in 0..<kc {
             let bv = InlineArray<NV, V> { j in pb.load(fromByteOffset: j * vs, as: V.self) }
             for r in 0..<MR {
                 let x = V(repeating: pa[r])
                 for j in 0..<NV { acc[r][j] = L.madd(acc[r][j], x, bv[j]) }
             }
+            pa += MR; pb += NV * vs
         }
-        // Two steps per iteration (same order per element), as `ConvTile`.
-        var pa = a, pb = UnsafeRawPointer(b), p = 0
-        while p + 2 <= kc {
-            step(pa, pb); step(pa + MR, pb + NV * vs)
-            pa += 2 * MR; pb += 2 * NV * vs; p += 2
-        }
-        if p < kc { step(pa, pb) }
         for r in 0..<MR {
             let row = UnsafeMutableRawPointer(c + r * ldc)
             for j in 0..<NV { row.storeBytes(of: acc[r][j], toByteOffset: j * vs, as: V.self) }
