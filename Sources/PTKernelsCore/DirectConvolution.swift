@@ -18,7 +18,8 @@
 // - padded width: the output is computed on the padded width, q = y*Wp + x, so a vector may span
 //   rows (LeNet conv2's 10-wide rows at AVX-512: 9 vectors instead of 10 x 1); columns x >= ow are
 //   computed and dropped when the rows are copied out. Read in place, the last vectors of a plane read
-//   up to W + kw - 2 floats past the sample, so the call's last sample is copied (with a zero tail).
+//   up to W + kw - 2 floats past the sample, so the call's last sample (and any sample shorter than
+//   16 + kw floats) is copied, with a zero tail.
 // Each output value is bias (or 0) then one chain of fused multiply-adds over p = (c, i, j) in
 // increasing order, in both layouts: a function of the geometry only.
 
@@ -102,15 +103,16 @@ extension ConvKernel {
         } else {
             for v in 0..<vectors { inPos[v] = v * w; outPos[v] = v * w }
         }
-        // Read in place, the rows layout never reads past a sample (its vectors end at ow), the padded
-        // width only past the call's last one.
-        let copied = inPlace ? (rowVectors == nil ? mb - 1 : mb) : 0
-        if copied < mb { padded.update(repeating: 0, count: planesCount) }   // borders and tails stay zero
+        // Samples read in place: the rows layout never reads past a sample (its vectors end at ow); the
+        // padded width reads up to W + kw - 2 floats into the next sample, so not for the call's last one
+        // (nor for samples too small to hold that).
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * oh * ow
+        let readInPlace = !inPlace ? 0 : rowVectors != nil ? mb : inSize >= 16 + g.kw ? mb - 1 : 0
+        if readInPlace < mb { padded.update(repeating: 0, count: planesCount) }   // borders and tails stay zero
         for s in 0..<mb {
             let x = input + s * inSize
             let planes: UnsafePointer<Float>
-            if s < copied {
+            if s < readInPlace {
                 planes = x
             } else if inPlace {
                 copyFloats(padded, x, inSize)
