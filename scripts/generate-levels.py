@@ -36,9 +36,9 @@ public enum {enum}: KernelLevel {{
     o.append("\n    public static let convTileShapes: [(mr: Int, nv: Int)] = [" + ", ".join(f"({a}, {b})" for a,b in conv) + "]")
     o.append(f"    public static let convSingleRowVectors = {single}")
     o.append("""
-    public static func convTile(mr: Int, nv: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
-                                inputs: UnsafePointer<UnsafePointer<Float>>, out: UnsafeMutablePointer<Float>,
-                                outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
+    public static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+                                 input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+                                 outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
         switch (mr, nv) {""")
     cases=[]
     for (mr,nvmax) in conv+[(1,single)]:
@@ -46,7 +46,7 @@ public enum {enum}: KernelLevel {{
             if (mr,n) not in cases: cases.append((mr,n))
     for i,(mr,n) in enumerate(cases):
         pat = "default" if i==len(cases)-1 else f"case ({mr}, {n})"
-        o.append(f"        {pat}: ConvTile<Self, {mr}, {n}>.run(k: k, a: a, offsets: offsets, inputs: inputs, out: out, outOffsets: outOffsets, ldo: ldo, bias: bias, rows: rows)")
+        o.append(f"        {pat}: ConvTile<Self, {mr}, {n}>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)")
     o.append("        }\n    }")
     o.append(f"""
     public static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int) {{

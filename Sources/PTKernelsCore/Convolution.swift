@@ -161,7 +161,7 @@ public struct ConvKernel: Sendable {
             let grouped = g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
             let perSample = _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
                 + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
-            return max(grouped, perSample, directTilesApply ? directTilesScratchCount : 0)
+            return max(grouped, perSample, directTilesApply ? Self.directScratchCount(g) : 0)
         case .directSmall:
             return Self.directScratchCount(g)
         }
@@ -187,8 +187,8 @@ public struct ConvKernel: Sendable {
             }
         case .im2colGemm where directTilesApply:
             // Stride 1, whole 16-pixel output vectors: register tiles read straight from padded planes
-            // (DirectTileConvolution.swift): no unfold, no packed B, no copy-out.
-            directTilesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+            // (DirectConvolution.swift, rows layout): no unfold, no packed B, no copy-out.
+            directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .im2colGemm where p >= Self.directOutputPixels:
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
@@ -325,22 +325,34 @@ public struct ConvKernel: Sendable {
     }
 }
 
-/// biasGrad[o] += sum over samples and pixels of rows[s][o][0..<count]; 16 lanes then a fixed-order
-/// horizontal sum, per row across all samples (deterministic).
+/// biasGrad[o] += sum over samples and pixels of rows[s][o][0..<count], per row across all samples
+/// (deterministic, the same on every level): four 16-lane partial sums (vector v of a sample's row goes
+/// to sum v % 4; one chain of vector adds was latency-bound: a fifth of CIFAR 3->32 backward weights),
+/// then (s0 + s1) + (s2 + s3), a fixed-order lane sum, plus the scalar tail.
 @inline(__always)
 func addRowSums(_ base: UnsafePointer<Float>, rows: Int, count: Int, samples: Int, stride: Int,
                 into sums: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
     for o in 0..<rows {
-        var acc = SIMD16<Float>()
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
         var tail: Float = 0
         for s in 0..<samples {
             let row = base + s * stride + o * count
             let r = UnsafeRawPointer(row)
             var q = 0
-            while q + 16 <= count { acc += r.loadUnaligned(fromByteOffset: q * 4, as: SIMD16<Float>.self); q += 16 }
+            while q + 64 <= count {
+                a0 += r.loadUnaligned(fromByteOffset: q * 4, as: V.self)
+                a1 += r.loadUnaligned(fromByteOffset: q * 4 + 64, as: V.self)
+                a2 += r.loadUnaligned(fromByteOffset: q * 4 + 128, as: V.self)
+                a3 += r.loadUnaligned(fromByteOffset: q * 4 + 192, as: V.self)
+                q += 64
+            }
+            if q + 16 <= count { a0 += r.loadUnaligned(fromByteOffset: q * 4, as: V.self); q += 16 }
+            if q + 16 <= count { a1 += r.loadUnaligned(fromByteOffset: q * 4, as: V.self); q += 16 }
+            if q + 16 <= count { a2 += r.loadUnaligned(fromByteOffset: q * 4, as: V.self); q += 16 }
             while q < count { tail += row[q]; q += 1 }
         }
-        sums[o] += _laneSum(acc) + tail
+        sums[o] += _laneSum((a0 + a1) + (a2 + a3)) + tail
     }
 }
 

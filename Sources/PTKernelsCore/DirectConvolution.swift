@@ -1,12 +1,27 @@
-// Direct forward convolution for stride 1 and few output channels (LeNet: oc = 6, 16), where an
-// unfolded (im2col) matrix would cost more to write than the GEMM on it saves.
+// Direct forward convolution for stride 1: few output channels (LeNet: oc = 6, 16), where an unfolded
+// (im2col) matrix would cost more to write than the GEMM on it saves, and the `im2colGemm` layers whose
+// output rows are whole 16-pixel vectors (CIFAR 32x32 and 16x16, forward and the transposed forward of
+// backward data; `directTilesApply`).
 //
-// The trick: pad each input plane once into scratch (Hp x Wp) and compute the output on the padded
-// width: out'[o][q] with q = y*Wp + x reads pad[c][q + i*Wp + j] for every tap, so each tap is one
-// contiguous vector load for consecutive q, whatever row they fall in. Columns x >= ow are computed
-// and dropped. Register tiles: `ConvTile` (the level's shapes) with the tap offsets as the implicit
-// im2col, as `directTilesForward`; a single output channel (LeNet conv1's backward data, run as the
-// transposed convolution with oc = 1) takes one row of many vectors.
+// The input planes are read as zero-padded planes (Hp x Wp): copied once per sample into scratch, or,
+// without padding, read in place (a sample's planes already are the padded planes). Output pixel
+// [y][x] of tap (c, i, j) reads pad[c][(y+i)*Wp + x + j], so W consecutive outputs of a row are one
+// contiguous vector load per tap: the B operand of a GEMM read straight from the planes (implicit
+// im2col: no unfolded matrix, no packed B panel). The weights are packed once per call into MR-row
+// panels. A register tile (`ConvTile`, the level's shapes) is MR output channels x NV vectors; vector
+// v reads at inPos[v] and is stored at outPos[v], two tables of the geometry and the level written
+// once per call, so a tile needs no bookkeeping beyond its table slice. Two layouts:
+// - rows: each output row is ceil(ow/W) vectors, the last one shifted back to end at ow (it overlaps
+//   its neighbour and rewrites equal values); tiles store straight into the output, bias preloaded.
+//   Used when its extra vectors cost less than the copy-out (`directRowVectors`; LeNet conv1 forward:
+//   28 x 2 vectors against 53 at AVX-512), always when ow is a multiple of W.
+// - padded width: the output is computed on the padded width, q = y*Wp + x, so a vector may span
+//   rows (LeNet conv2's 10-wide rows at AVX-512: 9 vectors instead of 10 x 1); columns x >= ow are
+//   computed and dropped when the rows are copied out. Read in place, the last vectors of a plane read
+//   up to W + kw - 2 floats past the sample, so the call's last sample (and any sample shorter than
+//   16 + kw floats) is copied, with a zero tail.
+// Each output value is bias (or 0) then one chain of fused multiply-adds over p = (c, i, j) in
+// increasing order, in both layouts: a function of the geometry only.
 
 /// Row pitch of the padded planes. Rows share their zero padding: row y's right padding is row y+1's
 /// left padding, so a pitch of iw + pw suffices when pw <= kw - 1 (an output column reading left of
@@ -17,49 +32,109 @@
 func directPaddedWidth(_ g: ConvGeometry) -> Int { g.pw <= g.kw - 1 ? g.iw + g.pw : g.iw + 2 * g.pw }
 
 extension ConvKernel {
-    /// Scratch floats for `directForward`: the padded sample (plus a tail a whole tile may read past the
-    /// last plane), the padded-width output of one sample, the packed weights and the tap offsets.
+    /// Whether the direct forward reads the input samples in place (no padding: wp = iw, hp = ih).
+    @inline(__always)
+    static func directInPlace(_ g: ConvGeometry) -> Bool { g.ph == 0 && g.pw == 0 }
+
+    /// Floats between padded planes: the plane itself in place, else the plane and a zero tail that the
+    /// padded-width layout's last vectors read.
+    @inline(__always)
+    static func directPlaneStride(_ g: ConvGeometry) -> Int {
+        directInPlace(g) ? g.ih * g.iw : roundUp((g.ih + 2 * g.ph) * directPaddedWidth(g) + 32 + g.kw, 16)
+    }
+
+    /// Vectors of `w` outputs per output row in the rows layout, or nil for the padded-width layout: rows
+    /// when their extra vectors cost (k multiply-adds each) at most what copying the padded rows out costs
+    /// (taken as 3 multiply-adds a vector). LeNet conv1 forward (k = 25): rows at AVX-512 (56 vectors
+    /// against 53) and AVX2; LeNet conv2 backward data (k = 400) at AVX2: padded width (25 against 28).
+    @inline(__always)
+    static func directRowVectors(_ g: ConvGeometry, width w: Int) -> Int? {
+        guard g.ow >= w else { return nil }
+        let perRow = (g.ow + w - 1) / w
+        let paddedVectors = (g.oh * directPaddedWidth(g) + w - 1) / w
+        return (perRow * g.oh - paddedVectors) * g.reduction <= 3 * paddedVectors ? perRow : nil
+    }
+
+    /// Most vectors of one sample on any level, either layout (the narrowest level has 4 floats a vector).
+    static func directMaxVectors(_ g: ConvGeometry) -> Int { g.oh * (directPaddedWidth(g) + 3) / 4 + 2 }
+
+    /// Scratch floats of `directForward` (any mb, any level): the padded sample with a zero tail, the
+    /// padded-width output of one sample (unless every level uses the rows layout), the packed weights,
+    /// the tap offsets and the two position tables.
     static func directScratchCount(_ g: ConvGeometry) -> Int {
-        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
-        let q = roundUp(g.oh * wp, 16)
-        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        return g.ic * planeStride + 16 * maxTileVectors + g.oc * q + 32 + roundUp(packedTileRows(g.oc) * g.reduction, 16)
-            + roundUp(g.reduction, 16) + 16
+        let planes = g.ic * directPlaneStride(g) + roundUp(16 + g.kw, 16)
+        let full = g.ow % 16 == 0 ? 0 : g.oc * roundUp(g.oh * directPaddedWidth(g), 16)
+        let packed = roundUp(packedTileRows(g.oc) * g.reduction, 16)
+        return 16 + roundUp(planes, 16) + 16 + full + 16 + packed + roundUp(g.reduction, 16) + 16 + 4 * directMaxVectors(g)
     }
 
     func directForward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                                        scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
+        let wp = directPaddedWidth(g)
         let (oh, ow) = (g.oh, g.ow)
         let w = L.width
-        // Whole vectors of the level (<= the 16-rounded count the scratch holds): fewer wasted FMAs at AVX2.
+        let inPlace = Self.directInPlace(g)
+        let planeStride = Self.directPlaneStride(g)
+        let rowVectors = Self.directRowVectors(g, width: w)
+        // Padded width: whole vectors of the level (<= the 16-rounded count the scratch holds).
         let qCount = roundUp(oh * wp, w)
-        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        let padded = align64(scratch)
-        let full = padded + g.ic * planeStride + 16 * Self.maxTileVectors
-        let vectors = qCount / w
+        let vectors = rowVectors.map { $0 * oh } ?? qCount / w
         let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: vectors)
-        let packed = align64(full + g.oc * qCount)
+        let planesCount = roundUp(g.ic * planeStride + roundUp(16 + g.kw, 16), 16)
+        let padded = align64(scratch)
+        let full = align64(padded + planesCount)
+        let packed = align64(full + (rowVectors == nil ? g.oc * qCount : 0))
         let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
         let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
+        let inPos = UnsafeMutableRawPointer(align64(packed + packedCount + roundUp(g.reduction, 16))).assumingMemoryBound(to: Int.self)
+        let outPos = inPos + vectors
         _prepareConvTiles(L.self, g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
-        // Borders stay zero; interiors are rewritten.
-        padded.update(repeating: 0, count: g.ic * planeStride + 16 * Self.maxTileVectors)
-        for s in 0..<mb {
-            let x = input + s * g.ic * g.ih * g.iw
-            for c in 0..<g.ic {
-                for y in 0..<g.ih {
-                    copyFloats(padded + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
+        if let perRow = rowVectors {
+            var v = 0
+            for y in 0..<oh {
+                for t in 0..<perRow {
+                    let x0 = min(t * w, ow - w)
+                    inPos[v] = y * wp + x0; outPos[v] = y * ow + x0
+                    v += 1
                 }
             }
-            _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                          input: padded, inPos: { v in v * L.width }, out: full, ldo: qCount, outPos: { v in v * L.width }, bias: nil)
-            let out = output + s * g.oc * oh * ow
-            for o in 0..<g.oc {
-                let b = bias?[o] ?? 0
-                for y in 0..<oh { copyAddingConstant(out + (o * oh + y) * ow, full + o * qCount + y * wp, b, ow) }
+        } else {
+            for v in 0..<vectors { inPos[v] = v * w; outPos[v] = v * w }
+        }
+        // Samples read in place: the rows layout never reads past a sample (its vectors end at ow); the
+        // padded width reads up to W + kw - 2 floats into the next sample, so not for the call's last one
+        // (nor for samples too small to hold that).
+        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * oh * ow
+        let readInPlace = !inPlace ? 0 : rowVectors != nil ? mb : inSize >= 16 + g.kw ? mb - 1 : 0
+        if readInPlace < mb { padded.update(repeating: 0, count: planesCount) }   // borders and tails stay zero
+        for s in 0..<mb {
+            let x = input + s * inSize
+            let planes: UnsafePointer<Float>
+            if s < readInPlace {
+                planes = x
+            } else if inPlace {
+                copyFloats(padded, x, inSize)
+                planes = UnsafePointer(padded)
+            } else {
+                for c in 0..<g.ic {
+                    for y in 0..<g.ih {
+                        copyFloats(padded + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
+                    }
+                }
+                planes = UnsafePointer(padded)
+            }
+            let out = output + s * outSize
+            if rowVectors != nil {
+                _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
+                              input: planes, inPos: inPos, out: out, ldo: oh * ow, outPos: outPos, bias: bias)
+            } else {
+                _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
+                              input: planes, inPos: inPos, out: full, ldo: qCount, outPos: outPos, bias: bias)
+                for o in 0..<g.oc {
+                    for y in 0..<oh { copyFloats(out + (o * oh + y) * ow, full + o * qCount + y * wp, ow) }
+                }
             }
         }
     }

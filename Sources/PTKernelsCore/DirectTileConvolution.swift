@@ -1,18 +1,9 @@
-// Direct convolution with GEMM-sized register tiles, for stride 1 when the output width is a multiple of
-// 16 (CIFAR 32x32 and 16x16 layers, forward and the transposed forward of backward data).
-//
-// Like `directForward` (DirectConvolution.swift) each input plane of a sample is copied once into padded
-// planes (Hp x Wp); then output pixels [y][x..<x+16] of all (c, i, j) taps are the contiguous vectors
-// pad[c][(y+i)*Wp + x + j ..< +16]: the B operand of the GEMM is read straight from the padded image
-// (implicit im2col: no unfolded matrix, no packed B panel). A (the weights) is packed once per call into
-// MR-row panels as for the GEMM. A register tile is MR output channels x NV vectors of pixels; the
-// NV vectors are any NV consecutive vector slots of the sample's output (they may span rows), stored
-// straight into the output (bias preloaded), so nothing is copied out.
-// Each output value is bias (or 0) then one chain of fused multiply-adds over p = (c, i, j) in increasing
-// order: a function of the geometry only.
-// Measured (`bench kernels`, 1 thread, % of FMA peak, per-sample im2col + GEMM before -> these tiles):
-// CIFAR forward 3->32 48 -> 75-79, 32->32 64 -> 90, 32->64 75 -> 87, 64->64 75 -> 90; backward data
-// 32->32 64 -> 90, 32->64 70 -> 90 (now as the transposed forward, no col2im), 64->64 76 -> 90.
+// Register tiles for the direct forward (DirectConvolution.swift): the tile shape, the packed weights
+// and tap offsets, and the loop over tiles. Also used, as `directTilesApply`, by `im2colGemm` layers
+// whose output rows are whole 16-pixel vectors (CIFAR 32x32 and 16x16 layers, forward and the
+// transposed forward of backward data): they run `directForward` in its rows layout.
+// Measured there (`bench kernels`, 1 thread, % of FMA peak, per-sample im2col + GEMM before -> these
+// tiles): CIFAR forward 3->32 48 -> 75-79, 32->32 64 -> 90, 32->64 75 -> 87, 64->64 75 -> 90;
 // CIFAR-small b128, 1 thread: 478 -> ~555 images/s from these alone.
 
 extension ConvKernel {
@@ -24,8 +15,7 @@ extension ConvKernel {
 
     /// Whether every tap offset c*planeStride + i*wp + j of the padded planes fits the Int32 table.
     static func tapOffsetsFitInt32(_ g: ConvGeometry) -> Bool {
-        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
-        return g.ic * roundUp(hp * wp + 32 + g.kw, 16) < Int(Int32.max)
+        g.ic * directPlaneStride(g) < Int(Int32.max)
     }
 
     /// The level's register tile (MR, NV) for `oc` rows x `vectors` vectors: one row of many vectors for a
@@ -36,49 +26,8 @@ extension ConvKernel {
         return leastPadded(L.convTileShapes, oc: oc, vectors: vectors)
     }
 
-    /// Most vectors a convolution tile of any level holds, and the packed-weight rows any level's tiles need.
-    static let maxTileVectors = 16
+    /// The packed-weight rows any level's tiles need.
     static func packedTileRows(_ oc: Int) -> Int { [8, 6, 4, 1].map { roundUp(oc, $0) }.max()! }
-
-    /// Scratch floats of `directTilesForward` (any mb).
-    var directTilesScratchCount: Int {
-        let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
-        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        let k = g.reduction
-        let packed = Self.packedTileRows(g.oc) * k
-        return 16 + roundUp(packed, 16) + roundUp(k, 16) + g.ic * planeStride + 16
-    }
-
-    func directTilesForward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                            output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let g = geometry
-        let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
-        let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        let k = g.reduction
-        let p = g.oh * g.ow
-        let w = L.width
-        let vectors = p / w
-        let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: vectors)
-        let packed = align64(scratch)
-        let packedCount = roundUp(roundUp(g.oc, mr) * k, 16)
-        let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
-        let padded = packed + packedCount + roundUp(k, 16)
-        _prepareConvTiles(L.self, g, wp: wp, planeStride: planeStride, mr: mr, weight: weight, packed: packed, offsets: offsets)
-        padded.update(repeating: 0, count: g.ic * planeStride)   // borders stay zero; interiors are rewritten
-        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
-        for s in 0..<mb {
-            let x = input + s * inSize
-            for c in 0..<g.ic {
-                for y in 0..<g.ih {
-                    copyFloats(padded + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
-                }
-            }
-            _runConvTiles(L.self, mr: mr, nv: nv, k: k, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                          input: padded, inPos: { v in (v * L.width) / g.ow * wp + (v * L.width) % g.ow },
-                          out: output + s * outSize, ldo: p, outPos: { v in v * L.width }, bias: bias)
-        }
-    }
 }
 
 /// Packs the weights (oc x ic*kh*kw) into `mr`-row panels at `packed` and writes the tap offsets
@@ -96,35 +45,28 @@ func _prepareConvTiles<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, wp: I
 }
 
 /// Runs `mr` x `nv` register tiles of level L over all output channels and `vectors` vectors of L.width
-/// outputs: vector v reads input + inPos(v) + offsets[p] and is stored at out + o*ldo + outPos(v); the
-/// last tile of a row block may be narrower (1 ..< nv vectors).
+/// outputs: vector v reads input + inPos[v] + offsets[p] and is stored at out + o*ldo + outPos[v]. Per row
+/// block of mr channels: the whole tiles in one call of the level, then a narrower last tile (1 ..< nv vectors).
 @inline(__always)
 func _runConvTiles<L: KernelLevel>(_ level: L.Type, mr: Int, nv: Int, k: Int, oc: Int, packed: UnsafePointer<Float>,
                                    offsets: UnsafePointer<Int32>, vectors: Int, input: UnsafePointer<Float>,
-                                   inPos: (Int) -> Int, out: UnsafeMutablePointer<Float>, ldo: Int, outPos: (Int) -> Int,
-                                   bias: UnsafePointer<Float>?) {
-    // Per-tile pointers live on the stack (no allocation).
-    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: ConvKernel.maxTileVectors) { ip in
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: ConvKernel.maxTileVectors) { op in
-            let ip = ip.baseAddress!, op = op.baseAddress!
-            var o0 = 0
-            while o0 < oc {
-                let rows = min(mr, oc - o0)
-                let ap = packed + o0 * k
-                let ob = bias.map { $0 + o0 }
-                var v0 = 0
-                while v0 < vectors {
-                    let n = min(nv, vectors - v0)
-                    for t in 0..<n {
-                        (ip + t).initialize(to: input + inPos(v0 + t))
-                        op[t] = outPos(v0 + t)
-                    }
-                    L.convTile(mr: mr, nv: n, k: k, a: ap, offsets: offsets, inputs: ip, out: out + o0 * ldo, outOffsets: op,
-                               ldo: ldo, bias: ob, rows: rows)
-                    v0 += n
-                }
-                o0 += mr
-            }
+                                   inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, ldo: Int,
+                                   outPos: UnsafePointer<Int>, bias: UnsafePointer<Float>?) {
+    var o0 = 0
+    while o0 < oc {
+        let rows = min(mr, oc - o0)
+        let ap = packed + o0 * k
+        let ob = bias.map { $0 + o0 }
+        let c = out + o0 * ldo
+        let whole = vectors / nv, rest = vectors - whole * nv
+        if whole > 0 {
+            L.convTiles(mr: mr, nv: nv, count: whole, k: k, a: ap, offsets: offsets, input: input, inPos: inPos, out: c,
+                        outPos: outPos, ldo: ldo, bias: ob, rows: rows)
         }
+        if rest > 0 {
+            L.convTiles(mr: mr, nv: rest, count: 1, k: k, a: ap, offsets: offsets, input: input, inPos: inPos + whole * nv, out: c,
+                        outPos: outPos + whole * nv, ldo: ldo, bias: ob, rows: rows)
+        }
+        o0 += mr
     }
 }

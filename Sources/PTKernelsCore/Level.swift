@@ -9,9 +9,9 @@
 ///
 /// Tile shapes change which registers hold what, never the order of the sums: every output of a
 /// GEMM or convolution tile is one chain of multiply-adds in a fixed order, and every lane-split
-/// reduction (`sgemmDotNT`, direct backward weights, bias sums) uses 16 lanes on every level. So
-/// levels with a fused multiply-add (AVX2, AVX-512) compute bit-identical results; the baseline,
-/// without one, rounds the product and the sum separately.
+/// reduction (`sgemmDotNT`, direct backward weights, bias sums) splits the same way on every level
+/// (16 lanes; 4 x 16 for the bias sums). So levels with a fused multiply-add (AVX2, AVX-512) compute
+/// bit-identical results; the baseline, without one, rounds the product and the sum separately.
 public protocol KernelLevel: SendableMetatype {
     /// The vector of the per-output chains: one register (SIMD4 for SSE, SIMD8 for AVX2, SIMD16 for AVX-512).
     associatedtype V: SIMD where V.Scalar == Float
@@ -34,10 +34,11 @@ public protocol KernelLevel: SendableMetatype {
     static var convTileShapes: [(mr: Int, nv: Int)] { get }
     /// Vectors per tile for a single output channel (oc == 1).
     static var convSingleRowVectors: Int { get }
-    /// Runs `ConvTile<Self, mr, nv>`; nv may be any value 1...the shape's nv (the last tile of a row block).
-    static func convTile(mr: Int, nv: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
-                         inputs: UnsafePointer<UnsafePointer<Float>>, out: UnsafeMutablePointer<Float>,
-                         outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
+    /// Runs `count` tiles `ConvTile<Self, mr, nv>` side by side (`ConvTile.runTiles`); nv may be any value
+    /// 1...the shape's nv (the last tile of a row block).
+    static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+                          input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+                          outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
 
     /// Backward-weights tile (groups of (channel, kernel row), vectors of output channels) for oc % 16 == 0.
     static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int)

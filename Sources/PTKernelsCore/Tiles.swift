@@ -1,5 +1,5 @@
 // Register tiles, each written once, generic over the level and the tile shape. A level module
-// instantiates the shapes that fit its registers (`KernelLevel.gemmMicro`, `convTile`, ...); after
+// instantiates the shapes that fit its registers (`KernelLevel.gemmMicro`, `convTiles`, ...); after
 // specialisation the shape is a constant, the loops over it unroll fully and every accumulator of the
 // `InlineArray` lives in a register (checked by the peak share `bench kernels` reports).
 //
@@ -38,15 +38,15 @@ public enum GemmTile<L: KernelLevel, let MR: Int, let NV: Int> {
     }
 }
 
-/// Convolution tile (implicit im2col, see DirectTileConvolution.swift): MR output channels x NV vectors of
-/// W outputs. Vector t reads `inputs[t] + offsets[p]` for reduction step p and is stored at
-/// `out + r*ldo + outOffsets[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
+/// Convolution tile (implicit im2col, see DirectConvolution.swift): MR output channels x NV vectors of
+/// W outputs. Vector t reads `input + inPos[t] + offsets[p]` for reduction step p and is stored at
+/// `out + r*ldo + outPos[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
 /// `rows` re-read the last valid bias and are not stored.
 public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
     @inline(never)
-    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, inputs: UnsafePointer<UnsafePointer<Float>>,
-                    out: UnsafeMutablePointer<Float>, outOffsets: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?,
-                    rows: Int) {
+    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, input: UnsafePointer<Float>,
+                    inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, outPos: UnsafePointer<Int>, ldo: Int,
+                    bias: UnsafePointer<Float>?, rows: Int) {
         typealias V = L.V
         var acc = InlineArray<MR, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V()))
         if let bias {
@@ -55,20 +55,43 @@ public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
                 for j in 0..<NV { acc[r][j] = x }
             }
         }
-        let ins = InlineArray<NV, UnsafeRawPointer> { j in UnsafeRawPointer(inputs[j]) }
-        var pa = a
-        for p in 0..<k {
+        let ins = InlineArray<NV, UnsafeRawPointer> { j in UnsafeRawPointer(input + inPos[j]) }
+        @inline(__always) func step(_ p: Int, _ pa: UnsafePointer<Float>) {
             let off = Int(offsets[p]) &* 4
             let bv = InlineArray<NV, V> { j in ins[j].loadUnaligned(fromByteOffset: off, as: V.self) }
             for r in 0..<MR {
                 let x = V(repeating: pa[r])
                 for j in 0..<NV { acc[r][j] = L.madd(acc[r][j], x, bv[j]) }
             }
-            pa += MR
         }
+        // Two steps per iteration (same order per output), as LLVM unrolled the hand-written tiles of the
+        // build before the levels (-target-cpu native, Zen 5): CIFAR 3->32 forward (k = 27) 0.98x -> 1.04x of it.
+        var pa = a, p = 0
+        while p + 2 <= k {
+            step(p, pa); step(p + 1, pa + MR)
+            p += 2; pa += 2 * MR
+        }
+        if p < k { step(p, pa) }
+        let outs = InlineArray<NV, Int> { j in outPos[j] &* 4 }
         for r in 0..<MR where r < rows {
             let o = UnsafeMutableRawPointer(out + r * ldo)
-            for j in 0..<NV { o.storeBytes(of: acc[r][j], toByteOffset: outOffsets[j] &* 4, as: V.self) }
+            for j in 0..<NV { o.storeBytes(of: acc[r][j], toByteOffset: outs[j], as: V.self) }
+        }
+    }
+}
+
+extension ConvTile {
+    /// `count` tiles side by side, tile t on table entries t*NV ..< (t+1)*NV (a row block's whole tiles,
+    /// run from the level's specialisation, so a tile costs a direct call, not a dispatch).
+    @inline(__always)
+    public static func runTiles(count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+                                input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
+                                outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
+        var t = 0
+        while t < count {
+            run(k: k, a: a, offsets: offsets, input: input, inPos: inPos + t &* NV, out: out, outPos: outPos + t &* NV, ldo: ldo,
+                bias: bias, rows: rows)
+            t += 1
         }
     }
 }
@@ -151,15 +174,18 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
             step(&acc, ap, o, bp, o)
             o += 64
         }
-        for r in 0..<R where r < rows {
-            for q in 0..<C where q < cols {
-                let ar = a + r * lda, br = b + q * ldb
-                var s = _laneSum(acc[r][q])
-                var p = kv
-                while p < k { s = L.madd(s, ar[p], br[p]); p += 1 }
-                c[r * ldc + q] += s
+        var s = laneSums(acc)
+        // The scalar tail, all R x C chains side by side (missing rows/columns re-read the last valid one).
+        var p = kv
+        while p < k {
+            let x = InlineArray<R, Float> { r in ap[r].load(fromByteOffset: p &* 4, as: Float.self) }
+            let y = InlineArray<C, Float> { q in bp[q].load(fromByteOffset: p &* 4, as: Float.self) }
+            for r in 0..<R {
+                for q in 0..<C { s[r][q] = L.madd(s[r][q], x[r], y[q]) }
             }
+            p += 1
         }
+        store(s, rows: rows, cols: cols, c: c, ldc: ldc)
     }
 
     /// c[r][q] += sum over samples t and p < length of a[t*aStride + r*lda + p] * b[t*bStride + offsets[q] + p]
@@ -181,8 +207,32 @@ public enum DotTile<L: KernelLevel, let R: Int, let C: Int> {
             o += 64
             if o == end { o = 0; t += 1; aOff += aStride * 4; bOff += bStride * 4 }
         }
+        store(laneSums(acc), rows: rows, cols: cols, c: c, ldc: ldc)
+    }
+
+    /// `_laneSum` of every accumulator (lane 0 + lane 1 + ... + lane 15, the same bits), computed from
+    /// memory with the R x C elements as the inner loop: R*C independent chains of scalar adds instead of
+    /// one 15-add chain after another (with the sums taken element by element, LLVM kept the tile in
+    /// memory and ran the chains one at a time: the epilogue cost as much as a short tile's FMAs).
+    @inline(__always)
+    static func laneSums(_ acc: InlineArray<R, InlineArray<C, V16>>) -> InlineArray<R, InlineArray<C, Float>> {
+        withUnsafeBytes(of: acc) { raw in
+            let f = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            var s = InlineArray<R, InlineArray<C, Float>> { r in InlineArray<C, Float> { q in f[(r &* C &+ q) &* 16] } }
+            for l in 1..<16 {
+                for r in 0..<R {
+                    for q in 0..<C { s[r][q] += f[(r &* C &+ q) &* 16 &+ l] }
+                }
+            }
+            return s
+        }
+    }
+
+    /// c[r][q] += s[r][q] for the valid rows and columns.
+    @inline(__always)
+    static func store(_ s: InlineArray<R, InlineArray<C, Float>>, rows: Int, cols: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
         for r in 0..<R where r < rows {
-            for q in 0..<C where q < cols { c[r * ldc + q] += _laneSum(acc[r][q]) }
+            for q in 0..<C where q < cols { c[r * ldc + q] += s[r][q] }
         }
     }
 }

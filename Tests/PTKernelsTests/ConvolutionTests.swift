@@ -37,6 +37,14 @@ final class ConvolutionTests: XCTestCase {
         ("direct tiles backward data only", ConvGeometry(mb: 2, ic: 6, oc: 17, ih: 9, iw: 16, kh: 3, kw: 3), 2),
         ("direct tiles rect 5x3 oc 7", ConvGeometry(mb: 1, ic: 3, oc: 7, ih: 8, iw: 32, kh: 5, kw: 3, ph: 2, pw: 1), 1),
         ("direct tiles conv1d", ConvGeometry(mb: 3, ic: 4, oc: 10, ih: 1, iw: 48, kh: 1, kw: 5, pw: 2), 3),
+        // Direct forward layouts (DirectConvolution.swift): rows stored straight into the output, read in
+        // place (no padding) for every sample; rows whose last vector overlaps its neighbour (ow 28); the
+        // padded width read in place with the call's last sample copied (ow 7 < 8 on AVX2 and AVX-512).
+        ("direct rows in place", ConvGeometry(mb: 3, ic: 2, oc: 5, ih: 18, iw: 35, kh: 3, kw: 4), 3),
+        ("direct rows overlapping vectors", ConvGeometry(mb: 2, ic: 2, oc: 7, ih: 28, iw: 30, kh: 3, kw: 3, ph: 1), 2),
+        ("direct padded width in place", ConvGeometry(mb: 4, ic: 3, oc: 9, ih: 9, iw: 9, kh: 3, kw: 3), 4),
+        ("direct tiles in place", ConvGeometry(mb: 3, ic: 3, oc: 20, ih: 10, iw: 18, kh: 3, kw: 3), 3),
+        ("direct padded width, samples too small to read in place", ConvGeometry(mb: 4, ic: 1, oc: 3, ih: 1, iw: 6, kh: 1, kw: 3), 4),
         // 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: backward weights as (taps x channels) tiles.
         ("weights tiles 4x3x2 group tail", ConvGeometry(mb: 2, ic: 9, oc: 32, ih: 7, iw: 11, kh: 3, kw: 3, ph: 1, pw: 1), 2),
         ("weights tiles 4x3x2 pixel pairs even width", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 6, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 2),
