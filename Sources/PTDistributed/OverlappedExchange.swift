@@ -50,7 +50,8 @@ public final class OverlappedExchange: @unchecked Sendable {
     /// Words 16 apart (64 bytes): 0 generation requested, 1 generation done, 2 shutdown, 3 workers
     /// asleep in `awaitWeights`, 4 + b finished shards of bucket b, 4 + B + b generation of bucket
     /// b's reduced partial, 4 + 2B + b chunks of bucket b claimed, 4 + 3B + b chunks of bucket b
-    /// reduced, 4 + 4B + b generation of bucket b's final weights.
+    /// reduced, 4 + 4B + b generation of bucket b's final weights, 4 + 5B buckets reduced (a count
+    /// the exchange thread sleeps on while it has nothing to move), 5 + 5B whether it sleeps so.
     let words: UnsafeMutablePointer<UInt32>
     /// Nanoseconds each worker waited in `awaitWeights` (8 words apart), then the drains' total.
     let waits: UnsafeMutablePointer<UInt64>
@@ -64,6 +65,9 @@ public final class OverlappedExchange: @unchecked Sendable {
     public private(set) var runningGeneration: UInt32 = 0
     /// Sleep between polls of the transfers when nothing moved.
     public var pollNanoseconds = 20_000
+    /// The longest sleep between polls: after each poll in which nothing moved the sleep doubles,
+    /// up to this (each poll costs the workers' core time; a slow link needs few polls).
+    public var maxPollNanoseconds = 80_000
     /// Summed over steps by the exchange thread: from the first bucket's start to the last
     /// bucket's arrival. Read it after `drain()`.
     public private(set) var exchangeNanoseconds: UInt64 = 0
@@ -87,8 +91,8 @@ public final class OverlappedExchange: @unchecked Sendable {
         self.weights = weights
         self.overlapsForward = overlapsForward
         self.update = update
-        words = .allocate(capacity: 16 * (4 + 5 * buckets))
-        words.initialize(repeating: 0, count: 16 * (4 + 5 * buckets))
+        words = .allocate(capacity: 16 * (6 + 5 * buckets))
+        words.initialize(repeating: 0, count: 16 * (6 + 5 * buckets))
         waits = .allocate(capacity: 8 * (self.workers + 1))
         waits.initialize(repeating: 0, count: 8 * (self.workers + 1))
         phase = .allocate(capacity: max(1, buckets))
@@ -127,6 +131,8 @@ public final class OverlappedExchange: @unchecked Sendable {
     @inline(__always) func claimedWord(_ b: Int) -> UnsafeMutablePointer<UInt32> { word(4 + 2 * buckets + b) }
     @inline(__always) func chunksDoneWord(_ b: Int) -> UnsafeMutablePointer<UInt32> { word(4 + 3 * buckets + b) }
     @inline(__always) func readyWord(_ b: Int) -> UnsafeMutablePointer<UInt32> { word(4 + 4 * buckets + b) }
+    @inline(__always) var reductionsWord: UnsafeMutablePointer<UInt32> { word(4 + 5 * buckets) }
+    @inline(__always) var idleWord: UnsafeMutablePointer<UInt32> { word(5 + 5 * buckets) }
 
     /// Main thread, before the workers start a training step (the previous step's workers are
     /// done; its exchange may still run).
@@ -208,6 +214,9 @@ public final class OverlappedExchange: @unchecked Sendable {
     /// The in-node sum of bucket b is in `partial`.
     @inline(__always) public func bucketReduced(_ b: Int) {
         pt_atomic_store_release_u32(reducedWord(b), generation)
+        // Wake the exchange thread if it sleeps for want of work (see `sleepUntilReduced`).
+        pt_atomic_fetch_add_seqcst_u32(reductionsWord, 1)
+        if pt_atomic_load_seqcst_u32(idleWord) != 0 { _ = pt_futex_wake(reductionsWord, 1) }
     }
 
     /// Returns when the exchange of the last step begun is complete (weights, optimizer state and
@@ -258,15 +267,18 @@ public final class OverlappedExchange: @unchecked Sendable {
         var pause = timespec(tv_sec: 0, tv_nsec: pollNanoseconds)
         while remaining > 0 || exchange.sendsQueued {
             var moved = exchange.progress()
+            var waiting = true   // every unfinished bucket waits for its in-node sum
             for b in 0..<buckets {
                 switch phase[b] {
                 case 0:
                     guard pt_atomic_load_acquire_u32(reducedWord(b)) == g else { continue }
+                    waiting = false
                     if started == 0 { started = monotonicNanoseconds() }
                     exchange.startReduce(b, partial: partial)
                     phase[b] = 1
                     moved = true
                 case 1:
+                    waiting = false
                     guard exchange.reduceArrived(b) else { continue }
                     exchange.combine(b, partial: partial, into: gradients)
                     update(b)
@@ -274,6 +286,7 @@ public final class OverlappedExchange: @unchecked Sendable {
                     phase[b] = 2
                     moved = true
                 case 2:
+                    waiting = false
                     guard exchange.gatherArrived(b), exchange.reduceSent(b) else { continue }
                     pt_atomic_store_seqcst_u32(readyWord(b), g)
                     if pt_atomic_load_seqcst_u32(word(3)) != 0 { _ = pt_futex_wake(readyWord(b), Int32.max) }
@@ -284,14 +297,33 @@ public final class OverlappedExchange: @unchecked Sendable {
                     continue
                 }
             }
-            if !moved {
+            if moved {
                 pause.tv_nsec = pollNanoseconds
+            } else if waiting && !exchange.hasSendsOutstanding {
+                // Nothing on the wire and no bucket to start: sleep until the workers reduce one,
+                // instead of polling through the forward and backward.
+                sleepUntilReduced(g)
+                pause.tv_nsec = pollNanoseconds
+            } else {
                 nanosleep(&pause, nil)
+                pause.tv_nsec = min(2 * pause.tv_nsec, maxPollNanoseconds)
             }
         }
         exchange.finish()
         let end = monotonicNanoseconds()
         exchangeNanoseconds &+= end - min(started, end)
+    }
+
+    /// Exchange thread: sleeps until some bucket's in-node sum of generation g may be ready. The
+    /// sleep is announced before the buckets are looked at again, and `bucketReduced` counts
+    /// before it looks at the announcement (all sequentially consistent): no lost wake-up.
+    func sleepUntilReduced(_ g: UInt32) {
+        let seen = pt_atomic_load_seqcst_u32(reductionsWord)
+        pt_atomic_store_seqcst_u32(idleWord, 1)
+        var ready = false
+        for b in 0..<buckets where phase[b] == 0 && pt_atomic_load_seqcst_u32(reducedWord(b)) == g { ready = true }
+        if !ready { _ = pt_futex_wait(reductionsWord, seen) }
+        pt_atomic_store_seqcst_u32(idleWord, 0)
     }
 
     /// Zeroes the times (between steps; drains first so the exchange thread is not adding to them).

@@ -232,6 +232,9 @@ public final class ShardedExchange {
     /// Whether some started unit still has sends to post.
     public var sendsQueued: Bool { unposted > 0 }
 
+    /// Whether some send is posted and not complete, or still to be posted.
+    public var hasSendsOutstanding: Bool { inFlightCount > 0 || unposted > 0 }
+
     /// Posts unit u's next segment (one to one peer) and advances its cursor past peers without one.
     func postNext(_ u: Int) {
         let b = u / 2, reduce = u % 2 == 1
