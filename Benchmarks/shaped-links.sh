@@ -29,11 +29,13 @@ shards=""
 rates="1 10 25"
 exchanges="allgather reduce_scatter"
 bucket_kb=""
+segment_kb=""
+sends_in_flight=""
 overlaps=on
 links=loopback
 extra=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --links loopback|star --binary --config --ranks --threads --batch-size --shards --rates --exchanges --bucket-kb --overlap [-- extra bench args]"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --links loopback|star --binary --config --ranks --threads --batch-size --shards --rates --exchanges --bucket-kb --segment-kb --sends-in-flight --overlap [-- extra bench args]"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --binary) binary=$2; shift 2 ;;
@@ -45,6 +47,8 @@ while [[ $# -gt 0 ]]; do
         --rates) rates=$2; shift 2 ;;
         --exchanges) exchanges=$2; shift 2 ;;
         --bucket-kb) bucket_kb=$2; shift 2 ;;
+        --segment-kb) segment_kb=$2; shift 2 ;;
+        --sends-in-flight) sends_in_flight=$2; shift 2 ;;
         --overlap) overlaps=$2; shift 2 ;;
         --links) links=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
@@ -131,6 +135,8 @@ for rate in $rates; do
                 echo "distributed:"
                 echo "  exchange: $exchange"
                 [[ -n $bucket_kb ]] && echo "  bucket_kb: $bucket_kb"
+                [[ -n $segment_kb ]] && echo "  segment_kb: $segment_kb"
+                [[ -n $sends_in_flight ]] && echo "  sends_in_flight: $sends_in_flight"
                 [[ $overlap == off ]] && echo "  overlap_forward: false"
             } > "$cfg"
             line=$(ip netns exec "$ns" mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$ranks" \

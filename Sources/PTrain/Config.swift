@@ -2,6 +2,7 @@
 // errors that name the file, line and key.
 import Foundation
 import PTData
+import PTDistributed
 import PTModel
 import PTTensor
 import Yams
@@ -105,6 +106,11 @@ public struct TrainConfig: Sendable, Equatable {
     /// Reduce-scatter exchange: let a step's all-gather of the weights run on into the next step's
     /// forward, each bucket's layers waiting only for that bucket (false: the step waits for all).
     public var overlapForward = true
+    /// Reduce-scatter exchange: largest message in KiB (each bucket's transfers are cut into
+    /// segments of this size, sent most urgent first).
+    public var segmentKB: Int = ShardedExchange.defaultSegmentFloats / 256
+    /// Reduce-scatter exchange: synchronous sends a rank keeps posted at a time.
+    public var sendsInFlight: Int = ShardedExchange.defaultSendsInFlight
 
     public init() {}
 
@@ -152,6 +158,8 @@ public struct TrainConfig: Sendable, Equatable {
         if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
         if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
         if bucketKB < 0 || bucketKB > 1 << 23 { try fail("distributed.bucket_kb", "must be in 0...\(1 << 23), got \(bucketKB)") }
+        if segmentKB < 1 || segmentKB > 1 << 20 { try fail("distributed.segment_kb", "must be in 1...\(1 << 20), got \(segmentKB)") }
+        if sendsInFlight < 1 || sendsInFlight > 256 { try fail("distributed.sends_in_flight", "must be in 1...256, got \(sendsInFlight)") }
         if data.zNormalize && (data.mean != nil || data.std != nil) {
             try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
         }
@@ -374,7 +382,7 @@ extension TrainConfig {
             }
         }
         if let d = try top.section("distributed") {
-            try d.checkKnown(["exchange", "bucket_kb", "overlap_forward"])
+            try d.checkKnown(["exchange", "bucket_kb", "overlap_forward", "segment_kb", "sends_in_flight"])
             if let e = try d.string("exchange") {
                 guard let kind = ExchangeKind(rawValue: e) else {
                     throw d.fail("exchange", "unknown exchange '\(e)' (known: \(ExchangeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -383,6 +391,8 @@ extension TrainConfig {
             }
             c.bucketKB = try d.int("bucket_kb") ?? c.bucketKB
             c.overlapForward = try d.bool("overlap_forward") ?? c.overlapForward
+            c.segmentKB = try d.int("segment_kb") ?? c.segmentKB
+            c.sendsInFlight = try d.int("sends_in_flight") ?? c.sendsInFlight
         }
         try c.validate(file: file)
         return c

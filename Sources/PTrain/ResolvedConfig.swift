@@ -64,7 +64,8 @@ extension TrainConfig {
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
         lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
-        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)", "  overlap_forward: \(overlapForward)"]
+        lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)", "  overlap_forward: \(overlapForward)",
+                  "  segment_kb: \(segmentKB)", "  sends_in_flight: \(sendsInFlight)"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -154,7 +154,8 @@ public final class Trainer {
         // ShardedStep) unless the config asks for the all-gather of partial gradients.
         let model = self.model
         let exchange = config.exchange == .reduceScatter ? collectives.makeExchangeTransport().map {
-            ShardedExchange(layout: ShardedStep.layout(of: model, ranks: $0.size, bucketKB: config.bucketKB), transport: $0)
+            ShardedExchange(layout: ShardedStep.layout(of: model, ranks: $0.size, bucketKB: config.bucketKB), transport: $0,
+                            segmentFloats: config.segmentKB * 256, sendsInFlight: config.sendsInFlight)
         } : nil
         // The optimizer state the step updates (momentum, or Adam's moments): laid out like the
         // parameters, or with the sharded exchange this rank's pieces only (see `optimizerState`).
