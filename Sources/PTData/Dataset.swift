@@ -41,15 +41,9 @@ public struct Dataset: @unchecked Sendable {
             }
             for (i, clip) in clips.enumerated() { try clip.validate(elements: shape.count, context: "\(name): sample \(i)") }
         }
-        self.clips = clips
-        self.name = name
-        self.shape = shape
-        self.count = labels.count
-        self.classes = classes
-        self.store = store
-        self.labels = labels
-        self.classNames = classNames ?? (0..<classes).map(String.init)
-        self.converter = try SampleConverter(conversion ?? .natural(store.elementType), elementType: store.elementType, shape: shape)
+        self.init(name: name, shape: shape, classes: classes, store: store,
+                  converter: try SampleConverter(conversion ?? .natural(store.elementType), elementType: store.elementType, shape: shape),
+                  labels: labels, classNames: classNames ?? (0..<classes).map(String.init), clips: clips)
     }
 
     init(name: String, shape: Shape, classes: Int, store: SampleStore, labels: [Int32]) {

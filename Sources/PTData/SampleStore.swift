@@ -90,40 +90,38 @@ public final class SampleStore: @unchecked Sendable {
     /// Bytes per sample.
     public var sampleBytes: Int { sampleElements * elementType.size }
 
-    /// Float samples in an aligned buffer (count * sampleElements values).
-    public init(floats: AlignedBuffer, sampleElements: Int) {
-        precondition(sampleElements > 0 && floats.count % sampleElements == 0, "SampleStore: buffer is not whole samples")
-        memory = .floats(floats)
-        elementType = .float32
-        byteOffset = 0
-        count = floats.count / sampleElements
-        self.sampleElements = sampleElements
-        check = nil
-    }
-
-    /// Samples held in `bytes` from `byteOffset` on (exactly count * sample bytes must fit).
-    public init(bytes: [UInt8], byteOffset: Int = 0, elementType: ElementType, count: Int, sampleElements: Int) {
-        precondition(byteOffset >= 0 && byteOffset + count * sampleElements * elementType.size <= bytes.count,
-                     "SampleStore: samples outside the byte array")
-        memory = .bytes(bytes)
-        self.elementType = elementType
-        self.byteOffset = byteOffset
-        self.count = count
-        self.sampleElements = sampleElements
-        check = nil
-    }
-
-    /// Samples inside a mapped file, from `byteOffset` on. `check(i)` runs before sample i is read.
-    public init(mapped file: MappedFile, byteOffset: Int, elementType: ElementType, count: Int, sampleElements: Int,
-                check: (@Sendable (Int) -> Void)? = nil) {
-        precondition(byteOffset >= 0 && byteOffset + count * sampleElements * elementType.size <= file.size,
-                     "SampleStore: samples outside the mapped file")
-        memory = .mapped(file)
+    private init(memory: Memory, elementType: ElementType, byteOffset: Int, count: Int, sampleElements: Int,
+         check: (@Sendable (Int) -> Void)?) {
+        self.memory = memory
         self.elementType = elementType
         self.byteOffset = byteOffset
         self.count = count
         self.sampleElements = sampleElements
         self.check = check
+    }
+
+    /// Float samples in an aligned buffer (count * sampleElements values).
+    public convenience init(floats: AlignedBuffer, sampleElements: Int) {
+        precondition(sampleElements > 0 && floats.count % sampleElements == 0, "SampleStore: buffer is not whole samples")
+        self.init(memory: .floats(floats), elementType: .float32, byteOffset: 0, count: floats.count / sampleElements,
+                  sampleElements: sampleElements, check: nil)
+    }
+
+    /// Samples held in `bytes` from `byteOffset` on (exactly count * sample bytes must fit).
+    public convenience init(bytes: [UInt8], byteOffset: Int = 0, elementType: ElementType, count: Int, sampleElements: Int) {
+        precondition(byteOffset >= 0 && byteOffset + count * sampleElements * elementType.size <= bytes.count,
+                     "SampleStore: samples outside the byte array")
+        self.init(memory: .bytes(bytes), elementType: elementType, byteOffset: byteOffset, count: count,
+                  sampleElements: sampleElements, check: nil)
+    }
+
+    /// Samples inside a mapped file, from `byteOffset` on. `check(i)` runs before sample i is read.
+    public convenience init(mapped file: MappedFile, byteOffset: Int, elementType: ElementType, count: Int, sampleElements: Int,
+                            check: (@Sendable (Int) -> Void)? = nil) {
+        precondition(byteOffset >= 0 && byteOffset + count * sampleElements * elementType.size <= file.size,
+                     "SampleStore: samples outside the mapped file")
+        self.init(memory: .mapped(file), elementType: elementType, byteOffset: byteOffset, count: count,
+                  sampleElements: sampleElements, check: check)
     }
 
     /// True when the samples live in a memory-mapped file.

@@ -63,7 +63,7 @@ public final class OverlappedExchange: @unchecked Sendable {
     var awaited: UInt32 = 0
     /// The generation the exchange thread is running (read by `update`, on that thread).
     public private(set) var runningGeneration: UInt32 = 0
-    /// Sleep between polls of the transfers when nothing moved.
+    /// Sleep after a poll of the transfers that moved nothing, when the one before moved something.
     public var pollNanoseconds = 20_000
     /// The longest sleep between polls: after each poll in which nothing moved the sleep doubles,
     /// up to this (each poll costs the workers' core time; a slow link needs few polls).
@@ -320,8 +320,7 @@ public final class OverlappedExchange: @unchecked Sendable {
     func sleepUntilReduced(_ g: UInt32) {
         let seen = pt_atomic_load_seqcst_u32(reductionsWord)
         pt_atomic_store_seqcst_u32(idleWord, 1)
-        var ready = false
-        for b in 0..<buckets where phase[b] == 0 && pt_atomic_load_seqcst_u32(reducedWord(b)) == g { ready = true }
+        let ready = (0..<buckets).contains { phase[$0] == 0 && pt_atomic_load_seqcst_u32(reducedWord($0)) == g }
         if !ready { _ = pt_futex_wait(reductionsWord, seen) }
         pt_atomic_store_seqcst_u32(idleWord, 0)
     }

@@ -257,13 +257,7 @@ extension StepJob {
     func runSharded(worker: Int, step: Step, _ sharded: ShardedStep) {
         let overlapped = sharded.overlapped!
         let waited = overlapped.forwardWaitNanoseconds(worker: worker)
-        let t0 = monotonicNanoseconds()
-        var s = firstShard + worker
-        while s < endShard {
-            computeShard(s, worker: worker, step: step)
-            s += workers
-        }
-        let t1 = monotonicNanoseconds()
+        let (t0, t1) = computeOwnShards(worker: worker, step: step)
         let waits = overlapped.forwardWaitNanoseconds(worker: worker) - waited
         timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0 - min(waits, t1 - t0))
         sharded.help(worker: worker)

@@ -194,13 +194,7 @@ final class StepJob: ParallelJob {
             runSharded(worker: worker, step: step, sharded)
             return
         }
-        let t0 = monotonicNanoseconds()
-        var s = firstShard + worker
-        while s < endShard {
-            computeShard(s, worker: worker, step: step)
-            s += workers
-        }
-        let t1 = monotonicNanoseconds()
+        let (t0, t1) = computeOwnShards(worker: worker, step: step)
         timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)
         guard step.mode == .train else { return }
         pool.barrier(worker: worker)
@@ -244,6 +238,18 @@ final class StepJob: ParallelJob {
 
     /// Floats of the flat buffers each worker reduces and updates (a multiple of 16).
     var sliceSize: Int { alignedCount((parameterCount + workers - 1) / workers) }
+
+    /// Runs this worker's shards (every `workers`-th from `firstShard + worker`) one after another;
+    /// returns the clock before and after.
+    @inline(__always) func computeOwnShards(worker: Int, step: Step) -> (start: UInt64, end: UInt64) {
+        let start = monotonicNanoseconds()
+        var s = firstShard + worker
+        while s < endShard {
+            computeShard(s, worker: worker, step: step)
+            s += workers
+        }
+        return (start, monotonicNanoseconds())
+    }
 
     func computeShard(_ s: Int, worker: Int, step: Step) {
         let ws = workspaces[worker]
