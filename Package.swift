@@ -33,8 +33,8 @@ let package = Package(
         .trait(name: "MPI", description: "Multi-process training over MPI (needs an MPI library, e.g. libopenmpi-dev)"),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", exact: "5.0.1"),
     ],
     targets: [
         // System libraries, one C shim each.
