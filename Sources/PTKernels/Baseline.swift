@@ -24,7 +24,8 @@ enum Baseline: KernelLevel {
     public static func gemmMicro(_ shape: GemmBlocking, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         switch (shape.mr, shape.nv) {
-        default: GemmTile<Self, 6, 2>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
+        case (6, 2): GemmTile<Self, 6, 2>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
+        default: fatalError("baseline: unlisted GEMM tile \(shape.mr)x\(shape.nv)")
         }
     }
 
@@ -51,7 +52,8 @@ enum Baseline: KernelLevel {
         case (1, 9): ConvTile<Self, 1, 9>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         case (1, 10): ConvTile<Self, 1, 10>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         case (1, 11): ConvTile<Self, 1, 11>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        default: ConvTile<Self, 1, 12>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 12): ConvTile<Self, 1, 12>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        default: fatalError("baseline: unlisted convolution tile \(mr)x\(nv)")
         }
     }
 
@@ -63,7 +65,8 @@ enum Baseline: KernelLevel {
                                    dyT: UnsafePointer<Float>, ldy: Int, oh: Int, ow: Int, rowStep: Int, colStep: Int,
                                    acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int) {
         switch (tg, nv) {
-        default: WeightsTile<Self, 2, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        case (2, 2): WeightsTile<Self, 2, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        default: fatalError("baseline: unlisted weights tile \(tg)x\(nv)")
         }
     }
 

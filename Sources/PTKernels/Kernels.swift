@@ -49,6 +49,11 @@ public func _sgemmWithKernel(_ name: String, mc: Int? = nil, kc: Int? = nil, nc:
 }
 
 extension ConvKernel {
+    /// The entry `pass` runs at the level in use, with its sub-variant (see `implementationName(_:vectorWidth:)`).
+    public func implementationName(_ pass: ConvPass) -> String {
+        implementationName(pass, vectorWidth: activeKernels.vectorWidth)
+    }
+
     /// Forward over `mb` samples (mb <= geometry.mb). See `convForwardReference`.
     public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

@@ -28,7 +28,8 @@ public enum AVX512: KernelLevel {
         switch (shape.mr, shape.nv) {
         case (14, 2): GemmTile<Self, 14, 2>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
         case (8, 3): GemmTile<Self, 8, 3>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
-        default: GemmTile<Self, 6, 4>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
+        case (6, 4): GemmTile<Self, 6, 4>.run(kc: kc, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate)
+        default: fatalError("avx512: unlisted GEMM tile \(shape.mr)x\(shape.nv)")
         }
     }
 
@@ -53,7 +54,8 @@ public enum AVX512: KernelLevel {
         case (1, 5): ConvTile<Self, 1, 5>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         case (1, 6): ConvTile<Self, 1, 6>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         case (1, 7): ConvTile<Self, 1, 7>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        default: ConvTile<Self, 1, 8>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 8): ConvTile<Self, 1, 8>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        default: fatalError("avx512: unlisted convolution tile \(mr)x\(nv)")
         }
     }
 
@@ -70,7 +72,8 @@ public enum AVX512: KernelLevel {
         switch (tg, nv) {
         case (2, 4): WeightsTile<Self, 2, 4>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
         case (3, 3): WeightsTile<Self, 3, 3>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
-        default: WeightsTile<Self, 4, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        case (4, 2): WeightsTile<Self, 4, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        default: fatalError("avx512: unlisted weights tile \(tg)x\(nv)")
         }
     }
 

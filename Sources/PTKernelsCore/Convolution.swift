@@ -1,86 +1,195 @@
-// Convolution: an implementation chosen once per layer geometry from an ordered list, ending in
-// the reference. All implementations compute the same sums up to float rounding.
+// Convolution: each pass (forward, backward data, backward weights) keeps a named list of
+// implementations in order of preference, oneDNN style; each entry has a predicate on the geometry,
+// and the first applicable entry runs. The lists end in the reference, and all entries compute the
+// same sums up to float rounding.
+
+/// The three passes of a convolution, each with its own implementation list.
+public enum ConvPass: String, CaseIterable, Sendable {
+    case forward, backwardData, backwardWeights
+}
+
+/// One pass's implementation list: the cases in order of preference, each applicable to some
+/// geometries (`isApplicable`); the last one, `reference`, to all. The choice is the first applicable
+/// entry, from the geometry alone (never the instruction-set level, never a timing), so the same
+/// geometry always runs the same sums.
+///
+/// A new entry (e.g. a bf16 kernel) is one more case: its predicate, its scratch and its body in the
+/// pass's `switch`; placed before the fp32 entries it replaces, with a predicate that also asks for
+/// its precision (the precision would then be part of what the predicates see, as oneDNN's data type
+/// is part of its descriptor), it leaves every fp32 choice as it is.
+public protocol ConvImplementationList: RawRepresentable<String>, CaseIterable, Sendable where AllCases == [Self] {
+    /// Whether this entry computes the pass for `g`.
+    func isApplicable(_ g: ConvGeometry) -> Bool
+}
+
+extension ConvImplementationList {
+    /// The entries that compute the pass for `g`, in order of preference (the last is the reference).
+    public static func applicable(to g: ConvGeometry) -> [Self] { allCases.filter { $0.isApplicable(g) } }
+
+    /// The entry the pass runs for `g` when none is forced.
+    public static func first(applicableTo g: ConvGeometry) -> Self {
+        for entry in allCases where entry.isApplicable(g) { return entry }
+        fatalError("no \(Self.self) entry for \(g)")   // unreachable: `reference` applies to every geometry
+    }
+}
 
 /// A convolution kernel bound to one layer geometry (with the largest minibatch it will see).
-/// Choosing happens once, in `init`; each call then runs the chosen implementation.
-///
-/// Implementations (oneDNN style, first applicable wins):
-/// - `directSmall`: stride 1 with oc <= 16 (LeNet): forward and backward weights computed directly from
-///   padded planes (no unfolding, which costs more than the small GEMM); backward data as the direct
-///   forward of the transposed convolution when that has few outputs too, else as `im2colGemm`.
-/// - `pointwiseGemm`: 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand
-///   (forward W[oc][ic] x in[ic][P]); no im2col at all.
-/// - `im2colGemm`: samples are taken in groups so the GEMM's n (pixels) is ~2048 wide; the group is
-///   unfolded into scratch (vectorised band copies), multiplied, and the result copied out with the bias.
-///   Backward weights multiplies the same unfolded group with `sgemmDotNT` (pixels contiguous in both
-///   operands, so nothing is transposed).
-///   Backward data with stride 1 and padding <= kernel-1 runs as the forward of the transposed
-///   convolution (flipped, transposed weights, padding k-1-p) so it needs no col2im scatter.
-/// - `reference`: the plain loops.
+/// Choosing happens once, in `init`; each call then runs the chosen entry of its pass.
 ///
 /// Determinism: forward and backward-data sums run over ic*kh*kw (or oc*kh*kw) in an order fixed by
 /// the geometry; backward-weights sums run group by group, the group size fixed by `geometry.mb` and the
 /// call's `mb`. Threads never enter here.
 public struct ConvKernel: Sendable {
-    public enum Implementation: String, CaseIterable, Sendable {
-        /// Stride 1, oc <= 16: direct forward and backward weights on padded planes
-        /// (DirectConvolution.swift); backward data as the transposed direct forward or `im2colGemm`.
-        case directSmall
-        /// 1x1 stride 1 unpadded: plain GEMMs on the sample's planes.
+    /// Forward implementations, in order of preference.
+    public enum Forward: String, ConvImplementationList {
+        /// 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand (W[oc][ic] x in[ic][P]).
         case pointwiseGemm
-        /// Group of samples unfolded (im2col) into scratch, then one GEMM per group.
+        /// Stride 1, and few output channels (LeNet: oc <= 16) or output rows of whole 16-pixel vectors
+        /// (CIFAR): register tiles read straight from zero-padded planes, no unfolded matrix
+        /// (DirectConvolution.swift). Sub-variants, by the level's vector width (same sums): `rows`
+        /// (tiles store whole output rows in place) or `paddedWidth` (rows computed on the padded
+        /// width, then copied out); see `directRowVectors`.
+        case direct
+        /// At least `directOutputPixels` output pixels a sample: one sample unfolded (im2col, in chunks of
+        /// rows) and multiplied per GEMM, written straight into the output with the bias preloaded.
+        case im2colGemmPerSample
+        /// Samples taken in groups so the GEMM's n (pixels) is ~`targetColumns` wide: the group is
+        /// unfolded into scratch, multiplied, and copied out with the bias. Any geometry.
         case im2colGemm
-        /// The plain loops of `convForwardReference` and friends.
+        /// The plain loops of `convForwardReference`.
         case reference
+
+        public func isApplicable(_ g: ConvGeometry) -> Bool {
+            switch self {
+            case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .direct:
+                return g.sh == 1 && g.sw == 1 && (g.oc <= 16 || ConvKernel.outputRowsAreWholeVectors(g))
+                    && ConvKernel.tapOffsetsFitInt32(g)
+            case .im2colGemmPerSample: return g.oh * g.ow >= ConvKernel.directOutputPixels
+            case .im2colGemm, .reference: return true
+            }
+        }
+    }
+
+    /// Backward-data implementations (the input gradient), in order of preference.
+    public enum BackwardData: String, ConvImplementationList {
+        /// 1x1, stride 1, no padding: per sample dIn = W^T x dOut.
+        case pointwiseGemm
+        /// Stride 1, padding <= kernel - 1: the forward of the transposed convolution (flipped,
+        /// transposed weights, padding k-1-p), which needs no col2im scatter; that forward runs the
+        /// `Forward` entry of the transposed geometry (see `backwardDataAsTransposedForward`).
+        case transposedForward
+        /// Groups of samples: one GEMM W^T x dOut into an unfolded matrix, then col2im. Any geometry.
+        case im2colGemm
+        /// The plain loops of `convBackwardDataReference`.
+        case reference
+
+        public func isApplicable(_ g: ConvGeometry) -> Bool {
+            switch self {
+            case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .transposedForward: return ConvKernel.backwardDataAsTransposedForward(g)
+            case .im2colGemm, .reference: return true
+            }
+        }
+    }
+
+    /// Backward-weights implementations (weight and bias gradients, added), in order of preference.
+    public enum BackwardWeights: String, ConvImplementationList {
+        /// 1x1, stride 1, no padding: per sample dW += dOut x in^T as 16-lane dot products (`sgemmDotNT`).
+        case pointwiseGemm
+        /// 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: (taps x channels) register tiles over
+        /// the padded planes and the transposed output gradient (WeightsTileConvolution.swift).
+        case weightsTiles
+        /// Stride 1, and few output channels or a padded width that wastes at most 1/8 of the FMAs: tiled
+        /// dot products of the output gradient with shifted views of the padded planes
+        /// (DirectConvolution.swift).
+        case direct
+        /// Groups of samples unfolded (im2col), then one `sgemmDotNT` with the output gradient. Any geometry.
+        case im2colGemm
+        /// The plain loops of `convBackwardWeightsReference`.
+        case reference
+
+        public func isApplicable(_ g: ConvGeometry) -> Bool {
+            switch self {
+            case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .weightsTiles: return ConvKernel.weightsTilesApply(g)
+            case .direct: return ConvKernel.backwardWeightsDirect(g)
+            case .im2colGemm, .reference: return true
+            }
+        }
     }
 
     public let geometry: ConvGeometry
-    public let implementation: Implementation
+    /// The entry each pass runs.
+    public let forwardImplementation: Forward
+    public let backwardDataImplementation: BackwardData
+    public let backwardWeightsImplementation: BackwardWeights
     /// Samples unfolded together by `im2colGemm` (so the GEMM sees ~`targetColumns` pixels).
     public let groupSize: Int
+    /// The `Forward` entry of `transposedGeometry` (what `transposedForward` runs), chosen in `init`.
+    let transposedForwardImplementation: Forward
 
     /// GEMM width aimed for when grouping samples: wide enough to amortise packing A, small enough that
     /// the unfolded group (reduction x columns floats) stays near the L2/L3 boundary.
     static let targetColumns = 2048
-    /// From this many output pixels per sample, `im2colGemm` forward runs one GEMM per sample straight
-    /// into the output instead of grouping samples (n = oh*ow is then wide enough on its own).
+    /// From this many output pixels per sample, forward runs `im2colGemmPerSample` (one GEMM per sample
+    /// straight into the output) instead of grouping samples: n = oh*ow is then wide enough on its own.
     static let directOutputPixels = 256
 
-    /// Implementations in order of preference; the first applicable one is used.
-    public static func applicable(_ g: ConvGeometry) -> [Implementation] {
-        var list: [Implementation] = []
-        if g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 { list.append(.pointwiseGemm) }
-        if g.sh == 1 && g.sw == 1 && g.oc <= 16 { list.append(.directSmall) }
-        list.append(.im2colGemm)
-        list.append(.reference)
-        return list
-    }
-
-    public init(geometry: ConvGeometry, implementation: Implementation? = nil) {
+    /// Each pass runs the first applicable entry of its list, or the one given (tests force each
+    /// entry in turn; one that does not apply to `geometry` stops the program).
+    public init(geometry: ConvGeometry, forward: Forward? = nil, backwardData: BackwardData? = nil,
+                backwardWeights: BackwardWeights? = nil) {
         self.geometry = geometry
-        let impl = implementation ?? Self.applicable(geometry)[0]
-        precondition(Self.applicable(geometry).contains(impl), "\(impl) does not apply to \(geometry)")
-        self.implementation = impl
-        let p = max(1, geometry.oh * geometry.ow)
-        self.groupSize = max(1, min(max(geometry.mb, 1), Self.targetColumns / p))
-        let t = ConvGeometry(mb: geometry.mb, ic: geometry.oc, oc: geometry.ic, ih: geometry.oh, iw: geometry.ow,
-                             kh: geometry.kh, kw: geometry.kw, sh: 1, sw: 1,
-                             ph: max(0, geometry.kh - 1 - geometry.ph), pw: max(0, geometry.kw - 1 - geometry.pw))
-        self.transposedImplementation = impl == .pointwiseGemm ? .pointwiseGemm
-            : Self.applicable(t).contains(.directSmall) ? .directSmall : .im2colGemm
+        forwardImplementation = Self.entry(forward, geometry)
+        backwardDataImplementation = Self.entry(backwardData, geometry)
+        backwardWeightsImplementation = Self.entry(backwardWeights, geometry)
+        groupSize = Self.groupSize(geometry)
+        transposedForwardImplementation = Forward.first(applicableTo: Self.transposedGeometry(geometry))
     }
 
-    /// For the transposed kernel: no applicability check (it would allocate in the step).
-    init(transposed geometry: ConvGeometry, implementation: Implementation) {
+    /// For the transposed kernel, which only runs `forward`: no search (it would allocate in the step).
+    init(transposed geometry: ConvGeometry, forward: Forward) {
         self.geometry = geometry
-        self.implementation = implementation
-        let p = max(1, geometry.oh * geometry.ow)
-        self.groupSize = max(1, min(max(geometry.mb, 1), Self.targetColumns / p))
-        self.transposedImplementation = .reference   // never used: a transposed kernel only runs forward
+        forwardImplementation = forward
+        backwardDataImplementation = .reference
+        backwardWeightsImplementation = .reference
+        groupSize = Self.groupSize(geometry)
+        transposedForwardImplementation = .reference
     }
 
-    /// Implementation of `transposedKernel`, chosen once in `init`.
-    let transposedImplementation: Implementation
+    /// `forced` (checked here: release builds of the kernels drop preconditions) or the first applicable entry.
+    static func entry<List: ConvImplementationList>(_ forced: List?, _ g: ConvGeometry) -> List {
+        guard let forced else { return List.first(applicableTo: g) }
+        guard forced.isApplicable(g) else { fatalError("convolution: \(forced.rawValue) does not apply to \(g)") }
+        return forced
+    }
+
+    static func groupSize(_ g: ConvGeometry) -> Int {
+        max(1, min(max(g.mb, 1), targetColumns / max(1, g.oh * g.ow)))
+    }
+
+    /// The entry `pass` runs, named as `bench kernels` reports it: with its sub-variant at a level of
+    /// `vectorWidth` floats (the direct forward's layout), and the transposed forward's own entry.
+    public func implementationName(_ pass: ConvPass, vectorWidth: Int) -> String {
+        switch pass {
+        case .forward:
+            guard forwardImplementation == .direct else { return forwardImplementation.rawValue }
+            return "direct." + (Self.directRowVectors(geometry, width: vectorWidth) == nil ? "paddedWidth" : "rows")
+        case .backwardData:
+            guard backwardDataImplementation == .transposedForward else { return backwardDataImplementation.rawValue }
+            return "transposedForward(" + transposedKernel.implementationName(.forward, vectorWidth: vectorWidth) + ")"
+        case .backwardWeights:
+            return backwardWeightsImplementation.rawValue
+        }
+    }
+
+    // MARK: Predicates
+
+    /// 1x1, stride 1, no padding.
+    static func isPointwise(_ g: ConvGeometry) -> Bool {
+        g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0
+    }
 
     /// Whether backward data runs as the forward of the transposed convolution (no col2im scatter)
     /// rather than GEMM + col2im: only for stride 1 with padding <= kernel-1, and only when its unfolded
@@ -88,54 +197,33 @@ public struct ConvKernel: Sendable {
     /// channels (LeNet, the RGB layer) the transposed GEMM has a tiny m and its unfold dominates.
     /// Measured (machine shared with builds): LeNet conv2 backward data 6.7% -> 12% of peak, LeNet conv1
     /// 4% -> 16%, RGB 3->32 12% -> 22%, CIFAR 32->64 34% -> 39% when switched to col2im.
-    /// When the transposed convolution itself runs direct (few input channels: LeNet conv2, 6 <- 16)
-    /// nothing is unfolded at all, so it always wins over GEMM + col2im (whose 10-wide rows were
-    /// scalar copies: col2im was 8.5% of a LeNet step).
-    var backwardDataTransposed: Bool {
-        let g = geometry
+    /// When the transposed convolution itself runs `direct` with few output channels (ic <= 16: LeNet
+    /// conv2, 6 <- 16) nothing is unfolded at all, so it always wins over GEMM + col2im (whose 10-wide
+    /// rows were scalar copies: col2im was 8.5% of a LeNet step); so does the transposed forward as
+    /// direct register tiles on whole 16-pixel input rows (iw % 16 == 0; CIFAR 32->64 16x16 backward
+    /// data 69.5%, see DirectTileConvolution.swift).
+    static func backwardDataAsTransposedForward(_ g: ConvGeometry) -> Bool {
         guard g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1 else { return false }
-        // Nor when the transposed forward runs as direct register tiles (whole 16-pixel input rows):
-        // CIFAR 32->64 16x16 backward data 69.5% -> see directTilesApply.
-        return g.oc * g.ih * g.iw <= g.ic * g.oh * g.ow || transposedImplementation == .directSmall
-            || (transposedImplementation == .im2colGemm && g.iw % 16 == 0)
+        return g.oc * g.ih * g.iw <= g.ic * g.oh * g.ow || g.ic <= 16 || g.iw % 16 == 0
     }
 
-    var transposedGeometry: ConvGeometry {
-        let g = geometry
-        return ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
-                            sh: 1, sw: 1, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
+    /// The transposed convolution of a stride-1 geometry: dIn = conv(dOut, W' with padding k-1-p)
+    /// (padding clamped at 0 where backward data does not run it).
+    static func transposedGeometry(_ g: ConvGeometry) -> ConvGeometry {
+        ConvGeometry(mb: g.mb, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
+                     sh: 1, sw: 1, ph: max(0, g.kh - 1 - g.ph), pw: max(0, g.kw - 1 - g.pw))
     }
 
     /// The transposed convolution: dIn = conv(dOut, W' with padding k-1-p), W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j].
     var transposedKernel: ConvKernel {
-        ConvKernel(transposed: transposedGeometry, implementation: transposedImplementation)
-        // (The transposed kernel only runs `forward`; im2colGemm keeps its scratch formula simple.)
+        ConvKernel(transposed: Self.transposedGeometry(geometry), forward: transposedForwardImplementation)
     }
 
-    /// Floats of scratch one call needs (for any mb <= geometry.mb). Provide it once per worker.
-    public var scratchCount: Int {
-        let g = geometry
-        let p = g.oh * g.ow
-        switch implementation {
-        case .reference: return 0
-        case .pointwiseGemm:
-            return sgemmWorkspaceCount(m: max(g.oc, g.ic), n: max(p, max(g.oc, g.ic)), k: max(p, max(g.oc, g.ic)))
-        case .im2colGemm, .directSmall:
-            let n = groupSize * p
-            let k = g.reduction
-            let forward = forwardScratchCount
-            let weights = weightsTilesApply && implementation == .im2colGemm ? weightsTilesScratchCount
-                : backwardWeightsDirect ? directWeightsScratchCount : k * n + g.oc * n
-            var data: Int
-            if backwardDataTransposed {
-                data = g.weightCount + 16 + transposedKernel.forwardScratchCount
-            } else {
-                data = k * n + g.oc * n + sgemmWorkspaceCount(m: k, n: n, k: g.oc) + 32
-            }
-            data = max(data, 0)
-            return max(forward, weights, data)
-        }
-    }
+    // MARK: Scratch
+
+    /// Floats of scratch one call of any pass needs (for any mb <= geometry.mb, at any level). Provide it
+    /// once per worker.
+    public var scratchCount: Int { max(forwardScratchCount, backwardDataScratchCount, backwardWeightsScratchCount) }
 
     /// Output rows unfolded at a time by the per-sample forward: the sample's unfolded matrix split into
     /// equal chunks of at most ~160K floats (640 KiB, within the 1 MiB L2 next to the packed panels).
@@ -149,23 +237,51 @@ public struct ConvKernel: Sendable {
         return max(1, (g.oh + chunks - 1) / chunks)
     }
 
-    /// Scratch of `forward` alone.
+    /// Scratch of `forward`.
     var forwardScratchCount: Int {
         let g = geometry
         let p = g.oh * g.ow
-        switch implementation {
+        switch forwardImplementation {
         case .reference: return 0
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
+        case .direct: return Self.directScratchCount(g)
+        case .im2colGemmPerSample:
+            return _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
+                + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
         case .im2colGemm:
             let n = groupSize * p
-            let grouped = g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
-            let perSample = _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
-                + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
-            return max(grouped, perSample, directTilesApply ? Self.directScratchCount(g) : 0)
-        case .directSmall:
-            return Self.directScratchCount(g)
+            return g.reduction * n + g.oc * n + sgemmWorkspaceCount(m: g.oc, n: n, k: g.reduction) + 32
         }
     }
+
+    /// Scratch of `backwardData`.
+    var backwardDataScratchCount: Int {
+        let g = geometry
+        let p = g.oh * g.ow
+        switch backwardDataImplementation {
+        case .reference: return 0
+        case .pointwiseGemm: return sgemmWorkspaceCount(m: g.ic, n: p, k: g.oc)
+        case .transposedForward: return g.weightCount + 16 + transposedKernel.forwardScratchCount
+        case .im2colGemm:
+            let n = groupSize * p, k = g.reduction
+            return k * n + g.oc * n + sgemmWorkspaceCount(m: k, n: n, k: g.oc) + 32
+        }
+    }
+
+    /// Scratch of `backwardWeights`.
+    var backwardWeightsScratchCount: Int {
+        let g = geometry
+        switch backwardWeightsImplementation {
+        case .reference, .pointwiseGemm: return 0
+        case .weightsTiles: return weightsTilesScratchCount
+        case .direct: return directWeightsScratchCount
+        case .im2colGemm:
+            let n = groupSize * g.oh * g.ow
+            return g.reduction * n + g.oc * n
+        }
+    }
+
+    // MARK: Passes
 
     /// Forward over `mb` samples (mb <= geometry.mb) at level L. See `convForwardReference`.
     func _forward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -173,10 +289,10 @@ public struct ConvKernel: Sendable {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
-        switch implementation {
+        switch forwardImplementation {
         case .reference:
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
-        case .directSmall:
+        case .direct:
             directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
@@ -185,11 +301,7 @@ public struct ConvKernel: Sendable {
                 _sgemm(L.self, shape: nil, transA: false, transB: false, m: g.oc, n: p, k: g.ic, alpha: 1, a: weight, lda: g.ic,
                       b: input + s * inSize, ldb: p, beta: bias == nil ? 0 : 1, c: out, ldc: p, workspace: scratch)
             }
-        case .im2colGemm where directTilesApply:
-            // Stride 1, whole 16-pixel output vectors: register tiles read straight from padded planes
-            // (DirectConvolution.swift, rows layout): no unfold, no packed B, no copy-out.
-            directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
-        case .im2colGemm where p >= Self.directOutputPixels:
+        case .im2colGemmPerSample:
             // One sample per GEMM, written straight into the output (bias preloaded, beta 1): no
             // copy-out pass. Measured on CIFAR-small b128 (1 thread): the grouped GEMM's copy-out
             // was ~10% of the step.
@@ -239,7 +351,7 @@ public struct ConvKernel: Sendable {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
-        switch implementation {
+        switch backwardDataImplementation {
         case .reference:
             convBackwardDataReference(g, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad)
         case .pointwiseGemm:
@@ -247,7 +359,7 @@ public struct ConvKernel: Sendable {
                 _sgemm(L.self, shape: nil, transA: true, transB: false, m: g.ic, n: p, k: g.oc, alpha: 1, a: weight, lda: g.ic,
                       b: outputGrad + s * outSize, ldb: p, beta: 0, c: inputGrad + s * inSize, ldc: p, workspace: scratch)
             }
-        case .im2colGemm where backwardDataTransposed, .directSmall where backwardDataTransposed:
+        case .transposedForward:
             // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], then an ordinary forward.
             let wt = align64(scratch)
             let khw = g.kh * g.kw
@@ -260,7 +372,7 @@ public struct ConvKernel: Sendable {
             }
             transposedKernel._forward(L.self, mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
                                      scratch: wt + g.weightCount)
-        case .im2colGemm, .directSmall:
+        case .im2colGemm:
             let k = g.reduction
             var s0 = 0
             while s0 < mb {
@@ -285,27 +397,19 @@ public struct ConvKernel: Sendable {
         let g = geometry.with(mb: mb)
         let p = g.oh * g.ow
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
-        func direct() {
-            directBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
-            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        }
-        switch implementation {
+        switch backwardWeightsImplementation {
         case .reference:
             convBackwardWeightsReference(g, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad)
+            return
         case .pointwiseGemm:
             for s in 0..<mb {
                 _sgemmDotNT(L.self, m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: input + s * inSize, ldb: p,
                            c: weightGrad, ldc: g.ic)
             }
-            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .im2colGemm where weightsTilesApply:
+        case .weightsTiles:
             tilesBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
-            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
-        case .directSmall:
-            // Every directSmall layer (stride 1: `backwardWeightsDirect` holds for all of them).
-            direct()
-        case .im2colGemm where backwardWeightsDirect:
-            direct()
+        case .direct:
+            directBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
         case .im2colGemm:
             let k = g.reduction
             var s0 = 0
@@ -320,8 +424,8 @@ public struct ConvKernel: Sendable {
                 _sgemmDotNT(L.self, m: g.oc, n: k, k: n, a: dbuf, lda: n, b: col, ldb: n, c: weightGrad, ldc: k)
                 s0 += count
             }
-            if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
         }
+        if let biasGrad { addRowSums(outputGrad, rows: g.oc, count: p, samples: mb, stride: outSize, into: biasGrad) }
     }
 }
 

@@ -1,7 +1,7 @@
-// Direct forward convolution for stride 1: few output channels (LeNet: oc = 6, 16), where an unfolded
-// (im2col) matrix would cost more to write than the GEMM on it saves, and the `im2colGemm` layers whose
-// output rows are whole 16-pixel vectors (CIFAR 32x32 and 16x16, forward and the transposed forward of
-// backward data; `directTilesApply`).
+// Direct forward convolution for stride 1 (the `direct` forward entry): few output channels (LeNet:
+// oc = 6, 16), where an unfolded (im2col) matrix would cost more to write than the GEMM on it saves, and
+// the layers whose output rows are whole 16-pixel vectors (CIFAR 32x32 and 16x16, forward and the
+// transposed forward of backward data; `outputRowsAreWholeVectors`).
 //
 // The input planes are read as zero-padded planes (Hp x Wp): copied once per sample into scratch, or,
 // without padding, read in place (a sample's planes already are the padded planes). Output pixel
@@ -55,8 +55,11 @@ extension ConvKernel {
         return (perRow * g.oh - paddedVectors) * g.reduction <= 3 * paddedVectors ? perRow : nil
     }
 
-    /// Most vectors of one sample on any level, either layout (the narrowest level has 4 floats a vector).
-    static func directMaxVectors(_ g: ConvGeometry) -> Int { g.oh * (directPaddedWidth(g) + 3) / 4 + 2 }
+    /// Most vectors of one sample on any level, either layout (the narrowest level's vectors).
+    static func directMaxVectors(_ g: ConvGeometry) -> Int {
+        let w = AllLevels.narrowestWidth
+        return g.oh * (directPaddedWidth(g) + w - 1) / w + 2
+    }
 
     /// Scratch floats of `directForward` (any mb, any level): the padded sample with a zero tail, the
     /// padded-width output of one sample (unless every level uses the rows layout), the packed weights,
@@ -161,25 +164,20 @@ extension ConvKernel {
         return max(1, min(max(g.mb, 1), 196_608 / perSample))
     }
 
-    /// Whether backward weights runs `directBackwardWeights`: stride 1, and for `im2colGemm` layers only
-    /// when the padded width wastes at most 1/8 of the FMAs. CIFAR-small b128 (shards of 16, 1 thread):
-    /// 436 -> 468 and 417 -> 450 images/s against im2col + `sgemmDotNT` for all four 3x3 layers; 32x32
-    /// layers only: 455 / 437.
-    var backwardWeightsDirect: Bool {
-        let g = geometry
-        guard g.sh == 1 && g.sw == 1, implementation == .directSmall || implementation == .im2colGemm else { return false }
-        if implementation == .directSmall { return true }
-        return 8 * Self.directWeightsLength(g) <= 9 * g.oh * g.ow
+    /// The `direct` backward-weights entry's predicate: stride 1, and few output channels (oc <= 16,
+    /// LeNet) or a padded width that wastes at most 1/8 of the FMAs. CIFAR-small b128 (shards of 16,
+    /// 1 thread): 436 -> 468 and 417 -> 450 images/s against im2col + `sgemmDotNT` for all four 3x3
+    /// layers; 32x32 layers only: 455 / 437.
+    static func backwardWeightsDirect(_ g: ConvGeometry) -> Bool {
+        guard g.sh == 1 && g.sw == 1 else { return false }
+        return g.oc <= 16 || 8 * directWeightsLength(g) <= 9 * g.oh * g.ow
     }
-
-    /// Most columns (taps) of a dot-product tile on any level.
-    static let maxDotColumns = 8
 
     var directWeightsScratchCount: Int {
         let g = geometry
         let (hp, wp) = (g.ih + 2 * g.ph, directPaddedWidth(g))
         let planeStride = roundUp(hp * wp + 32 + g.kw, 16)
-        return directWeightsGroup * (g.ic * planeStride + g.oc * Self.directWeightsLength(g)) + 32 + 2 * Self.maxDotColumns
+        return directWeightsGroup * (g.ic * planeStride + g.oc * Self.directWeightsLength(g)) + 32 + 2 * AllLevels.maxDotColumns
     }
 
     func directBackwardWeights<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,

@@ -1,17 +1,16 @@
 // Register tiles for the direct forward (DirectConvolution.swift): the tile shape, the packed weights
-// and tap offsets, and the loop over tiles. Also used, as `directTilesApply`, by `im2colGemm` layers
-// whose output rows are whole 16-pixel vectors (CIFAR 32x32 and 16x16 layers, forward and the
-// transposed forward of backward data): they run `directForward` in its rows layout.
+// and tap offsets, and the loop over tiles. Besides the layers with few output channels, the `direct`
+// forward entry also takes the layers whose output rows are whole 16-pixel vectors
+// (`outputRowsAreWholeVectors`: CIFAR 32x32 and 16x16 layers, forward and the transposed forward of
+// backward data), which run it in its rows layout.
 // Measured there (`bench kernels`, 1 thread, % of FMA peak, per-sample im2col + GEMM before -> these
 // tiles): CIFAR forward 3->32 48 -> 75-79, 32->32 64 -> 90, 32->64 75 -> 87, 64->64 75 -> 90;
 // CIFAR-small b128, 1 thread: 478 -> ~555 images/s from these alone.
 
 extension ConvKernel {
-    /// Whether `forward` (im2colGemm) runs as direct register tiles: stride 1 and whole 16-pixel output vectors.
-    var directTilesApply: Bool {
-        let g = geometry
-        return g.sh == 1 && g.sw == 1 && g.ow % 16 == 0 && g.oh * g.ow >= 16 && Self.tapOffsetsFitInt32(g)
-    }
+    /// Whether the output rows are whole 16-pixel vectors (so the `direct` forward's rows layout wastes
+    /// nothing at any level): with stride 1, such layers run the `direct` forward whatever their channels.
+    static func outputRowsAreWholeVectors(_ g: ConvGeometry) -> Bool { g.ow % 16 == 0 && g.oh * g.ow >= 16 }
 
     /// Whether every tap offset c*planeStride + i*wp + j of the padded planes fits the Int32 table.
     static func tapOffsetsFitInt32(_ g: ConvGeometry) -> Bool {
@@ -27,7 +26,7 @@ extension ConvKernel {
     }
 
     /// The packed-weight rows any level's tiles need.
-    static func packedTileRows(_ oc: Int) -> Int { [8, 6, 4, 1].map { roundUp(oc, $0) }.max()! }
+    static func packedTileRows(_ oc: Int) -> Int { AllLevels.convTileRows.map { roundUp(oc, $0) }.max()! }
 }
 
 /// Packs the weights (oc x ic*kh*kw) into `mr`-row panels at `packed` and writes the tap offsets

@@ -43,15 +43,7 @@ public struct GemmBlocking: Sendable, Equatable {
     /// The k-block length shared by every tile and level (see above).
     public static let kc = 384
 
-    /// Every tile of every level (workspace sizes cover them all, so one buffer serves any level).
-    public static let allLevels: [GemmBlocking] = [
-        GemmBlocking(level: "avx512", mr: 14, nv: 2, width: 16, mc: 112),
-        GemmBlocking(level: "avx512", mr: 8, nv: 3, width: 16, mc: 96),
-        GemmBlocking(level: "avx512", mr: 6, nv: 4, width: 16, mc: 96),
-        GemmBlocking(level: "avx2", mr: 6, nv: 2, width: 8, mc: 120),
-        GemmBlocking(level: "avx2", mr: 4, nv: 3, width: 8, mc: 120),
-        GemmBlocking(level: "baseline", mr: 6, nv: 2, width: 4, mc: 120),
-    ]
+    // Every tile of every level: `allLevels`, generated with the levels (LevelShapes.swift).
 
     /// The tile of level L for an m x n problem: the least padded area (rows and columns), ties to the
     /// least padded rows, then to the first (the level's default). Results do not depend on it (same KC,

@@ -14,9 +14,8 @@
 // CIFAR 32->32 72 -> 74-76, 32->64 66 -> 78-80, 64->64 65 -> 85. CIFAR-small b128: ~555 -> ~595 images/s.
 
 extension ConvKernel {
-    /// Whether `backwardWeights` (im2colGemm) runs `tilesBackwardWeights`.
-    var weightsTilesApply: Bool {
-        let g = geometry
+    /// The `weightsTiles` entry's predicate (every level has a tile for these oc: `weightsTileShape`).
+    static func weightsTilesApply(_ g: ConvGeometry) -> Bool {
         // ic >= 8: with fewer input channels (the RGB layer) transposing dy costs more than the tiles gain
         // (CIFAR 3->32: 47% of peak with `directBackwardWeights`, 27% here).
         guard g.kw == 3, g.oc % 16 == 0, g.oc >= 32, g.ic >= 8 else { return false }

@@ -55,8 +55,11 @@ final class ConvolutionTests: XCTestCase {
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 
+    /// Every applicable entry of every pass's list, forced one at a time (the other passes keep their
+    /// choice), against the reference twin over the sweep; and every entry of every list runs somewhere.
     func testEveryImplementationMatchesReference() {
         var checked = 0
+        var covered: Set<String> = []
         for (label, geometry, mb) in Self.cases {
             XCTAssertTrue(geometry.isValid, label)
             let g = geometry.with(mb: mb)
@@ -70,40 +73,99 @@ final class ConvolutionTests: XCTestCase {
             convBackwardWeightsReference(g, input: x.pointer, outputGrad: dy.pointer, weightGrad: dwRef.pointer, biasGrad: dbRef.pointer)
             let yRefNoBias = Buffer(g.outputCount)
             convForwardReference(g, input: x.pointer, weight: w.pointer, bias: nil, output: yRefNoBias.pointer)
+            func scratch(_ kernel: ConvKernel) -> Buffer { Buffer(kernel.scratchCount + 1, fill: .nan) }
 
-            for impl in ConvKernel.applicable(geometry) {
-                let kernel = ConvKernel(geometry: geometry, implementation: impl)
-                let scratch = Buffer(kernel.scratchCount + 1, fill: .nan)
-                let name = "\(label) [\(geometry) mb=\(mb)] \(impl)"
+            for entry in ConvKernel.Forward.applicable(to: geometry) {
+                let kernel = ConvKernel(geometry: geometry, forward: entry)
+                let s = scratch(kernel)
+                let name = "forward \(entry) (\(kernel.implementationName(.forward))) \(label) [\(geometry) mb=\(mb)]"
                 let y = Buffer(g.outputCount, fill: .nan), y2 = Buffer(g.outputCount, fill: .nan)
-                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: bias.pointer, output: y.pointer, scratch: scratch.pointer)
-                assertClose(y, yRef, reduction: g.reduction, "forward \(name)")
-                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: nil, output: y2.pointer, scratch: scratch.pointer)
-                assertClose(y2, yRefNoBias, reduction: g.reduction, "forward no bias \(name)")
-
+                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: bias.pointer, output: y.pointer, scratch: s.pointer)
+                assertClose(y, yRef, reduction: g.reduction, name)
+                kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: nil, output: y2.pointer, scratch: s.pointer)
+                assertClose(y2, yRefNoBias, reduction: g.reduction, "\(name) no bias")
+                covered.insert("forward.\(entry)")
+                checked += 1
+            }
+            for entry in ConvKernel.BackwardData.applicable(to: geometry) {
+                let kernel = ConvKernel(geometry: geometry, backwardData: entry)
+                let s = scratch(kernel)
+                let name = "backwardData \(entry) (\(kernel.implementationName(.backwardData))) \(label) [\(geometry) mb=\(mb)]"
                 let dx = Buffer(g.inputCount, fill: .nan)
-                kernel.backwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: scratch.pointer)
-                assertClose(dx, dxRef, reduction: g.oc * g.kh * g.kw, "backwardData \(name)")
-
+                kernel.backwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: s.pointer)
+                assertClose(dx, dxRef, reduction: g.oc * g.kh * g.kw, name)
+                covered.insert("backwardData.\(entry)")
+                checked += 1
+            }
+            for entry in ConvKernel.BackwardWeights.applicable(to: geometry) {
+                let kernel = ConvKernel(geometry: geometry, backwardWeights: entry)
+                let s = scratch(kernel)
+                let name = "backwardWeights \(entry) \(label) [\(geometry) mb=\(mb)]"
                 let dw = dw0.copy(), db = db0.copy()
                 kernel.backwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer,
-                                       biasGrad: db.pointer, scratch: scratch.pointer)
-                assertClose(dw, dwRef, reduction: mb * g.oh * g.ow, "backwardWeights \(name)")
-                assertClose(db, dbRef, reduction: mb * g.oh * g.ow, "backwardWeights bias \(name)")
+                                       biasGrad: db.pointer, scratch: s.pointer)
+                assertClose(dw, dwRef, reduction: mb * g.oh * g.ow, name)
+                assertClose(db, dbRef, reduction: mb * g.oh * g.ow, "\(name) bias")
                 let dwNoBias = dw0.copy()
                 kernel.backwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dwNoBias.pointer,
-                                       biasGrad: nil, scratch: scratch.pointer)
-                assertClose(dwNoBias, dwRef, reduction: mb * g.oh * g.ow, "backwardWeights no bias \(name)")
+                                       biasGrad: nil, scratch: s.pointer)
+                assertClose(dwNoBias, dwRef, reduction: mb * g.oh * g.ow, "\(name) no bias")
+                covered.insert("backwardWeights.\(entry)")
                 checked += 1
             }
         }
-        XCTAssertGreaterThanOrEqual(checked, 2 * Self.cases.count)
+        let all = ConvKernel.Forward.allCases.map { "forward.\($0)" } + ConvKernel.BackwardData.allCases.map { "backwardData.\($0)" }
+            + ConvKernel.BackwardWeights.allCases.map { "backwardWeights.\($0)" }
+        XCTAssertEqual(Set(all).subtracting(covered), [], "entries no geometry of the sweep runs")
+        XCTAssertGreaterThanOrEqual(checked, 3 * 2 * Self.cases.count)
     }
 
-    func testPointwiseIsChosenFor1x1AndReferenceIsLast() {
-        let g = ConvGeometry(mb: 2, ic: 8, oc: 4, ih: 5, iw: 5, kh: 1, kw: 1)
-        XCTAssertEqual(ConvKernel(geometry: g).implementation, .pointwiseGemm)
-        for (_, geometry, _) in Self.cases { XCTAssertEqual(ConvKernel.applicable(geometry).last, .reference) }
+    /// The default is the first applicable entry of each list, and every list ends in the reference,
+    /// which applies to every geometry.
+    func testDefaultIsTheFirstApplicableEntryAndReferenceIsLast() {
+        for (label, geometry, _) in Self.cases {
+            let kernel = ConvKernel(geometry: geometry)
+            XCTAssertEqual(kernel.forwardImplementation, ConvKernel.Forward.applicable(to: geometry).first, label)
+            XCTAssertEqual(kernel.backwardDataImplementation, ConvKernel.BackwardData.applicable(to: geometry).first, label)
+            XCTAssertEqual(kernel.backwardWeightsImplementation, ConvKernel.BackwardWeights.applicable(to: geometry).first, label)
+            XCTAssertEqual(ConvKernel.Forward.applicable(to: geometry).last, .reference, label)
+            XCTAssertEqual(ConvKernel.BackwardData.applicable(to: geometry).last, .reference, label)
+            XCTAssertEqual(ConvKernel.BackwardWeights.applicable(to: geometry).last, .reference, label)
+        }
+    }
+
+    /// The entries of the benchmarked layers (`ptrain bench kernels`), pinned: a change of choice
+    /// changes the sums (and so the trained bits), so it must show up here first.
+    func testChoiceOfTheBenchmarkedLayers() {
+        let layers: [(String, ConvGeometry, ConvKernel.Forward, ConvKernel.BackwardData, ConvKernel.BackwardWeights)] = [
+            ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2),
+             .direct, .transposedForward, .direct),
+            ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5),
+             .direct, .transposedForward, .direct),
+            ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
+             .direct, .transposedForward, .direct),
+            ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
+             .direct, .transposedForward, .weightsTiles),
+            ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1),
+             .direct, .transposedForward, .weightsTiles),
+            ("resnet-64to64-56x56", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 56, iw: 56, kh: 3, kw: 3, ph: 1, pw: 1),
+             .im2colGemmPerSample, .transposedForward, .weightsTiles),
+            ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1),
+             .pointwiseGemm, .pointwiseGemm, .pointwiseGemm),
+            ("stride 2", ConvGeometry(mb: 8, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
+             .im2colGemm, .im2colGemm, .im2colGemm),
+        ]
+        for (label, g, forward, data, weights) in layers {
+            let kernel = ConvKernel(geometry: g)
+            XCTAssertEqual(kernel.forwardImplementation, forward, label)
+            XCTAssertEqual(kernel.backwardDataImplementation, data, label)
+            XCTAssertEqual(kernel.backwardWeightsImplementation, weights, label)
+        }
+        let lenet1 = ConvKernel(geometry: layers[0].1), resnet = ConvKernel(geometry: layers[5].1)
+        XCTAssertEqual(lenet1.implementationName(.forward, vectorWidth: 16), "direct.rows")
+        XCTAssertEqual(lenet1.implementationName(.backwardData, vectorWidth: 16), "transposedForward(direct.paddedWidth)")
+        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "direct.paddedWidth")
+        XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
     }
 
     func testBitIdenticalRepeats() {

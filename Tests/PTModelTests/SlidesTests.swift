@@ -61,14 +61,14 @@ final class SlidesTests: XCTestCase {
     /// the partial edge window, run through the model's layers with every convolution implementation.
     func testFilterPoolAndRectifyTheX() throws {
         let slideGeometry = ConvGeometry(mb: 1, ic: 1, oc: 3, ih: 9, iw: 9, kh: 3, kw: 3)
-        for implementation in ConvKernel.applicable(slideGeometry) {
+        for implementation in ConvKernel.Forward.applicable(to: slideGeometry) {
             let model = try Model(input: Shape(channels: 1, height: 9, width: 9),
                                   layers: [.conv(features: 3, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0, initializer: .he),
                                            .relu, .maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: true)],
                                   maxBatch: 1, requireClassifier: false)
             let conv = model.layers[0] as! Conv2D
             XCTAssertEqual(conv.outputShape, Shape(channels: 3, height: 7, width: 7))
-            let forcedKernel = ConvKernel(geometry: conv.geometry, implementation: implementation)
+            let forcedKernel = ConvKernel(geometry: conv.geometry, forward: implementation)
             let params = AlignedBuffer(count: model.parameterCount)
             for (f, feature) in Self.features.enumerated() {
                 for k in 0..<9 { params[conv.parameters[0].offset + f * 9 + k] = feature[k] / 9 }

@@ -3,15 +3,19 @@
 import Foundation
 import PTKernels
 
-/// One measured kernel: `pass` is "forward", "backward_data", "backward_weights", "gemm" or "peak".
+/// One measured kernel: `pass` is "forward", "backward_data", "backward_weights", "gemm" or "peak";
+/// `implementation`, for a convolution pass, the entry of the pass's list that ran
+/// (`ConvKernel.implementationName`, e.g. "direct.rows").
 public struct KernelBenchResult: Codable, Sendable {
     public var name: String
     public var pass: String
+    public var implementation: String?
     public var gflops: Double
     public var percent_of_peak: Double
 
-    public init(name: String, pass: String, gflops: Double, percent_of_peak: Double) {
-        self.name = name; self.pass = pass; self.gflops = gflops; self.percent_of_peak = percent_of_peak
+    public init(name: String, pass: String, implementation: String? = nil, gflops: Double, percent_of_peak: Double) {
+        self.name = name; self.pass = pass; self.implementation = implementation
+        self.gflops = gflops; self.percent_of_peak = percent_of_peak
     }
 }
 
@@ -41,10 +45,11 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
     var results = [KernelBenchResult(name: "fma-peak [\(level.name), \(level.vectorWidth) floats per vector, \(InstructionSet.currentKernels.peakChains) chains]",
                                      pass: "peak", gflops: peak, percent_of_peak: 100)]
     func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
-    func record(_ name: String, _ pass: String, flops: Double, _ body: () -> Void) {
+    func record(_ name: String, _ pass: String, implementation: String? = nil, flops: Double, _ body: () -> Void) {
         let seconds = medianSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
         let gflops = flops / seconds / 1e9
-        results.append(KernelBenchResult(name: name, pass: pass, gflops: gflops, percent_of_peak: 100 * gflops / peak))
+        results.append(KernelBenchResult(name: name, pass: pass, implementation: implementation, gflops: gflops,
+                                         percent_of_peak: 100 * gflops / peak))
     }
 
     for (name, g) in kernelBenchConvolutions where keep(name) {
@@ -55,14 +60,13 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
         let scratch = benchBuffer(kernel.scratchCount, seed: 9)
         defer { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
         let flops = Double(g.forwardFlops)
-        let label = "\(name) [\(kernel.implementation.rawValue)]"
-        record(label, "forward", flops: flops) {
+        record(name, "forward", implementation: kernel.implementationName(.forward), flops: flops) {
             kernel.forward(mb: g.mb, input: x, weight: w, bias: b, output: y, scratch: scratch)
         }
-        record(label, "backward_data", flops: flops) {
+        record(name, "backward_data", implementation: kernel.implementationName(.backwardData), flops: flops) {
             kernel.backwardData(mb: g.mb, outputGrad: dy, weight: w, inputGrad: dx, scratch: scratch)
         }
-        record(label, "backward_weights", flops: flops) {
+        record(name, "backward_weights", implementation: kernel.implementationName(.backwardWeights), flops: flops) {
             kernel.backwardWeights(mb: g.mb, input: x, outputGrad: dy, weightGrad: dw, biasGrad: db, scratch: scratch)
         }
     }
@@ -79,21 +83,26 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
     return results
 }
 
-/// A table for people, or (json) one JSON object per line with keys name, pass, gflops, percent_of_peak.
+/// A table for people, or (json) one JSON object per line with keys name, pass, implementation (convolution
+/// passes only), gflops, percent_of_peak.
 public func formatKernelBench(_ results: [KernelBenchResult], json: Bool) -> String {
     if json {
         return results.map { r in
             let name = String(data: try! JSONEncoder().encode(r.name), encoding: .utf8)!
-            return "{\"name\":\(name),\"pass\":\"\(r.pass)\",\"gflops\":\(String(format: "%.2f", r.gflops)),"
+            let implementation = r.implementation.map { ",\"implementation\":\"\($0)\"" } ?? ""
+            return "{\"name\":\(name),\"pass\":\"\(r.pass)\"\(implementation),\"gflops\":\(String(format: "%.2f", r.gflops)),"
                 + "\"percent_of_peak\":\(String(format: "%.1f", r.percent_of_peak))}"
         }.joined(separator: "\n") + "\n"
     }
     let width = max(6, results.map(\.name.count).max() ?? 0)
     func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
     func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
-    var lines = [pad("kernel", width) + "  " + pad("pass", 16) + "  " + left("GFLOP/s", 9) + "  " + left("% peak", 7)]
+    let implementationWidth = max(14, results.compactMap(\.implementation?.count).max() ?? 0)
+    var lines = [pad("kernel", width) + "  " + pad("pass", 16) + "  " + pad("implementation", implementationWidth) + "  "
+                 + left("GFLOP/s", 9) + "  " + left("% peak", 7)]
     for r in results {
-        lines.append(pad(r.name, width) + "  " + pad(r.pass, 16) + "  " + left(String(format: "%.1f", r.gflops), 9)
+        lines.append(pad(r.name, width) + "  " + pad(r.pass, 16) + "  " + pad(r.implementation ?? "", implementationWidth) + "  "
+                     + left(String(format: "%.1f", r.gflops), 9)
                      + "  " + left(String(format: "%.1f", r.percent_of_peak), 7))
     }
     return lines.joined(separator: "\n") + "\n"
