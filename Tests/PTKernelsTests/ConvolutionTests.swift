@@ -153,6 +153,8 @@ final class ConvolutionTests: XCTestCase {
             ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1),
              .pointwiseGemm, .pointwiseGemm, .pointwiseGemm),
             ("stride 2", ConvGeometry(mb: 8, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
+             .im2colGemm, .im2colGemm, .weightsTiles),
+            ("stride 2, few input channels", ConvGeometry(mb: 8, ic: 4, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
              .im2colGemm, .im2colGemm, .im2colGemm),
         ]
         for (label, g, forward, data, weights) in layers {
