@@ -111,20 +111,21 @@ LEVELS = [
     ("baseline", 4, [(6,2,120)], [(6,2),(4,3)], 12, [(2,2)], (1,3)),
 ]
 SHAPES = {l[0]: l[2:] for l in LEVELS}   # gemm, conv, single, weights tiles, dot
+VECTOR = {l[0]: f"SIMD{l[1]}<Float>" for l in LEVELS}
 
-avx512 = level("PTKernelsAVX512","AVX512","avx512","SIMD16<Float>","acc.addingProduct(x, y)","acc.addingProduct(x, y)",True,
+avx512 = level("PTKernelsAVX512","AVX512","avx512",VECTOR["avx512"],"acc.addingProduct(x, y)","acc.addingProduct(x, y)",True,
   *SHAPES["avx512"][:3],
   "        let v = oc / 16\n        if v % 4 == 0 { return (2, 4) }\n        if v % 3 == 0 { return (3, 3) }\n        return (4, 2)",
   *SHAPES["avx512"][3:], 24,
   "import PTKernelsCore\n\n/// The AVX-512 kernel table. Call only on a CPU with every feature of the level (`InstructionSet`).\npublic func avx512KernelTable() -> KernelTable { makeKernelTable(AVX512.self) }",
   hdr+"// The AVX-512 level (x86-64-v4 class; built with -target-cpu skylake-avx512): 32 zmm registers, so\n// tiles of up to 28 SIMD16 accumulators.\n")
-avx2 = level("PTKernelsAVX2","AVX2","avx2","SIMD8<Float>","acc.addingProduct(x, y)","acc.addingProduct(x, y)",True,
+avx2 = level("PTKernelsAVX2","AVX2","avx2",VECTOR["avx2"],"acc.addingProduct(x, y)","acc.addingProduct(x, y)",True,
   *SHAPES["avx2"][:3],
   "        (2, 2)   // 12 ymm accumulators; 16 output channels per tile (oc is a multiple of 16)",
   *SHAPES["avx2"][3:], 12,
   "import PTKernelsCore\n\n/// The AVX2 kernel table. Call only on a CPU with every feature of the level (`InstructionSet`).\npublic func avx2KernelTable() -> KernelTable { makeKernelTable(AVX2.self) }",
   hdr+"// The AVX2 + FMA level (x86-64-v3 class; built with -target-cpu haswell): 16 ymm registers, so\n// tiles of at most 12 SIMD8 accumulators (12 x 256 bits; 16-lane reductions take two ymm each).\n")
-base = level("PTKernels","Baseline","baseline","SIMD4<Float>","acc + x * y","acc + x * y",False,
+base = level("PTKernels","Baseline","baseline",VECTOR["baseline"],"acc + x * y","acc + x * y",False,
   *SHAPES["baseline"][:3],
   "        (2, 2)   // 12 xmm accumulators",
   *SHAPES["baseline"][3:], 12,
