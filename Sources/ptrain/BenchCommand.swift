@@ -33,7 +33,8 @@ struct BenchKernels: ParsableCommand {
             independent chains it keeps in flight. Kernels and peak are timed in thread CPU seconds.
 
             Shapes: LeNet conv1/conv2 (mb 64), CIFAR-style 3x3 layers (mb 128), a ResNet-style 3x3
-            and a 1x1 layer at 56x56 (mb 8), and SGEMM 1024^3.
+            and a 1x1 layer at 56x56 (mb 8), and SGEMM 1024^3. Each convolution pass names the entry \
+            of its implementation list that ran (e.g. direct.rows; JSON key "implementation").
 
             Example:
               PTRAIN_ISA=avx2 ptrain bench kernels --format json
