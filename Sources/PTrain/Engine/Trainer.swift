@@ -95,8 +95,9 @@ public final class Trainer {
     public let collectives: Collectives
     public var communicator: Communicator { collectives.communicator }
     let job: StepJob
-    /// The evaluation pass over the current weights (the step job's workspaces).
-    public let evaluator: Evaluator
+    /// The evaluation pass over the current weights (the step job's workspaces); through
+    /// `evaluate`, which drains the exchange first.
+    let evaluator: Evaluator
     let order: UnsafeMutablePointer<Int32>
     public let schedule: LRSchedule
     /// Where training stands: everything besides weights and optimizer state that a checkpoint needs.
