@@ -143,6 +143,8 @@ struct WorkerNonFinite {
 /// each worker updates its slice, so a step's gradients are settled when its workers are done.
 protocol ReducesAfterBackward: GradientExchange {
     var update: WeightUpdate { get }
+    var slices: Slices { get }
+    var timing: StepTiming { get }
     var nonFinite: WorkerNonFinite { get }
     var settled: Int { get set }
 }
@@ -168,8 +170,18 @@ extension ReducesAfterBackward {
         return nonFinite.lowest
     }
 
+    /// The pool barrier after backward (every shard's gradient is complete), its wait recorded;
+    /// returns the clock after it and the worker's slice.
+    @inline(__always) func afterBackward(worker: Int, pool: WorkerPool) -> (time: UInt64, slice: Range<Int>) {
+        let t0 = monotonicNanoseconds()
+        pool.barrier(worker: worker)
+        let t1 = monotonicNanoseconds()
+        timing.record(worker: worker, phase: .wait, nanoseconds: t1 - t0)
+        return (t1, slices.of(worker))
+    }
+
     /// The reduction's tail, on every worker: `slice` of the reduced gradient is final; update it.
-    @inline(__always) func updateSlice(_ slice: Range<Int>, worker: Int, step: Step, timing: StepTiming) {
+    @inline(__always) func updateSlice(_ slice: Range<Int>, worker: Int, step: Step) {
         let t0 = monotonicNanoseconds()
         nonFinite.set(worker, update.apply(slice, stateOffset: slice.lowerBound, lr: step.lr, step: step.globalStep))
         timing.record(worker: worker, phase: .optimizer, nanoseconds: monotonicNanoseconds() - t0)
@@ -226,14 +238,10 @@ final class InProcessExchange: ReducesAfterBackward {
     }
 
     func finish(worker: Int, pool: WorkerPool, step: Step, waited: UInt64) {
-        let t0 = monotonicNanoseconds()
-        pool.barrier(worker: worker)
-        let t1 = monotonicNanoseconds()
-        timing.record(worker: worker, phase: .wait, nanoseconds: t1 - t0)
-        let slice = slices.of(worker)
+        let (t1, slice) = afterBackward(worker: worker, pool: pool)
         reduce(leaves, n: shards, into: update.gradients, slice)
         timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t1)
-        updateSlice(slice, worker: worker, step: step, timing: timing)
+        updateSlice(slice, worker: worker, step: step)
     }
 }
 
@@ -276,11 +284,7 @@ final class AllGatherExchange: ReducesAfterBackward {
     }
 
     func finish(worker: Int, pool: WorkerPool, step: Step, waited: UInt64) {
-        let t0 = monotonicNanoseconds()
-        pool.barrier(worker: worker)
-        let t1 = monotonicNanoseconds()
-        timing.record(worker: worker, phase: .wait, nanoseconds: t1 - t0)
-        let slice = slices.of(worker)
+        let (t1, slice) = afterBackward(worker: worker, pool: pool)
         // In-node: this rank's subtree of shards into its partial.
         reduce(leaves, n: localShards, into: rankLeaves[collectives.rank], slice)
         timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t1)
@@ -295,6 +299,6 @@ final class AllGatherExchange: ReducesAfterBackward {
         let t2 = monotonicNanoseconds()
         reduce(rankLeaves, n: collectives.size, into: update.gradients, slice)
         timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t2)
-        updateSlice(slice, worker: worker, step: step, timing: timing)
+        updateSlice(slice, worker: worker, step: step)
     }
 }
