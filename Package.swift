@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: checked),
         // Communicator protocol (in-process now; MPI behind a trait later).
         .target(name: "PTDistributed",
-                dependencies: ["PTTensor", "CPTSupport", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                dependencies: ["PTKernels", "PTTensor", "CPTSupport", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
                 swiftSettings: checked + [.define("MPI", .when(traits: ["MPI"]))]),
         // Trainer, config, run folder, metrics, safetensors.
         .target(

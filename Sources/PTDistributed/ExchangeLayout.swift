@@ -1,5 +1,6 @@
 // How the sharded gradient exchange cuts the flat parameter buffer: buckets of whole layers in
 // backward order, and inside each bucket one contiguous piece per rank (its owner).
+import PTKernels
 
 /// The cut of a flat buffer of `parameterCount` floats for the sharded exchange.
 ///
@@ -98,20 +99,9 @@ public struct ExchangeLayout: Sendable, Equatable {
 }
 
 /// buffers[0][0 ..< count] = the pairwise sum of buffers[0 ..< n][0 ..< count], in place in the
-/// buffers: at stride 1, 2, 4, ...: buffers[i] += buffers[i + stride] for i = 0, 2*stride, ...
-/// The tree splits n leaves at the largest power of two below n, so a block of 2^k consecutive
-/// leaves starting at a multiple of 2^k is one of its subtrees (the same tree the trainer uses
-/// for its shards).
+/// buffers: PTKernels' `pairwiseSumInPlace` (the one copy of the fixed tree, on the dispatched
+/// kernels), over the whole of each buffer.
 @inline(__always)
 public func pairwiseSumInPlace(_ buffers: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, count: Int) {
-    var stride = 1
-    while stride < n {
-        var i = 0
-        while i + stride < n {
-            let a = buffers[i], b = buffers[i + stride]
-            for k in 0..<count { a[k] += b[k] }
-            i += 2 * stride
-        }
-        stride *= 2
-    }
+    PTKernels.pairwiseSumInPlace(buffers, n: n, range: 0..<count)
 }

@@ -43,7 +43,7 @@ public final class OverlappedExchange: @unchecked Sendable {
     let partial: UnsafeMutablePointer<Float>
     let gradients: UnsafeMutablePointer<Float>
     let weights: UnsafeMutablePointer<Float>
-    let update: (Int) -> Void
+    let update: (_ bucket: Int, _ generation: UInt32) -> Void
     /// Whether a step's exchange may run on into the next step's forward (otherwise worker 0
     /// drains it at the end of the step).
     public let overlapsForward: Bool
@@ -61,8 +61,6 @@ public final class OverlappedExchange: @unchecked Sendable {
     public private(set) var generation: UInt32 = 0
     /// The generation whose weights the running step's forward waits for (set by `beginStep`).
     var awaited: UInt32 = 0
-    /// The generation the exchange thread is running (read by `update`, on that thread).
-    public private(set) var runningGeneration: UInt32 = 0
     /// Sleep after a poll of the transfers that moved nothing, when the one before moved something.
     public var pollNanoseconds = 20_000
     /// The longest sleep between polls: after each poll in which nothing moved the sleep doubles,
@@ -78,10 +76,11 @@ public final class OverlappedExchange: @unchecked Sendable {
     ///   - gradients: where `combine` puts our pieces' full sums.
     ///   - weights: the parameters, all-gathered bucket by bucket after `update`.
     ///   - overlapsForward: let the exchange run on into the next step's forward.
-    ///   - update: runs on the exchange thread for bucket b after its combine, before its all-gather.
+    ///   - update: runs on the exchange thread for bucket b of the step of generation g (the
+    ///     `generation` that `beginStep` made) after its combine, before its all-gather.
     public init(exchange: ShardedExchange, localShards: Int, workers: Int, partial: UnsafeMutablePointer<Float>,
                 gradients: UnsafeMutablePointer<Float>, weights: UnsafeMutablePointer<Float>, overlapsForward: Bool,
-                update: @escaping (Int) -> Void) {
+                update: @escaping (_ bucket: Int, _ generation: UInt32) -> Void) {
         self.exchange = exchange
         buckets = exchange.layout.bucketCount
         self.localShards = UInt32(localShards)
@@ -253,7 +252,6 @@ public final class OverlappedExchange: @unchecked Sendable {
             if pt_atomic_load_seqcst_u32(word(2)) != 0 { return }
             // The generations in order (the main thread may be one ahead when this one finishes).
             seen &+= 1
-            runningGeneration = seen
             runStep(seen)
             pt_atomic_store_seqcst_u32(word(1), seen)
             _ = pt_futex_wake(word(1), Int32.max)
@@ -281,7 +279,7 @@ public final class OverlappedExchange: @unchecked Sendable {
                     waiting = false
                     guard exchange.reduceArrived(b) else { continue }
                     exchange.combine(b, partial: partial, into: gradients)
-                    update(b)
+                    update(b, g)
                     exchange.startGather(b, values: weights)
                     phase[b] = 2
                     moved = true

@@ -127,6 +127,25 @@ public func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<F
     activeKernels.addFloats(dst, src, count)
 }
 
+/// The fixed reduction tree that bit-identical data-parallel training rests on, the only copy:
+/// leaves[0][range] = the pairwise sum of leaves[0 ..< n][range], in place in the leaves: at
+/// stride 1, 2, 4, ...: leaves[i][range] += leaves[i + stride][range] for i = 0, 2*stride, 4*stride, ...
+/// (with `addFloats`: one exact add per element, so the same bits at every level). That is the
+/// tree that splits n leaves at the largest power of two below n, so a block of 2^k consecutive
+/// leaves starting at a multiple of 2^k is one of its subtrees: a rank's in-node sum of its
+/// shards, finished across the ranks by the same function over their partial sums.
+public func pairwiseSumInPlace(_ leaves: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, range: Range<Int>) {
+    var stride = 1
+    while stride < n {
+        var i = 0
+        while i + stride < n {
+            addFloats(leaves[i] + range.lowerBound, leaves[i + stride] + range.lowerBound, count: range.count)
+            i += 2 * stride
+        }
+        stride *= 2
+    }
+}
+
 // Batch normalisation row passes (one sample's plane of one channel); see Sources/PTKernelsCore/BatchNormRows.swift
 // for the summation order (16 Float lanes, then Double) and the `…Reference` twins.
 

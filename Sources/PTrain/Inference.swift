@@ -1,7 +1,8 @@
 // Trained weights on a worker pool: evaluation (loss, accuracy, confusion matrix) and class
-// probabilities, through the trainer's own evaluation pass.
+// probabilities, through training's own evaluation pass (`Evaluator`).
 import Foundation
 import PTData
+import PTDistributed
 import PTModel
 import PTRuntime
 import PTTensor
@@ -15,13 +16,17 @@ public struct Evaluation: Sendable, Equatable {
     public var confusion: [[Int]]
 }
 
-/// Trained weights, ready to classify samples. Built on a `Trainer` for the config, so the forward
-/// pass, the split into shards and evaluation chunks, and the loss summation are exactly those of
-/// the per-epoch test evaluation during training: `evaluate` on the test set reproduces the last
+/// Trained weights, ready to classify samples: the model of the config with its weights and
+/// running statistics, and an `Evaluator` (no gradients, no optimizer state). The forward pass,
+/// the split into shards and evaluation chunks, and the loss summation are exactly those of the
+/// per-epoch test evaluation during training: `evaluate` on the test set reproduces the last
 /// epoch's test loss and accuracy bit for bit.
 public final class Classifier {
-    public let trainer: Trainer
-    public var model: Model { trainer.model }
+    public let model: Model
+    /// Parameters and running statistics (flat, as the trainer lays them out).
+    public let parameters: AlignedBuffer
+    public let state: AlignedBuffer
+    public let evaluator: Evaluator
 
     /// Builds the model of `config` for samples of `shape` on `pool` and loads `weights` (a
     /// safetensors file written by ptrain: parameters and running statistics).
@@ -29,11 +34,13 @@ public final class Classifier {
         if let input = config.input, input != shape {
             throw ConfigError("\(weights): the model expects samples of \(input), the input has \(shape)")
         }
-        let placeholder = Dataset(name: "none", shape: shape, classes: 1, images: AlignedBuffer(count: shape.count), labels: [0])
-        var config = config
-        config.input = shape
-        trainer = try Trainer(config: config, train: placeholder, test: placeholder, pool: pool)
-        try Safetensors.load(model: trainer.model, into: trainer.parameters, state: trainer.state, from: weights)
+        model = try Model(input: shape, layers: config.layers, maxBatch: config.maxShard)
+        parameters = AlignedBuffer(count: model.parameterCount)
+        state = AlignedBuffer(count: max(1, model.stateCount))
+        model.initializeState(state)
+        try Safetensors.load(model: model, into: parameters, state: state, from: weights)
+        evaluator = Evaluator(model: model, config: config, pool: pool, parameters: parameters.pointer, state: state.pointer,
+                              collectives: Collectives(LocalCommunicator()))
     }
 
     /// Per-sample logits of `data` (data.count x classes), from the evaluation pass.
@@ -43,7 +50,7 @@ public final class Classifier {
         }
         let classes = model.classes
         var values = [Float](repeating: 0, count: data.count * classes)
-        let result = values.withUnsafeMutableBufferPointer { trainer.evaluate(data, logits: $0.baseAddress!) }
+        let result = values.withUnsafeMutableBufferPointer { evaluator.evaluate(data, logits: $0.baseAddress!) }
         return (values, result.loss, result.accuracy)
     }
 

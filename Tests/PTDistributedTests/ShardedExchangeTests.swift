@@ -184,7 +184,7 @@ final class ShardedExchangeTests: XCTestCase {
                 weights.initialize(from: start, count: p)
                 let exchange = ShardedExchange(layout: layout, transport: group.endpoint(r), segmentFloats: 5000)
                 let overlapped = OverlappedExchange(exchange: exchange, localShards: localShards, workers: 2, partial: shardBuffers[0],
-                                                    gradients: gradients, weights: weights, overlapsForward: overlapsForward) { b in
+                                                    gradients: gradients, weights: weights, overlapsForward: overlapsForward) { b, _ in
                     for i in exchange.owned[b] { weights[i] -= 0.25 * gradients[i] }
                 }
                 for step in 0..<steps {

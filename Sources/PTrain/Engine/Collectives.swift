@@ -22,9 +22,11 @@ import PTModel
 ///   2. `gatherShardStatistics`: the main thread after the step, only for models with batch
 ///      normalisation (each shard's batch statistics, folded in shard order);
 ///   3. `gatherShardTotals`: the main thread (per-shard loss, then per-shard number correct);
-///   3a. with the sharded exchange, `agreeOnNonFinite` for the previous step (whose exchange the
-///      forward has waited for): the lowest parameter index over the ranks whose reduced gradient
-///      was not finite (each rank sees only its pieces); for the last step at the next drain;
+///   3a. `agreeOnNonFinite` (`StepJob.firstNonFiniteLayer`) for each step whose exchange is
+///      complete: this step, or with the sharded exchange the previous one (whose exchange the
+///      forward has waited for), and the last step at the next drain: the lowest parameter index
+///      over the ranks whose reduced gradient was not finite (with the sharded exchange each
+///      rank sees only its pieces);
 ///   4. after the last step of an epoch, the drain (`Trainer.drainExchange`: the exchange thread
 ///      finishes, then 3a for that step), and for each evaluation chunk of the test set:
 ///      `gatherShardTotals`.

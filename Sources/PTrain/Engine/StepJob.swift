@@ -1,5 +1,6 @@
-// One data-parallel step as a job for the worker pool: shards -> per-shard gradients -> fixed-order
-// reduction over slices -> optimizer step on the same slices. Allocates nothing per step.
+// One data-parallel training step as a job for the worker pool: shards -> per-shard gradients ->
+// the gradient exchange (fixed-order reduction, the optimizer's update) -> the step's totals.
+// Allocates nothing per step.
 import PTData
 import PTDistributed
 import PTKernels
@@ -7,66 +8,80 @@ import PTModel
 import PTRuntime
 import PTTensor
 
-/// What one call of the step job does: everything that changes from one step to the next, as one
-/// value. `StepJob.run(_:on:)` publishes it before waking the workers; the workers only read it.
+/// What one training step does: everything that changes from one step to the next, as one value.
+/// `StepJob.run(_:)` publishes it before waking the workers; the workers only read it.
 struct Step {
-    enum Mode { case train, evaluate }
-    let mode: Mode
     let dataset: Dataset
     /// Indices into `dataset` of this step's samples (`batch` of them).
     let indices: UnsafePointer<Int32>
     let batch: Int
-    /// Learning rate (training).
     let lr: Float
-    /// 0-based global step of this training step (Adam's bias correction).
+    /// 0-based global step (Adam's bias correction).
     let globalStep: Int
-    /// 0-based epoch of this training step (the augmentation's key, with the seed and sample index).
+    /// 0-based epoch (the augmentation's key, with the seed and sample index).
     let epoch: Int
     /// Noise seed of the step: a function of (config seed, global step); shards derive theirs from it.
     let noiseBase: UInt64
-    /// Evaluation: where each sample's logits go (batch x classes, in sample order), or nil.
-    let logits: UnsafeMutablePointer<Float>?
-
-    static func evaluation(_ dataset: Dataset, indices: UnsafePointer<Int32>, batch: Int,
-                           logits: UnsafeMutablePointer<Float>? = nil) -> Step {
-        Step(mode: .evaluate, dataset: dataset, indices: indices, batch: batch, lr: 0, globalStep: 0, epoch: 0, noiseBase: 0,
-             logits: logits)
-    }
 }
 
-/// The work of one training or evaluation step. Results do not depend on the worker or process
-/// count: shard s always holds the same samples, each shard's gradient is computed by one worker into
-/// its own buffer, and the shard gradients are added in one fixed pairwise tree (see `pairwiseSum`).
-/// With several processes, rank r computes the contiguous block of shards
-/// [r*S/R, (r+1)*S/R) — a subtree of that tree when S/R is a power of two — so each rank reduces its
-/// subtree in-node, the ranks exchange their partial sums, and every rank finishes the same tree.
+/// What one step (or evaluation chunk) adds up: the summed loss and the number correct over its
+/// samples, every rank's shards added in shard order.
+struct StepTotals {
+    var loss: Double
+    var correct: Int
+}
+
+/// The gradient exchange of a step job, chosen once when the trainer builds it (see
+/// `GradientExchange`): one rank, the all-gather of the ranks' partial sums, or the sharded
+/// exchange (its transport and layout built, and whether it may run on into the next forward).
+enum ExchangeChoice {
+    case inProcess
+    case allGather
+    case reduceScatter(ShardedExchange, overlapsForward: Bool)
+}
+
+/// The engine's one constructor of a worker's workspace, for training and evaluation alike (each
+/// worker calls it on its own thread, so the pages are placed on its NUMA node).
+func makeWorkspace(_ model: Model, config: TrainConfig) -> Workspace {
+    Workspace(model: model)
+}
+
+/// The work of one training step. Results do not depend on the worker or process count: shard s
+/// always holds the same samples, each shard's gradient is computed by one worker into its own
+/// buffer, and the shard gradients are added in one fixed pairwise tree (PTKernels'
+/// `pairwiseSumInPlace`). With several processes, rank r computes the contiguous block of shards
+/// [r*S/R, (r+1)*S/R) — a subtree of that tree when S/R is a power of two — so each rank reduces
+/// its subtree in-node, the ranks exchange their partial sums, and every rank finishes the same
+/// tree. What happens after (and with the sharded exchange, during) backward is the
+/// `GradientExchange`'s, chosen once when the job is built; the step itself has no branch on it.
 ///
 /// Worker w computes the shards firstShard + w, firstShard + w + W, ...; it allocates their
 /// gradient buffers, its workspace and its augmentation scratch itself, on its pinned thread, so
 /// that their pages are first touched (and placed) on its NUMA node.
 ///
 /// Training steps augment each gathered sample (`augmentation`, fixed when the job is built),
-/// keyed by (`augmentSeed`, the step's epoch, the sample's index); evaluation never augments.
+/// keyed by (`augmentSeed`, the step's epoch, the sample's index).
 final class StepJob: ParallelJob {
     let model: Model
+    let pool: WorkerPool
     let shards: Int
     let workers: Int
-    /// workspaces[w] belongs to worker w (allocated on its thread).
+    /// workspaces[w] belongs to worker w (allocated on its thread); the evaluator uses them too.
     let workspaces: [Workspace]
     let parameters: UnsafeMutablePointer<Float>
-    let gradients: UnsafeMutablePointer<Float>
     /// shardGradients[s - firstShard]: shard s's gradient (allocated by the worker that computes it).
     let shardGradients: [UnsafeMutablePointer<Float>]
     let parameterCount: Int
-    let optimizer: Optimizer
-    let optimizerState: OptimizerState
+    let exchange: any GradientExchange
     /// Per-shard summed loss and number correct of the last step.
     let shardLoss: UnsafeMutablePointer<Double>
     let shardCorrect: UnsafeMutablePointer<Int>
     let timing: StepTiming
 
-    /// The step being run; set only by `run(_:on:)`.
-    private var step: Step
+    /// The step being run; set only by `run(_:)`.
+    private var step: Step?
+    /// Training steps run (the exchange's generations).
+    private(set) var generation = 0
 
     private let buffers: [AlignedBuffer]
     /// Training-time augmentation (nil: none) and its seed.
@@ -75,8 +90,6 @@ final class StepJob: ParallelJob {
     /// augmentScratch[w]: worker w's scratch sample for `augmentation` (allocated on its thread;
     /// empty without augmentation).
     let augmentScratch: [UnsafeMutablePointer<Float>]
-    /// One flag per worker (64 bytes apart): its gradient slice held a NaN or infinity.
-    let nonFinite: UnsafeMutablePointer<Int32>
 
     /// The model's running statistics (batch normalisation), and the statistics each shard of the
     /// last training step recorded ([shard][model.statsPerShard]).
@@ -88,27 +101,22 @@ final class StepJob: ParallelJob {
     let rank: Int, ranks: Int
     /// This rank's shards.
     let firstShard: Int, endShard: Int
-    /// ranks x parameterCount: every rank's partial gradient (only with several ranks).
-    let rankPartials: UnsafeMutablePointer<Float>
-    let rankPartialPointers: [UnsafeMutablePointer<Float>]
     /// Shard blocks of the ranks: rank r has shards [b[r], b[r+1]).
     let rankShardBoundaries: [Int]
-    /// The sharded exchange (several ranks, `distributed.exchange: reduce_scatter`; set once by the
-    /// trainer, before the first step). `optimizerState` then holds only this rank's pieces.
-    var sharded: ShardedStep?
+    /// One value per rank and the rank boundaries 0...R, for agreeing on non-finite gradients.
+    let nonFiniteScratch: UnsafeMutablePointer<Int>
+    let rankBoundaries: [Int]
 
-    /// `parameters` and `optimizerState` may be unwritten (uninitialised allocations): each
-    /// worker copies its slice of `initialParameters` into `parameters` and zeroes its slice of the
-    /// optimizer state, so those pages are first touched by the worker that updates them.
-    /// `augmentation` applies to training samples (none when it is the identity).
-    /// `allGatherPartials: false` (the sharded exchange follows) leaves out the buffer of every
-    /// rank's partial gradient.
-    init(model: Model, shards: Int, pool: WorkerPool, parameters: AlignedBuffer, initialParameters: AlignedBuffer,
-         optimizerState: OptimizerState, dataset: Dataset, indices: UnsafePointer<Int32>, state: AlignedBuffer,
-         collectives: Collectives, allGatherPartials: Bool = true, augmentation: Augmentation = Augmentation(),
-         augmentSeed: UInt64 = 0) {
+    /// `parameters` may be unwritten (an uninitialised allocation): each worker copies its slice of
+    /// `initialParameters` into it and zeroes its slice of the optimizer state (compact with the
+    /// sharded exchange: this rank's pieces only), so those pages are first touched by the worker
+    /// that updates them.
+    init(model: Model, config: TrainConfig, pool: WorkerPool, parameters: AlignedBuffer, initialParameters: AlignedBuffer,
+         state: AlignedBuffer, collectives: Collectives, exchange choice: ExchangeChoice) {
         let workers = pool.workerCount
+        let shards = config.shards
         self.model = model
+        self.pool = pool
         self.workers = workers
         self.state = state.pointer
         statsPerShard = model.statsPerShard
@@ -121,16 +129,18 @@ final class StepJob: ParallelJob {
         firstShard = rank * shards / ranks
         endShard = (rank + 1) * shards / ranks
         parameterCount = model.parameterCount
-        optimizer = optimizerState.optimizer
-        self.optimizerState = optimizerState
+        let augmentation = Preprocessing(config.data).augmentation(config.augment)
         self.augmentation = augmentation.isIdentity ? nil : augmentation
-        self.augmentSeed = augmentSeed
-        step = .evaluation(dataset, indices: indices, batch: 0)
+        augmentSeed = config.seed
+        // The optimizer state the steps update (momentum, or Adam's moments): laid out like the
+        // parameters, or with the sharded exchange this rank's pieces only.
+        var stateCount = model.parameterCount
+        if case let .reduceScatter(exchange, _) = choice { stateCount = max(1, exchange.ownedCount) }
+        let optimizerState = OptimizerState(optimizer: config.makeOptimizer(), parameterCount: stateCount, zeroed: false)
         let grads = AlignedBuffer(uninitializedCount: model.parameterCount)
-        let partials = AlignedBuffer(count: ranks > 1 && allGatherPartials ? ranks * model.parameterCount : 1)
         // Workspaces and shard gradient buffers, each allocated (and zeroed) by the worker that uses
         // it; each worker's slice of the parameters, gradients and optimizer state written by it.
-        let local = PerWorkerAllocation(model: model, workers: workers, shards: endShard - firstShard,
+        let local = PerWorkerAllocation(model: model, config: config, workers: workers, shards: endShard - firstShard,
                                         slices: [(grads.pointer, nil), (parameters.pointer, initialParameters.pointer)],
                                         optimizerState: optimizerState, augmentScratch: !augmentation.isIdentity)
         pool.run(local)
@@ -138,49 +148,52 @@ final class StepJob: ParallelJob {
         workspaces = local.workspaceList()
         let scratch = local.scratchList()
         augmentScratch = scratch.map(\.pointer)
-        buffers = [parameters, grads, partials] + shardBuffers + [state, stats] + scratch
-        rankPartials = partials.pointer
-        let rankCount = ranks, parameterCount = model.parameterCount
-        rankPartialPointers = rankCount > 1 ? (0..<rankCount).map { partials.pointer + $0 * parameterCount } : []
-        rankShardBoundaries = (0...rankCount).map { $0 * shards / rankCount }
+        buffers = [parameters, grads] + shardBuffers + [state, stats] + scratch
+        rankShardBoundaries = (0...ranks).map { $0 * shards / collectives.size }
         self.parameters = parameters.pointer
-        gradients = grads.pointer
         shardGradients = shardBuffers.map(\.pointer)
         shardLoss = .allocate(capacity: shards)
         shardLoss.initialize(repeating: 0, count: shards)
         shardCorrect = .allocate(capacity: shards)
         shardCorrect.initialize(repeating: 0, count: shards)
-        timing = StepTiming(workers: workers)
-        nonFinite = .allocate(capacity: workers * 16)
-        nonFinite.initialize(repeating: 0, count: workers * 16)
+        nonFiniteScratch = .allocate(capacity: ranks)
+        nonFiniteScratch.initialize(repeating: 0, count: ranks)
+        rankBoundaries = Array(0...ranks)
+        let timing = StepTiming(workers: workers)
+        self.timing = timing
+        let update = WeightUpdate(parameters: parameters.pointer, parameterCount: model.parameterCount, gradients: grads.pointer,
+                                  state: optimizerState)
+        switch choice {
+        case .inProcess:
+            exchange = InProcessExchange(update: update, shardGradients: shardGradients, workers: workers, timing: timing)
+        case .allGather:
+            exchange = AllGatherExchange(update: update, shardGradients: shardGradients, workers: workers, timing: timing,
+                                         collectives: collectives)
+        case let .reduceScatter(sharded, overlapsForward):
+            exchange = ReduceScatterExchange(exchange: sharded, overlapsForward: overlapsForward, update: update,
+                                             shardGradients: shardGradients, workers: workers, timing: timing,
+                                             collectives: collectives)
+        }
     }
 
     deinit {
+        // The sharded exchange's thread may still use the buffers: finish its last step first.
+        exchange.drain()
         shardLoss.deallocate()
         shardCorrect.deallocate()
-        nonFinite.deallocate()
+        nonFiniteScratch.deallocate()
     }
 
-    /// Runs `step` on every worker of `pool` (the pool this job was built for) and returns when all
-    /// are done. The only way a step reaches the workers.
-    func run(_ step: Step, on pool: WorkerPool) {
+    /// One training step, the only way one reaches the workers: runs `step` on every worker of the
+    /// pool, folds the shards' batch statistics into the running statistics, and returns the
+    /// step's totals. The exchange may still run on into the next step (see `GradientExchange`).
+    func run(_ step: Step) -> StepTotals {
         self.step = step
-        // The sharded exchange: a training step may begin while the previous one's exchange runs
-        // (its forward waits per bucket); an evaluation reads every weight, so it drains first.
-        if step.mode == .train { sharded?.beginStep(step) } else { sharded?.drain() }
+        generation += 1
+        exchange.begin(step, generation: generation)
         pool.run(self)
-    }
-
-    /// After a training step without the sharded exchange (see `Trainer.step` for it): the name of
-    /// the first layer whose reduced gradient holds a NaN or infinity, or nil when all are finite.
-    func firstNonFiniteLayer() -> String? {
-        guard (0..<workers).contains(where: { nonFinite[$0 * 16] != 0 }) else { return nil }
-        for layer in model.layers {
-            for t in layer.parameters {
-                for i in t.offset..<(t.offset + t.count) where !gradients[i].isFinite { return "the gradient of \(t.name) (layer \(layer.name))" }
-            }
-        }
-        return "the gradients"
+        updateRunningStatistics(batch: step.batch)
+        return totals()
     }
 
     /// Shard s covers samples [s*batch/S, (s+1)*batch/S) of the step: sizes differ by at most one.
@@ -188,86 +201,37 @@ final class StepJob: ParallelJob {
         (s * batch / shards)..<((s + 1) * batch / shards)
     }
 
+    /// Worker w: its shards (every `workers`-th from `firstShard + w`) one after another, then the
+    /// exchange's part. Compute excludes the waits for the exchange in forward.
     func run(worker: Int, pool: WorkerPool) {
-        let step = self.step
-        if step.mode == .train, let sharded {
-            runSharded(worker: worker, step: step, sharded)
-            return
-        }
-        let (t0, t1) = computeOwnShards(worker: worker, step: step)
-        timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0)
-        guard step.mode == .train else { return }
-        pool.barrier(worker: worker)
-        var t2 = monotonicNanoseconds()
-        timing.record(worker: worker, phase: .wait, nanoseconds: t2 - t1)
-        // Each worker owns a 16-float aligned slice of the flat buffers.
-        let lo = min(parameterCount, worker * sliceSize)
-        let hi = min(parameterCount, lo + sliceSize)
-        // In-node: this rank's subtree of shards, into the gradient (one rank) or this rank's partial.
-        let partial = ranks > 1 ? rankPartials + rank * parameterCount : gradients
-        if lo < hi { pairwiseSum(shardGradients, into: partial, range: lo..<hi) }
-        if ranks > 1 {
-            // Across processes: exchange the partial sums, then finish the same tree over them.
-            timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t2)
-            pool.barrier(worker: worker)
-            if worker == 0 {
-                let tc = monotonicNanoseconds()
-                collectives.exchangeGradients(rankPartials, count: parameterCount)
-                timing.record(worker: worker, phase: .communicate, nanoseconds: monotonicNanoseconds() - tc)
-            }
-            pool.barrier(worker: worker)
-            t2 = monotonicNanoseconds()
-            if lo < hi { pairwiseSum(rankPartialPointers, into: gradients, range: lo..<hi) }
-        }
-        nonFinite[worker * 16] = 0
-        if lo < hi {
-            // inf * 0 and NaN * 0 are NaN: one vectorisable pass tells whether the slice is finite.
-            var probe: Float = 0
-            for i in lo..<hi { probe += gradients[i] * 0 }
-            if !probe.isFinite {
-                nonFinite[worker * 16] = 1
-                return   // leave this slice's weights untouched; the trainer stops
-            }
-            let t3 = monotonicNanoseconds()
-            timing.record(worker: worker, phase: .reduce, nanoseconds: t3 - t2)
-            optimizer.step(lr: step.lr, step: step.globalStep, weights: parameters, gradients: gradients,
-                           state: optimizerState, range: lo..<hi)
-            timing.record(worker: worker, phase: .optimizer, nanoseconds: monotonicNanoseconds() - t3)
-        }
-    }
-
-    /// Floats of the flat buffers each worker reduces and updates (a multiple of 16).
-    var sliceSize: Int { alignedCount((parameterCount + workers - 1) / workers) }
-
-    /// Runs this worker's shards (every `workers`-th from `firstShard + worker`) one after another;
-    /// returns the clock before and after.
-    @inline(__always) func computeOwnShards(worker: Int, step: Step) -> (start: UInt64, end: UInt64) {
-        let start = monotonicNanoseconds()
+        let step = self.step!
+        let waitedBefore = exchange.forwardWaitNanoseconds(worker: worker)
+        let t0 = monotonicNanoseconds()
         var s = firstShard + worker
         while s < endShard {
             computeShard(s, worker: worker, step: step)
             s += workers
         }
-        return (start, monotonicNanoseconds())
+        let t1 = monotonicNanoseconds()
+        let waited = exchange.forwardWaitNanoseconds(worker: worker) - waitedBefore
+        timing.record(worker: worker, phase: .compute, nanoseconds: t1 - t0 - min(waited, t1 - t0))
+        exchange.finish(worker: worker, pool: pool, step: step, waited: waited)
     }
 
     func computeShard(_ s: Int, worker: Int, step: Step) {
         let ws = workspaces[worker]
         let range = Self.shardRange(s, batch: step.batch, shards: shards)
         let n = range.count
-        let train = step.mode == .train
         let shardGrad = shardGradients[s - firstShard]
-        // (The sharded step zeroes the gradient bucket by bucket in backward.)
-        if train && sharded == nil { shardGrad.update(repeating: 0, count: parameterCount) }
         guard n > 0 else {
-            if train { sharded?.skip(gradients: shardGrad, worker: worker) }
+            exchange.skip(shardGrad, worker: worker)
             shardLoss[s] = 0
             shardCorrect[s] = 0
             return
         }
         let t0 = monotonicNanoseconds()
         step.dataset.gather(indices: step.indices + range.lowerBound, count: n, images: ws.input, labels: ws.labels)
-        if train, let augmentation {
+        if let augmentation {
             let size = model.inputShape.count, scratch = augmentScratch[worker]
             for k in 0..<n {
                 augmentation.apply(ws.input + k * size, shape: model.inputShape, seed: augmentSeed, epoch: step.epoch,
@@ -275,56 +239,21 @@ final class StepJob: ParallelJob {
             }
         }
         timing.record(worker: worker, phase: .data, nanoseconds: monotonicNanoseconds() - t0)
-        ws.training = train
+        ws.training = true
         ws.state = state
-        ws.shardStats = train && statsPerShard > 0 ? shardStats + s * statsPerShard : nil
-        var mix = SplitMix64(seed: step.noiseBase ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
-        ws.noiseSeed = mix.next()
-        if train, let sharded {
-            sharded.forward(ws, batch: n, worker: worker)
-        } else {
-            ws.forward(batch: n, parameters: parameters)
-        }
-        let result = ws.loss(batch: n, gradScale: 1 / Float(step.batch), computeGradient: train)
+        ws.shardStats = statsPerShard > 0 ? shardStats + s * statsPerShard : nil
+        ws.noiseSeed = shardNoiseSeed(step.noiseBase, shard: s)
+        exchange.forward(ws, batch: n, worker: worker)
+        let result = ws.loss(batch: n, gradScale: 1 / Float(step.batch), computeGradient: true)
         shardLoss[s] = result.loss
         shardCorrect[s] = result.correct
-        if train {
-            if let sharded {
-                sharded.backward(ws, batch: n, gradients: shardGrad, worker: worker)
-            } else {
-                ws.backward(batch: n, parameters: parameters, gradients: shardGrad)
-            }
-        } else if let out = step.logits {
-            let classes = model.classes
-            (out + range.lowerBound * classes).update(from: ws.logits, count: n * classes)
-        }
-    }
-
-    /// destination[range] = the pairwise sum of `buffers[0..<n][range]`, consuming the buffers' slices:
-    /// with stride 1, 2, 4, ...: buffers[i] += buffers[i + stride] for i = 0, 2*stride, 4*stride, ...
-    /// That is the tree that splits n leaves at the largest power of two below n, so a block of
-    /// 2^k consecutive leaves starting at a multiple of 2^k is one of its subtrees.
-    private func pairwiseSum(_ buffers: [UnsafeMutablePointer<Float>], into destination: UnsafeMutablePointer<Float>,
-                             range: Range<Int>) {
-        let n = buffers.count
-        var stride = 1
-        while stride < n {
-            var i = 0
-            while i + stride < n {
-                let a = buffers[i], b = buffers[i + stride]
-                addFloats(a + range.lowerBound, b + range.lowerBound, count: range.count)
-                i += 2 * stride
-            }
-            stride *= 2
-        }
-        let first = buffers[0]
-        for k in range { destination[k] = first[k] }
+        exchange.backward(ws, batch: n, into: shardGrad, worker: worker)
     }
 
     /// After a training step of `batch` samples: folds every shard's recorded statistics, in shard
     /// order, into the running statistics (collecting other ranks' shards first). Main thread,
     /// between steps.
-    func updateRunningStatistics(batch: Int) {
+    private func updateRunningStatistics(batch: Int) {
         guard statsPerShard > 0 else { return }
         collectives.gatherShardStatistics(shardStats, perRank: shards / ranks * statsPerShard)
         for (i, layer) in model.layers.enumerated() {
@@ -338,33 +267,69 @@ final class StepJob: ParallelJob {
 
     /// The step's summed loss and number correct, added in shard order (after collecting every
     /// rank's shards).
-    func totals() -> (loss: Double, correct: Int) {
-        collectives.gatherShardTotals(loss: shardLoss, correct: shardCorrect, boundaries: rankShardBoundaries)
-        var loss = 0.0
-        var correct = 0
-        for s in 0..<shards { loss += shardLoss[s]; correct += shardCorrect[s] }
-        return (loss, correct)
+    private func totals() -> StepTotals {
+        addShardTotals(loss: shardLoss, correct: shardCorrect, shards: shards, boundaries: rankShardBoundaries,
+                       collectives: collectives)
     }
+
+    /// Collective (every rank, between steps), the one agreement on non-finite gradients: once
+    /// training step `generation` is settled (`exchange.settled`), the first layer (lowest
+    /// parameter index over all ranks) whose reduced gradient held a NaN or infinity, or nil.
+    func firstNonFiniteLayer(generation: Int) -> String? {
+        let p = parameterCount
+        let local = exchange.firstNonFinite(generation: generation).map { p - $0 } ?? 0
+        let global = collectives.agreeOnNonFinite(local, scratch: nonFiniteScratch, boundaries: rankBoundaries)
+        guard global > 0 else { return nil }
+        let index = p - global
+        for layer in model.layers {
+            for t in layer.parameters where (t.offset..<(t.offset + t.count)).contains(index) {
+                return "the gradient of \(t.name) (layer \(layer.name))"
+            }
+        }
+        return "the gradients"
+    }
+}
+
+/// Shard s's noise seed (dropout) in a step with noise seed `base`.
+@inline(__always) func shardNoiseSeed(_ base: UInt64, shard s: Int) -> UInt64 {
+    var mix = SplitMix64(seed: base ^ (UInt64(s) &* 0xD6E8_FEB8_6659_FD93))
+    return mix.next()
+}
+
+/// The totals of a step or an evaluation chunk: per-shard loss and number correct gathered from
+/// the ranks (rank r owns shards [boundaries[r], boundaries[r + 1])), then added in shard order.
+func addShardTotals(loss: UnsafeMutablePointer<Double>, correct: UnsafeMutablePointer<Int>, shards: Int, boundaries: [Int],
+                    collectives: Collectives) -> StepTotals {
+    collectives.gatherShardTotals(loss: loss, correct: correct, boundaries: boundaries)
+    var totals = StepTotals(loss: 0, correct: 0)
+    for s in 0..<shards {
+        totals.loss += loss[s]
+        totals.correct += correct[s]
+    }
+    return totals
 }
 
 /// The set-up job: each worker allocates its workspace, the gradient buffers of the shards it
 /// computes and its augmentation scratch (AlignedBuffer zeroes what it allocates), and writes its slice of the flat
 /// parameter-sized buffers (copied from a source, or zeroed), so the pages are first touched on
 /// its thread.
-private final class PerWorkerAllocation: ParallelJob {
+final class PerWorkerAllocation: ParallelJob {
     let model: Model
     let workers: Int
     let shards: Int
     let slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)]
-    let optimizerState: OptimizerState
+    let optimizerState: OptimizerState?
+    let config: TrainConfig
     let workspaceSlots: UnsafeMutablePointer<Workspace?>
     let shardSlots: UnsafeMutablePointer<AlignedBuffer?>
     let scratchSlots: UnsafeMutablePointer<AlignedBuffer?>
     let augmentScratch: Bool
 
-    init(model: Model, workers: Int, shards: Int, slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)],
-         optimizerState: OptimizerState, augmentScratch: Bool) {
+    init(model: Model, config: TrainConfig, workers: Int, shards: Int,
+         slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)] = [], optimizerState: OptimizerState? = nil,
+         augmentScratch: Bool = false) {
         self.model = model
+        self.config = config
         self.workers = workers
         self.shards = shards
         self.slices = slices
@@ -388,10 +353,9 @@ private final class PerWorkerAllocation: ParallelJob {
     }
 
     func run(worker: Int, pool: WorkerPool) {
-        // The same slices as the reduction and the optimizer (`StepJob.sliceSize`).
-        let count = model.parameterCount
-        let slice = alignedCount((count + workers - 1) / workers)
-        let lo = min(count, worker * slice), hi = min(count, lo + slice)
+        // The same slices as the reduction and the optimizer (`Slices`).
+        let slice = Slices(count: model.parameterCount, workers: workers).of(worker)
+        let lo = slice.lowerBound, hi = slice.upperBound
         if lo < hi {
             for (destination, source) in slices {
                 if let source {
@@ -401,9 +365,9 @@ private final class PerWorkerAllocation: ParallelJob {
                 }
             }
             // (The sharded exchange's state holds only this rank's pieces: fewer floats.)
-            optimizerState.zero((lo..<hi).clamped(to: 0..<optimizerState.count))
+            if let optimizerState { optimizerState.zero((lo..<hi).clamped(to: 0..<optimizerState.count)) }
         }
-        workspaceSlots[worker] = Workspace(model: model)
+        workspaceSlots[worker] = makeWorkspace(model, config: config)
         if augmentScratch { scratchSlots[worker] = AlignedBuffer(count: model.inputShape.count) }
         var s = worker
         while s < shards {

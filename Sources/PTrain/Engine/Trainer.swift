@@ -95,9 +95,10 @@ public final class Trainer {
     public let collectives: Collectives
     public var communicator: Communicator { collectives.communicator }
     let job: StepJob
+    /// The evaluation pass over the current weights (the step job's workspaces); through
+    /// `evaluate`, which drains the exchange first.
+    let evaluator: Evaluator
     let order: UnsafeMutablePointer<Int32>
-    let evalOrder: UnsafeMutablePointer<Int32>
-    let evalOrderCount: Int
     public let schedule: LRSchedule
     /// Where training stands: everything besides weights and optimizer state that a checkpoint needs.
     public private(set) var progress = TrainingProgress()
@@ -105,9 +106,17 @@ public final class Trainer {
     var benchCursor = 0
     /// End of the previous step (monotonic ns), for the epoch's wall time; nil before the first.
     var lastMark: UInt64?
-    /// Sharded exchange: the last training step whose reduced gradients the ranks have not yet
-    /// checked for non-finite values (its exchange may still run), with its position and loss.
-    var unchecked: (epoch: Int, stepInEpoch: Int, globalStep: Int, loss: Double, generation: UInt32)?
+    /// The last training step whose reduced gradients the ranks have not yet checked for
+    /// non-finite values (its exchange may still run: the sharded exchange), with its position and loss.
+    var unchecked: StepPosition?
+
+    /// A training step, for the non-finite check and its message.
+    struct StepPosition {
+        let epoch: Int, stepInEpoch: Int, globalStep: Int
+        let loss: Double
+        /// The step job's generation of the step.
+        let generation: Int
+    }
 
     /// Builds the model from the config and the data's sample shape; throws `ModelError` or
     /// `ConfigError` with one line naming the layer or key.
@@ -146,35 +155,10 @@ public final class Trainer {
         model.initializeState(state)
         order = .allocate(capacity: max(1, train.count))
         order.initialize(repeating: 0, count: max(1, train.count))
-        evalOrderCount = max(1, max(train.count, test.count))
-        evalOrder = .allocate(capacity: evalOrderCount)
-        for i in 0..<evalOrderCount { evalOrder[i] = Int32(truncatingIfNeeded: i) }
-        // Several ranks: the sharded exchange (reduce-scatter to the piece owners, owner's update
-        // with this rank's pieces of the optimizer state only, all-gather of the weights;
-        // ShardedStep) unless the config asks for the all-gather of partial gradients.
-        let model = self.model
-        let exchange = config.exchange == .reduceScatter ? collectives.makeExchangeTransport().map {
-            ShardedExchange(layout: ShardedStep.layout(of: model, ranks: $0.size, bucketKB: config.bucketKB), transport: $0,
-                            segmentFloats: config.segmentKB * 256, sendsInFlight: config.sendsInFlight)
-        } : nil
-        // The optimizer state the step updates (momentum, or Adam's moments): laid out like the
-        // parameters, or with the sharded exchange this rank's pieces only (see `optimizerState`).
-        let liveState = OptimizerState(optimizer: config.makeOptimizer(),
-                                       parameterCount: exchange.map { max(1, $0.ownedCount) } ?? model.parameterCount, zeroed: false)
-        job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, initialParameters: initial,
-                      optimizerState: liveState, dataset: self.train, indices: order, state: state, collectives: collectives,
-                      allGatherPartials: exchange == nil,
-                      augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed)
-        if let exchange {
-            // The exchange may run on into the next forward only while the main thread's
-            // collectives may run beside it (MPI_THREAD_MULTIPLE); otherwise each step drains it.
-            let concurrent = communicator.allowsCollectivesDuringExchange
-            if config.overlapForward && !concurrent && communicator.rank == 0 {
-                FileHandle.standardError.write(Data("ptrain: warning: distributed.overlap_forward: the MPI library does not provide MPI_THREAD_MULTIPLE; each step waits for its whole exchange\n".utf8))
-            }
-            job.sharded = ShardedStep(job: job, exchange: exchange, overlapsForward: config.overlapForward && concurrent)
-            job.sharded?.start()
-        }
+        job = StepJob(model: model, config: config, pool: pool, parameters: parameters, initialParameters: initial, state: state,
+                      collectives: collectives, exchange: Self.chooseExchange(config: config, model: model, collectives: collectives))
+        evaluator = Evaluator(model: model, config: config, pool: pool, parameters: parameters.pointer, state: state.pointer,
+                              collectives: collectives, workspaces: job.workspaces, identityCount: max(train.count, test.count))
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         schedule = LRSchedule(kind: config.schedule, baseLR: config.learningRate,
                               warmupSteps: Int((config.warmupEpochs * Double(stepsPerEpoch)).rounded()),
@@ -183,11 +167,26 @@ public final class Trainer {
     }
 
     deinit {
-        // The last step's exchange still calls into the step job (the owner's update): finish it
-        // while the job is alive.
-        job.sharded?.drain()
         order.deallocate()
-        evalOrder.deallocate()
+    }
+
+    /// The gradient exchange, chosen once: one rank: in-process; several ranks: the sharded
+    /// exchange (reduce-scatter to the piece owners, the owner's update with this rank's pieces of
+    /// the optimizer state only, all-gather of the weights) unless the config asks for the
+    /// all-gather of partial gradients.
+    static func chooseExchange(config: TrainConfig, model: Model, collectives: Collectives) -> ExchangeChoice {
+        guard collectives.size > 1 else { return .inProcess }
+        guard config.exchange == .reduceScatter, let transport = collectives.makeExchangeTransport() else { return .allGather }
+        let exchange = ShardedExchange(layout: ReduceScatterExchange.layout(of: model, ranks: transport.size, bucketKB: config.bucketKB),
+                                       transport: transport, segmentFloats: config.segmentKB * 256,
+                                       sendsInFlight: config.sendsInFlight)
+        // The exchange may run on into the next forward only while the main thread's collectives
+        // may run beside it (MPI_THREAD_MULTIPLE); otherwise each step drains it.
+        let concurrent = collectives.communicator.allowsCollectivesDuringExchange
+        if config.overlapForward && !concurrent && collectives.rank == 0 {
+            FileHandle.standardError.write(Data("ptrain: warning: distributed.overlap_forward: the MPI library does not provide MPI_THREAD_MULTIPLE; each step waits for its whole exchange\n".utf8))
+        }
+        return .reduceScatter(exchange, overlapsForward: config.overlapForward && concurrent)
     }
 
     public var stepsPerEpoch: Int { (train.count + config.batchSize - 1) / config.batchSize }
@@ -206,9 +205,8 @@ public final class Trainer {
     func trainingStep(start: Int, globalStep: Int, epoch: Int, lr: Float) -> Step {
         var mix = SplitMix64(seed: config.seed ^ 0x6E6F_6973_65)   // "noise"
         mix.state &+= UInt64(globalStep) &* 0x9E37_79B9_7F4A_7C15
-        return Step(mode: .train, dataset: train, indices: UnsafePointer(order + start),
-                    batch: min(config.batchSize, train.count - start), lr: lr, globalStep: globalStep, epoch: epoch,
-                    noiseBase: mix.next(), logits: nil)
+        return Step(dataset: train, indices: UnsafePointer(order + start), batch: min(config.batchSize, train.count - start),
+                    lr: lr, globalStep: globalStep, epoch: epoch, noiseBase: mix.next())
     }
 
     /// Asks a memory-mapped training set to start reading the pages of the next step's samples
@@ -235,23 +233,15 @@ public final class Trainer {
                                 epoch: epoch, lr: schedule.lr(at: progress.globalStep))
         prefetchNextStep(after: progress.stepInEpoch * config.batchSize)
         let t0 = monotonicNanoseconds()
-        job.run(step, on: pool)
-        job.updateRunningStatistics(batch: step.batch)
+        let totals = job.run(step)
         progress.trainingNanoseconds &+= monotonicNanoseconds() - t0
-        let totals = job.totals()
-        if let sharded = job.sharded {
-            // The previous step's exchange is complete (this step's forward waited for all of it):
-            // the ranks agree on its gradients now, and on this step's at the next step or drain.
-            if let previous = unchecked {
-                unchecked = nil
-                try checkGradients(previous)
-            }
-            unchecked = (epoch, progress.stepInEpoch, progress.globalStep, totals.loss, sharded.generation)
-            if !totals.loss.isFinite { try drainExchange() }
-        } else if let layer = job.firstNonFiniteLayer() {
-            throw nonFinite(layer, epoch: epoch, stepInEpoch: progress.stepInEpoch, globalStep: progress.globalStep, loss: totals.loss)
-        }
+        // The ranks agree on the gradients of every step whose exchange is complete: this one, or
+        // with the sharded exchange the previous one (this step's forward waited for all of it),
+        // and this one at the next step or drain.
+        try checkSettledSteps(newest: StepPosition(epoch: epoch, stepInEpoch: progress.stepInEpoch, globalStep: progress.globalStep,
+                                                   loss: totals.loss, generation: job.generation))
         if !totals.loss.isFinite {
+            try drainExchange()
             throw nonFinite("the loss", epoch: epoch, stepInEpoch: progress.stepInEpoch, globalStep: progress.globalStep, loss: totals.loss)
         }
         progress.epochLoss += totals.loss
@@ -289,24 +279,37 @@ public final class Trainer {
         TrainingError(message: "training stopped: a non-finite value (NaN or infinity) appeared in \(what) at epoch \(epoch + 1), step \(stepInEpoch + 1) (global step \(globalStep + 1)); the loss was \(loss); try a smaller learning rate")
     }
 
-    /// Collective: the ranks agree on whether a step's reduced gradients held a non-finite value.
-    func checkGradients(_ step: (epoch: Int, stepInEpoch: Int, globalStep: Int, loss: Double, generation: UInt32)) throws {
-        if let layer = job.sharded?.firstNonFiniteLayer(generation: step.generation) {
+    /// Collective: the ranks agree on the gradients of the unchecked step and of `newest` once
+    /// settled (`GradientExchange.settled`, the same on every rank); a step not yet settled waits
+    /// in `unchecked`. Throws `TrainingError` for the first whose gradients were not finite.
+    func checkSettledSteps(newest: StepPosition? = nil) throws {
+        let settled = job.exchange.settled
+        if let previous = unchecked, previous.generation <= settled {
+            unchecked = nil
+            try checkGradients(previous)
+        }
+        guard let newest else { return }
+        if newest.generation <= settled {
+            try checkGradients(newest)
+        } else {
+            precondition(unchecked == nil, "two training steps without a settled exchange")
+            unchecked = newest
+        }
+    }
+
+    func checkGradients(_ step: StepPosition) throws {
+        if let layer = job.firstNonFiniteLayer(generation: step.generation) {
             throw nonFinite(layer, epoch: step.epoch, stepInEpoch: step.stepInEpoch, globalStep: step.globalStep, loss: step.loss)
         }
     }
 
-    /// Completes the last step's exchange (sharded exchange; otherwise nothing to do) and checks
-    /// its gradients (collective: every rank calls it at the same point). Whatever reads the
-    /// weights or the optimizer state between steps comes after this: evaluation, checkpoints,
-    /// the final weights. Throws `TrainingError` when that step's gradients were not finite.
+    /// Completes the last step's exchange (the sharded exchange may still run it) and checks its
+    /// gradients (collective: every rank calls it at the same point). Whatever reads the weights
+    /// or the optimizer state between steps comes after this: evaluation, checkpoints, the final
+    /// weights. Throws `TrainingError` when that step's gradients were not finite.
     public func drainExchange() throws {
-        guard let sharded = job.sharded else { return }
-        sharded.drain()
-        if let last = unchecked {
-            unchecked = nil
-            try checkGradients(last)
-        }
+        job.exchange.drain()
+        try checkSettledSteps()
     }
 
     /// Benchmark steps: `count` training steps of the production step job on the production pool,
@@ -318,8 +321,7 @@ public final class Trainer {
         let t0 = monotonicNanoseconds()
         for _ in 0..<count {
             let step = trainingStep(start: benchCursor * config.batchSize, globalStep: 0, epoch: 0, lr: config.learningRate)
-            job.run(step, on: pool)
-            job.updateRunningStatistics(batch: step.batch)
+            _ = job.run(step)
             benchCursor = (benchCursor + 1) % stepsPerEpoch
         }
         return monotonicNanoseconds() - t0
@@ -338,7 +340,7 @@ public final class Trainer {
 
     public func resetPhaseTimes() {
         job.timing.reset()
-        job.sharded?.overlapped.resetTimes()
+        job.exchange.resetTimes()
     }
 
     /// The sharded exchange's figures since the last `resetPhaseTimes` (drains first): bytes this
@@ -346,13 +348,7 @@ public final class Trainer {
     /// started to last weights arrived) and its exposed part (the time the workers waited for it:
     /// in the next step's forward, at the end of the step without overlap into the forward, and in
     /// drains), in nanoseconds summed over the steps. Nil without the sharded exchange.
-    public func exchangeFigures() -> (bytesPerStep: Double, exchangeNanoseconds: UInt64, exposedNanoseconds: UInt64,
-                                      buckets: Int, overlapsForward: Bool)? {
-        guard let sharded = job.sharded else { return nil }
-        sharded.drain()
-        return (sharded.bytesPerStep, sharded.overlapped.exchangeNanoseconds, sharded.exposedNanoseconds,
-                sharded.layout.bucketCount, sharded.overlapsForward)
-    }
+    public func exchangeFigures() -> ExchangeFigures? { job.exchange.figures }
 
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }
@@ -367,7 +363,7 @@ public final class Trainer {
         preparedEpoch = -1
         lastMark = nil
         unchecked = nil
-        job.sharded?.scatterState()
+        job.exchange.releaseGatheredOptimizerState()
     }
 
     /// The optimizer's state as checkpoints hold it: one buffer per state name, laid out like the
@@ -375,52 +371,26 @@ public final class Trainer {
     /// rank updates only its own pieces (a compact state); this is then a full-size copy that
     /// exists while a checkpoint is saved (`gatherOptimizerState()` fills it on every rank) or
     /// loaded (`restore` hands each rank its pieces and frees it).
-    public var optimizerState: OptimizerState { job.sharded?.fullStateForLoading() ?? job.optimizerState }
+    public var optimizerState: OptimizerState { job.exchange.checkpointState }
 
     /// Whether `optimizerState` holds the whole current state: always, except with the sharded
     /// exchange before `gatherOptimizerState()` (what `Checkpoint.save` checks).
-    public var optimizerStateIsComplete: Bool { job.sharded?.gathered ?? true }
+    public var optimizerStateIsComplete: Bool { job.exchange.checkpointStateIsComplete }
 
     /// Collective (every rank, between steps, before a checkpoint is saved; `TrainingSession`
     /// calls it): gathers the optimizer state from the ranks that own its pieces. No-op without
     /// the sharded exchange.
     /// (Drains the exchange first: call `drainExchange()` before, to check the last step too.)
-    public func gatherOptimizerState() { job.sharded?.gatherState() }
+    public func gatherOptimizerState() { job.exchange.gatherOptimizerState() }
 
     /// After a checkpoint is saved: frees the gathered full-size optimizer state.
-    public func releaseGatheredOptimizerState() { job.sharded?.scatterState() }
+    public func releaseGatheredOptimizerState() { job.exchange.releaseGatheredOptimizerState() }
 
-    /// Mean loss and accuracy of the current weights on `data` (forward only, on all workers; with
-    /// several processes each computes its shards and the totals are gathered).
+    /// Mean loss and accuracy of the current weights on `data`: the evaluation pass (`Evaluator`),
+    /// after the last step's exchange completes. With several processes every rank calls it.
     public func evaluate(_ data: Dataset) -> (loss: Double, accuracy: Double) {
-        let result = evaluate(data, logits: nil)
-        return (result.loss, result.accuracy)
-    }
-
-    /// The evaluation pass, the only one: `data` in chunks of `shards x maxShard` samples, each
-    /// split into the training shards, losses added in shard order. With `logits`, each sample's
-    /// logits (data.count x model.classes) are written there too.
-    func evaluate(_ data: Dataset, logits: UnsafeMutablePointer<Float>?) -> (loss: Double, accuracy: Double, correct: Int) {
-        // Data sets larger than the training and test sets (eval, predict) get their own index list.
-        let identity: [Int32] = data.count > evalOrderCount ? (0..<data.count).map { Int32(truncatingIfNeeded: $0) } : []
-        let chunk = config.maxShard * config.shards
-        var lossSum = 0.0
-        var correct = 0
-        var start = 0
-        identity.withUnsafeBufferPointer { ids in
-            let indices = identity.isEmpty ? UnsafePointer(evalOrder) : ids.baseAddress!
-            while start < data.count {
-                let batch = min(chunk, data.count - start)
-                job.run(.evaluation(data, indices: indices + start, batch: batch, logits: logits.map { $0 + start * model.classes }),
-                        on: pool)
-                let totals = job.totals()
-                lossSum += totals.loss
-                correct += totals.correct
-                start += chunk
-            }
-        }
-        let n = Double(max(1, data.count))
-        return (lossSum / n, Double(correct) / n, correct)
+        job.exchange.drain()
+        return evaluator.evaluate(data)
     }
 }
 
