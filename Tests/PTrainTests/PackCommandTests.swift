@@ -61,7 +61,7 @@ final class PackCommandTests: XCTestCase {
             c.data.path = source
             c.data.zNormalize = true
             let sets = try loadData(c)
-            XCTAssertEqual(sets.train.conversion, c.data.conversion(for: .uint8))
+            XCTAssertEqual(sets.train.conversion, Preprocessing(c.data).conversion(for: .uint8))
             XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081], zNormalize: true))
         }
 
@@ -82,7 +82,7 @@ final class PackCommandTests: XCTestCase {
     }
 
     func testSeriesSourcesPackedWithZNormalizeTrainIdentically() throws {
-        // UCR standardises in its reader (the packed file records it); FSDD is standardised when gathered.
+        // Both are packed as read and standardised when gathered, from the source or from the packed file.
         let dir = TestSupport.temporaryDirectory()
         let ucr = dir.appendingPathComponent("ucr")
         let rec = dir.appendingPathComponent("fsdd/recordings")
