@@ -1,5 +1,7 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // ptrain: data-parallel ConvNet training on CPUs.
+// Tools version 6.2: the kernels need Swift 6.2 (`InlineArray`, value generics); an older toolchain
+// stops here with "requires minimum Swift tools version 6.2" instead of failing inside the kernels.
 //
 // Compile flags (docs/ARCHITECTURE.md, "Instruction-set levels and compile flags"):
 // - One binary runs on every x86-64-v2 CPU and uses the best instruction set the CPU has. The hot
