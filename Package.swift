@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: checked),
-        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: checked),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: checked),
     ]
 )

@@ -55,14 +55,19 @@ final class PackCommandTests: XCTestCase {
         XCTAssertEqual(a, b, "training from the packed file must give the IDX run's weights bit for bit")
 
         // The conversion each loaded set carries is the one the config describes (what evaluation and
-        // prediction must apply to stored samples).
+        // prediction must apply to stored samples), written out here rather than derived again.
         for (cfg, source) in [(config.path, data.path), (packedConfig.path, packed)] {
             var c = try TrainConfig.load(path: cfg)
             c.data.path = source
-            c.data.zNormalize = true
             let sets = try loadData(c)
-            XCTAssertEqual(sets.train.conversion, Preprocessing(c.data).conversion(for: .uint8))
-            XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081], zNormalize: true))
+            XCTAssertEqual(sets.train.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081]), source)
+            XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081]), source)
+            c.data.mean = nil
+            c.data.std = nil
+            c.data.zNormalize = true
+            let standardised = try loadData(c)
+            XCTAssertEqual(standardised.train.conversion, SampleConversion(divisor: 255, zNormalize: true), source)
+            XCTAssertEqual(standardised.test.conversion, SampleConversion(divisor: 255, zNormalize: true), source)
         }
 
         // Damaged copies: one line, exit 1, before training (no run folder).
