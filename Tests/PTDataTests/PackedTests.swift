@@ -180,16 +180,6 @@ final class PackedTests: XCTestCase {
         XCTAssertNoThrow(try PackedFile(path: path))
     }
 
-    /// CRC-32 (IEEE, as zlib's crc32), bit by bit: the test's own, to re-seal edited regions.
-    func crc32(_ bytes: some Collection<UInt8>) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            c ^= UInt32(byte)
-            for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
-        }
-        return ~c
-    }
-
     func testClipTableDamageIsAnErrorNamingTheFile() throws {
         let dir = try makeTempFolder(self)
         let rec = dir + "/recordings"
