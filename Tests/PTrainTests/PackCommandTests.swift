@@ -142,18 +142,15 @@ final class PackCommandTests: XCTestCase {
     func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }
     func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
-    /// Image folders in name order hold the IDX files' samples in the IDX order: MNIST (a subset of
-    /// the real files when ../shared/data/mnist is there, else generated IDX files) written as
+    /// Image folders in name order hold the IDX files' samples in the IDX order: MNIST (the first
+    /// images of the fixture's real files) written as
     /// train/<digit>/<index>.png packs to the IDX files' packed file byte for byte, and trains to
     /// the IDX run's weights bit for bit with the same seed. Class order would not.
     func testImageFoldersInNameOrderMatchTheIDXFiles() throws {
         let dir = TestSupport.temporaryDirectory()
         let idx = dir.appendingPathComponent("idx"), png = dir.appendingPathComponent("png")
-        let shared = TestSupport.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
-        if !(try TestSupport.writeMNISTSubset(from: shared, to: idx, train: 240, test: 60)) {
-            try FileManager.default.createDirectory(at: idx, withIntermediateDirectories: true)
-            try TestSupport.writeTinyMNIST(idx, train: 240, test: 60)
-        }
+        try TestSupport.writeMNISTSubset(from: TestSupport.repositoryRoot.appendingPathComponent("Tests/Fixtures/mnist").path,
+                                          to: idx, train: 240, test: 60)
         try TestSupport.writeIDXAsPNGFolders(idx, root: png)
         let config = dir.appendingPathComponent("tiny.yaml"), images = dir.appendingPathComponent("tiny-images.yaml")
         let packedConfig = dir.appendingPathComponent("tiny-packed.yaml")
