@@ -1,5 +1,7 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // ptrain: data-parallel ConvNet training on CPUs.
+// Tools version 6.2: the kernels need Swift 6.2 (`InlineArray`, value generics); an older toolchain
+// stops here with "requires minimum Swift tools version 6.2" instead of failing inside the kernels.
 //
 // Compile flags (docs/ARCHITECTURE.md, "Instruction-set levels and compile flags"):
 // - One binary runs on every x86-64-v2 CPU and uses the best instruction set the CPU has. The hot
@@ -98,7 +100,7 @@ let package = Package(
         .testTarget(name: "PTModelTests", dependencies: ["PTModel", "PTKernels", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: checked),
-        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed"], swiftSettings: checked),
+        .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: checked),
     ]
 )

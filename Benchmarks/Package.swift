@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // Kernel benchmarks for maintainers (a separate package so the main build never fetches the
 // benchmark tooling). Run from this folder: `swift package benchmark` (see README.md).
 //

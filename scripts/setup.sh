@@ -17,4 +17,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v swift >/dev/null || { echo "ptrain setup: the Swift toolchain (swift) is not on PATH; install Swift 6.1 or newer first" >&2; exit 1; }
+command -v swift >/dev/null || { echo "ptrain setup: the Swift toolchain (swift) is not on PATH; install Swift 6.2 or newer first" >&2; exit 1; }

@@ -12,11 +12,9 @@ public enum CIFAR10Folder {
     public static let testName = "test_batch.bin"
 
     /// Loads train (50,000) and test (10,000) from `directory` (or its `cifar-10-batches-bin` subfolder).
-    /// Pixels become byte/255, then (x - mean[c]) / std[c] when given (one value, or one per channel,
-    /// e.g. mean [0.4914, 0.4822, 0.4465], std [0.2470, 0.2435, 0.2616]). Shape 3 x 32 x 32, 10 classes.
-    public static func load(directory: String, mean: [Float]? = nil, std: [Float]? = nil) throws
-        -> (train: Dataset, test: Dataset)
-    {
+    /// Pixels as stored (converted as byte / 255; `Preprocessing` adds the config's mean and std).
+    /// Shape 3 x 32 x 32, 10 classes.
+    public static func load(directory: String) throws -> (train: Dataset, test: Dataset) {
         try FileIO.requireDirectory(directory)
         var folder = directory
         let nested = FileIO.join(directory, "cifar-10-batches-bin")
@@ -26,32 +24,14 @@ public enum CIFAR10Folder {
             throw DataError("\(folder): missing CIFAR-10 batch files \(missing.joined(separator: ", ")) "
                 + "(expected \((trainNames + [testName]).joined(separator: ", ")))")
         }
-        let conversion = try channelConversion(mean: mean, std: std)
-        let train = try loadBatches(trainNames.map { FileIO.join(folder, $0) }, conversion: conversion, name: "cifar10-train")
-        let test = try loadBatches([FileIO.join(folder, testName)], conversion: conversion, name: "cifar10-test")
+        let train = try loadBatches(paths: trainNames.map { FileIO.join(folder, $0) }, name: "cifar10-train")
+        let test = try loadBatches(paths: [FileIO.join(folder, testName)], name: "cifar10-test")
         return (train, test)
     }
 
-    /// Loads and concatenates the given batch files (each a whole number of records).
-    public static func loadBatches(paths: [String], mean: [Float]? = nil, std: [Float]? = nil,
-                                   name: String = "cifar10") throws -> Dataset {
-        try loadBatches(paths, conversion: channelConversion(mean: mean, std: std), name: name)
-    }
-
-    /// Bytes / 255, then (x - mean[c]) / std[c] per channel.
-    static func channelConversion(mean: [Float]?, std: [Float]?) throws -> SampleConversion {
-        func perChannel(_ v: [Float]?, _ what: String, _ fallback: Float) throws -> [Float] {
-            guard let v else { return [fallback, fallback, fallback] }
-            if v.count == 1 { return [v[0], v[0], v[0]] }
-            guard v.count == 3 else { throw DataError("CIFAR-10: \(what) needs 1 or 3 values, got \(v.count)") }
-            return v
-        }
-        let m = try perChannel(mean, "mean", 0), s = try perChannel(std, "std", 1)
-        for value in s where !(value > 0) { throw DataError("CIFAR-10: std must be positive, got \(value)") }
-        return SampleConversion(divisor: 255, mean: mean == nil ? [] : m, std: std == nil ? [] : s)
-    }
-
-    static func loadBatches(_ paths: [String], conversion: SampleConversion, name: String) throws -> Dataset {
+    /// Loads and concatenates the given batch files (each a whole number of records), pixels as
+    /// stored (converted as byte / 255).
+    public static func loadBatches(paths: [String], name: String = "cifar10") throws -> Dataset {
         var files: [[UInt8]] = []
         var total = 0
         for path in paths {
@@ -88,6 +68,6 @@ public enum CIFAR10Folder {
         }
         files = []
         let store = SampleStore(bytes: stored, elementType: .uint8, count: total, sampleElements: shape.count)
-        return try Dataset(name: name, shape: shape, classes: 10, store: store, conversion: conversion, labels: labels)
+        return try Dataset(name: name, shape: shape, classes: 10, store: store, labels: labels)
     }
 }

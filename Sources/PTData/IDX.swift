@@ -65,21 +65,18 @@ public enum MNISTFolder {
     /// Names tried for the test labels.
     public static let testLabelNames = ["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"]
 
-    /// Loads the train and test sets from `directory`. Pixels become byte/255, then (x - mean) / std when
-    /// both are given (e.g. 0.1307 and 0.3081). Shape 1 x rows x cols; labels must lie in 0..<classes.
-    public static func load(directory: String, classes: Int = 10, mean: Float? = nil, std: Float? = nil) throws
-        -> (train: Dataset, test: Dataset)
-    {
+    /// Loads the train and test sets from `directory`, pixels as stored (converted as byte / 255;
+    /// `Preprocessing` adds the config's mean and std). Shape 1 x rows x cols; labels must lie in
+    /// 0..<classes.
+    public static func load(directory: String, classes: Int = 10) throws -> (train: Dataset, test: Dataset) {
         try FileIO.requireDirectory(directory)
-        if let std, !(std > 0) { throw DataError("MNIST: std must be positive, got \(std)") }
         guard classes > 0 else { throw DataError("MNIST: classes must be positive, got \(classes)") }
         let trainImages = try find(directory, trainImageNames)
         let trainLabels = try find(directory, trainLabelNames)
         let testImages = try find(directory, testImageNames)
         let testLabels = try find(directory, testLabelNames)
-        let conversion = pixelConversion(mean: mean, std: std)
-        let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, conversion: conversion, name: "mnist-train")
-        let test = try loadPair(images: testImages, labels: testLabels, classes: classes, conversion: conversion, name: "mnist-test")
+        let train = try loadPair(images: trainImages, labels: trainLabels, classes: classes, name: "mnist-train")
+        let test = try loadPair(images: testImages, labels: testLabels, classes: classes, name: "mnist-test")
         guard train.shape == test.shape else {
             throw DataError("\(testImages) has images of \(test.shape.height) x \(test.shape.width) but \(trainImages) has "
                 + "\(train.shape.height) x \(train.shape.width)")
@@ -87,18 +84,6 @@ public enum MNISTFolder {
         return (train, test)
     }
 
-    /// Loads one image file and its label file as a data set (any IDX image/label pair in MNIST's layout).
-    public static func loadPair(images: String, labels: String, classes: Int = 10, mean: Float? = nil, std: Float? = nil,
-                                name: String = "mnist") throws -> Dataset {
-        if let std, !(std > 0) { throw DataError("MNIST: std must be positive, got \(std)") }
-        return try loadPair(images: images, labels: labels, classes: classes,
-                            conversion: pixelConversion(mean: mean, std: std), name: name)
-    }
-
-    /// Bytes / 255, then (x - mean) / std when given.
-    static func pixelConversion(mean: Float?, std: Float?) -> SampleConversion {
-        SampleConversion(divisor: 255, mean: mean.map { [$0] } ?? [], std: std.map { [$0] } ?? [])
-    }
 
     static func find(_ directory: String, _ names: [String]) throws -> String {
         for base in names {
@@ -111,8 +96,10 @@ public enum MNISTFolder {
         throw DataError("\(directory): no MNIST file found (looked for \(tried))")
     }
 
-    static func loadPair(images imagePath: String, labels labelPath: String, classes: Int, conversion: SampleConversion,
-                         name: String) throws -> Dataset {
+    /// Loads one image file and its label file as a data set (any IDX image/label pair in MNIST's
+    /// layout), pixels as stored (converted as byte / 255).
+    public static func loadPair(images imagePath: String, labels labelPath: String, classes: Int = 10,
+                                name: String = "mnist") throws -> Dataset {
         let imageFile = try FileIO.readMaybeGzip(imagePath)
         let (imageDims, imageOffset) = try IDX.header(imageFile, name: imagePath)
         guard imageDims.count == 3 else {
@@ -145,6 +132,6 @@ public enum MNISTFolder {
         let shape = Shape(channels: 1, height: imageDims[1], width: imageDims[2])
         let store = SampleStore(bytes: imageFile, byteOffset: imageOffset, elementType: .uint8, count: count,
                                 sampleElements: shape.count)
-        return try Dataset(name: name, shape: shape, classes: classes, store: store, conversion: conversion, labels: labels)
+        return try Dataset(name: name, shape: shape, classes: classes, store: store, labels: labels)
     }
 }

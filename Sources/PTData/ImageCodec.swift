@@ -16,8 +16,21 @@ public struct DecodedImage: Sendable, Equatable {
 }
 
 public enum ImageCodec {
-    /// The largest image side accepted (a guard against corrupt headers asking for gigabytes).
+    /// The largest image side accepted.
     public static let maxSide = 1 << 15
+    /// The most pixels an image may have (64 Mi, 192 MiB as RGB bytes; Pillow warns above 89 M): a
+    /// guard against a corrupt or hostile header that asks for gigabytes. The side limit alone let a
+    /// 319-byte JPEG claiming 29697 x 18798 pixels allocate 1.7 GB and decode for seconds (found by
+    /// Tests/Fuzz/ImageFuzzer.swift).
+    public static let maxPixels = 1 << 26
+
+    /// Nil when `width` x `height` is a size this decoder accepts, else why not (for the message).
+    static func sizeProblem(width: Int, height: Int) -> String? {
+        guard width > 0, height > 0, width <= maxSide, height <= maxSide, width * height <= maxPixels else {
+            return "at most \(maxSide) a side and \(maxPixels) pixels"
+        }
+        return nil
+    }
 
     /// True when `bytes` start like a PNG file.
     public static func isPNG(_ bytes: [UInt8]) -> Bool {
@@ -49,8 +62,8 @@ public enum ImageCodec {
         }
         let ok = bytes.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) }
         guard ok != 0 else { throw failure("header") }
-        guard image.width > 0, image.height > 0, Int(image.width) <= maxSide, Int(image.height) <= maxSide else {
-            throw DataError("\(name): PNG of \(image.width) x \(image.height) pixels (at most \(maxSide) a side)")
+        if let problem = sizeProblem(width: Int(image.width), height: Int(image.height)) {
+            throw DataError("\(name): PNG of \(image.width) x \(image.height) pixels (\(problem))")
         }
         image.format = channels == 1 ? 0 : UInt32(PNG_FORMAT_FLAG_COLOR)  // PNG_FORMAT_GRAY, PNG_FORMAT_RGB
         let width = Int(image.width), height = Int(image.height)
@@ -72,8 +85,8 @@ public enum ImageCodec {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &width, &height, &subsampling, &colorspace)
         }
         guard header == 0 else { throw failure("header") }
-        guard width > 0, height > 0, Int(width) <= maxSide, Int(height) <= maxSide else {
-            throw DataError("\(name): JPEG of \(width) x \(height) pixels (at most \(maxSide) a side)")
+        if let problem = sizeProblem(width: Int(width), height: Int(height)) {
+            throw DataError("\(name): JPEG of \(width) x \(height) pixels (\(problem))")
         }
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * channels)
         let format = channels == 1 ? TJPF_GRAY : TJPF_RGB

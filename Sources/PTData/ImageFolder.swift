@@ -83,8 +83,9 @@ public enum ImageFolder {
     /// (CHW), labels from the sorted class folders. With `resize`, each image is scaled so that it
     /// covers the input and centre-cropped; without it every image must already have the input's size.
     /// A corrupt or unreadable image is an error naming it, or with `skipBad` left out and listed in
-    /// the report. Samples are stored in `order`. Conversion: bytes / 255, then (x - mean) / std when given.
-    public static func load(root: String, shape: Shape, resize: Bool, order: Order = .class, mean: Float? = nil, std: Float? = nil,
+    /// the report. Samples are stored in `order`, converted as bytes / 255 (`Preprocessing` adds the
+    /// config's mean and std).
+    public static func load(root: String, shape: Shape, resize: Bool, order: Order = .class,
                             skipBad: Bool = false, parallelFor: ParallelFor = dispatchParallelFor,
                             progress: (@Sendable (Int, Int) -> Void)? = nil, report: UnsafeMutablePointer<Report>? = nil)
         throws -> (train: Dataset, test: Dataset)
@@ -130,7 +131,6 @@ public enum ImageFolder {
         let testKeep = keep.filter { $0 >= listing.train.count }
         guard !trainKeep.isEmpty else { throw DataError("\(root): no readable training images") }
         guard !testKeep.isEmpty else { throw DataError("\(root): no readable test images") }
-        let conversion = SampleConversion(divisor: 255, mean: mean.map { [$0] } ?? [], std: std.map { [$0] } ?? [])
         func set(_ indices: [Int], _ name: String) throws -> Dataset {
             var bytes = [UInt8](repeating: 0, count: indices.count * sampleBytes)
             bytes.withUnsafeMutableBufferPointer { out in
@@ -139,7 +139,7 @@ public enum ImageFolder {
                 }
             }
             let store = SampleStore(bytes: bytes, elementType: .uint8, count: indices.count, sampleElements: sampleBytes)
-            return try Dataset(name: name, shape: shape, classes: listing.classes.count, store: store, conversion: conversion,
+            return try Dataset(name: name, shape: shape, classes: listing.classes.count, store: store,
                                labels: indices.map { all[$0].label }, classNames: listing.classes)
         }
         let base = (root as NSString).lastPathComponent

@@ -34,8 +34,6 @@ public enum Packed {
         public var classNames: [String]
         public var blockSamples: Int
         public var divisor: Float
-        /// Flag bit 0: the values were already standardised by the reader (UCR with z_normalize).
-        public var standardized: Bool
         /// Flag bit 1: a clip table follows the checksum table (one `ClipWindow` per sample).
         public var hasClips: Bool
         public var trainCount: Int
@@ -95,9 +93,7 @@ public enum Packed {
     /// converted) to `path` atomically: a temporary file in the same folder, fsynced, then renamed.
     /// `divisor` is recorded as the natural scale (e.g. 255 for bytes). `progress` is called now and
     /// then with the samples written so far.
-    /// `standardized` records that the values are already standardised (training then does not
-    /// standardise them again).
-    public static func write(train: Dataset, test: Dataset, divisor: Float, standardized: Bool = false, to path: String,
+    public static func write(train: Dataset, test: Dataset, divisor: Float, to path: String,
                              progress: ((Int, Int) -> Void)? = nil) throws {
         guard train.shape == test.shape else {
             throw DataError("\(path): train samples are \(train.shape) but test samples are \(test.shape)")
@@ -204,7 +200,7 @@ public enum Packed {
         var h: [UInt8] = magic + le32(Int(version)) + le32(headerSize)
         h += [type.rawValue, 0, 0, 0]
         h += le32(train.shape.channels) + le32(train.shape.height) + le32(train.shape.width)
-        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32((standardized ? 1 : 0) | (hasClips ? 2 : 0))
+        h += le32(classes) + le32(blockSamples) + le32(Int(divisor.bitPattern)) + le32(hasClips ? 2 : 0)
         h += le64(train.count) + le64(test.count)
         h += le64(l.samples) + le64(l.labels) + le64(l.index) + le64(l.checksums) + le64(l.end)
         h += le32(Int(labelsCRC)) + le32(Int(indexCRC)) + le32(Int(checksumsCRC)) + le32(Int(clipsCRC))
@@ -400,7 +396,13 @@ public final class PackedFile: @unchecked Sendable {
         let classes = u32(32), blockSamples = u32(36)
         let divisor = Float(bitPattern: UInt32(u32(40)))
         let flags = u32(44)
-        guard flags & ~3 == 0 else { throw DataError("\(path): unknown flags 0x\(String(flags, radix: 16)) (written by a newer ptrain?)") }
+        // Bit 0 (values stored already standardised) was written only by development builds of
+        // `ptrain pack`, for UCR with z_normalize; values are now stored as read and standardised
+        // when gathered. Refused rather than read with the wrong conversion.
+        guard flags & 1 == 0 else {
+            throw DataError("\(path): flag bit 0 (values stored already standardised) is no longer read; pack the source again")
+        }
+        guard flags & ~2 == 0 else { throw DataError("\(path): unknown flags 0x\(String(flags, radix: 16)) (written by a newer ptrain?)") }
         let trainCount = u64(48), testCount = u64(56)
         guard classes > 0, blockSamples > 0, trainCount > 0, testCount > 0, divisor.isFinite, divisor > 0,
               trainCount < 1 << 40, testCount < 1 << 40 else {
@@ -423,7 +425,7 @@ public final class PackedFile: @unchecked Sendable {
         }
         let l = Packed.layout(sampleBytes: sampleBytes, total: trainCount + testCount, blockSamples: blockSamples, clips: flags & 2 != 0)
         let h = Packed.Header(elementType: type, shape: shape, classes: classes, classNames: names, blockSamples: blockSamples,
-                              divisor: divisor, standardized: flags & 1 != 0, hasClips: flags & 2 != 0,
+                              divisor: divisor, hasClips: flags & 2 != 0,
                               trainCount: trainCount, testCount: testCount,
                               samplesOffset: u64(64), labelsOffset: u64(72), indexOffset: u64(80), checksumsOffset: u64(88),
                               fileSize: u64(96), labelsCRC: UInt32(u32(104)), indexCRC: UInt32(u32(108)),

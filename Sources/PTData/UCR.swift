@@ -23,13 +23,12 @@ public enum UCRFile {
     /// Loads the file at `path` as a data set of shape channels x 1 x length. Labels map to classes in the
     /// order of `classLabels` (default: the file's @classLabel list, else the distinct labels sorted).
     /// `length` nil means the longest series; shorter series are zero-padded at the end, longer ones cut.
-    /// Missing values become 0. With `zNormalize`, each series channel becomes (x - mean) / std over its
-    /// own values (std 0 gives all zeros) before padding.
-    public static func load(path: String, classLabels: [String]? = nil, length: Int? = nil,
-                            zNormalize: Bool = false) throws -> Dataset {
+    /// Missing values become 0. Values stay as read (`Preprocessing` applies the config's
+    /// `z_normalize`, over the padded length).
+    public static func load(path: String, classLabels: [String]? = nil, length: Int? = nil) throws -> Dataset {
         let parsed = try parse(path: path)
         let labels = classLabels ?? parsed.classLabels ?? defaultLabels(parsed.labels)
-        return try build(parsed, path: path, classLabels: labels, length: length ?? parsed.longest, zNormalize: zNormalize)
+        return try build(parsed, path: path, classLabels: labels, length: length ?? parsed.longest)
     }
 
     /// The distinct labels, sorted numerically when all are numbers, else as strings.
@@ -144,7 +143,7 @@ public enum UCRFile {
         result.series.append(channels)
     }
 
-    static func build(_ parsed: Parsed, path: String, classLabels: [String], length: Int, zNormalize: Bool) throws -> Dataset {
+    static func build(_ parsed: Parsed, path: String, classLabels: [String], length: Int) throws -> Dataset {
         guard length > 0 else { throw DataError("\(path): series have length 0") }
         var classOf: [String: Int32] = [:]
         for (i, label) in classLabels.enumerated() where classOf[label] == nil { classOf[label] = Int32(i) }
@@ -160,17 +159,7 @@ public enum UCRFile {
         for (i, channels) in parsed.series.enumerated() {
             for (c, values) in channels.enumerated() {
                 let out = images.pointer + i * shape.count + c * length
-                let n = min(values.count, length)
-                var mean: Float = 0, scale: Float = 1
-                if zNormalize && !values.isEmpty {
-                    var sum = 0.0, squares = 0.0
-                    for v in values { sum += Double(v); squares += Double(v) * Double(v) }
-                    let m = sum / Double(values.count)
-                    let variance = max(0, squares / Double(values.count) - m * m)
-                    mean = Float(m)
-                    scale = variance > 1e-16 ? Float(1 / variance.squareRoot()) : 0
-                }
-                for t in 0..<n { out[t] = (values[t] - mean) * scale }
+                for t in 0..<min(values.count, length) { out[t] = values[t] }
             }
         }
         let base = path.split(separator: "/").last.map(String.init) ?? path
@@ -182,7 +171,7 @@ public enum UCRFile {
 public enum UCRFolder {
     /// Loads train and test with one label mapping (the train file's @classLabel list, else the sorted
     /// distinct labels of both) and one length (the longest series in either file).
-    public static func load(directory: String, zNormalize: Bool = false) throws -> (train: Dataset, test: Dataset) {
+    public static func load(directory: String) throws -> (train: Dataset, test: Dataset) {
         let names = try FileIO.list(directory)
         let trainNames = names.filter { $0.hasSuffix("_TRAIN.ts") }
         guard trainNames.count == 1, let trainName = trainNames.first else {
@@ -199,7 +188,7 @@ public enum UCRFolder {
         }
         let labels = train.classLabels ?? test.classLabels ?? UCRFile.defaultLabels(train.labels + test.labels)
         let length = max(train.longest, test.longest)
-        return (try UCRFile.build(train, path: trainPath, classLabels: labels, length: length, zNormalize: zNormalize),
-                try UCRFile.build(test, path: testPath, classLabels: labels, length: length, zNormalize: zNormalize))
+        return (try UCRFile.build(train, path: trainPath, classLabels: labels, length: length),
+                try UCRFile.build(test, path: testPath, classLabels: labels, length: length))
     }
 }

@@ -61,12 +61,3 @@ public func makeCommunicator(environment: [String: String]) -> Communicator {
     #endif
     return LocalCommunicator()
 }
-
-/// Whether this binary was built with the trait MPI.
-public var builtWithMPI: Bool {
-    #if MPI
-    return true
-    #else
-    return false
-    #endif
-}

@@ -244,6 +244,3 @@ public func bindCurrentThread(toOSCPU cpu: Int) -> Int {
     guard let handle = try? HwlocTopology(synthetic: nil, restrictedTo: nil, honourAffinity: false) else { return -1 }
     return handle.bindCurrentThread(toOSCPU: cpu)
 }
-
-/// The OS CPU the calling thread is running on now (`sched_getcpu`), or -1.
-public func currentOSCPU() -> Int { Int(pt_current_cpu()) }

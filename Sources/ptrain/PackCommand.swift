@@ -83,7 +83,7 @@ struct Pack: ParsableCommand {
             let decoded = Date()
             let progress = ProgressPrinter(quiet: quiet)
             // Samples as the reader stores them: mean, std and z_normalize are `Preprocessing`'s, applied
-            // when the packed file is trained on (so the header's `standardized` flag stays clear).
+            // when the packed file is trained on.
             try Packed.write(train: train, test: test, divisor: train.conversion.divisor, to: output,
                              progress: { done, total in progress.update(done, total, "samples written") })
             progress.finish()

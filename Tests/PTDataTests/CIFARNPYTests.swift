@@ -25,7 +25,9 @@ final class CIFAR10Tests: XCTestCase {
         XCTAssertEqual(test.labels, [9])
         let expected = record(label: 0, seed: 12)
         for j in [0, 1023, 1024, 2047, 3071] { XCTAssertEqual(train.values(3)[j], Float(expected[1 + j]) / 255) }
-        let normalized = try CIFAR10Folder.load(directory: dir, mean: [0.1, 0.2, 0.3], std: [0.5, 0.25, 2]).test
+        // A conversion with one mean and std per channel (the config gives one for all; PTrainTests'
+        // PreprocessingTests check that path).
+        let normalized = try test.with(conversion: SampleConversion(divisor: 255, mean: [0.1, 0.2, 0.3], std: [0.5, 0.25, 2]))
         let raw = record(label: 9, seed: 99)
         for (j, c) in [(5, 0), (1030, 1), (3000, 2)] {
             XCTAssertEqual(normalized.values(0)[j], (Float(raw[1 + j]) / 255 - [0.1, 0.2, 0.3][c]) / [0.5, 0.25, 2][c], accuracy: 1e-6)
@@ -42,7 +44,9 @@ final class CIFAR10Tests: XCTestCase {
         assertDataError([dir + "/data_batch_4.bin", "3073-byte records"]) { try CIFAR10Folder.load(directory: dir) }
         try write(record(label: 1, seed: 0) + record(label: 10, seed: 0), to: dir + "/data_batch_4.bin")
         assertDataError([dir + "/data_batch_4.bin", "label 10", "record 1"]) { try CIFAR10Folder.load(directory: dir) }
-        assertDataError(["std must be positive"]) { try CIFAR10Folder.load(directory: dir, std: [0]) }
+        assertDataError(["std must be a finite number > 0"]) {
+            try CIFAR10Folder.load(directory: dir).test.with(conversion: SampleConversion(divisor: 255, std: [1, 0, 1]))
+        }
     }
 }
 

@@ -177,6 +177,10 @@ final class FuzzTests: XCTestCase {
             }
         }
         print("fuzz MNIST pairs: \(stats.ok) accepted, \(stats.rejected) rejected")
+        // Both outcomes occur: the mutations reach the reader's checks, and the checks on accepted
+        // inputs run.
+        XCTAssertGreaterThan(stats.rejected, 0)
+        XCTAssertGreaterThan(stats.ok, 0)
     }
 
     func testFuzzNPY() throws {
@@ -201,6 +205,10 @@ final class FuzzTests: XCTestCase {
             }
         }
         print("fuzz NPY: \(stats.ok) accepted, \(stats.rejected) rejected")
+        // Both outcomes occur: the mutations reach the reader's checks, and the checks on accepted
+        // inputs run.
+        XCTAssertGreaterThan(stats.rejected, 0)
+        XCTAssertGreaterThan(stats.ok, 0)
     }
 
     func testFuzzWAV() throws {
@@ -216,5 +224,9 @@ final class FuzzTests: XCTestCase {
             expectCleanOutcome(path, input, &stats, { try WAV.read(path: path) }) { r in r.sampleRate > 0 }
         }
         print("fuzz WAV: \(stats.ok) accepted, \(stats.rejected) rejected")
+        // Both outcomes occur: the mutations reach the reader's checks, and the checks on accepted
+        // inputs run.
+        XCTAssertGreaterThan(stats.rejected, 0)
+        XCTAssertGreaterThan(stats.ok, 0)
     }
 }

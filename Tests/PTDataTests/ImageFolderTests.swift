@@ -123,6 +123,37 @@ final class ImageFolderTests: XCTestCase {
         XCTAssertEqual(up, [UInt8](repeating: 77, count: 25))
     }
 
+    /// A small file whose header claims a huge image is refused before anything is allocated
+    /// (regression: a 319-byte JPEG claiming 29697 x 18798 pixels, found by Tests/Fuzz/ImageFuzzer.swift,
+    /// made the decoder allocate 1.7 GB for RGB; a few such files decoded in parallel exhaust memory).
+    func testHugeImageHeadersAreRefused() throws {
+        let name = "dir/huge"
+        func be16(_ v: Int) -> [UInt8] { [UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        func be32(_ v: Int) -> [UInt8] { be16(v >> 16) + be16(v & 0xFFFF) }
+        // JPEG: the baseline frame header (SOF0: FF C0, length, precision, height, width) edited.
+        var jpeg = try ImageCodec.encodeJPEG(pattern(width: 4, height: 4, channels: 1, seed: 1))
+        let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })
+        jpeg.replaceSubrange((sof + 5)..<(sof + 9), with: be16(18798) + be16(29697))
+        for channels in [1, 3] {
+            assertDataError([name, "JPEG of 29697 x 18798 pixels", "at most 32768 a side and 67108864 pixels"]) {
+                try ImageCodec.decode(jpeg, channels: channels, name: name)
+            }
+        }
+        // PNG: the IHDR chunk's width and height edited, its CRC made to match.
+        var png = try ImageCodec.encodePNG(pattern(width: 4, height: 4, channels: 3, seed: 1))
+        XCTAssertEqual(Array(png[12..<16]), Array("IHDR".utf8))
+        for (width, height, accepted) in [(8193, 8192, false), (32769, 1, false), (8192, 8192, true)] {
+            png.replaceSubrange(16..<24, with: be32(width) + be32(height))
+            png.replaceSubrange(29..<33, with: be32(Int(crc32(png[12..<29]))))
+            if accepted {
+                // The size passes; the 4 x 4 pixel data then does not fill it.
+                assertDataError([name, "corrupt or unreadable PNG"]) { try ImageCodec.decode(png, channels: 1, name: name) }
+            } else {
+                assertDataError([name, "PNG of \(width) x \(height) pixels", "at most"]) { try ImageCodec.decode(png, channels: 1, name: name) }
+            }
+        }
+    }
+
     func testErrorsNameTheFile() throws {
         let root = try makeTempFolder(self)
         let good = try ImageCodec.encodePNG(pattern(width: 4, height: 4, channels: 1, seed: 1))

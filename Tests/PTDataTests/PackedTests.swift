@@ -44,7 +44,9 @@ final class PackedTests: XCTestCase {
         try write(idxBytes(dims: [5], body: [0, 1, 2, 1, 0]), to: dir + "/train-labels-idx1-ubyte")
         try write(idxBytes(dims: [2, 3, 4], body: (0..<24).map { UInt8($0 * 5) }), to: dir + "/t10k-images-idx3-ubyte")
         try write(idxBytes(dims: [2], body: [2, 0]), to: dir + "/t10k-labels-idx1-ubyte")
-        let sets = try MNISTFolder.load(directory: dir, classes: 3, mean: 0.1307, std: 0.3081)
+        let stored = try MNISTFolder.load(directory: dir, classes: 3)
+        let conversion = SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081])
+        let sets = (try stored.train.with(conversion: conversion), try stored.test.with(conversion: conversion))
         let packed = try roundTrip(sets, dir, name: "idx")
         XCTAssertEqual(packed.header.elementType, .uint8)
         XCTAssertEqual(packed.header.divisor, 255)
@@ -57,8 +59,9 @@ final class PackedTests: XCTestCase {
         func record(_ label: UInt8, _ seed: Int) -> [UInt8] { [label] + (0..<3072).map { UInt8(($0 * 7 + seed * 13) % 256) } }
         for b in 1...5 { try write(record(UInt8(b), b) + record(0, b + 10), to: dir + "/data_batch_\(b).bin") }
         try write(record(9, 99), to: dir + "/test_batch.bin")
-        try roundTrip(try CIFAR10Folder.load(directory: dir, mean: [0.4914, 0.4822, 0.4465], std: [0.2470, 0.2435, 0.2616]),
-                      dir, name: "cifar")
+        let cifar = try CIFAR10Folder.load(directory: dir)
+        let perChannel = SampleConversion(divisor: 255, mean: [0.4914, 0.4822, 0.4465], std: [0.2470, 0.2435, 0.2616])
+        try roundTrip((try cifar.train.with(conversion: perChannel), try cifar.test.with(conversion: perChannel)), dir, name: "cifar")
 
         // NPY: uint8 images stay bytes; float32 images stay float32.
         let npy = dir + "/npy"
@@ -98,7 +101,9 @@ final class PackedTests: XCTestCase {
         let header = "@problemName Toy\n@univariate true\n@classLabel true a b\n@data\n"
         try write(header + "1,2,3,4:a\n4,3,2,1:b\n", to: ucr + "/Toy_TRAIN.ts")
         try write(header + "1,1,2,2:b\n", to: ucr + "/Toy_TEST.ts")
-        try roundTrip(try UCRFolder.load(directory: ucr, zNormalize: true), dir, name: "ucr")
+        let series = try UCRFolder.load(directory: ucr)
+        let z = SampleConversion(divisor: 1, zNormalize: true)
+        try roundTrip((try series.train.with(conversion: z), try series.test.with(conversion: z)), dir, name: "ucr")
     }
 
     func testRoundTripImageFolder() throws {
@@ -175,16 +180,6 @@ final class PackedTests: XCTestCase {
         XCTAssertNoThrow(try PackedFile(path: path))
     }
 
-    /// CRC-32 (IEEE, as zlib's crc32), bit by bit: the test's own, to re-seal edited regions.
-    func crc32(_ bytes: some Collection<UInt8>) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            c ^= UInt32(byte)
-            for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
-        }
-        return ~c
-    }
-
     func testClipTableDamageIsAnErrorNamingTheFile() throws {
         let dir = try makeTempFolder(self)
         let rec = dir + "/recordings"
@@ -225,6 +220,9 @@ final class PackedTests: XCTestCase {
         // A flag bit this reader does not know (as flag bit 1 is to an older one): refused, not ignored.
         try reseal { $0[44] |= 4 }
         assertDataError([path, "unknown flags 0x6"]) { try PackedFile(path: path) }
+        // The retired bit 0 (values stored already standardised): refused, naming the flag.
+        try reseal { $0[44] |= 1 }
+        assertDataError([path, "flag bit 0", "pack the source again"]) { try PackedFile(path: path) }
     }
 
     func testTruncatedFiles() throws {

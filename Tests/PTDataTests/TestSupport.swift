@@ -20,14 +20,11 @@ func write(_ text: String, to path: String) throws {
     try write(Array(text.utf8), to: path)
 }
 
-/// The shared data folder `name` (../shared/data/name beside the repository), or nil when absent.
-/// The repository root is two levels above this file (symbolic links resolved).
-func sharedData(_ name: String, file: String = #filePath) -> String? {
+/// The real-data fixture folder `name` in the repository (Tests/Fixtures/name; its README says what
+/// it holds and where it comes from). The repository root is two levels above this file.
+func fixture(_ name: String, file: String = #filePath) -> String {
     let here = URL(fileURLWithPath: file).resolvingSymlinksInPath()
-    let root = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let path = root.deletingLastPathComponent().appendingPathComponent("shared/data/\(name)").path
-    var isDir: ObjCBool = false
-    return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue ? path : nil
+    return here.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)").path
 }
 
 /// Runs `body`, requiring it to throw a DataError whose message contains every string in `parts`.
@@ -136,4 +133,15 @@ func wavBytes(samples: [Int16], rate: Int = 8000, channels: Int = 1, bits: Int =
 extension Dataset {
     /// Every sample converted (a new buffer each call; hoist it out of loops).
     var images: AlignedBuffer { converted() }
+}
+
+/// CRC-32 (IEEE, as zlib's crc32 and PNG's chunks), bit by bit: the tests' own, to re-seal edited
+/// regions of packed files and PNG chunks.
+func crc32(_ bytes: some Collection<UInt8>) -> UInt32 {
+    var c: UInt32 = 0xFFFF_FFFF
+    for byte in bytes {
+        c ^= UInt32(byte)
+        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
+    }
+    return ~c
 }

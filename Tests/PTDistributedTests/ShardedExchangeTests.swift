@@ -3,6 +3,12 @@
 import Foundation
 import XCTest
 import PTDistributed
+import PTTensor
+
+/// The seed of these tests' random inputs: PTRAIN_TEST_SEED when set, else a fixed one. Every
+/// comparison of results names it, so a failure can be replayed with the same inputs.
+let testSeed: UInt64 = ProcessInfo.processInfo.environment["PTRAIN_TEST_SEED"].flatMap { UInt64($0) } ?? 0x5EED_19
+let replay = "seed \(testSeed) (PTRAIN_TEST_SEED=\(testSeed) replays it)"
 
 final class ShardedExchangeTests: XCTestCase {
     /// Layer starts of a made-up model: counts per layer (0: no parameters), each tensor 16-aligned.
@@ -67,7 +73,7 @@ final class ShardedExchangeTests: XCTestCase {
     }
 
     func testPairwiseSumIsTheFixedTree() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = Xoshiro256(seed: testSeed)
         for n in 1...13 {
             let values = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) * Float(1 << Int.random(in: 0...20, using: &rng)) }
             let buffers = values.map { v -> UnsafeMutablePointer<Float> in
@@ -75,7 +81,7 @@ final class ShardedExchangeTests: XCTestCase {
             }
             defer { buffers.forEach { $0.deallocate() } }
             buffers.withUnsafeBufferPointer { pairwiseSumInPlace($0.baseAddress!, n: n, count: 1) }
-            XCTAssertEqual(buffers[0].pointee.bitPattern, tree(values[...]).bitPattern, "n = \(n)")
+            XCTAssertEqual(buffers[0].pointee.bitPattern, tree(values[...]).bitPattern, "n = \(n), \(replay)")
         }
     }
 
@@ -100,7 +106,7 @@ final class ShardedExchangeTests: XCTestCase {
         for ranks in [2, 3, 4, 5, 8] {
             for (bucketFloats, segment, inFlight) in [(100, 1 << 16, 2), (1 << 20, 1 << 16, 2), (100, 7, 1), (1 << 20, 7, 3)] {
                 let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: bucketFloats)
-                var rng = SystemRandomNumberGenerator()
+                var rng = Xoshiro256(seed: testSeed)
                 let partials = (0..<ranks).map { _ in (0..<p).map { _ in Float.random(in: -1...1, using: &rng) } }
                 let start = (0..<p).map { _ in Float.random(in: -1...1, using: &rng) }
                 let expected = (0..<p).map { i in start[i] - 0.5 * tree(partials.map { $0[i] }[...]) }
@@ -138,7 +144,7 @@ final class ShardedExchangeTests: XCTestCase {
                                    "no message above the segment size")
                 }
                 for r in 0..<ranks {
-                    XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r) of \(ranks)")
+                    XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r) of \(ranks), \(replay)")
                 }
             }
         }
@@ -156,7 +162,7 @@ final class ShardedExchangeTests: XCTestCase {
         let p = s.last!, ranks = 3, localShards = 2, steps = 4
         let layout = ExchangeLayout(layerStarts: s, ranks: ranks, bucketFloats: 1000)
         XCTAssertGreaterThan(layout.bucketCount, 1)
-        var rng = SystemRandomNumberGenerator()
+        var rng = Xoshiro256(seed: testSeed)
         // grads[step][shard][i]
         let grads = (0..<steps).map { _ in (0..<(ranks * localShards)).map { _ in (0..<p).map { _ in Float.random(in: -1...1, using: &rng) } } }
         var expected = (0..<p).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -234,9 +240,9 @@ final class ShardedExchangeTests: XCTestCase {
                 results.value[r] = Array(UnsafeBufferPointer(start: weights, count: p))
                 lock.unlock()
             }
-            XCTAssertEqual(stale.value, 0, "buckets read before their weights were final (overlapsForward \(overlapsForward))")
+            XCTAssertEqual(stale.value, 0, "buckets read before their weights were final (overlapsForward \(overlapsForward)), \(replay)")
             for r in 0..<ranks {
-                XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r), overlapsForward \(overlapsForward)")
+                XCTAssertEqual(results.value[r].map(\.bitPattern), expected.map(\.bitPattern), "rank \(r), overlapsForward \(overlapsForward), \(replay)")
             }
         }
     }

@@ -52,8 +52,21 @@ private final class ProbeJob: ParallelJob {
     }
 }
 
-private final class EmptyJob: ParallelJob {
-    func run(worker: Int, pool: WorkerPool) { pool.barrier(worker: worker) }
+/// Counts the calls each worker gets (each worker writes only its own slot).
+private final class CountingJob: ParallelJob {
+    let slots: UnsafeMutablePointer<Int>
+    let workers: Int
+    init(workers: Int) {
+        self.workers = workers
+        slots = .allocate(capacity: workers)
+        slots.initialize(repeating: 0, count: workers)
+    }
+    deinit { slots.deallocate() }
+    var runs: [Int] { Array(UnsafeBufferPointer(start: slots, count: workers)) }
+    func run(worker: Int, pool: WorkerPool) {
+        slots[worker] += 1
+        pool.barrier(worker: worker)
+    }
 }
 
 final class WorkerPoolTests: XCTestCase {
@@ -147,10 +160,23 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(probe.flushToZero, [1])
     }
 
+    /// Pools made and released one after another: each runs its job on all its workers, and
+    /// releasing one stops and joins its threads (the process's thread count, from
+    /// /proc/self/task, is back to where it was), so a training run that makes pools (evaluation,
+    /// `pack`) does not leak threads.
     func testPoolsComeAndGo() throws {
-        for _ in 0..<50 {
-            let pool = try WorkerPool(workers: 3)
-            pool.run(EmptyJob())
+        func threads() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count }
+        let before = try threads()
+        for round in 0..<50 {
+            do {
+                let pool = try WorkerPool(workers: 3)
+                let job = CountingJob(workers: 3)
+                pool.run(job)
+                pool.run(job)
+                XCTAssertEqual(job.runs, [2, 2, 2], "round \(round)")
+                XCTAssertEqual(try threads(), before + 3, "round \(round): threads while the pool lives")
+            }
+            XCTAssertEqual(try threads(), before, "round \(round): threads after the pool is released")
         }
     }
 

@@ -55,14 +55,19 @@ final class PackCommandTests: XCTestCase {
         XCTAssertEqual(a, b, "training from the packed file must give the IDX run's weights bit for bit")
 
         // The conversion each loaded set carries is the one the config describes (what evaluation and
-        // prediction must apply to stored samples).
+        // prediction must apply to stored samples), written out here rather than derived again.
         for (cfg, source) in [(config.path, data.path), (packedConfig.path, packed)] {
             var c = try TrainConfig.load(path: cfg)
             c.data.path = source
-            c.data.zNormalize = true
             let sets = try loadData(c)
-            XCTAssertEqual(sets.train.conversion, c.data.conversion(for: .uint8))
-            XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081], zNormalize: true))
+            XCTAssertEqual(sets.train.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081]), source)
+            XCTAssertEqual(sets.test.conversion, SampleConversion(divisor: 255, mean: [0.1307], std: [0.3081]), source)
+            c.data.mean = nil
+            c.data.std = nil
+            c.data.zNormalize = true
+            let standardised = try loadData(c)
+            XCTAssertEqual(standardised.train.conversion, SampleConversion(divisor: 255, zNormalize: true), source)
+            XCTAssertEqual(standardised.test.conversion, SampleConversion(divisor: 255, zNormalize: true), source)
         }
 
         // Damaged copies: one line, exit 1, before training (no run folder).
@@ -82,7 +87,7 @@ final class PackCommandTests: XCTestCase {
     }
 
     func testSeriesSourcesPackedWithZNormalizeTrainIdentically() throws {
-        // UCR standardises in its reader (the packed file records it); FSDD is standardised when gathered.
+        // Both are packed as read and standardised when gathered, from the source or from the packed file.
         let dir = TestSupport.temporaryDirectory()
         let ucr = dir.appendingPathComponent("ucr")
         let rec = dir.appendingPathComponent("fsdd/recordings")
@@ -137,18 +142,15 @@ final class PackCommandTests: XCTestCase {
     func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }
     func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
-    /// Image folders in name order hold the IDX files' samples in the IDX order: MNIST (a subset of
-    /// the real files when ../shared/data/mnist is there, else generated IDX files) written as
+    /// Image folders in name order hold the IDX files' samples in the IDX order: MNIST (the first
+    /// images of the fixture's real files) written as
     /// train/<digit>/<index>.png packs to the IDX files' packed file byte for byte, and trains to
     /// the IDX run's weights bit for bit with the same seed. Class order would not.
     func testImageFoldersInNameOrderMatchTheIDXFiles() throws {
         let dir = TestSupport.temporaryDirectory()
         let idx = dir.appendingPathComponent("idx"), png = dir.appendingPathComponent("png")
-        let shared = TestSupport.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mnist").path
-        if !(try TestSupport.writeMNISTSubset(from: shared, to: idx, train: 240, test: 60)) {
-            try FileManager.default.createDirectory(at: idx, withIntermediateDirectories: true)
-            try TestSupport.writeTinyMNIST(idx, train: 240, test: 60)
-        }
+        try TestSupport.writeMNISTSubset(from: TestSupport.repositoryRoot.appendingPathComponent("Tests/Fixtures/mnist").path,
+                                          to: idx, train: 240, test: 60)
         try TestSupport.writeIDXAsPNGFolders(idx, root: png)
         let config = dir.appendingPathComponent("tiny.yaml"), images = dir.appendingPathComponent("tiny-images.yaml")
         let packedConfig = dir.appendingPathComponent("tiny-packed.yaml")

@@ -1,5 +1,5 @@
-// One preprocessing and one evaluation path: for each gallery config with local data, `ptrain
-// predict` over the test split classifies exactly as `ptrain eval` does, and `eval` reproduces the
+// One preprocessing and one evaluation path: for each gallery config with real data (the cuts in
+// Tests/Fixtures), `ptrain predict` over the test split classifies exactly as `ptrain eval` does, and `eval` reproduces the
 // last epoch's test loss and accuracy of training. A uint8 NPY data set with data.mean / data.std
 // checks that training, eval and predict feed the model the same values.
 import Foundation
@@ -9,11 +9,9 @@ import PTTensor
 import PTrain
 
 final class PredictAgreesWithEvalTests: XCTestCase {
-    /// ../shared/data/NAME beside the repository, or a skip.
-    func sharedData(_ name: String) throws -> String {
-        let path = TestSupport.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/\(name)").path
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("../shared/data/\(name) not present") }
-        return path
+    /// The real-data fixture folder NAME (Tests/Fixtures/NAME).
+    func fixture(_ name: String) -> String {
+        TestSupport.repositoryRoot.appendingPathComponent("Tests/Fixtures/\(name)").path
     }
 
     func json(_ line: Substring) throws -> [String: Any] {
@@ -73,15 +71,15 @@ final class PredictAgreesWithEvalTests: XCTestCase {
     }
 
     func testLeNet5MNIST() throws {
-        let data = try sharedData("mnist")
-        // The test images as they are distributed: IDX bytes, scaled and normalised by predict.
-        let labels = try IDX.load(path: data + "/t10k-labels.idx1-ubyte").bytes.map { Int32($0) }
+        let data = fixture("mnist")
+        // The test images as they are distributed: IDX bytes (gzipped), scaled and normalised by predict.
+        let labels = try IDX.load(path: data + "/t10k-labels-idx1-ubyte.gz").bytes.map { Int32($0) }
         try checkAgreement(config: "configs/lenet5-mnist.yaml", arguments: ["--data", data, "--epochs", "1"],
-                           input: data + "/t10k-images.idx3-ubyte", labels: labels)
+                           input: data + "/t10k-images-idx3-ubyte.gz", labels: labels)
     }
 
     func testGunPoint1D() throws {
-        let data = try sharedData("ucr/GunPoint")
+        let data = fixture("ucr/GunPoint")
         var config = try TrainConfig.load(path: TestSupport.repositoryRoot.appendingPathComponent("configs/gunpoint-1d.yaml").path)
         config.data.path = data
         let input = TestSupport.temporaryDirectory().appendingPathComponent("test.npy")
@@ -90,7 +88,7 @@ final class PredictAgreesWithEvalTests: XCTestCase {
     }
 
     func testSpokenDigits1D() throws {
-        let data = try sharedData("fsdd")
+        let data = fixture("fsdd")
         var config = try TrainConfig.load(path: TestSupport.repositoryRoot.appendingPathComponent("configs/fsdd-1d.yaml").path)
         config.data.path = data
         let input = TestSupport.temporaryDirectory().appendingPathComponent("test.npy")

@@ -95,13 +95,11 @@ enum TestSupport {
         try writeIDX(dir.appendingPathComponent("t10k-labels-idx1-ubyte"), dims: [test], body: labels(test))
     }
 
-    /// The first `train` and `test` images of the MNIST IDX files in `source` (the four files; raw)
-    /// written as IDX files into `idx`. Returns false when `source` lacks them.
-    static func writeMNISTSubset(from source: String, to idx: URL, train: Int, test: Int) throws -> Bool {
-        let names = [("train-images.idx3-ubyte", "train-labels.idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train),
-                     ("t10k-images.idx3-ubyte", "t10k-labels.idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test)]
-        for (images, labels, _, _, _) in names where !FileManager.default.fileExists(atPath: source + "/" + images)
-            || !FileManager.default.fileExists(atPath: source + "/" + labels) { return false }
+    /// The first `train` and `test` images of the MNIST IDX files in `source` (the four files,
+    /// gzipped, as in Tests/Fixtures/mnist) written as raw IDX files into `idx`.
+    static func writeMNISTSubset(from source: String, to idx: URL, train: Int, test: Int) throws {
+        let names = [("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train),
+                     ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test)]
         try FileManager.default.createDirectory(at: idx, withIntermediateDirectories: true)
         for (images, labels, imagesOut, labelsOut, n) in names {
             let i = try IDX.load(path: source + "/" + images), l = try IDX.load(path: source + "/" + labels)
@@ -109,7 +107,6 @@ enum TestSupport {
             try writeIDX(idx.appendingPathComponent(imagesOut), dims: [n, i.dims[1], i.dims[2]], body: Array(i.bytes.prefix(n * size)))
             try writeIDX(idx.appendingPathComponent(labelsOut), dims: [n], body: Array(l.bytes.prefix(n)))
         }
-        return true
     }
 
     /// The MNIST IDX files in `idx` (train-/t10k- images and labels) as image folders, as

@@ -27,23 +27,21 @@ public struct Preprocessing: Sendable, Equatable {
 
     /// The conversion from stored values of `elementType` to model inputs: the reader's decoding
     /// (`divisor`: bytes / 255, int16 / 32768 unless the source says otherwise), then the steps
-    /// above. `standardized`: the values were standardised when stored (a packed file's flag), so
-    /// `z_normalize` is not applied again. This is the only normaliser: training, evaluation,
-    /// `eval`, `predict` and `pack`'s sources all get their `SampleConverter` from here.
-    public func conversion(for elementType: ElementType, divisor: Float? = nil, standardized: Bool = false) -> SampleConversion {
+    /// above. This is the only normaliser: training, evaluation, `eval`, `predict` and `pack`'s
+    /// sources all get their `SampleConverter` from here.
+    public func conversion(for elementType: ElementType, divisor: Float? = nil) -> SampleConversion {
         var c = SampleConversion.natural(elementType)
         if let divisor { c.divisor = divisor }
         c.mean = mean.map { [$0] } ?? []
         c.std = std.map { [$0] } ?? []
-        c.zNormalize = zNormalize && !standardized
+        c.zNormalize = zNormalize
         return c
     }
 
     /// `data` (samples as its reader stores them, with the reader's divisor) converted by these
     /// steps when gathered. Throws a one-line error when the values do not fit (e.g. std <= 0).
-    public func prepare(_ data: Dataset, standardized: Bool = false) throws -> Dataset {
-        try data.with(conversion: conversion(for: data.store.elementType, divisor: data.conversion.divisor,
-                                             standardized: standardized))
+    public func prepare(_ data: Dataset) throws -> Dataset {
+        try data.with(conversion: conversion(for: data.store.elementType, divisor: data.conversion.divisor))
     }
 
     /// The prepared converter for `shape` and `elementType` (what `prepare` gives a data set).
@@ -75,26 +73,19 @@ public struct Preprocessing: Sendable, Equatable {
 /// Loads the training and test sets a config names, samples as stored, with the conversion
 /// `Preprocessing` derives from the config applied when they are gathered.
 public func loadData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
-    let sets = try loadStoredData(config)
+    let sets = try loadUnprocessedData(config)
     let preprocessing = Preprocessing(config.data)
-    return (try preprocessing.prepare(sets.train, standardized: sets.standardized),
-            try preprocessing.prepare(sets.test, standardized: sets.standardized))
+    return (try preprocessing.prepare(sets.train), try preprocessing.prepare(sets.test))
 }
 
 /// The training and test sets as the data source's reader decodes them (the reader's natural
 /// conversion: bytes / 255, int16 / 32768, a packed file's divisor), before `Preprocessing`.
 public func loadUnprocessedData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset) {
-    let sets = try loadStoredData(config)
-    return (sets.train, sets.test)
-}
-
-/// The readers' sets; `standardized`: a packed file whose values were standardised when packed.
-func loadStoredData(_ config: TrainConfig) throws -> (train: Dataset, test: Dataset, standardized: Bool) {
     switch config.data.source {
     case .xo:
         let train = XOData.make(count: config.data.trainCount, size: config.data.size, seed: config.seed)
         let test = XOData.make(count: config.data.testCount, size: config.data.size, seed: config.seed &+ 0x7E57)
-        return (train, test, false)
+        return (train, test)
     default:
         guard let path = config.data.path else {
             throw ConfigError("data.path: not set; pass --data DIR (the \(config.data.source.rawValue) data folder)")
@@ -111,12 +102,12 @@ func loadStoredData(_ config: TrainConfig) throws -> (train: Dataset, test: Data
         case .ucr: sets = try UCRFolder.load(directory: path)
         case .packed:
             let file = try PackedFile(path: path)
-            return (file.train, file.test, file.header.standardized)
+            sets = (file.train, file.test)
         case .images:
             sets = try ImageFolder.load(root: path, shape: try imageInputShape(config), resize: config.data.resize,
                                         order: config.data.order)
         }
-        return (sets.train, sets.test, false)
+        return sets
     }
 }
 
