@@ -67,7 +67,7 @@ enum ConfigSchema {
         .value("batch_size", \.batchSize, .range(1...(1 << 20)), doc: "Global minibatch; `--batch-size` overrides it."),
         .value("shards", \.shards, .atLeast(1, atMost: TrainConfig.maximumShards),
                doc: "Fixed pieces each batch is split into (the bits depend on this, not on threads)."),
-        .value("seed", \.seed, doc: "Seeds initialisation, shuffling, dropout and augmentation."),
+        .value("seed", \.seed, .atLeast(0), doc: "Seeds initialisation, shuffling, dropout and augmentation."),
     ])
 
     static let distributed = ConfigSection("distributed", doc: "several processes (MPI)", keys: [
@@ -84,21 +84,42 @@ enum ConfigSchema {
 
 // MARK: - The key list
 
+/// One config key as the schema documents it (`TrainConfig.keys`).
+public struct ConfigKeyInfo: Sendable, Equatable {
+    /// Dotted: `optimizer.lr`.
+    public let key: String
+    /// integer, number, true/false, text, choice, mapping or list.
+    public let type: String
+    /// The default as YAML ("" when there is none).
+    public let defaultValue: String
+    /// The allowed values: a range (`1...64`, `>= 1`, `> 0`, `[0, 1)`, `[0, 0.5]`, `finite`) or the choices.
+    public let allowed: String
+    /// A choice key's values (empty for other keys).
+    public let choices: [String]
+    public let doc: String
+}
+
 extension TrainConfig {
-    /// Every config key as a markdown table (README.md's key list; `ptrain config-keys` prints it),
-    /// followed by the layer keys.
+    /// Every key of the config's sections, in file order (layer keys: `keyTable`).
+    public static var keys: [ConfigKeyInfo] {
+        func info(_ dotted: String, _ k: ConfigKey) -> ConfigKeyInfo {
+            ConfigKeyInfo(key: dotted, type: k.type, defaultValue: k.defaultText == "none" ? "" : k.defaultText,
+                          allowed: k.allowedText, choices: k.choices, doc: k.doc)
+        }
+        return ConfigSchema.topKeys.map { info($0.name, $0) }
+            + ConfigSchema.sections.flatMap { s in s.keys.map { info("\(s.name).\($0.name)", $0) } }
+    }
+
+    /// Every config key as markdown tables: the sections' keys, then the layers' (README.md's key
+    /// list; `ptrain summary --keys` prints it).
     public static var keyTable: String {
-        func cell(_ s: String) -> String { s.isEmpty ? "" : "`\(s)`" }
+        func code(_ s: String) -> String { s.isEmpty ? "" : "`\(s)`" }
         func escaped(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
         var lines = ["| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
-        func row(_ dotted: String, _ k: ConfigKey) {
-            let allowed = k.type == "choice" ? k.allowedText.split(separator: ",").map { "`\($0.trimmingCharacters(in: .whitespaces))`" }
-                .joined(separator: ", ").replacingOccurrences(of: " (or ", with: "` (or `").replacingOccurrences(of: ")`", with: "`)")
-                : cell(k.allowedText)
-            lines.append("| `\(dotted)` | \(k.type) | \(cell(k.defaultText == "none" ? "" : k.defaultText)) | \(escaped(allowed)) | \(escaped(k.doc)) |")
+        for k in keys {
+            let allowed = k.choices.isEmpty ? code(k.allowed) : k.choices.map(code).joined(separator: ", ")
+            lines.append("| `\(k.key)` | \(k.type) | \(code(k.defaultValue)) | \(escaped(allowed)) | \(escaped(k.doc)) |")
         }
-        for k in ConfigSchema.topKeys { row(k.name, k) }
-        for s in ConfigSchema.sections { for k in s.keys { row("\(s.name).\(k.name)", k) } }
         return lines.joined(separator: "\n") + "\n\n" + LayerSchema.keyTable
     }
 }

@@ -33,7 +33,7 @@ struct LayerKey: @unchecked Sendable {
     static func value<V: ConfigValue>(_ name: String, _ type: V.Type, default value: V? = nil, defaultDoc: String? = nil,
                                       _ allowed: Allowed? = nil, missing: String? = nil, doc: String) -> LayerKey {
         let choices = (V.self as? any ConfigChoice.Type).map { $0.known }
-        return LayerKey(name: name, type: V.typeDoc, defaultText: defaultDoc ?? value?.yamlText ?? "",
+        return LayerKey(name: name, type: V.typeDoc, defaultText: defaultDoc ?? value?.yamlText ?? (missing != nil ? "required" : ""),
                         allowedText: allowed?.doc ?? choices ?? "", doc: doc) { section in
             guard let v = try V.read(section, name) ?? value else {
                 if let missing { throw section.fail(name, missing) }
@@ -184,7 +184,7 @@ enum LayerSchema {
             let words = (t.words + t.aliases).map { "`\($0)`" }.joined(separator: ", ")
             if t.keys.isEmpty { lines.append("| \(words) | | | | | \(t.doc) |") }
             for k in t.keys {
-                let d = k.defaultText.isEmpty ? "" : "`\(k.defaultText)`"
+                let d = k.defaultText.isEmpty || k.defaultText == "required" ? k.defaultText : "`\(k.defaultText)`"
                 let a = k.allowedText.isEmpty ? "" : "`\(k.allowedText)`"
                 lines.append("| \(words) | `\(k.name)` | \(k.type) | \(d) | \(a) | \(k.doc) |")
             }

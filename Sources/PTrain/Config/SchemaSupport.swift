@@ -164,13 +164,15 @@ extension ConfigChoice {
     static var aliases: [String: Self] { [:] }
     static var typeDoc: String { "choice" }
     static func unknown(_ word: String) -> String { "unknown \(noun) '\(word)' (known: \(known))" }
-    /// The values, each with its aliases: "xo, idx (or mnist), cifar10".
-    static var known: String {
+    /// The values, each with its aliases: ["xo", "idx (or mnist)", "cifar10"].
+    static var words: [String] {
         allCases.map { value in
             let others = aliases.filter { $0.value == value }.map(\.key).sorted()
             return others.isEmpty ? value.rawValue : "\(value.rawValue) (or \(others.joined(separator: ", ")))"
-        }.joined(separator: ", ")
+        }
     }
+    /// The values as one list: "xo, idx (or mnist), cifar10".
+    static var known: String { words.joined(separator: ", ") }
     static func read(_ section: YAMLSection, _ key: String) throws -> Self? {
         guard let s = try section.string(key) else { return nil }
         guard let value = Self(rawValue: s) ?? aliases[s] else { throw section.fail(key, unknown(s)) }
@@ -208,6 +210,8 @@ struct ConfigKey: @unchecked Sendable {
     let defaultText: String
     /// The allowed values as the key table shows them ("" when any value of the type goes).
     let allowedText: String
+    /// A choice key's words (with their aliases, "idx (or mnist)"); empty for other keys.
+    var choices: [String] = []
     let doc: String
     /// Reads the key from its section into the config (absent: leaves the default).
     let read: (YAMLSection, inout TrainConfig) throws -> Void
@@ -224,10 +228,10 @@ struct ConfigKey: @unchecked Sendable {
             guard let allowed, let x = v.number, let why = allowed.failure(x) else { return nil }
             return "\(why), got \(v.messageText)"
         }
-        let choices = (V.self as? any ConfigChoice.Type).map { $0.known }
+        let choices = (V.self as? any ConfigChoice.Type).map { $0.words } ?? []
         return ConfigKey(
             name: name, type: V.typeDoc, defaultText: defaultValue.yamlText ?? "none",
-            allowedText: allowed?.doc ?? choices ?? "",
+            allowedText: allowed?.doc ?? choices.joined(separator: ", "), choices: choices,
             doc: doc,
             read: { section, config in
                 guard let v = try V.read(section, name) else { return }
