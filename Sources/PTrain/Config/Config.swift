@@ -1,5 +1,6 @@
 // The training configuration: read from YAML, overridden by flags, validated with one-line
-// errors that name the file, line and key.
+// errors that name the file, line and key. Each key is declared once, in ConfigSchema.swift, whose
+// tables drive the reading and checking here, the resolved YAML and the README's key list.
 import Foundation
 import PTData
 import PTDistributed

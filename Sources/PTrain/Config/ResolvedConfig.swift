@@ -1,5 +1,6 @@
 // Writes a resolved config back as YAML (the run folder's config.yaml, checkpoint manifests),
 // readable by `--config`: every section and key of the schema (ConfigSchema.swift), in its order.
+import PTFiles
 import PTModel
 
 extension TrainConfig {
@@ -22,6 +23,6 @@ extension TrainConfig {
 /// A YAML string literal: single-quoted, or double-quoted with JSON escapes when it holds control
 /// characters (YAML's double-quoted style accepts JSON strings).
 func yamlQuoted(_ s: String) -> String {
-    if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return jsonString(s) }
+    if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return JSON.string(s) }
     return "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
 }
