@@ -68,10 +68,13 @@ let package = Package(
                 swiftSettings: checked + kernelFlags),
         // Shapes and 64-byte aligned buffers.
         .target(name: "PTTensor", swiftSettings: checked),
+        // Writing files: the one atomic writer (temporary file, fsync, rename, fsync of the folder),
+        // folders, and the one JSON encoder configuration.
+        .target(name: "PTFiles", swiftSettings: checked),
         // Layers, model, flat parameter layout, initialisers, optimizers, schedules.
         .target(name: "PTModel", dependencies: ["PTKernels", "PTTensor"], swiftSettings: checked),
         // Data sets: IDX (raw or gzip), the synthetic X/O generator, shuffling, batching.
-        .target(name: "PTData", dependencies: ["PTTensor", "CZlib", "CPNG", "CTurboJPEG", "CPTSupport"], swiftSettings: checked),
+        .target(name: "PTData", dependencies: ["PTTensor", "PTFiles", "CZlib", "CPNG", "CTurboJPEG", "CPTSupport"], swiftSettings: checked),
         // hwloc topology, placement, pinned worker pool, barrier.
         .target(name: "PTRuntime", dependencies: ["CHwloc", "CPTSupport"], swiftSettings: checked),
         // Communicator protocol (in-process now; MPI behind a trait later).
@@ -81,7 +84,7 @@ let package = Package(
         // Trainer, config, run folder, metrics, safetensors.
         .target(
             name: "PTrain",
-            dependencies: ["PTModel", "PTData", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
+            dependencies: ["PTModel", "PTData", "PTFiles", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: checked),
         // Counts the process's heap allocations (replaces malloc and friends): only for the gate below.
@@ -93,7 +96,7 @@ let package = Package(
             swiftSettings: checked),
         .executableTarget(
             name: "ptrain",
-            dependencies: ["PTrain", "PTRuntime", "PTData", "PTModel", "PTTensor", "PTDistributed", "PTKernels", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PTrain", "PTRuntime", "PTData", "PTFiles", "PTModel", "PTTensor", "PTDistributed", "PTKernels", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
 
         .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor", "CPTSupport"], swiftSettings: checked),

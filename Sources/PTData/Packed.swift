@@ -3,6 +3,7 @@
 import CPTSupport
 import CZlib
 import Foundation
+import PTFiles
 import PTTensor
 
 #if canImport(Glibc)
@@ -90,7 +91,7 @@ public enum Packed {
     // MARK: - Writing
 
     /// Writes `train` and `test` (same shape, element type and classes; their stored values, not
-    /// converted) to `path` atomically: a temporary file in the same folder, fsynced, then renamed.
+    /// converted) to `path` atomically (`AtomicFile`: a temporary file in the same folder, fsynced, then renamed).
     /// `divisor` is recorded as the natural scale (e.g. 255 for bytes). `progress` is called now and
     /// then with the samples written so far.
     public static func write(train: Dataset, test: Dataset, divisor: Float, to path: String,
@@ -122,26 +123,8 @@ public enum Packed {
             throw DataError("\(path): \(classes) class names need \(headerSize) header bytes (at most \(headerRegion))")
         }
 
-        let folder = (path as NSString).deletingLastPathComponent
-        var template = Array(((folder.isEmpty ? "." : folder) + "/." + (path as NSString).lastPathComponent + ".tmp-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw DataError("\(path): cannot create a temporary file beside it (\(String(cString: strerror(errno))))") }
-        let mask = umask(0)
-        umask(mask)
-        fchmod(fd, 0o666 & ~mask)  // mkstemp makes it 0600; give it the usual permissions
-        let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var finished = false
-        defer {
-            if !finished { close(fd); unlink(tempPath) }
-        }
-        func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-            var done = 0
-            while done < bytes.count {
-                let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-                guard n > 0 else { throw DataError("\(path): write failed (\(String(cString: strerror(errno))))") }
-                done += n
-            }
-        }
+        let file = try AtomicFile(path: path)
+        func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws { try file.write(bytes, at: offset) }
 
         // Samples, block by block, with their checksums.
         var checksums = [UInt32]()
@@ -209,18 +192,7 @@ public enum Packed {
         h += le32(Int(h.withUnsafeBytes { crc($0.baseAddress!, $0.count) }))
         h += [UInt8](repeating: 0, count: headerRegion - h.count)
         try h.withUnsafeBytes { try put($0, at: 0) }
-        guard ftruncate(fd, off_t(l.end)) == 0, fsync(fd) == 0 else {
-            throw DataError("\(path): cannot finish the file (\(String(cString: strerror(errno))))")
-        }
-        guard close(fd) == 0 else { finished = true; unlink(tempPath); throw DataError("\(path): close failed") }
-        finished = true
-        guard rename(tempPath, path) == 0 else {
-            let why = String(cString: strerror(errno))
-            unlink(tempPath)
-            throw DataError("\(path): cannot rename the finished file into place (\(why))")
-        }
-        let dir = open(folder.isEmpty ? "." : folder, O_RDONLY)
-        if dir >= 0 { fsync(dir); close(dir) }
+        try file.commit(size: l.end)
     }
 
     static func le16(_ v: Int) -> [UInt8] { [UInt8(v & 255), UInt8(v >> 8 & 255)] }

@@ -18,9 +18,8 @@ struct Bench: ParsableCommand {
 }
 
 struct BenchOutput: ParsableArguments {
-    @Option(help: "text (a table) or json (one object per line).") var format: String = "text"
-    func validate() throws { guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") } }
-    var json: Bool { format == "json" }
+    @Option(help: "text (a table) or json (one object per line).") var format: OutputFormat = .text
+    var json: Bool { format == .json }
 }
 
 struct BenchKernels: ParsableCommand {

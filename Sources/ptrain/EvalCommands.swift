@@ -50,11 +50,10 @@ struct Eval: ParsableCommand {
     @Option(help: ArgumentHelp("Data folder (overrides the checkpoint config's data.path).", valueName: "dir")) var data: String?
     @Option(help: "Which split to evaluate: test or train.") var split: String = "test"
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
-    @Option(help: "text, or json (one object: samples, loss, accuracy, confusion).") var format: String = "text"
+    @Option(help: "text, or json (one object: samples, loss, accuracy, confusion).") var format: OutputFormat = .text
 
     func validate() throws {
         guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, got '\(split)'") }
-        guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
@@ -75,7 +74,7 @@ struct Eval: ParsableCommand {
             let pool = try evaluationPool(threads: threads, config: config)
             let classifier = try Classifier(weights: trained.weights, config: config, shape: set.shape, pool: pool)
             let result = try classifier.evaluate(set)
-            if format == "json" {
+            if format == .json {
                 print(MetricsLine.json(Result(samples: set.count, loss: result.loss, accuracy: result.accuracy, confusion: result.confusion)))
                 return
             }
@@ -108,11 +107,10 @@ struct Predict: ParsableCommand {
     var checkpoint: String
     @Option(help: ArgumentHelp("IDX or NPY file of samples.", valueName: "file")) var input: String
     @Option(help: "Print at most this many samples (0: all).") var limit: Int = 0
-    @Option(help: "text or json (one object per line: index, class, probabilities).") var format: String = "text"
+    @Option(help: "text or json (one object per line: index, class, probabilities).") var format: OutputFormat = .text
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
 
     func validate() throws {
-        guard format == "text" || format == "json" else { throw ValidationError("--format must be text or json") }
         guard limit >= 0 else { throw ValidationError("--limit must be 0 or more") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -134,7 +132,7 @@ struct Predict: ParsableCommand {
             let n = limit == 0 ? rows.count : min(limit, rows.count)
             var out = ""
             for (i, row) in rows.prefix(n).enumerated() {
-                if format == "json" {
+                if format == .json {
                     out += MetricsLine.json(Line(index: i, class: row.predicted, probabilities: row.probabilities)) + "\n"
                 } else {
                     out += "\(i)\t\(row.predicted)\t" + row.probabilities.map { String(format: "%.4f", $0) }.joined(separator: " ") + "\n"

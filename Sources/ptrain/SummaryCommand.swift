@@ -14,13 +14,22 @@ struct Summary: ParsableCommand {
             add. The "from" column lists a layer's inputs when they are not just the previous layer
             (branches, residual sums, concatenations).
 
-            Example:
+            --keys prints every config key instead (section keys and layer keys, with type, default,
+            allowed values and meaning): the table in README.md, generated from the config schema.
+
+            Examples:
               ptrain summary --config configs/lenet5-mnist.yaml
+              ptrain summary --keys
             """)
 
     @OptionGroup var configOptions: ConfigOptions
+    @Flag(help: "Print every config key as a markdown table instead (README.md's key list).") var keys = false
 
     func run() throws {
+        if keys {
+            print(TrainConfig.keyTable, terminator: "")
+            return
+        }
         reportingErrors {
             let config = try configOptions.load()
             let input: Shape

@@ -28,6 +28,14 @@ func reportingErrors<T>(_ body: () throws -> T) -> T {
     }
 }
 
+/// `--format`: what a command that prints results prints (the same two words everywhere).
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    /// For people: tables and lines.
+    case text
+    /// For programs: JSON (`JSON.line`: one object per line, keys sorted).
+    case json
+}
+
 /// The config a command works on: `--config FILE`, or the built-in default job.
 struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("YAML config file (default: the built-in X/O job, same as configs/xo.yaml).", valueName: "file"))

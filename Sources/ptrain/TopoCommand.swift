@@ -1,6 +1,7 @@
 // `ptrain topo`: what hwloc sees and where the workers will sit.
 import ArgumentParser
 import Foundation
+import PTFiles
 import PTKernels
 import PTRuntime
 
@@ -36,9 +37,8 @@ struct Topo: ParsableCommand {
     var policy: PlacementPolicy = .spread
 
     @Option(help: "Output format: text or json.")
-    var format: Format = .text
+    var format: OutputFormat = .text
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
 
     func validate() throws {
         try OptionBounds.checkThreads(threads)
@@ -71,9 +71,7 @@ struct Topo: ParsableCommand {
             }
             let report = Report(instruction_set: InstructionSet.current.name, supported: InstructionSet.supported.map(\.name),
                                 workers: PlacementReport(plan: plan).workers)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(JSON.line(report))
         }
     }
 

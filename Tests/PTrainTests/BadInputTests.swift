@@ -384,7 +384,7 @@ final class BadInputTests: XCTestCase {
 
     // MARK: - Full disk
 
-    /// The disk fills up (test hook PTRAIN_TEST_FAIL_WRITES_AFTER_BYTES, see Sources/PTrain/FileIO.swift)
+    /// The disk fills up (test hook PTRAIN_TEST_FAIL_WRITES_AFTER_BYTES, see Sources/PTFiles/AtomicFile.swift)
     /// while the second checkpoint is written: exit 1 with one line, the first checkpoint intact and
     /// identical to an undisturbed run's, no temporary folder, no final weights; resuming from the
     /// surviving checkpoint ends with the undisturbed run's weights.

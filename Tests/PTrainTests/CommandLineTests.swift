@@ -115,6 +115,18 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("--batch-size"), run.stderr)
     }
 
+    /// `--format` is one checked word for every command that has it (text or json): anything else is
+    /// a usage error naming the option and both words.
+    func testFormatIsTextOrJSONEverywhere() throws {
+        for command in [["eval", "--checkpoint", "x"], ["predict", "--checkpoint", "x", "--input", "y"], ["topo"], ["bench", "kernels"],
+                        ["bench", "train"], ["bench", "scaling"]] {
+            let run = try TestSupport.ptrain(command + ["--format", "xml"])
+            XCTAssertEqual(run.status, 64, "\(command): \(run.stderr)")
+            XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+            for part in ["--format", "xml", "text", "json"] { XCTAssertTrue(run.stderr.contains(part), "\(command): \(run.stderr)") }
+        }
+    }
+
     /// `taskset -c 1 ptrain train --threads 1` pins its worker to CPU 1 (the metrics' start record
     /// says where the worker ran); asking for more threads than allowed cores warns.
     func testTasksetBindsTheWorkerAndOversubscriptionWarns() throws {

@@ -86,6 +86,30 @@ final class PackCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r2").path))
     }
 
+    /// Pack writes through the one atomic writer: on a disk that fills up (test hook
+    /// PTRAIN_TEST_FAIL_WRITES_AFTER_BYTES) it fails with one line, leaves the earlier packed file as
+    /// it was, and no temporary file.
+    func testPackOnAFullDiskKeepsTheEarlierFile() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let data = dir.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try TestSupport.writeTinyMNIST(data, train: 40, test: 10)
+        let config = dir.appendingPathComponent("tiny.yaml")
+        try Data(tinyConfig.utf8).write(to: config)
+        let out = dir.appendingPathComponent("tiny.ptpack").path
+        let args = ["pack", "--config", config.path, "--data", data.path, "--output", out, "--quiet"]
+        XCTAssertEqual(try TestSupport.ptrain(args).status, 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: out))
+        XCTAssertGreaterThan(before.count, 20_000)
+        let full = try TestSupport.ptrain(args, environment: ["PTRAIN_TEST_FAIL_WRITES_AFTER_BYTES": "20000"])
+        XCTAssertEqual(full.status, 1, full.stderr)
+        XCTAssertEqual(full.stderr.split(separator: "\n").count, 1, full.stderr)
+        XCTAssertTrue(full.stderr.contains(out) && full.stderr.contains("write failed") && full.stderr.contains("No space left on device"),
+                      full.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp") }, [])
+    }
+
     func testSeriesSourcesPackedWithZNormalizeTrainIdentically() throws {
         // Both are packed as read and standardised when gathered, from the source or from the packed file.
         let dir = TestSupport.temporaryDirectory()

@@ -1,6 +1,7 @@
 // `ptrain bench kernels`: single-thread speed of the kernels on the layer shapes that matter, as a
 // fraction of the FMA peak measured in the same run.
 import Foundation
+import PTFiles
 import PTKernels
 
 /// One measured kernel: `pass` is "forward", "backward_data", "backward_weights", "gemm" or "peak";
@@ -83,15 +84,14 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
     return results
 }
 
-/// A table for people, or (json) one JSON object per line with keys name, pass, implementation (convolution
-/// passes only), gflops, percent_of_peak.
+/// A table for people, or (json) one JSON object per line (`JSON.line`, keys sorted): gflops
+/// (2 decimals), implementation (convolution passes only), name, pass, percent_of_peak (1 decimal).
 public func formatKernelBench(_ results: [KernelBenchResult], json: Bool) -> String {
     if json {
         return results.map { r in
-            let name = String(data: try! JSONEncoder().encode(r.name), encoding: .utf8)!
-            let implementation = r.implementation.map { ",\"implementation\":\"\($0)\"" } ?? ""
-            return "{\"name\":\(name),\"pass\":\"\(r.pass)\"\(implementation),\"gflops\":\(String(format: "%.2f", r.gflops)),"
-                + "\"percent_of_peak\":\(String(format: "%.1f", r.percent_of_peak))}"
+            JSON.line(KernelBenchResult(name: r.name, pass: r.pass, implementation: r.implementation,
+                                        gflops: (r.gflops * 100).rounded() / 100,
+                                        percent_of_peak: (r.percent_of_peak * 10).rounded() / 10))
         }.joined(separator: "\n") + "\n"
     }
     let width = max(6, results.map(\.name.count).max() ?? 0)

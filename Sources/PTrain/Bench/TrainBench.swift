@@ -3,6 +3,7 @@
 import Foundation
 import PTData
 import PTDistributed
+import PTFiles
 import PTModel
 import PTRuntime
 import PTTensor

@@ -1,5 +1,6 @@
 // The training configuration: read from YAML, overridden by flags, validated with one-line
-// errors that name the file, line and key.
+// errors that name the file, line and key. Each key is declared once, in ConfigSchema.swift, whose
+// tables drive the reading and checking here, the resolved YAML and the README's key list.
 import Foundation
 import PTData
 import PTDistributed
@@ -127,39 +128,17 @@ public struct TrainConfig: Sendable, Equatable {
     /// The largest shard: ceil(batchSize / shards).
     public var maxShard: Int { (batchSize + shards - 1) / shards }
 
-    /// Checks values that do not depend on the data. Throws a one-line `ConfigError`.
+    /// Checks values that do not depend on the data: every key against its schema row (values
+    /// set after parsing, by command-line flags, are checked here), then the checks that span keys.
+    /// Throws a one-line `ConfigError`.
     public func validate(file: String) throws {
         func fail(_ key: String, _ why: String) throws { throw ConfigError("\(file): \(key): \(why)") }
-        if !learningRate.isFinite || learningRate <= 0 { try fail("optimizer.lr", "must be a finite number > 0, got \(learningRate)") }
-        if !momentum.isFinite || momentum < 0 || momentum >= 1 { try fail("optimizer.momentum", "must be in [0, 1), got \(momentum)") }
-        if !(beta1 >= 0 && beta1 < 1) { try fail("optimizer.beta1", "must be in [0, 1), got \(beta1)") }
-        if !(beta2 >= 0 && beta2 < 1) { try fail("optimizer.beta2", "must be in [0, 1), got \(beta2)") }
-        if !(epsilon.isFinite && epsilon > 0) { try fail("optimizer.eps", "must be a finite number > 0, got \(epsilon)") }
-        if !weightDecay.isFinite || weightDecay < 0 { try fail("optimizer.weight_decay", "must be a finite number >= 0, got \(weightDecay)") }
-        if epochs < 1 || epochs > 1_000_000 { try fail("training.epochs", "must be in 1...1000000, got \(epochs)") }
-        if batchSize < 1 || batchSize > 1 << 20 { try fail("training.batch_size", "must be in 1...\(1 << 20), got \(batchSize)") }
+        for key in ConfigSchema.topKeys { if let why = key.check(self) { try fail(key.name, why) } }
+        for section in ConfigSchema.sections {
+            for key in section.keys { if let why = key.check(self) { try fail("\(section.name).\(key.name)", why) } }
+        }
         if warmupEpochs > Double(epochs) { try fail("schedule.warmup_epochs", "must not exceed the \(epochs) epochs, got \(warmupEpochs)") }
-        if stepEpochs > 1_000_000 { try fail("schedule.step_epochs", "must be at most 1000000, got \(stepEpochs)") }
-        if data.trainCount > 10_000_000 { try fail("data.train", "must be at most 10000000, got \(data.trainCount)") }
-        if data.testCount > 10_000_000 { try fail("data.test", "must be at most 10000000, got \(data.testCount)") }
-        if data.length > 10_000_000 { try fail("data.length", "must be at most 10000000, got \(data.length)") }
-        if let mean = data.mean, !mean.isFinite { try fail("data.mean", "must be a finite number, got \(mean)") }
-        if shards < 1 { try fail("training.shards", "must be at least 1, got \(shards)") }
         if shards > batchSize { try fail("training.shards", "\(shards) shards cannot split a batch of \(batchSize)") }
-        if shards > Self.maximumShards { try fail("training.shards", "must be at most \(Self.maximumShards), got \(shards)") }
-        if !warmupEpochs.isFinite || warmupEpochs < 0 { try fail("schedule.warmup_epochs", "must be >= 0, got \(warmupEpochs)") }
-        if stepEpochs < 1 { try fail("schedule.step_epochs", "must be at least 1, got \(stepEpochs)") }
-        if !gamma.isFinite || gamma <= 0 { try fail("schedule.gamma", "must be a finite number > 0, got \(gamma)") }
-        if !minLR.isFinite || minLR < 0 { try fail("schedule.min_lr", "must be a finite number >= 0, got \(minLR)") }
-        if data.size < 8 || data.size > 64 { try fail("data.size", "must be in 8...64, got \(data.size)") }
-        if data.length < 1 { try fail("data.length", "must be at least 1, got \(data.length)") }
-        if data.trainCount < 1 { try fail("data.train", "must be at least 1, got \(data.trainCount)") }
-        if data.testCount < 1 { try fail("data.test", "must be at least 1, got \(data.testCount)") }
-        if let std = data.std, !(std.isFinite && std > 0) { try fail("data.std", "must be a finite number > 0, got \(std)") }
-        if layers.isEmpty { try fail("model.layers", "the model needs at least one layer") }
-        if bucketKB < 0 || bucketKB > 1 << 23 { try fail("distributed.bucket_kb", "must be in 0...\(1 << 23), got \(bucketKB)") }
-        if segmentKB < 1 || segmentKB > 1 << 20 { try fail("distributed.segment_kb", "must be in 1...\(1 << 20), got \(segmentKB)") }
-        if sendsInFlight < 1 || sendsInFlight > 256 { try fail("distributed.sends_in_flight", "must be in 1...256, got \(sendsInFlight)") }
         if data.zNormalize && (data.mean != nil || data.std != nil) {
             try fail(data.mean != nil ? "data.mean" : "data.std", "has no effect with data.z_normalize: true (each sample is standardised anyway); drop one of them")
         }
@@ -167,92 +146,6 @@ public struct TrainConfig: Sendable, Equatable {
 }
 
 // MARK: - Reading YAML
-
-/// Walks a YAML mapping, remembering which keys were read so that the rest can be reported as unknown.
-struct YAMLSection {
-    let file: String
-    let path: String
-    let pairs: [(key: String, value: Node)]
-
-    init(file: String, path: String, node: Node) throws {
-        self.file = file
-        self.path = path
-        guard case let .mapping(mapping) = node else {
-            throw ConfigError("\(Self.location(file, node)): \(path.isEmpty ? "the file" : path): expected a mapping of keys")
-        }
-        var pairs: [(String, Node)] = []
-        for (k, v) in mapping {
-            guard let key = k.string else { throw ConfigError("\(Self.location(file, k)): \(path): keys must be strings") }
-            if pairs.contains(where: { $0.0 == key }) { throw ConfigError("\(Self.location(file, k)): \(path.isEmpty ? key : path + "." + key): duplicate key") }
-            pairs.append((key, v))
-        }
-        self.pairs = pairs
-    }
-
-    static func location(_ file: String, _ node: Node) -> String {
-        if let line = node.mark?.line { return "\(file):\(line)" }
-        return file
-    }
-
-    func dotted(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
-
-    func node(_ key: String) -> Node? { pairs.first { $0.key == key }?.value }
-
-    func checkKnown(_ known: [String]) throws {
-        for (key, value) in pairs where !known.contains(key) {
-            throw ConfigError("\(Self.location(file, value)): unknown key '\(dotted(key))' (known here: \(known.joined(separator: ", ")))")
-        }
-    }
-
-    func fail(_ key: String, _ why: String) -> ConfigError {
-        let where_ = node(key).map { Self.location(file, $0) } ?? file
-        return ConfigError("\(where_): \(dotted(key)): \(why)")
-    }
-
-    func scalar(_ key: String) throws -> String? {
-        guard let n = node(key) else { return nil }
-        guard case let .scalar(s) = n else { throw fail(key, "expected a single value") }
-        return s.string
-    }
-
-    func int(_ key: String) throws -> Int? {
-        guard let s = try scalar(key) else { return nil }
-        guard let v = Int(s) else { throw fail(key, "expected an integer, got '\(s)'") }
-        return v
-    }
-
-    func double(_ key: String) throws -> Double? {
-        guard let s = try scalar(key) else { return nil }
-        let lowered = s.lowercased()
-        if [".nan", "nan", ".inf", "-.inf", "+.inf", "inf", "-inf"].contains(lowered) {
-            throw fail(key, "must be a finite number, got '\(s)'")
-        }
-        guard let v = Double(s), v.isFinite else { throw fail(key, "expected a number, got '\(s)'") }
-        return v
-    }
-
-    func float(_ key: String) throws -> Float? {
-        guard let d = try double(key) else { return nil }
-        guard Float(d).isFinite else { throw fail(key, "must be a finite number, got \(d) (too large)") }
-        return Float(d)
-    }
-
-    func bool(_ key: String) throws -> Bool? {
-        guard let s = try scalar(key) else { return nil }
-        switch s.lowercased() {
-        case "true", "yes", "on": return true
-        case "false", "no", "off": return false
-        default: throw fail(key, "expected true or false, got '\(s)'")
-        }
-    }
-
-    func string(_ key: String) throws -> String? { try scalar(key) }
-
-    func section(_ key: String) throws -> YAMLSection? {
-        guard let n = node(key) else { return nil }
-        return try YAMLSection(file: file, path: dotted(key), node: n)
-    }
-}
 
 extension TrainConfig {
     /// Reads a YAML config file. Unknown keys, wrong types and impossible values are errors that
@@ -282,248 +175,17 @@ extension TrainConfig {
             throw ConfigError("\(file): not valid YAML: \(first)")
         }
         let top = try YAMLSection(file: file, path: "", node: root)
-        try top.checkKnown(["name", "data", "augment", "model", "optimizer", "schedule", "training", "distributed"])
+        try top.checkKnown(ConfigSchema.topKeys.map(\.name) + ConfigSchema.sections.map(\.name))
         var c = TrainConfig()
-        if let name = try top.string("name") { c.name = name }
-
-        if let d = try top.section("data") {
-            try d.checkKnown(["source", "path", "size", "train", "test", "mean", "std", "length", "z_normalize", "resize", "order"])
-            if let s = try d.string("source") {
-                guard let src = DataConfig.Source(rawValue: s == "mnist" ? "idx" : s) else {
-                    throw d.fail("source", "unknown data source '\(s)' (known: xo, idx (or mnist), cifar10, npy, fsdd, ucr, packed, images)")
-                }
-                c.data.source = src
+        for key in ConfigSchema.topKeys { try key.read(top, &c) }
+        for section in ConfigSchema.sections {
+            guard let s = try top.section(section.name) else {
+                if let missing = section.missing { throw ConfigError("\(file): \(missing)") }
+                continue
             }
-            c.data.path = try d.string("path") ?? c.data.path
-            c.data.size = try d.int("size") ?? c.data.size
-            c.data.trainCount = try d.int("train") ?? c.data.trainCount
-            c.data.testCount = try d.int("test") ?? c.data.testCount
-            c.data.mean = try d.float("mean") ?? c.data.mean
-            c.data.std = try d.float("std") ?? c.data.std
-            c.data.length = try d.int("length") ?? c.data.length
-            c.data.zNormalize = try d.bool("z_normalize") ?? c.data.zNormalize
-            c.data.resize = try d.bool("resize") ?? c.data.resize
-            if let o = try d.string("order") {
-                guard let order = ImageFolder.Order(rawValue: o) else {
-                    throw d.fail("order", "unknown image order '\(o)' (known: class, name)")
-                }
-                c.data.order = order
-            }
-        }
-
-        if let a = try top.section("augment") {
-            try a.checkKnown(["crop", "flip", "translate", "scale", "shift", "gain"])
-            c.augment.crop = try a.int("crop") ?? 0
-            c.augment.flip = try a.bool("flip") ?? false
-            c.augment.translate = try a.int("translate") ?? 0
-            c.augment.scale = try a.float("scale") ?? 0
-            c.augment.shift = try a.int("shift") ?? 0
-            c.augment.gain = try a.float("gain") ?? 0
-            if !(0...256).contains(c.augment.crop) { throw a.fail("crop", "must be in 0...256 (pixels of padding), got \(c.augment.crop)") }
-            if !(0...256).contains(c.augment.translate) { throw a.fail("translate", "must be in 0...256 (pixels), got \(c.augment.translate)") }
-            if !(c.augment.scale >= 0 && c.augment.scale <= 0.5) { throw a.fail("scale", "must be in [0, 0.5], got \(c.augment.scale)") }
-            if !(0...10_000_000).contains(c.augment.shift) { throw a.fail("shift", "must be in 0...10000000 (samples), got \(c.augment.shift)") }
-            if !(c.augment.gain >= 0 && c.augment.gain < 1) { throw a.fail("gain", "must be in [0, 1), got \(c.augment.gain)") }
-        }
-
-        guard let m = try top.section("model") else { throw ConfigError("\(file): model: missing (a model needs 'layers')") }
-        try m.checkKnown(["input", "layers", "blocks"])
-        if let inputNode = m.node("input") {
-            let i = try YAMLSection(file: file, path: "model.input", node: inputNode)
-            try i.checkKnown(["channels", "height", "width", "length"])
-            let channels = try i.int("channels") ?? 1
-            let length = try i.int("length")
-            let height = try i.int("height") ?? (length != nil ? 1 : nil)
-            let width = try i.int("width") ?? length
-            guard let h = height, let w = width else { throw m.fail("input", "give height and width (or length for 1-D data)") }
-            guard channels > 0, h > 0, w > 0, channels <= 65_536, h <= 1 << 20, w <= 1 << 20, channels * h * w <= 1 << 28 else {
-                throw m.fail("input", "sizes must be positive and at most 2^28 values per sample, got \(channels)x\(h)x\(w)")
-            }
-            c.input = Shape(channels: channels, height: h, width: w)
-        }
-        var graph = GraphParser(file: file, model: m)
-        c.layers = try graph.expand()
-
-        if let o = try top.section("optimizer") {
-            try o.checkKnown(["type", "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps"])
-            if let t = try o.string("type") {
-                guard let kind = OptimizerKind(rawValue: t) else { throw o.fail("type", "unknown optimizer '\(t)' (known: sgd, adam, adamw)") }
-                c.optimizer = kind
-            }
-            c.beta1 = try o.float("beta1") ?? c.beta1
-            c.beta2 = try o.float("beta2") ?? c.beta2
-            c.epsilon = try o.float("eps") ?? c.epsilon
-            c.learningRate = try o.float("lr") ?? c.learningRate
-            c.momentum = try o.float("momentum") ?? c.momentum
-            c.nesterov = try o.bool("nesterov") ?? c.nesterov
-            c.weightDecay = try o.float("weight_decay") ?? c.weightDecay
-        }
-        if let s = try top.section("schedule") {
-            try s.checkKnown(["type", "warmup_epochs", "step_epochs", "gamma", "min_lr"])
-            if let t = try s.string("type") {
-                guard let kind = LRSchedule.Kind(rawValue: t) else {
-                    throw s.fail("type", "unknown schedule '\(t)' (known: \(LRSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                c.schedule = kind
-            }
-            c.warmupEpochs = try s.double("warmup_epochs") ?? c.warmupEpochs
-            c.stepEpochs = try s.int("step_epochs") ?? c.stepEpochs
-            c.gamma = try s.float("gamma") ?? c.gamma
-            c.minLR = try s.float("min_lr") ?? c.minLR
-        }
-        if let t = try top.section("training") {
-            try t.checkKnown(["epochs", "batch_size", "shards", "seed"])
-            c.epochs = try t.int("epochs") ?? c.epochs
-            c.batchSize = try t.int("batch_size") ?? c.batchSize
-            c.shards = try t.int("shards") ?? c.shards
-            if let seed = try t.int("seed") {
-                guard seed >= 0 else { throw t.fail("seed", "must be >= 0, got \(seed)") }
-                c.seed = UInt64(seed)
-            }
-        }
-        if let d = try top.section("distributed") {
-            try d.checkKnown(["exchange", "bucket_kb", "overlap_forward", "segment_kb", "sends_in_flight"])
-            if let e = try d.string("exchange") {
-                guard let kind = ExchangeKind(rawValue: e) else {
-                    throw d.fail("exchange", "unknown exchange '\(e)' (known: \(ExchangeKind.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                c.exchange = kind
-            }
-            c.bucketKB = try d.int("bucket_kb") ?? c.bucketKB
-            c.overlapForward = try d.bool("overlap_forward") ?? c.overlapForward
-            c.segmentKB = try d.int("segment_kb") ?? c.segmentKB
-            c.sendsInFlight = try d.int("sends_in_flight") ?? c.sendsInFlight
+            try section.read(s, into: &c)
         }
         try c.validate(file: file)
         return c
-    }
-
-    /// One layer entry (a mapping with 'type', or a bare word for a layer without settings).
-    /// `extraKeys` are keys the caller reads itself (a block layer's 'if').
-    static func parseLayer(_ node: Node, path: String, file: String, extraKeys: [String] = []) throws -> LayerNode {
-        // A bare string ("relu", "flatten") is a layer without settings.
-        if case let .scalar(s) = node {
-            let location = YAMLSection.location(file, node)
-            switch s.string {
-            case "relu": return LayerNode(.relu, location: location)
-            case "flatten": return LayerNode(.flatten, location: location)
-            case "batchnorm", "bn": return LayerNode(.batchNorm(momentum: 0.1, epsilon: 1e-5), location: location)
-            case "global_avgpool", "gap": return LayerNode(.globalAvgPool, location: location)
-            default:
-                throw ConfigError("\(YAMLSection.location(file, node)): \(path): '\(s.string)' needs settings (write it as a mapping with 'type')")
-            }
-        }
-        let l = try YAMLSection(file: file, path: path, node: node)
-        guard let type = try l.string("type") else { throw ConfigError("\(YAMLSection.location(file, node)): \(path): missing 'type'") }
-        var result = LayerNode(try parseLayerSpec(l, type: type, extraKeys: ["name", "from"] + extraKeys),
-                               location: YAMLSection.location(file, node))
-        if let name = try l.string("name") {
-            guard isValidLayerName(name) else {
-                throw l.fail("name", "'\(name)' is not a layer name (letters, digits, '_', '.', '-'; starting with a letter or '_'; not 'input')")
-            }
-            result.name = name
-        }
-        result.from = try parseFrom(l)
-        if result.spec.joinsInputs && result.from == nil {
-            throw ConfigError("\(YAMLSection.location(file, node)): \(path): \(type) needs 'from' with at least two inputs (names or relative indices such as -3)")
-        }
-        return result
-    }
-
-    /// 'from': one reference or a list; a negative integer counts layers back (-1: the previous
-    /// one), 'input' is the model input (inside a block: the block's input), anything else a name.
-    static func parseFrom(_ l: YAMLSection) throws -> [LayerRef]? {
-        guard let node = l.node("from") else { return nil }
-        let items: [Node]
-        switch node {
-        case .scalar: items = [node]
-        case let .sequence(seq): items = Array(seq)
-        default: throw l.fail("from", "expected a layer name, a negative index such as -3, or a list of them")
-        }
-        if items.isEmpty { throw l.fail("from", "the list is empty") }
-        return try items.map { item in
-            guard case let .scalar(s) = item else { throw l.fail("from", "expected a layer name or a negative index, not a nested list") }
-            let text = s.string
-            if let k = Int(text) {
-                guard k < 0 else {
-                    throw l.fail("from", k == 0 ? "0 would be the layer itself (a cycle); -1 is the previous layer"
-                                                : "\(k) is a forward reference; inputs must come from earlier layers (negative indices)")
-                }
-                return .relative(k)
-            }
-            if text == "input" { return .input }
-            guard isValidLayerName(text) else { throw l.fail("from", "'\(text)' is neither a layer name nor a negative index") }
-            return .name(text)
-        }
-    }
-
-    static func parseLayerSpec(_ l: YAMLSection, type: String, extraKeys: [String]) throws -> LayerSpec {
-        func initializer() throws -> Initializer {
-            guard let s = try l.string("init") else { return .he }
-            guard let i = Initializer(rawValue: s) else { throw l.fail("init", "unknown initialiser '\(s)' (known: he, glorot)") }
-            return i
-        }
-        switch type {
-        case "conv", "conv2d", "conv1d":
-            try l.checkKnown(["type", "features", "size", "stride", "padding", "init"] + extraKeys)
-            guard let features = try l.int("features") else { throw l.fail("features", "missing: how many features (filters)") }
-            guard let size = try l.int("size") else { throw l.fail("size", "missing: the feature (kernel) size") }
-            let stride = try l.int("stride") ?? 1
-            let padding = try l.int("padding") ?? 0
-            if features < 1 || features > 65_536 { throw l.fail("features", "must be in 1...65536, got \(features)") }
-            if size < 1 || size > 4096 { throw l.fail("size", "must be in 1...4096, got \(size)") }
-            if stride > 4096 { throw l.fail("stride", "must be at most 4096, got \(stride)") }
-            if padding > 4096 { throw l.fail("padding", "must be at most 4096, got \(padding)") }
-            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
-            if padding < 0 { throw l.fail("padding", "must be >= 0, got \(padding)") }
-            return .conv(features: features, kernelHeight: type == "conv1d" ? 1 : size, kernelWidth: size, stride: stride,
-                         padding: padding, initializer: try initializer())
-        case "maxpool", "pool", "maxpool1d", "avgpool", "avgpool1d":
-            try l.checkKnown(["type", "window", "stride", "edge"] + extraKeys)
-            let window = try l.int("window") ?? 2
-            let stride = try l.int("stride") ?? window
-            if window < 1 || window > 4096 { throw l.fail("window", "must be in 1...4096, got \(window)") }
-            if stride < 1 { throw l.fail("stride", "must be at least 1, got \(stride)") }
-            let edge = try l.string("edge") ?? "keep"
-            guard edge == "keep" || edge == "drop" else { throw l.fail("edge", "must be keep or drop, got '\(edge)'") }
-            let height = type.hasSuffix("1d") ? 1 : window
-            return type.hasPrefix("avg")
-                ? .avgPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
-                : .maxPool(windowHeight: height, windowWidth: window, stride: stride, keepPartial: edge == "keep")
-        case "global_avgpool", "gap":
-            try l.checkKnown(["type"] + extraKeys)
-            return .globalAvgPool
-        case "batchnorm", "bn":
-            try l.checkKnown(["type", "momentum", "eps"] + extraKeys)
-            let momentum = try l.float("momentum") ?? 0.1
-            let eps = try l.float("eps") ?? 1e-5
-            if !(momentum >= 0 && momentum <= 1) { throw l.fail("momentum", "must be in [0, 1], got \(momentum)") }
-            if !(eps > 0) { throw l.fail("eps", "must be a number > 0, got \(eps)") }
-            return .batchNorm(momentum: momentum, epsilon: eps)
-        case "dropout":
-            try l.checkKnown(["type", "rate"] + extraKeys)
-            let rate = try l.float("rate") ?? 0.5
-            if !(rate >= 0 && rate < 1) { throw l.fail("rate", "must be in [0, 1), got \(rate)") }
-            return .dropout(rate: rate)
-        case "relu":
-            try l.checkKnown(["type"] + extraKeys)
-            return .relu
-        case "add":
-            try l.checkKnown(["type"] + extraKeys)
-            return .add
-        case "concat":
-            try l.checkKnown(["type"] + extraKeys)
-            return .concat
-        case "flatten":
-            try l.checkKnown(["type"] + extraKeys)
-            return .flatten
-        case "dense", "fc", "linear":
-            try l.checkKnown(["type", "neurons", "init"] + extraKeys)
-            guard let neurons = try l.int("neurons") else { throw l.fail("neurons", "missing: how many neurons") }
-            if neurons < 1 || neurons > 1 << 20 { throw l.fail("neurons", "must be in 1...\(1 << 20), got \(neurons)") }
-            return .dense(neurons: neurons, initializer: try initializer())
-        default:
-            throw l.fail("type", "unknown layer type '\(type)' (known: conv, conv1d, maxpool, maxpool1d, avgpool, avgpool1d, global_avgpool, batchnorm, dropout, relu, flatten, dense, add, concat)")
-        }
     }
 }

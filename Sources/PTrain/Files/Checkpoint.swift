@@ -3,6 +3,7 @@
 // under a temporary name and renamed into place, so a checkpoint is either whole or absent.
 import CZlib
 import Foundation
+import PTFiles
 import PTModel
 import PTTensor
 
@@ -84,9 +85,7 @@ public enum Checkpoint {
                 rng: .init(seed: trainer.config.seed, shuffleStream: "epochPermutation(seed, epoch)"),
                 files: [weightsFile: .init(bytes: weights.count, crc32: crc32(weights)),
                         optimizerFile: .init(bytes: optimizer.count, crc32: crc32(optimizer))])
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFile.write([UInt8](try encoder.encode(manifest)), to: "\(staging)/\(manifestFile)")
+            try AtomicFile.write(try JSON.bytes(manifest, pretty: true), to: "\(staging)/\(manifestFile)")
             // A checkpoint of the same step (a rerun) is moved aside, not deleted, until the new one is in place.
             let aside = "\(directory)/.\(name).old-\(getpid())"
             var movedAside = false
@@ -160,7 +159,7 @@ public enum Checkpoint {
             throw FileError("\(path): not a valid ptrain checkpoint manifest (truncated or corrupted?)")
         }
         guard manifest.format == "ptrain-checkpoint", manifest.version == 1 else {
-            throw FileError("\(path): unsupported checkpoint format \(jsonString(manifest.format)) version \(manifest.version)")
+            throw FileError("\(path): unsupported checkpoint format \(JSON.string(manifest.format)) version \(manifest.version)")
         }
         let p = manifest.progress
         guard p.epoch >= 0, p.stepInEpoch >= 0, p.globalStep >= 0, p.epochCorrect >= 0, p.epochLoss.isFinite, p.epochLoss >= 0,
@@ -173,7 +172,7 @@ public enum Checkpoint {
         }
         for (name, sum) in manifest.files.sorted(by: { $0.key < $1.key }) {
             guard [weightsFile, optimizerFile].contains(name) else {
-                throw FileError("\(path): lists an unexpected file \(jsonString(name)) (corrupted?)")
+                throw FileError("\(path): lists an unexpected file \(JSON.string(name)) (corrupted?)")
             }
             let file = "\(folder)/\(name)"
             guard let bytes = FileManager.default.contents(atPath: file) else { throw FileError("\(file): missing from the checkpoint") }
@@ -223,10 +222,4 @@ public enum Checkpoint {
             throw FileError("\(folder)/\(manifestFile): \(error)")
         }
     }
-}
-
-/// fsync of a folder, so that a rename inside it survives a crash.
-func syncDirectory(_ path: String) {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd >= 0 { fsync(fd); close(fd) }
 }

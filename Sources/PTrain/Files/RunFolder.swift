@@ -1,5 +1,6 @@
 // The run folder: config.yaml (resolved), metrics.jsonl (one JSON object per line), model.safetensors.
 import Foundation
+import PTFiles
 import PTModel
 import PTTensor
 
@@ -84,22 +85,9 @@ public enum MetricsLine {
         }
     }
 
-    /// One compact JSON line, keys sorted (the same record always gives the same text).
-    /// Non-finite numbers (a test loss that overflowed) are written as the strings "inf", "-inf", "nan".
-    public static func json<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        guard let data = try? encoder.encode(value) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
-}
-
-/// A JSON string literal (quotes and escapes) for one-line messages and hand-assembled headers.
-func jsonString(_ s: String) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
-    return (try? encoder.encode(s)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
+    /// One line of the metrics file (`JSON.line`): keys sorted, so the same record always gives the
+    /// same text; non-finite numbers (a test loss that overflowed) as the strings "inf", "-inf", "nan".
+    public static func json<T: Encodable>(_ value: T) -> String { JSON.line(value) }
 }
 
 /// A training run's output folder.

@@ -1,6 +1,7 @@
 // safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
 // shape and byte range, then the raw little-endian data. Readable by the Python safetensors package.
 import Foundation
+import PTFiles
 import PTModel
 import PTTensor
 
@@ -45,11 +46,8 @@ public enum Safetensors {
             entries[t.name] = .tensor(shape: t.shape, offsets: [offset, offset + bytes])
             offset += bytes
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding strings, integers and arrays of them cannot fail.
-        let json = (try? encoder.encode(entries)) ?? Data("{}".utf8)
-        var header = [UInt8](json)
+        var header = (try? JSON.bytes(entries)) ?? Array("{}".utf8)
         while header.count % 8 != 0 { header.append(0x20) }
         var out: [UInt8] = []
         out.reserveCapacity(8 + header.count + offset)
@@ -89,12 +87,12 @@ public enum Safetensors {
                 metadata = (value as? [String: String]) ?? [:]
                 continue
             }
-            let quoted = jsonString(name)
+            let quoted = JSON.string(name)
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
                   let shape = integers(entry["shape"]), let offsets = integers(entry["data_offsets"]), offsets.count == 2 else {
                 throw FileError("\(file): tensor \(quoted) has a malformed header entry")
             }
-            guard dtype == "F32" else { throw FileError("\(file): tensor \(quoted) has dtype \(jsonString(dtype)); only F32 is supported") }
+            guard dtype == "F32" else { throw FileError("\(file): tensor \(quoted) has dtype \(JSON.string(dtype)); only F32 is supported") }
             // Element count and byte range without overflow: every size is bounded by the file's.
             var count = 1
             for n in shape {
