@@ -175,5 +175,52 @@ public func pairwiseSumInPlace(_ leaves: UnsafePointer<UnsafeMutablePointer<Floa
     activeKernels.bnInputGradient(x, dy, count, mean, a, b, k, dx)
 }
 
+// Batch norm, the residual add and ReLU fused into single passes (PTModel's layer fusion): each gives
+// the bits of the unfused passes in sequence; see BatchNormRows.swift and the `…Reference` twins.
+
+/// z = relu(x * scale + shift).
+@inline(__always) public func bnAffineReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
+                                           output z: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffineReLU(x, count, scale, shift, z)
+}
+
+/// z = relu((x * scale + shift) + other).
+@inline(__always) public func bnAffineAddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
+                                              other: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffineAddReLU(x, count, scale, shift, other, z)
+}
+
+/// z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
+@inline(__always) public func bnAffine2AddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
+                                               _ x2: UnsafePointer<Float>, scale2: Float, shift2: Float,
+                                               output z: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffine2AddReLU(x, count, scale, shift, x2, scale2, shift2, z)
+}
+
+/// `bnRowGradientSums` of g = (x * scale + shift > 0 ? dy : 0): ReLU's mask recomputed from its input.
+@inline(__always) public func bnRowGradientSumsReLU(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int,
+                                                    mean: Float, scale: Float, shift: Float) -> (Double, Double) {
+    activeKernels.bnRowGradientSumsReLU(x, dy, count, mean, scale, shift)
+}
+
+/// `bnInputGradient` of g = (x * scale + shift > 0 ? dy : 0).
+@inline(__always) public func bnInputGradientReLU(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
+                                                  a: Float, b: Float, k: Float, scale: Float, shift: Float,
+                                                  inputGrad dx: UnsafeMutablePointer<Float>) {
+    activeKernels.bnInputGradientReLU(x, dy, count, mean, a, b, k, scale, shift, dx)
+}
+
+/// z = relu(a + b) (the residual add, then ReLU). See `addReLUReference`.
+public func addReLU(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>) {
+    activeKernels.addReLU(count, a, b, z)
+}
+
+/// ReLU backward written to both inputs' gradients of the residual add before it (either may be nil).
+/// See `reluBackwardFanOutReference`.
+public func reluBackwardFanOut(count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                               first: UnsafeMutablePointer<Float>?, second: UnsafeMutablePointer<Float>?) {
+    activeKernels.reluBackwardFanOut(count, output, outputGrad, first, second)
+}
+
 /// GFLOP/s of the FMA peak of the level in use on the calling thread (see `measureFMAPeak(_:seconds:)`).
 public func measureFMAPeak(seconds: Double = 0.2) -> Double { measureFMAPeak(activeKernels, seconds: seconds) }

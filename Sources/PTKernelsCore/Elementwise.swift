@@ -104,6 +104,41 @@ func _reluBackward<L: KernelLevel>(_ level: L.Type, count: Int, output: UnsafePo
     while i < count { inputGrad[i] = output[i] > 0 ? outputGrad[i] : 0; i += 1 }
 }
 
+/// Residual add then ReLU in one pass: z = relu(a + b). See `addReLUReference`.
+func _addReLU<L: KernelLevel>(_ level: L.Type, count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                              output: UnsafeMutablePointer<Float>) {
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), d = UnsafeMutableRawPointer(output)
+    var i = 0
+    while i + 16 <= count {
+        let v = ra.loadUnaligned(fromByteOffset: 4 * i, as: V16.self) + rb.loadUnaligned(fromByteOffset: 4 * i, as: V16.self)
+        d.storeBytes(of: V16().replacing(with: v, where: v .> 0), toByteOffset: 4 * i, as: V16.self)
+        i += 16
+    }
+    while i < count { let v = a[i] + b[i]; output[i] = v > 0 ? v : 0; i += 1 }
+}
+
+/// ReLU backward fanned out to two gradients (a residual add's inputs): g = (out > 0 ? dOut : 0) is
+/// written to `first` and, when given, `second`. See `reluBackwardFanOutReference`.
+func _reluBackwardFanOut<L: KernelLevel>(_ level: L.Type, count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                         first: UnsafeMutablePointer<Float>?, second: UnsafeMutablePointer<Float>?) {
+    guard let first else {
+        if let second { _reluBackward(level, count: count, output: output, outputGrad: outputGrad, inputGrad: second) }
+        return
+    }
+    guard let second else { _reluBackward(level, count: count, output: output, outputGrad: outputGrad, inputGrad: first); return }
+    let o = UnsafeRawPointer(output), g = UnsafeRawPointer(outputGrad)
+    let d1 = UnsafeMutableRawPointer(first), d2 = UnsafeMutableRawPointer(second)
+    var i = 0
+    while i + 16 <= count {
+        let y = o.loadUnaligned(fromByteOffset: 4 * i, as: V16.self)
+        let v = V16().replacing(with: g.loadUnaligned(fromByteOffset: 4 * i, as: V16.self), where: y .> 0)
+        d1.storeBytes(of: v, toByteOffset: 4 * i, as: V16.self)
+        d2.storeBytes(of: v, toByteOffset: 4 * i, as: V16.self)
+        i += 16
+    }
+    while i < count { let v = output[i] > 0 ? outputGrad[i] : 0; first[i] = v; second[i] = v; i += 1 }
+}
+
 /// Softmax cross-entropy. See `softmaxCrossEntropyReference` (same formulas, each exponential computed
 /// once; results equal the reference's).
 @discardableResult

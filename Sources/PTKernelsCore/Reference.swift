@@ -166,6 +166,21 @@ public func reluBackwardReference(count: Int, output: UnsafePointer<Float>, outp
     for i in 0..<count { inputGrad[i] = output[i] > 0 ? outputGrad[i] : 0 }
 }
 
+/// out = max(0, a + b) (the residual add, then ReLU).
+public func addReLUReference(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+    for i in 0..<count { let v = a[i] + b[i]; output[i] = v > 0 ? v : 0 }
+}
+
+/// ReLU backward written to each non-nil gradient (a residual add's inputs).
+public func reluBackwardFanOutReference(count: Int, output: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                        first: UnsafeMutablePointer<Float>?, second: UnsafeMutablePointer<Float>?) {
+    for i in 0..<count {
+        let v = output[i] > 0 ? outputGrad[i] : 0
+        first?[i] = v
+        second?[i] = v
+    }
+}
+
 /// Softmax cross-entropy over `rows` rows of `classes` logits.
 /// Returns the summed loss -sum_n log softmax(logits[n])[label[n]] (in Double) and the number of rows
 /// whose arg-max equals the label. `logitsGrad[n][k] = (softmax[n][k] - onehot[n][k]) * gradScale`

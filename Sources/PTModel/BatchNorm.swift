@@ -65,24 +65,33 @@ public struct BatchNorm: Layer {
         return (mean, squares / count)
     }
 
+    /// The per-channel map y = x * scale + shift of this call: batch statistics while training (or
+    /// without state), recorded in `shardStats`; else the running statistics.
+    @inline(__always)
+    func channelMap(_ call: LayerCall, channel c: Int) -> (scale: Float, shift: Float, batch: (mean: Double, variance: Double)?) {
+        let gamma = call.parameters + parameters[0].offset, beta = call.parameters + parameters[1].offset
+        let mean: Float, variance: Float
+        var batchStatistics: (mean: Double, variance: Double)?
+        if call.training || call.state == nil {
+            let s = statistics(call.input, batch: call.batch, channel: c)
+            batchStatistics = s
+            (mean, variance) = (Float(s.mean), Float(s.variance))
+            if let stats = call.shardStats {
+                stats[c] = mean
+                stats[channels + c] = variance
+            }
+        } else {
+            mean = call.state![state[0].offset + c]
+            variance = call.state![state[1].offset + c]
+        }
+        let scale = gamma[c] / (variance + epsilon).squareRoot()
+        return (scale, beta[c] - mean * scale, batchStatistics)
+    }
+
     public func forward(_ call: LayerCall) {
         let hw = positions
-        let gamma = call.parameters + parameters[0].offset, beta = call.parameters + parameters[1].offset
         for c in 0..<channels {
-            let mean: Float, variance: Float
-            if call.training || call.state == nil {
-                let s = statistics(call.input, batch: call.batch, channel: c)
-                (mean, variance) = (Float(s.mean), Float(s.variance))
-                if let stats = call.shardStats {
-                    stats[c] = mean
-                    stats[channels + c] = variance
-                }
-            } else {
-                mean = call.state![state[0].offset + c]
-                variance = call.state![state[1].offset + c]
-            }
-            let scale = gamma[c] / (variance + epsilon).squareRoot()
-            let shift = beta[c] - mean * scale
+            let (scale, shift, _) = channelMap(call, channel: c)
             for n in 0..<call.batch {
                 let at = (n * channels + c) * hw
                 bnAffine(call.input + at, count: hw, scale: scale, shift: shift, output: call.output + at)
@@ -90,18 +99,59 @@ public struct BatchNorm: Layer {
         }
     }
 
-    public func backward(_ call: LayerCall) {
+    public func backward(_ call: LayerCall) { backward(call, saved: nil, reluMask: false) }
+
+    /// Forward of a fused step (see `FusedStep`): saves each channel's map (and the batch statistics,
+    /// which backward would otherwise compute again from the same input) into `saved`, then writes
+    /// relu(y) into `reluOutput` (ReLU fused), or y into `call.output` (`writeOutput`), or nothing (the
+    /// add that consumes this layer applies the map). Same bits as `forward` (then ReLU's).
+    func forward(_ call: LayerCall, saved: BatchNormSaved, reluOutput: UnsafeMutablePointer<Float>?, writeOutput: Bool) {
+        let hw = positions
+        saved.statistics[0] = -1
+        for c in 0..<channels {
+            let (scale, shift, batchStatistics) = channelMap(call, channel: c)
+            saved.map[c] = scale
+            saved.map[channels + c] = shift
+            if let s = batchStatistics {
+                saved.statistics[1 + c] = s.mean
+                saved.statistics[1 + channels + c] = s.variance
+            }
+            if let z = reluOutput {
+                for n in 0..<call.batch {
+                    let at = (n * channels + c) * hw
+                    bnAffineReLU(call.input + at, count: hw, scale: scale, shift: shift, output: z + at)
+                }
+            } else if writeOutput {
+                for n in 0..<call.batch {
+                    let at = (n * channels + c) * hw
+                    bnAffine(call.input + at, count: hw, scale: scale, shift: shift, output: call.output + at)
+                }
+            }
+        }
+        if call.training || call.state == nil { saved.statistics[0] = Double(call.batch) }
+    }
+
+    /// Backward; with `saved` from this input's fused forward, its batch statistics are used instead of
+    /// being computed again (the same values), and with `reluMask` the output gradient is that of the
+    /// ReLU after this layer, masked here by x * scale + shift > 0 (ReLU's backward fused; same bits).
+    func backward(_ call: LayerCall, saved: BatchNormSaved?, reluMask: Bool) {
         let hw = positions
         let gamma = call.parameters + parameters[0].offset
         let dGamma = call.gradients + parameters[0].offset, dBeta = call.gradients + parameters[1].offset
         let m = Double(call.batch * hw)
+        let cached = saved.map { $0.statistics[0] == Double(call.batch) } ?? false
         for c in 0..<channels {
-            let s = statistics(call.input, batch: call.batch, channel: c)
+            let s = cached ? (mean: saved!.statistics[1 + c], variance: saved!.statistics[1 + channels + c])
+                           : statistics(call.input, batch: call.batch, channel: c)
+            let scale = reluMask ? saved!.map[c] : 0, shift = reluMask ? saved!.map[channels + c] : 0
             let invStd = 1 / (s.variance + Double(epsilon)).squareRoot()
             var sumDy = 0.0, sumDyCentered = 0.0
             for n in 0..<call.batch {
                 let at = (n * channels + c) * hw
-                let (a, b) = bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean))
+                let (a, b) = reluMask
+                    ? bnRowGradientSumsReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean),
+                                            scale: scale, shift: shift)
+                    : bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean))
                 sumDy += a
                 sumDyCentered += b
             }
@@ -115,8 +165,13 @@ public struct BatchNorm: Layer {
             let k = -g * sumDy
             for n in 0..<call.batch {
                 let at = (n * channels + c) * hw
-                bnInputGradient(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a), b: Float(b),
-                                k: Float(k), inputGrad: dIn + at)
+                if reluMask {
+                    bnInputGradientReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a),
+                                        b: Float(b), k: Float(k), scale: scale, shift: shift, inputGrad: dIn + at)
+                } else {
+                    bnInputGradient(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a),
+                                    b: Float(b), k: Float(k), inputGrad: dIn + at)
+                }
             }
         }
     }
@@ -143,5 +198,26 @@ public struct BatchNorm: Layer {
             rm.pointee = (1 - momentum) * rm.pointee + momentum * Float(mean)
             rv.pointee = (1 - momentum) * rv.pointee + momentum * Float(variance)
         }
+    }
+}
+
+/// What a batch-norm layer's fused forward keeps for the fused steps after it (one per layer in a
+/// `Workspace`): `map` holds each channel's scale, then each channel's shift; `statistics` holds the
+/// number of samples whose batch statistics follow (-1: none, the running statistics were used),
+/// then each channel's mean, then each channel's variance.
+struct BatchNormSaved {
+    let map: UnsafeMutablePointer<Float>
+    let statistics: UnsafeMutablePointer<Double>
+
+    init(channels: Int) {
+        map = .allocate(capacity: 2 * channels)
+        map.initialize(repeating: 0, count: 2 * channels)
+        statistics = .allocate(capacity: 1 + 2 * channels)
+        statistics.initialize(repeating: -1, count: 1 + 2 * channels)
+    }
+
+    func deallocate() {
+        map.deallocate()
+        statistics.deallocate()
     }
 }

@@ -27,9 +27,21 @@ public final class Workspace: @unchecked Sendable {
     /// be added into the activation's gradient after the layer's backward.
     let spareInputs: [[(position: Int, activation: Int)]]
     let spares: [AlignedBuffer]
+    /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
+    /// forward keeps for its backward and for the add that consumes it.
+    public let fusionPlan: [FusedStep]
+    let batchNorms: [BatchNorm?]
+    let batchNormSaved: [BatchNormSaved?]
+    /// Whether `forward` and `backward` run the fusion plan (on by default; the results are the same
+    /// bits either way, only the outputs the plan skips are left unwritten when on). Tests turn it off
+    /// to compare.
+    public var fusesLayers = true
 
     public init(model: Model) {
         self.model = model
+        fusionPlan = model.fusionPlan
+        batchNorms = model.layers.map { $0 as? BatchNorm }
+        batchNormSaved = batchNorms.map { $0.map { BatchNormSaved(channels: $0.channels) } }
         let mb = model.maxBatch
         var acts = [AlignedBuffer(count: mb * model.inputShape.count)]
         var grads = [AlignedBuffer(count: 0)]
@@ -93,7 +105,12 @@ public final class Workspace: @unchecked Sendable {
         for p in inputLists { p.deallocate() }
         for p in inputGradLists { p.deallocate() }
         labels.deallocate()
+        for saved in batchNormSaved { saved?.deallocate() }
     }
+
+    /// Whether layer i's output activation holds its forward result (always with fusion off; with it on,
+    /// the outputs of batch norms and adds folded into the ReLU after them are not written).
+    public func holdsOutput(ofLayer i: Int) -> Bool { !fusesLayers || fusionPlan[i].writesOutput }
 
     /// The input batch buffer: fill `batch * inputShape.count` floats before `forward`.
     public var input: UnsafeMutablePointer<Float> { activations[0].pointer }
@@ -135,7 +152,55 @@ public final class Workspace: @unchecked Sendable {
     public func forward(batch: Int, parameters: UnsafeMutablePointer<Float>, layers: Range<Int>) {
         precondition(batch <= model.maxBatch)
         for i in layers {
-            model.layers[i].forward(call(i, batch: batch, parameters: parameters, gradients: parameters))
+            let c = call(i, batch: batch, parameters: parameters, gradients: parameters)
+            guard fusesLayers else { model.layers[i].forward(c); continue }
+            switch fusionPlan[i] {
+            case .alone:
+                if let bn = batchNorms[i] { bn.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: true) }
+                else { model.layers[i].forward(c) }
+            case .doneBefore:
+                break
+            case let .bnReLU(relu):
+                batchNorms[i]!.forward(c, saved: batchNormSaved[i]!, reluOutput: activations[relu + 1].pointer, writeOutput: false)
+            case .bnIntoAdd:
+                batchNorms[i]!.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: false)
+            case let .addReLU(relu, bns):
+                addReLUForward(i, batch: batch, relu: relu, batchNorms: bns)
+            }
+        }
+    }
+
+    /// The fused add + ReLU (see `FusedStep.addReLU`): relu(input 0 + input 1), each input that is a
+    /// folded batch norm's output computed here from that layer's input and kept map.
+    func addReLUForward(_ i: Int, batch: Int, relu: Int, batchNorms bns: [Int?]) {
+        let shape = model.layers[i].outputShape
+        let z = activations[relu + 1].pointer
+        let hw = shape.height * shape.width, channels = shape.channels
+        func source(_ k: Int) -> (x: UnsafeMutablePointer<Float>, map: UnsafeMutablePointer<Float>?) {
+            guard let b = bns[k] else { return (inputLists[i][k], nil) }
+            return (inputLists[b][0], batchNormSaved[b]!.map)
+        }
+        let (x0, map0) = source(0), (x1, map1) = source(1)
+        switch (map0, map1) {
+        case (nil, nil):
+            addReLU(count: batch * shape.count, x0, x1, output: z)
+        case let (m0?, m1?):
+            for n in 0..<batch {
+                for c in 0..<channels {
+                    let at = (n * channels + c) * hw
+                    bnAffine2AddReLU(x0 + at, count: hw, scale: m0[c], shift: m0[channels + c], x1 + at, scale2: m1[c],
+                                     shift2: m1[channels + c], output: z + at)
+                }
+            }
+        default:
+            // One folded batch norm; the residual add is commutative, so its side does not matter.
+            let (x, m, other) = map0 != nil ? (x0, map0!, x1) : (x1, map1!, x0)
+            for n in 0..<batch {
+                for c in 0..<channels {
+                    let at = (n * channels + c) * hw
+                    bnAffineAddReLU(x + at, count: hw, scale: m[c], shift: m[channels + c], other: other + at, output: z + at)
+                }
+            }
         }
     }
 
@@ -158,7 +223,26 @@ public final class Workspace: @unchecked Sendable {
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
                          layers: Range<Int>) {
         for i in layers.reversed() {
-            model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
+            let c = call(i, batch: batch, parameters: parameters, gradients: gradients)
+            if !fusesLayers {
+                model.layers[i].backward(c)
+            } else {
+                switch fusionPlan[i] {
+                case .alone, .bnIntoAdd:
+                    if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, reluMask: false) }
+                    else { model.layers[i].backward(c) }
+                case .doneBefore:
+                    break
+                case let .bnReLU(relu):
+                    var fused = c
+                    fused.outputGrad = activationGrads[relu + 1].pointer
+                    batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, reluMask: true)
+                case let .addReLU(relu, _):
+                    reluBackwardFanOut(count: batch * model.layers[i].outputShape.count, output: activations[relu + 1].pointer,
+                                       outputGrad: activationGrads[relu + 1].pointer, first: inputGradLists[i][0],
+                                       second: inputGradLists[i][1])
+                }
+            }
             for (j, entry) in spareInputs[i].enumerated() {
                 let a = entry.activation
                 let n = batch * model.layers[a - 1].outputShape.count

@@ -175,4 +175,98 @@ final class ElementwiseTests: XCTestCase {
             assertIdentical(dx, dxRef, "bnInputGradient n=\(n)")
         }
     }
+
+    /// The fused batch-norm / residual add / ReLU passes give the bits of their twins and of the
+    /// unfused passes run one after another (affine, add, ReLU; ReLU's backward, then batch norm's),
+    /// over awkward lengths, an unaligned start, and values at the ReLU's edge (0, -0, NaN).
+    func testFusedBatchNormAddReLUMatchUnfusedBitForBit() {
+        let fused = InstructionSet.current != .baseline
+        let scale: Float = 1.7, shift: Float = -0.23, scale2: Float = 0.6, shift2: Float = 0.11, mean: Float = 0.3125
+        for n in [0, 1, 3, 15, 16, 17, 31, 33, 64, 100, 257, 1031] {
+            let x = Buffer(random: n + 1, seed: 21), x2 = Buffer(random: n + 1, seed: 22), other = Buffer(random: n + 1, seed: 23)
+            let dy = Buffer(random: n + 1, seed: 24)
+            if n > 8 {
+                x.pointer[2] = shift / -scale           // pre-activation near 0
+                x.pointer[3] = -shift / scale; x.pointer[4] = .nan
+                other.pointer[5] = -0.0; x.pointer[5] = 0.23 / 1.7
+            }
+            let px = UnsafePointer(x.pointer + 1), px2 = UnsafePointer(x2.pointer + 1), po = UnsafePointer(other.pointer + 1)
+            let pdy = UnsafePointer(dy.pointer + 1)
+            func three() -> (Buffer, Buffer, Buffer) { let b = Buffer(random: n + 1, seed: 25); return (b, b.copy(), b.copy()) }
+
+            // Forward: affine + ReLU.
+            var (got, ref, chain) = three()
+            bnAffineReLU(px, count: n, scale: scale, shift: shift, output: got.pointer + 1)
+            bnAffineReLUReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + 1)
+            bnAffine(px, count: n, scale: scale, shift: shift, output: chain.pointer + 1)
+            reluForward(count: n, input: chain.pointer + 1, output: chain.pointer + 1)
+            assertIdentical(got, ref, "bnAffineReLU n=\(n)")
+            assertIdentical(got, chain, "bnAffineReLU against the unfused passes n=\(n)")
+
+            // Forward: affine + add + ReLU (the batch norm on either side of the add).
+            (got, ref, chain) = three()
+            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: po, output: got.pointer + 1)
+            bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: po, output: ref.pointer + 1)
+            bnAffine(px, count: n, scale: scale, shift: shift, output: chain.pointer + 1)
+            for i in 1..<(n + 1) { chain.pointer[i] = chain.pointer[i] + other.pointer[i] }
+            reluForward(count: n, input: chain.pointer + 1, output: chain.pointer + 1)
+            assertIdentical(got, ref, "bnAffineAddReLU n=\(n)")
+            assertIdentical(got, chain, "bnAffineAddReLU against the unfused passes n=\(n)")
+
+            // Forward: two affine maps + add + ReLU.
+            (got, ref, chain) = three()
+            let y2 = Buffer(n + 1)
+            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + 1)
+            bnAffine2AddReLUReference(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: ref.pointer + 1)
+            bnAffine(px, count: n, scale: scale, shift: shift, output: chain.pointer + 1)
+            bnAffine(px2, count: n, scale: scale2, shift: shift2, output: y2.pointer + 1)
+            addFloats(chain.pointer + 1, y2.pointer + 1, count: n)
+            reluForward(count: n, input: chain.pointer + 1, output: chain.pointer + 1)
+            assertIdentical(got, ref, "bnAffine2AddReLU n=\(n)")
+            assertIdentical(got, chain, "bnAffine2AddReLU against the unfused passes n=\(n)")
+
+            // Forward: add + ReLU.
+            (got, ref, chain) = three()
+            addReLU(count: n, px, po, output: got.pointer + 1)
+            addReLUReference(count: n, px, po, output: ref.pointer + 1)
+            (chain.pointer + 1).update(from: px, count: n)
+            addFloats(chain.pointer + 1, po, count: n)
+            reluForward(count: n, input: chain.pointer + 1, output: chain.pointer + 1)
+            assertIdentical(got, ref, "addReLU n=\(n)")
+            assertIdentical(got, chain, "addReLU against the unfused passes n=\(n)")
+
+            // Backward: batch norm's two passes with ReLU's mask recomputed from the input, against
+            // ReLU's backward on the forward's output, then the plain passes.
+            let z = Buffer(n + 1), masked = Buffer(n + 1)
+            bnAffineReLU(px, count: n, scale: scale, shift: shift, output: z.pointer + 1)
+            reluBackward(count: n, output: z.pointer + 1, outputGrad: pdy, inputGrad: masked.pointer + 1)
+            let sums = bnRowGradientSumsReLU(px, outputGrad: pdy, count: n, mean: mean, scale: scale, shift: shift)
+            let sumsRef = bnRowGradientSumsReLUReference(px, outputGrad: pdy, count: n, mean: mean, scale: scale, shift: shift, fused: fused)
+            let sumsChain = bnRowGradientSums(px, outputGrad: masked.pointer + 1, count: n, mean: mean)
+            XCTAssertEqual(sums.0.bitPattern, sumsRef.0.bitPattern, "bnRowGradientSumsReLU dy n=\(n)")
+            XCTAssertEqual(sums.1.bitPattern, sumsRef.1.bitPattern, "bnRowGradientSumsReLU centred n=\(n)")
+            XCTAssertEqual(sums.0.bitPattern, sumsChain.0.bitPattern, "bnRowGradientSumsReLU against the unfused passes n=\(n)")
+            XCTAssertEqual(sums.1.bitPattern, sumsChain.1.bitPattern, "bnRowGradientSumsReLU against the unfused passes n=\(n)")
+            (got, ref, chain) = three()
+            bnInputGradientReLU(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale, shift: shift,
+                                inputGrad: got.pointer + 1)
+            bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale, shift: shift,
+                                         inputGrad: ref.pointer + 1)
+            bnInputGradient(px, outputGrad: masked.pointer + 1, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: chain.pointer + 1)
+            assertIdentical(got, ref, "bnInputGradientReLU n=\(n)")
+            assertIdentical(got, chain, "bnInputGradientReLU against the unfused passes n=\(n)")
+
+            // Backward: ReLU's mask fanned out to both inputs of the add (or one, the other being nil).
+            let g1 = Buffer(random: n + 1, seed: 26), g2 = g1.copy(), r1 = g1.copy(), r2 = g1.copy(), plain = g1.copy()
+            reluBackwardFanOut(count: n, output: z.pointer + 1, outputGrad: pdy, first: g1.pointer + 1, second: g2.pointer + 1)
+            reluBackwardFanOutReference(count: n, output: z.pointer + 1, outputGrad: pdy, first: r1.pointer + 1, second: r2.pointer + 1)
+            reluBackward(count: n, output: z.pointer + 1, outputGrad: pdy, inputGrad: plain.pointer + 1)
+            assertIdentical(g1, r1, "reluBackwardFanOut first n=\(n)")
+            assertIdentical(g2, r2, "reluBackwardFanOut second n=\(n)")
+            assertIdentical(g1, plain, "reluBackwardFanOut against reluBackward n=\(n)")
+            let only = Buffer(random: n + 1, seed: 26)
+            reluBackwardFanOut(count: n, output: z.pointer + 1, outputGrad: pdy, first: nil, second: only.pointer + 1)
+            assertIdentical(only, plain, "reluBackwardFanOut second only n=\(n)")
+        }
+    }
 }

@@ -1,0 +1,78 @@
+// Layer fusion: batch norm, the residual add and ReLU run as one pass over memory where the graph
+// allows it, with the bits of the layers run one by one.
+import PTTensor
+
+/// How one layer runs in a `Workspace` with fusion on (`Model.fusionPlan`).
+///
+/// The plan is a function of the graph alone: a batch-norm layer whose only consumer is a ReLU
+/// writes the ReLU's output itself (`bnReLU`); an add of two inputs whose only consumer is a ReLU
+/// writes the ReLU's output itself (`addReLU`), applying the map of each input that is a batch-norm
+/// layer consumed by that add alone (`bnIntoAdd`). The outputs those steps skip are never
+/// written; no backward reads them (batch norm's backward reads its input, ReLU's its output).
+///
+/// Backward, the ReLU folded into a batch norm is masked inside batch norm's two gradient passes
+/// (the mask recomputed from the input as x * scale + shift > 0); the ReLU folded into an add
+/// writes its masked gradient straight to both of the add's input gradients. Batch norm's backward
+/// takes the batch statistics its forward computed instead of computing them again.
+///
+/// Every fused pass applies, per element, the operations of the layers it replaces in their order
+/// (multiply, add, the residual add, then ReLU's compare), so fusion changes no bit of any
+/// activation kept, gradient, weight or statistic. Only the skipped outputs are left unwritten.
+public enum FusedStep: Sendable, Equatable {
+    /// Runs as itself.
+    case alone
+    /// A ReLU run by the fused step before it: forward and backward are done there.
+    case doneBefore
+    /// Batch norm whose only consumer is the ReLU at index `relu`: writes that ReLU's output.
+    case bnReLU(relu: Int)
+    /// Batch norm whose only consumer is a fused add: computes and keeps its map, writes nothing.
+    case bnIntoAdd
+    /// An add of two inputs whose only consumer is the ReLU at index `relu`: writes that ReLU's output.
+    /// `batchNorms[k]` is the batch-norm layer whose output is input k when it is folded in (its map is
+    /// applied here to its own input), else nil.
+    case addReLU(relu: Int, batchNorms: [Int?])
+
+    /// Whether the layer's own output activation is written in a fused forward.
+    public var writesOutput: Bool {
+        switch self {
+        case .alone, .doneBefore: return true
+        case .bnReLU, .bnIntoAdd, .addReLU: return false
+        }
+    }
+}
+
+extension Model {
+    /// Each layer's step with fusion on (see `FusedStep`), from the graph alone.
+    public var fusionPlan: [FusedStep] {
+        let count = layers.count
+        // consumers[a]: the layers that read activation a (with repeats).
+        var consumers = [[Int]](repeating: [], count: count + 1)
+        for (i, list) in inputs.enumerated() { for a in list { consumers[a].append(i) } }
+        /// The ReLU that alone consumes layer i's output, if any.
+        func onlyReLU(after i: Int) -> Int? {
+            guard consumers[i + 1].count == 1, let r = consumers[i + 1].first, layers[r] is ReLU else { return nil }
+            return r
+        }
+        var plan = [FusedStep](repeating: .alone, count: count)
+        for i in 0..<count {
+            if layers[i] is BatchNorm, let r = onlyReLU(after: i) {
+                plan[i] = .bnReLU(relu: r)
+                plan[r] = .doneBefore
+            } else if layers[i] is Add, inputs[i].count == 2, inputs[i][0] != inputs[i][1], let r = onlyReLU(after: i) {
+                var batchNorms: [Int?] = []
+                for a in inputs[i] {
+                    let b = a - 1
+                    if b >= 0, layers[b] is BatchNorm, consumers[a] == [i] {
+                        batchNorms.append(b)
+                        plan[b] = .bnIntoAdd
+                    } else {
+                        batchNorms.append(nil)
+                    }
+                }
+                plan[i] = .addReLU(relu: r, batchNorms: batchNorms)
+                plan[r] = .doneBefore
+            }
+        }
+        return plan
+    }
+}

@@ -1,0 +1,122 @@
+import PTKernels
+import PTModel
+import PTTensor
+import XCTest
+
+/// Layer fusion (batch norm, the residual add and ReLU in one pass) changes no bit: a workspace
+/// with fusion on and one with it off give the same logits, kept activations, parameter gradients
+/// and batch statistics, in training and in evaluation.
+final class FusionTests: XCTestCase {
+    func conv(_ f: Int, _ k: Int, stride: Int = 1, padding: Int = 0, name: String? = nil, from: [LayerRef]? = nil) -> LayerNode {
+        LayerNode(.conv(features: f, kernelHeight: k, kernelWidth: k, stride: stride, padding: padding, initializer: .he), name: name, from: from)
+    }
+    let bn = LayerSpec.batchNorm(momentum: 0.1, epsilon: 1e-3)
+
+    /// Every case the plan knows: batch norm then ReLU; an add of two folded batch norms (projection
+    /// shortcut), of one folded batch norm and the block input (identity shortcut), of two plain
+    /// inputs; and cases it must leave alone: a batch norm feeding a convolution, a batch norm whose
+    /// output also feeds a second layer, an add followed by something other than ReLU, an add of three.
+    var nodes: [LayerNode] {
+        [
+            conv(3, 3, padding: 1, name: "stem"), LayerNode(bn, name: "stem.bn"), LayerNode(.relu, name: "stem.relu"),
+            conv(4, 3, stride: 2, padding: 1, name: "b1.conv1"), LayerNode(bn), .relu, conv(4, 3, padding: 1), LayerNode(bn, name: "b1.bn2"),
+            conv(4, 1, stride: 2, name: "b1.shortcut.0", from: [.name("stem.relu")]), LayerNode(bn, name: "b1.shortcut.1"),
+            LayerNode(.add, name: "b1.add", from: [.name("b1.bn2"), .name("b1.shortcut.1")]), LayerNode(.relu, name: "b1.out"),
+            conv(4, 3, padding: 1), LayerNode(bn), .relu, conv(4, 3, padding: 1), LayerNode(bn, name: "b2.bn2"),
+            LayerNode(.add, name: "b2.add", from: [.name("b1.out"), .name("b2.bn2")]), LayerNode(.relu, name: "b2.out"),
+            conv(4, 3, padding: 1, name: "p.a"), conv(4, 1, name: "p.b", from: [.name("b2.out")]),
+            LayerNode(.add, name: "p.add", from: [.name("p.a"), .name("p.b")]), LayerNode(.relu, name: "p.out"),
+            LayerNode(bn, name: "lone.bn"), conv(4, 1, name: "after.bn"),
+            LayerNode(bn, name: "shared.bn"), LayerNode(.relu, name: "shared.relu"),
+            LayerNode(.add, name: "shared.add", from: [.name("shared.relu"), .name("shared.bn")]),
+            LayerNode(bn, name: "tail.bn"), LayerNode(.add, name: "tail.add", from: [.name("tail.bn"), .name("shared.add"), .name("p.out")]),
+            LayerNode(.relu, name: "tail.relu"),
+            .globalAvgPool, .dense(neurons: 3, initializer: .he),
+        ]
+    }
+
+    func testPlanFollowsTheGraph() throws {
+        let model = try Model(input: Shape(channels: 2, height: 6, width: 5), layers: nodes, maxBatch: 3)
+        let index = Dictionary(uniqueKeysWithValues: model.layers.enumerated().map { ($0.element.name, $0.offset) })
+        let plan = model.fusionPlan
+        func step(_ name: String) -> FusedStep { plan[index[name]!] }
+        XCTAssertEqual(step("stem.bn"), .bnReLU(relu: index["stem.relu"]!))
+        XCTAssertEqual(step("stem.relu"), .doneBefore)
+        XCTAssertEqual(step("b1.bn2"), .bnIntoAdd)
+        XCTAssertEqual(step("b1.shortcut.1"), .bnIntoAdd)
+        XCTAssertEqual(step("b1.add"), .addReLU(relu: index["b1.out"]!, batchNorms: [index["b1.bn2"]!, index["b1.shortcut.1"]!]))
+        XCTAssertEqual(step("b1.out"), .doneBefore)
+        XCTAssertEqual(step("b2.add"), .addReLU(relu: index["b2.out"]!, batchNorms: [nil, index["b2.bn2"]!]))
+        XCTAssertEqual(step("p.add"), .addReLU(relu: index["p.out"]!, batchNorms: [nil, nil]))
+        XCTAssertEqual(step("lone.bn"), .alone)
+        XCTAssertEqual(step("shared.bn"), .alone)
+        XCTAssertEqual(step("shared.relu"), .alone)
+        XCTAssertEqual(step("shared.add"), .alone)
+        XCTAssertEqual(step("tail.bn"), .alone)
+        XCTAssertEqual(step("tail.add"), .alone)
+        XCTAssertEqual(step("tail.relu"), .alone)
+        XCTAssertEqual(plan.filter { $0 != .alone }.count, 15)
+    }
+
+    func testFusedAndUnfusedGiveIdenticalBits() throws {
+        let batch = 3, input = Shape(channels: 2, height: 6, width: 5)
+        let model = try Model(input: input, layers: nodes, maxBatch: batch)
+        var rng = Xoshiro256(seed: 9)
+        let params = AlignedBuffer(count: model.parameterCount)
+        model.initialize(params, seed: 4)
+        // Batch norm's scale and shift away from 1 and 0, signs mixed, so the ReLU masks cut through.
+        for layer in model.layers where layer is BatchNorm {
+            for k in 0..<layer.parameters[0].count {
+                params[layer.parameters[0].offset + k] = rng.nextUnitFloat() * 2 - 0.5
+                params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5
+            }
+        }
+        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 4 - 2 }
+        let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
+        let state = AlignedBuffer(count: max(1, model.stateCount))
+        model.initializeState(state)
+        for i in 0..<model.stateCount { state[i] = abs(state[i] + rng.nextUnitFloat() - 0.5) }
+
+        struct Run { var logits: [Float]; var activations: [[Float]]; var gradients: [Float]; var stats: [Float]; var evaluation: [Float] }
+        func run(fused: Bool) -> Run {
+            let ws = Workspace(model: model)
+            ws.fusesLayers = fused
+            let stats = AlignedBuffer(count: max(1, model.statsPerShard))
+            let grads = AlignedBuffer(count: model.parameterCount)
+            ws.input.update(from: x, count: x.count)
+            ws.labels.update(from: labels, count: batch)
+            ws.training = true
+            ws.state = state.pointer
+            ws.shardStats = stats.pointer
+            // Twice: the second step must not depend on what the first left behind.
+            for _ in 0..<2 {
+                grads.zero()
+                ws.forward(batch: batch, parameters: params.pointer)
+                _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+                ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+            }
+            let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
+            let acts = model.layers.indices.map { i in
+                ws.holdsOutput(ofLayer: i) ? Array(UnsafeBufferPointer(start: ws.activations[i + 1].pointer, count: batch * model.layers[i].outputShape.count)) : []
+            }
+            ws.training = false
+            ws.shardStats = nil
+            ws.forward(batch: batch, parameters: params.pointer)
+            let evaluation = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
+            return Run(logits: logits, activations: acts, gradients: grads.array, stats: stats.array, evaluation: evaluation)
+        }
+        let fused = run(fused: true), plain = run(fused: false)
+        func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
+        XCTAssertEqual(bits(fused.logits), bits(plain.logits), "logits")
+        XCTAssertEqual(bits(fused.gradients), bits(plain.gradients), "parameter gradients")
+        XCTAssertEqual(bits(fused.stats), bits(plain.stats), "batch statistics")
+        XCTAssertEqual(bits(fused.evaluation), bits(plain.evaluation), "evaluation logits (running statistics)")
+        var compared = 0
+        for (i, layer) in model.layers.enumerated() where !fused.activations[i].isEmpty {
+            XCTAssertEqual(bits(fused.activations[i]), bits(plain.activations[i]), "\(layer.name) output")
+            compared += 1
+        }
+        XCTAssertEqual(compared, model.layers.count - 9, "outputs kept with fusion on")
+        XCTAssertTrue(fused.gradients.contains { $0 != 0 })
+    }
+}
