@@ -48,10 +48,13 @@ final class MeterTests: XCTestCase {
             XCTAssertEqual(r.step_gflops, r.flops_per_image * r.images_per_sec / 1e9, accuracy: 1e-9 * r.step_gflops)
             let expected = 100 * r.flops_per_image * r.images_per_sec / (r.peak_gflops_per_core * 1e9 * Double(threads))
             XCTAssertEqual(r.percent_of_peak, expected, accuracy: 1e-9 * expected)
+            XCTAssertGreaterThan(r.images_per_sec_cpu, 0)
+            let byCPU = 100 * r.flops_per_image * r.images_per_sec_cpu / (r.peak_gflops_per_core * 1e9 * Double(threads))
+            XCTAssertEqual(r.percent_of_peak_cpu, byCPU, accuracy: 1e-9 * byCPU)
             // The JSON line carries the same figures, rounded.
             let json = try JSONSerialization.jsonObject(with: Data(r.json.utf8)) as! [String: Any]
             for key in ["flops_per_image", "forward_macs_per_image", "precision", "peak_precision", "peak_gflops_per_core",
-                        "step_gflops", "percent_of_peak"] {
+                        "step_gflops", "percent_of_peak", "images_per_sec_cpu", "percent_of_peak_cpu"] {
                 XCTAssertNotNil(json[key], key)
             }
             XCTAssertNil(json["profile"])
@@ -74,9 +77,10 @@ final class MeterTests: XCTestCase {
         // Every layer has a forward and a backward row, plus the step's phases.
         for layer in model.layers {
             XCTAssertEqual(rows.filter { $0.name == layer.name }.map(\.pass).sorted(), ["backward", "forward"], layer.name)
+            XCTAssertEqual(Set(rows.filter { $0.name == layer.name }.map(\.kind)), [String(describing: type(of: layer))])
         }
         for phase in ["data gathering", "loss, gradient zeroing, glue", "reduction", "optimizer", "barrier wait", "between steps"] {
-            XCTAssertEqual(rows.filter { $0.name == phase && $0.pass == "step" }.count, 1, phase)
+            XCTAssertEqual(rows.filter { $0.name == phase && $0.pass == "step" && $0.kind == "step" }.count, 1, phase)
         }
         // Costliest first, and together exactly the mean step.
         XCTAssertEqual(rows.map(\.ms), rows.map(\.ms).sorted(by: >))
@@ -86,7 +90,7 @@ final class MeterTests: XCTestCase {
             let layer = model.layers.first { $0.name == row.name }
             XCTAssertEqual(row.gflops != nil, (layer?.multiplyAddsPerSample ?? 0) > 0 && row.ms > 0, row.name)
         }
-        let convForward = rows.filter { $0.pass == "forward" && $0.name.hasPrefix("conv") }
+        let convForward = rows.filter { $0.pass == "forward" && $0.kind == "Conv2D" }
         XCTAssertFalse(convForward.isEmpty)
         XCTAssertTrue(convForward.allSatisfy { $0.ms > 0 })
         // The JSON line carries the rows.
