@@ -35,7 +35,7 @@ final class TrainingFlopsTests: XCTestCase {
             .batchNorm(momentum: 0.1, epsilon: 1e-5), .relu, .globalAvgPool, .dense(neurons: 3, initializer: .he),
         ]
         let model = try Model(input: Shape(channels: 2, height: 1, width: 50), layers: specs, maxBatch: 4)
-        XCTAssertEqual(model.layers[0].outputShape.description, "4x1x25")
+        XCTAssertEqual(model.layers[0].outputShape.description, "4x25")
         let flops = model.trainingFlops
         // The kernel is 1 x 5 on 1-D data (not 5 x 5): 4 x 25 outputs x 2 channels x 5 taps; dense 4 x 3.
         XCTAssertEqual(flops.layers.map(\.multiplyAdds), [4 * 25 * 2 * 5, 4 * 3])

@@ -154,11 +154,8 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
         ? peakGFLOPS(precision: precision, seconds: settings.peakSeconds).map { ($0.gflops, precision) }
             ?? peakGFLOPS(precision: .fp32, seconds: settings.peakSeconds).map { ($0.gflops, Precision.fp32) }
         : nil
-    let workspaces = trainer.job.workspaces
-    if settings.profile {
-        for ws in workspaces { ws.profile = LayerProfile(layers: trainer.model.layers.count) }
-    }
-    defer { for ws in workspaces { ws.profile = nil } }
+    let profiles = settings.profile ? trainer.profileLayers(true) : []
+    defer { if settings.profile { _ = trainer.profileLayers(false) } }
     trainer.resetPhaseTimes()
     var rates: [Double] = []
     var total: UInt64 = 0
@@ -199,7 +196,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
                                                        peakGFLOPSPerCore: gflops, cores: cores)
     }
     if settings.profile {
-        result.profile = profileRows(model: trainer.model, profiles: workspaces.compactMap(\.profile),
+        result.profile = profileRows(model: trainer.model, profiles: profiles,
                                      images: Double(config.batchSize) / Double(communicator.size), steps: totalSteps, stepNanoseconds: Double(total) / totalSteps,
                                      phases: phases, peakGFLOPS: peak?.0)
     }
@@ -211,6 +208,17 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
         result.overlap_forward = exchange.overlapsForward
     }
     return result
+}
+
+extension Trainer {
+    /// Switches per-layer timing on (a fresh `LayerProfile` in every worker's workspace, returned in
+    /// worker order) or off (none; returns []). Between steps only. A profiled step allocates nothing
+    /// either (`allocation-gate --profile`).
+    public func profileLayers(_ on: Bool) -> [LayerProfile] {
+        let layers = model.layers.count
+        for ws in job.workspaces { ws.profile = on ? LayerProfile(layers: layers) : nil }
+        return job.workspaces.compactMap(\.profile)
+    }
 }
 
 /// The `--profile` rows, costliest first: each layer's forward and backward and the step's other
