@@ -194,6 +194,7 @@ def main():
 
     # (model, batch, threads) -> {("ptrain", precision) or ("pytorch", peer): [images/s per round]}
     results = {}
+    by_cpu = {}   # the same, by CPU time (images per CPU second per thread)
     torch_version = "?"
     for r in range(a.rounds):
         for model, batch, config in cases:
@@ -216,9 +217,11 @@ def main():
                     if key[0] == "pytorch":
                         torch_version = f"{record['version']} ({record['cpu_capability']})"
                     results.setdefault((model, batch, t), {}).setdefault(key, []).append(record["images_per_sec"])
+                    by_cpu.setdefault((model, batch, t), {}).setdefault(key, []).append(record.get("images_per_sec_cpu", 0))
                     if a.json:
                         line = {"round": r + 1, "framework": key[0], "model": model, "config": config,
-                                "batch_size": batch, "threads": t, "images_per_sec": record["images_per_sec"]}
+                                "batch_size": batch, "threads": t, "images_per_sec": record["images_per_sec"],
+                                "images_per_sec_cpu": record.get("images_per_sec_cpu")}
                         if key[0] == "ptrain":
                             line.update(precision=key[1], percent_of_peak=record.get("percent_of_peak"),
                                         percent_of_peak_cpu=record.get("percent_of_peak_cpu"))
@@ -241,6 +244,19 @@ def main():
             print(f"| {model}, batch {batch} | {t} | {precision} | {' / '.join(f'{x:,.1f}' for x in ours)} | "
                   f"{peer_label(peer)} | {' / '.join(f'{x:,.1f}' for x in theirs)} | "
                   f"{median(ours) / median(theirs):.2f}x ({per_round}) |")
+    # On a shared machine: the same by CPU time (each side's images per CPU second of its process,
+    # per thread); closest to an idle machine at one thread, where no thread spins at a barrier.
+    print()
+    print("By CPU time (images per CPU second per thread; time given to other processes not counted):")
+    print("| model | threads | ptrain | ptrain (per round) | PyTorch | PyTorch (per round) | ratio of medians |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (model, batch, t), sides in by_cpu.items():
+        for precision, peer in pairs:
+            ours, theirs = sides[("ptrain", precision)], sides[("pytorch", peer)]
+            if min(ours + theirs) <= 0:
+                continue
+            print(f"| {model}, batch {batch} | {t} | {precision} | {' / '.join(f'{x:,.1f}' for x in ours)} | "
+                  f"{peer_label(peer)} | {' / '.join(f'{x:,.1f}' for x in theirs)} | {median(ours) / median(theirs):.2f}x |")
 
 
 if __name__ == "__main__":

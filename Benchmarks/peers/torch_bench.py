@@ -164,11 +164,15 @@ def main():
     steps = max(1, round(a.window_s / (time.perf_counter() - t0)))
 
     rates = []
+    cpu_start = time.process_time()
     for _ in range(a.windows):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
         rates.append(steps * a.batch_size / (time.perf_counter() - t0))
+    # As ptrain's images_per_sec_cpu: images over the process's CPU seconds per thread (time the
+    # scheduler gave to other processes does not count; threads spinning in OpenMP waits do).
+    cpu_seconds = time.process_time() - cpu_start
 
     record = {
         "framework": "pytorch", "version": torch.__version__,
@@ -179,6 +183,7 @@ def main():
         "parameters": parameters, "steps_per_window": steps, "windows": a.windows,
         "images_per_sec": statistics.median(rates), "images_per_sec_min": min(rates),
         "images_per_sec_max": max(rates),
+        "images_per_sec_cpu": steps * a.windows * a.batch_size / (cpu_seconds / a.threads) if cpu_seconds > 0 else 0,
     }
     if a.json:
         print(json.dumps(record))
