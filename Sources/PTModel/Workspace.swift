@@ -138,7 +138,7 @@ public final class Workspace: @unchecked Sendable {
         precondition(batch <= model.maxBatch)
         let profile = self.profile
         for i in layers {
-            let t0 = profile == nil ? 0 : LayerProfile.now()
+            let t0 = profile?.start() ?? LayerProfile.Stamp()
             model.layers[i].forward(call(i, batch: batch, parameters: parameters, gradients: parameters))
             profile?.addForward(i, since: t0)
         }
@@ -164,7 +164,7 @@ public final class Workspace: @unchecked Sendable {
                          layers: Range<Int>) {
         let profile = self.profile
         for i in layers.reversed() {
-            let t0 = profile == nil ? 0 : LayerProfile.now()
+            let t0 = profile?.start() ?? LayerProfile.Stamp()
             model.layers[i].backward(call(i, batch: batch, parameters: parameters, gradients: gradients))
             for (j, entry) in spareInputs[i].enumerated() {
                 let a = entry.activation

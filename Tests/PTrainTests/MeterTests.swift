@@ -85,10 +85,15 @@ final class MeterTests: XCTestCase {
         // Costliest first, and together exactly the mean step.
         XCTAssertEqual(rows.map(\.ms), rows.map(\.ms).sorted(by: >))
         XCTAssertEqual(rows.reduce(0) { $0 + $1.percent_of_step }, 100, accuracy: 1e-6)
-        // Only conv and dense passes have GFLOP/s; the convolutions took some time.
+        // Only layers have CPU times, only conv and dense passes GFLOP/s; the convolutions took some time.
         for row in rows {
             let layer = model.layers.first { $0.name == row.name }
-            XCTAssertEqual(row.gflops != nil, (layer?.multiplyAddsPerSample ?? 0) > 0 && row.ms > 0, row.name)
+            XCTAssertEqual(row.cpu_ms != nil, layer != nil, row.name)
+            XCTAssertEqual(row.gflops != nil, (layer?.multiplyAddsPerSample ?? 0) > 0 && (row.cpu_ms ?? 0) > 0, row.name)
+        }
+        // A layer's CPU time fits in its wall time (both clocks read around the same call; 1 µs slack per step for the reads).
+        for row in rows where row.cpu_ms != nil {
+            XCTAssertLessThanOrEqual(row.cpu_ms!, row.ms + 0.001 * 8, row.name)
         }
         let convForward = rows.filter { $0.pass == "forward" && $0.kind == "Conv2D" }
         XCTAssertFalse(convForward.isEmpty)

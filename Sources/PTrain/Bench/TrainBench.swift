@@ -77,6 +77,7 @@ public struct TrainBenchResult: Codable, Sendable {
         r.profile = profile?.map { row in
             var row = row
             row.ms = round(row.ms, 4); row.percent_of_step = round(row.percent_of_step, 2)
+            row.cpu_ms = row.cpu_ms.map { round($0, 4) }; row.percent_of_step_cpu = row.percent_of_step_cpu.map { round($0, 2) }
             row.gflops = row.gflops.map { round($0, 2) }; row.percent_of_peak = row.percent_of_peak.map { round($0, 2) }
             return row
         }
@@ -95,9 +96,11 @@ public func syntheticDataset(shape: Shape, classes: Int, count: Int, seed: UInt6
 
 /// One row of `ptrain bench train --profile`: a layer's forward or backward pass, or a phase of the
 /// step (`pass` "step": data gathering, loss and glue, reduction, optimizer, barrier wait, exchange,
-/// between steps). Times are per step, means over the workers; conv and dense passes also give their
-/// GFLOP/s per core and share of the peak (backward: backward-data + backward-weights, or only
-/// backward-weights where the layer reads the model input).
+/// between steps). Times are per step, means over the workers: wall time (`ms`, and its share of the
+/// mean step) and, for layers, the worker threads' CPU time (`cpu_ms`, and its share of the step's
+/// CPU time per thread), which time given to other processes does not inflate. Conv and dense passes
+/// also give their GFLOP/s per core by CPU time and its share of the peak (backward:
+/// backward-data + backward-weights, or only backward-weights where the layer reads the model input).
 public struct ProfileRow: Codable, Sendable, Equatable {
     public var name: String
     /// The layer's type (`Conv2D`, `BatchNorm`, …), or "step" for the phases.
@@ -105,6 +108,8 @@ public struct ProfileRow: Codable, Sendable, Equatable {
     public var pass: String
     public var ms: Double
     public var percent_of_step: Double
+    public var cpu_ms: Double?
+    public var percent_of_step_cpu: Double?
     public var gflops: Double?
     public var percent_of_peak: Double?
 }
@@ -198,6 +203,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     if settings.profile {
         result.profile = profileRows(model: trainer.model, profiles: profiles,
                                      images: Double(config.batchSize) / Double(communicator.size), steps: totalSteps, stepNanoseconds: Double(total) / totalSteps,
+                                     stepCPUNanoseconds: cpuSeconds * 1e9 / Double(pool.workerCount) / totalSteps,
                                      phases: phases, peakGFLOPS: peak?.0)
     }
     if let exchange = trainer.exchangeFigures() {
@@ -221,37 +227,43 @@ extension Trainer {
     }
 }
 
-/// The `--profile` rows, costliest first: each layer's forward and backward and the step's other
-/// phases, per step (means over the `profiles.count` workers), as shares of the mean step time
-/// `stepNanoseconds`. "between steps" is what the phases leave of the step (the main thread's
+/// The `--profile` rows, costliest first (by wall time): each layer's forward and backward and the
+/// step's other phases, per step (means over the `profiles.count` workers), as shares of the mean
+/// step `stepNanoseconds` (layers also by CPU time, of the process's CPU time per thread and step
+/// `stepCPUNanoseconds`). "between steps" is what the phases leave of the step (the main thread's
 /// work between two steps, waking the workers). GFLOP/s of a conv or dense pass, per core: its
-/// multiply-adds x 2 over this process's `images` per step, over the workers' summed time in it.
+/// multiply-adds x 2 over this process's `images` per step, over the workers' summed CPU time in it.
 func profileRows(model: Model, profiles: [LayerProfile], images: Double, steps: Double, stepNanoseconds: Double,
+                 stepCPUNanoseconds: Double,
                  phases: (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double, communicate: Double),
                  peakGFLOPS: Double?) -> [ProfileRow] {
     let workers = Double(max(1, profiles.count))
     func ms(_ ns: Double) -> Double { ns / steps / 1e6 }
-    func row(_ name: String, _ pass: String, _ ms: Double, kind: String = "step", macs: Int = 0, products: Int = 0) -> ProfileRow {
+    func row(_ name: String, _ pass: String, _ ms: Double, kind: String = "step", cpuMs: Double? = nil,
+             macs: Int = 0, products: Int = 0) -> ProfileRow {
         var gflops: Double?, percent: Double?
-        if macs > 0, ms > 0 {
-            gflops = 2 * Double(macs * products) * images / workers / (ms / 1e3) / 1e9
+        if macs > 0, let cpuMs, cpuMs > 0 {
+            gflops = 2 * Double(macs * products) * images / workers / (cpuMs / 1e3) / 1e9
             percent = peakGFLOPS.map { 100 * gflops! / $0 }
         }
         return ProfileRow(name: name, kind: kind, pass: pass, ms: ms, percent_of_step: 100 * ms / (stepNanoseconds / 1e6),
+                          cpu_ms: cpuMs, percent_of_step_cpu: cpuMs.map { 100 * $0 / (stepCPUNanoseconds / 1e6) },
                           gflops: gflops, percent_of_peak: percent)
     }
+    func mean(_ value: (LayerProfile) -> UInt64) -> Double { Double(profiles.reduce(0) { $0 &+ value($1) }) / workers }
     var rows: [ProfileRow] = []
     var layerTotal = 0.0
     for (i, layer) in model.layers.enumerated() {
-        let forward = Double(profiles.reduce(0) { $0 &+ $1.forwardNanoseconds(i) }) / workers
-        let backward = Double(profiles.reduce(0) { $0 &+ $1.backwardNanoseconds(i) }) / workers
+        let forward = mean { $0.forwardNanoseconds(i) }, backward = mean { $0.backwardNanoseconds(i) }
         layerTotal += forward + backward
         let macs = layer.multiplyAddsPerSample
         // Backward: backward-weights, and backward-data unless the layer reads the model input.
         let backwardProducts = model.inputs[i][0] == 0 ? 1 : 2
         let kind = String(describing: type(of: layer))
-        rows.append(row(layer.name, "forward", ms(forward), kind: kind, macs: macs, products: 1))
-        rows.append(row(layer.name, "backward", ms(backward), kind: kind, macs: macs, products: backwardProducts))
+        rows.append(row(layer.name, "forward", ms(forward), kind: kind, cpuMs: ms(mean { $0.forwardCPUNanoseconds(i) }),
+                        macs: macs, products: 1))
+        rows.append(row(layer.name, "backward", ms(backward), kind: kind, cpuMs: ms(mean { $0.backwardCPUNanoseconds(i) }),
+                        macs: macs, products: backwardProducts))
     }
     rows.append(row("data gathering", "step", ms(phases.data)))
     rows.append(row("loss, gradient zeroing, glue", "step", ms(phases.compute - phases.data - layerTotal)))
@@ -264,35 +276,41 @@ func profileRows(model: Model, profiles: [LayerProfile], images: Double, steps: 
     return rows.sorted { $0.ms > $1.ms }
 }
 
-/// The `--profile` table for people.
+/// The `--profile` table for people, then the layers' time grouped by type and pass.
 public func formatProfile(_ rows: [ProfileRow]) -> String {
     let width = max(5, rows.map(\.name.count).max() ?? 0)
     func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
     func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    func number(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "" }
     var lines = [pad("layer", width) + "  " + pad("pass", 8) + "  " + left("ms/step", 9) + "  " + left("% step", 7) + "  "
-                 + left("cum. %", 7) + "  " + left("GFLOP/s", 8) + "  " + left("% peak", 7)]
+                 + left("cum. %", 7) + "  " + left("CPU ms", 9) + "  " + left("% CPU", 6) + "  " + left("GFLOP/s", 8) + "  "
+                 + left("% peak", 7)]
     var cumulative = 0.0
     for r in rows {
         cumulative += r.percent_of_step
         lines.append(pad(r.name, width) + "  " + pad(r.pass, 8) + "  " + left(String(format: "%.3f", r.ms), 9) + "  "
                      + left(String(format: "%.1f", r.percent_of_step), 7) + "  " + left(String(format: "%.1f", cumulative), 7) + "  "
-                     + left(r.gflops.map { String(format: "%.1f", $0) } ?? "", 8) + "  "
-                     + left(r.percent_of_peak.map { String(format: "%.1f", $0) } ?? "", 7))
+                     + left(number(r.cpu_ms, "%.3f"), 9) + "  " + left(number(r.percent_of_step_cpu, "%.1f"), 6) + "  "
+                     + left(number(r.gflops, "%.1f"), 8) + "  " + left(number(r.percent_of_peak, "%.1f"), 7))
     }
-    lines.append("(per step, means over workers; a layer's backward includes adding its branch gradients; GFLOP/s per core:")
-    lines.append(" conv and dense multiply-adds x 2 over the pass's time, backward counting backward-data and backward-weights)")
+    lines.append("(per step, means over workers; ms: wall time, % step: of the mean step; CPU ms: the worker thread's CPU time,")
+    lines.append(" % CPU: of the step's CPU time per thread; a layer's backward includes adding its branch gradients; GFLOP/s")
+    lines.append(" per core by CPU time: conv and dense multiply-adds x 2, backward counting backward-data and backward-weights)")
     // The same time by layer type and pass.
-    var groups: [String: (ms: Double, percent: Double, count: Int)] = [:]
+    var groups: [String: (ms: Double, percent: Double, cpu: Double, cpuPercent: Double, count: Int)] = [:]
     for r in rows where r.kind != "step" {
         let key = "\(r.kind) \(r.pass)"
-        let g = groups[key] ?? (0, 0, 0)
-        groups[key] = (g.ms + r.ms, g.percent + r.percent_of_step, g.count + 1)
+        let g = groups[key] ?? (0, 0, 0, 0, 0)
+        groups[key] = (g.ms + r.ms, g.percent + r.percent_of_step, g.cpu + (r.cpu_ms ?? 0), g.cpuPercent + (r.percent_of_step_cpu ?? 0),
+                       g.count + 1)
     }
     lines.append("")
-    lines.append(pad("by layer type", 24) + "  " + left("layers", 6) + "  " + left("ms/step", 9) + "  " + left("% step", 7))
+    lines.append(pad("by layer type", 24) + "  " + left("layers", 6) + "  " + left("ms/step", 9) + "  " + left("% step", 7) + "  "
+                 + left("CPU ms", 9) + "  " + left("% CPU", 6))
     for (key, g) in groups.sorted(by: { $0.value.ms > $1.value.ms }) {
         lines.append(pad(key, 24) + "  " + left(String(g.count), 6) + "  " + left(String(format: "%.3f", g.ms), 9) + "  "
-                     + left(String(format: "%.1f", g.percent), 7))
+                     + left(String(format: "%.1f", g.percent), 7) + "  " + left(String(format: "%.3f", g.cpu), 9) + "  "
+                     + left(String(format: "%.1f", g.cpuPercent), 6))
     }
     return lines.joined(separator: "\n")
 }
