@@ -9,6 +9,12 @@ is reported, with min and max.
 
     python3 Benchmarks/peers/torch_bench.py --model lenet5 --batch-size 64 --threads 1
     python3 Benchmarks/peers/torch_bench.py --model resnet20 --batch-size 128 --threads 2 --json
+    python3 Benchmarks/peers/torch_bench.py --model resnet20 --batch-size 128 --channels-last --bf16
+
+PyTorch at its best on a CPU: --channels-last puts the model and the batches in channels_last
+(NHWC, oneDNN's preferred layout; the default is NCHW) and --bf16 runs forward and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (conv and linear in bf16, weights, gradients and the
+optimizer in fp32, as autocast keeps them). The record names both: layout and precision.
 
 Models (shapes as in the repository's configs):
   lenet5       configs/lenet5-mnist.yaml: 1x28x28, conv 6 5x5 pad 2, ReLU, maxpool 2, conv 16 5x5,
@@ -113,6 +119,10 @@ def main():
     ap.add_argument("--conv-bias", action="store_true",
                     help="resnet20: give the convolutions before batch norm a bias, as ptrain's conv layers have")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a line")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and batches in channels_last memory format (NHWC; oneDNN's preferred layout)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -129,13 +139,17 @@ def main():
                           weight_decay=spec["weight_decay"] if a.weight_decay is None else a.weight_decay)
     batches = [(torch.randn(a.batch_size, *spec["shape"]), torch.randint(0, 10, (a.batch_size,)))
                for _ in range(4)]
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in batches]
     counter = [0]
 
     def step():
         x, y = batches[counter[0] % len(batches)]
         counter[0] += 1
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
 
@@ -150,24 +164,32 @@ def main():
     steps = max(1, round(a.window_s / (time.perf_counter() - t0)))
 
     rates = []
+    cpu_start = time.process_time()
     for _ in range(a.windows):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
         rates.append(steps * a.batch_size / (time.perf_counter() - t0))
+    # As ptrain's images_per_sec_cpu: images over the process's CPU seconds per thread (time the
+    # scheduler gave to other processes does not count; threads spinning in OpenMP waits do).
+    cpu_seconds = time.process_time() - cpu_start
 
     record = {
         "framework": "pytorch", "version": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(), "model": a.model, "batch_size": a.batch_size, "threads": a.threads,
-        "conv_bias": a.conv_bias, "parameters": parameters, "steps_per_window": steps, "windows": a.windows,
+        "conv_bias": a.conv_bias, "layout": "channels_last" if a.channels_last else "nchw",
+        "precision": "bf16 autocast" if a.bf16 else "fp32",
+        "parameters": parameters, "steps_per_window": steps, "windows": a.windows,
         "images_per_sec": statistics.median(rates), "images_per_sec_min": min(rates),
         "images_per_sec_max": max(rates),
+        "images_per_sec_cpu": steps * a.windows * a.batch_size / (cpu_seconds / a.threads) if cpu_seconds > 0 else 0,
     }
     if a.json:
         print(json.dumps(record))
     else:
         print(f"pytorch {torch.__version__} ({record['cpu_capability']}) {a.model} batch {a.batch_size}, "
+              f"{record['layout']}, {record['precision']}, "
               f"{a.threads} thread(s), {parameters} parameters: {record['images_per_sec']:.1f} images/s "
               f"(min {min(rates):.1f}, max {max(rates):.1f}; {a.windows} windows of {steps} steps)")
 

@@ -76,6 +76,9 @@ public protocol Layer: Sendable {
     func initializeState(_ state: UnsafeMutablePointer<Float>)
     /// Forward floating-point operations per sample (2 per multiply-add; 1 per compare or max).
     var flopsPerSample: Int { get }
+    /// Forward multiply-adds per sample of the layer's matrix arithmetic (conv and dense: the
+    /// products with the weights; 0 for the rest). What `TrainingFlops` counts.
+    var multiplyAddsPerSample: Int { get }
     /// Scratch floats one worker needs for calls with up to `maxBatch` samples.
     func scratchCount(maxBatch: Int) -> Int
     /// Saved indices needed for `batch` samples (max pooling's argmax).
@@ -91,6 +94,7 @@ extension Layer {
     public var state: [ParameterTensor] { [] }
     public var inputShapes: [Shape] { [inputShape] }
     public var statsCount: Int { 0 }
+    public var multiplyAddsPerSample: Int { 0 }
     public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }
     public func indexCount(batch: Int) -> Int { 0 }

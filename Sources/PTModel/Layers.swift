@@ -39,6 +39,7 @@ public struct Conv2D: Layer {
         return "conv \(size) s\(g.sw) p\(g.kh == 1 && inputShape.height == 1 ? g.pw : g.ph), \(g.oc) features"
     }
     public var flopsPerSample: Int { geometry.with(mb: 1).forwardFlops }
+    public var multiplyAddsPerSample: Int { geometry.with(mb: 1).forwardFlops / 2 }
     public func scratchCount(maxBatch: Int) -> Int { kernel.scratchCount }
 
     public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
@@ -151,6 +152,7 @@ public struct Dense: Layer {
     public var neurons: Int { outputShape.count }
     public var summary: String { "dense \(neurons)" }
     public var flopsPerSample: Int { 2 * inputs * neurons }
+    public var multiplyAddsPerSample: Int { inputs * neurons }
 
     public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
         initializer.fill(p + parameters[0].offset, count: parameters[0].count, fanIn: inputs, fanOut: neurons, rng: &rng)

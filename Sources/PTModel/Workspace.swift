@@ -126,6 +126,8 @@ public final class Workspace: @unchecked Sendable {
     /// Seed of this call's random noise (dropout): a function of (seed, global step, shard), so the
     /// noise does not depend on which worker runs the shard.
     public var noiseSeed: UInt64 = 0
+    /// Per-layer forward and backward times (`ptrain bench train --profile`), or nil: not timed.
+    public var profile: LayerProfile?
 
     func call(_ i: Int, batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) -> LayerCall {
         let first = model.inputs[i][0]
@@ -151,8 +153,11 @@ public final class Workspace: @unchecked Sendable {
     /// the same bits as one full `forward`.
     public func forward(batch: Int, parameters: UnsafeMutablePointer<Float>, layers: Range<Int>) {
         precondition(batch <= model.maxBatch)
+        let profile = self.profile
         for i in layers {
+            let t0 = profile?.start() ?? LayerProfile.Stamp()
             let c = call(i, batch: batch, parameters: parameters, gradients: parameters)
+            defer { profile?.addForward(i, since: t0) }
             guard fusesLayers else { model.layers[i].forward(c); continue }
             switch fusionPlan[i] {
             case .alone:
@@ -222,7 +227,9 @@ public final class Workspace: @unchecked Sendable {
     /// branch gradients of a layer are added right after it, in the same order.
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
                          layers: Range<Int>) {
+        let profile = self.profile
         for i in layers.reversed() {
+            let t0 = profile?.start() ?? LayerProfile.Stamp()
             let c = call(i, batch: batch, parameters: parameters, gradients: gradients)
             if !fusesLayers {
                 model.layers[i].backward(c)
@@ -248,6 +255,7 @@ public final class Workspace: @unchecked Sendable {
                 let n = batch * model.layers[a - 1].outputShape.count
                 addVectors(count: n, activationGrads[a].pointer, spares[j].pointer, into: activationGrads[a].pointer)
             }
+            profile?.addBackward(i, since: t0)
         }
     }
 }

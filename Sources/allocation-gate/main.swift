@@ -13,6 +13,7 @@
 //     swift build -c release && .build/release/allocation-gate
 //     .build/release/allocation-gate configs/cifar-small.yaml:128:1 --steps 10
 //     mpirun -np 2 .build-mpi/release/allocation-gate --threads 1     # the MPI build: every rank counts
+//     .build/release/allocation-gate --profile     # with per-layer timing on, as `ptrain bench train --profile`
 import CAllocationCount
 import Foundation
 import PTData
@@ -271,7 +272,7 @@ func say(_ line: String, error: Bool = false) {
 }
 
 /// Allocations over `steps` steady-state steps of one case.
-func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicator) throws -> (allocations: UInt64, warmupAllocations: UInt64, mpiAllocations: UInt64, workers: Int) {
+func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicator, profile: Bool = false) throws -> (allocations: UInt64, warmupAllocations: UInt64, mpiAllocations: UInt64, workers: Int) {
     var config = gateCase.config
     config.shards = min(config.shards, config.batchSize)
     guard let input = config.input else {
@@ -287,6 +288,7 @@ func measure(_ gateCase: Case, warmup: Int, steps: Int, communicator: Communicat
     let run = try ProductionRun(config: config, data: data, threads: gateCase.threads, communicator: communicator)
     guard run.stepsPerEpoch > warmup + steps else { throw GateError("\(gateCase.label): the measured steps would reach the end of the epoch") }
     try checkCounter(pool: run.trainer.pool)
+    if profile { _ = run.trainer.profileLayers(true) }
     // The warm-up's allocations (the epoch's sample order, first use of lazily made buffers) are
     // reported, not gated: they show that the counter sees the training path.
     let start = pt_allocation_count()
@@ -340,18 +342,21 @@ func takeOption(_ name: String, from arguments: inout [String], in range: Closed
 
 struct UsageError: Error { let message: String; init(_ message: String) { self.message = message } }
 
-let usage = "usage: allocation-gate [--steps N] [--warmup N] [--threads N] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases)"
+let usage = "usage: allocation-gate [--steps N] [--warmup N] [--threads N] [--profile] [CONFIG[:BATCH[:THREADS]] ...]   (default: the built-in cases; --profile: per-layer timing on)"
 
 func gate(communicator: Communicator) -> Int32 {
     var arguments = Array(CommandLine.arguments.dropFirst())
     let warmup: Int
     let steps: Int
     let threads: Int?
+    let profile: Bool
     do {
         steps = try takeOption("--steps", from: &arguments, in: 1...100_000) ?? 20
         // 8: Open MPI allocates once in about the fourth step of a process (a one-off, not per step).
         warmup = try takeOption("--warmup", from: &arguments, in: 1...100_000) ?? 8
         threads = try takeOption("--threads", from: &arguments, in: 1...1024)
+        profile = arguments.contains("--profile")
+        arguments.removeAll { $0 == "--profile" }
         if arguments.contains(where: { $0.hasPrefix("-") }) { throw UsageError("unknown option") }
     } catch {
         say("allocation-gate: \((error as? UsageError)?.message ?? "\(error)")\n\(usage)", error: true)
@@ -365,11 +370,11 @@ func gate(communicator: Communicator) -> Int32 {
         if let threads { for i in cases.indices { cases[i].threads = threads } }
         for gateCase in cases {
             let (allocations, warmupAllocations, mpiAllocations, workers) = try measure(gateCase, warmup: warmup, steps: steps,
-                                                                                        communicator: communicator)
+                                                                                        communicator: communicator, profile: profile)
             let verdict = allocations == 0 ? "ok" : "FAIL"
             let perStep = String(format: "%.2f", Double(allocations) / Double(steps))
             let mpi = communicator.size > 1 || mpiAllocations > 0 ? "; the MPI library itself: \(mpiAllocations)" : ""
-            say("\(prefix)\(verdict): \(gateCase.label), \(workers) thread(s): \(allocations) allocations in \(steps) steady-state steps (\(perStep) per step; \(warmupAllocations) in the \(warmup) warm-up steps\(mpi))")
+            say("\(prefix)\(verdict): \(gateCase.label)\(profile ? " (layers timed)" : ""), \(workers) thread(s): \(allocations) allocations in \(steps) steady-state steps (\(perStep) per step; \(warmupAllocations) in the \(warmup) warm-up steps\(mpi))")
             failed = failed || allocations != 0
         }
     } catch {

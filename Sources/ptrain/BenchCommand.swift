@@ -82,25 +82,44 @@ struct BenchTrain: ParsableCommand {
         commandName: "train",
         abstract: "Measure whole training steps on synthetic data of the config's input shape.",
         discussion: """
-            Warm-up, then the median images/s of several timed windows.
+            Warm-up, then the median images/s of several timed windows. The meter line gives the model's \
+            FLOPs per training image, counted from the layer geometry (conv and dense multiply-adds x 2 \
+            FLOPs x 3 passes: forward, backward-data, backward-weights; the first layer's backward-data \
+            counted too; BN, ReLU, pooling and adds not counted), and the whole step's share of the peak: \
+            FLOPs per image x images/s / (one core's peak at the step's precision, measured in the same run, \
+            x threads x processes).
 
-            Example:
+            --profile times every layer's forward and backward and the step's other phases (data \
+            gathering, loss and glue, reduction, optimizer, barrier wait), each with its share of the \
+            step, costliest first.
+
+            Examples:
               ptrain bench train --config configs/lenet5-mnist.yaml --batch-size 64 --threads 1 --format json
+              ptrain bench train --config configs/resnet20-cifar.yaml --batch-size 128 --threads 1 --profile
             """)
     @OptionGroup var options: TrainBenchOptions
     @OptionGroup var output: BenchOutput
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
+    @Flag(help: "Time each layer's forward and backward and the step's phases; print them costliest first.") var profile = false
 
     func validate() throws { try OptionBounds.checkThreads(threads) }
 
     func run() throws {
         reportingErrors {
             let communicator = makeCommunicator(environment: ProcessInfo.processInfo.environment)
-            let (config, settings) = try options.load()
+            let (config, loaded) = try options.load()
+            var settings = loaded
+            settings.profile = profile
             let pool = try makeWorkerPool(threads: threads, maximum: config.shards / communicator.size, warn: { warn($0) })
             let result = try benchTrain(config: config, pool: pool, settings: settings, communicator: communicator)
             guard communicator.rank == 0 else { return }
-            print(output.json ? result.json : "\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
+            if output.json {
+                print(result.json)
+            } else {
+                print("\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
+                print(formatMeter(result))
+                if let rows = result.profile { print(formatProfile(rows)) }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import PTData
 import PTDistributed
 import PTFiles
+import PTKernels
 import PTModel
 import PTRuntime
 import PTTensor
@@ -40,6 +41,25 @@ public struct TrainBenchResult: Codable, Sendable {
     public var overlap_forward = false
     /// Trainable parameters of the model.
     public var parameters: Int = 0
+    /// The step's meter (`TrainingFlops`): conv and dense multiply-adds per image, forward; FLOPs per
+    /// training image (2 per multiply-add, x 3: forward, backward-data, backward-weights; BN, ReLU,
+    /// pooling and adds not counted); the precision the step ran in; one core's peak it is held
+    /// against (`peak_precision`: the precision of that peak, fp32 when the level has none for
+    /// `precision`), and the whole step's GFLOP/s and share of threads x processes such cores.
+    public var forward_macs_per_image: Int = 0
+    public var flops_per_image: Double = 0
+    public var precision = "fp32"
+    public var peak_precision = "fp32"
+    public var peak_gflops_per_core: Double = 0
+    public var step_gflops: Double = 0
+    public var percent_of_peak: Double = 0
+    /// The same share by CPU time: images per second of this process's CPU time (all its threads,
+    /// spinning at barriers included) times its threads, so time the scheduler gave to other
+    /// processes does not count, as in `bench kernels` and its peak. Equal to the above on an idle machine.
+    public var images_per_sec_cpu: Double = 0
+    public var percent_of_peak_cpu: Double = 0
+    /// `--profile`: time per layer and pass and per phase of the step, costliest first (nil without it).
+    public var profile: [ProfileRow]?
 
     /// One JSON line (through `Codable`): rates to 0.1, times and ratios to 0.001.
     public var json: String {
@@ -52,6 +72,16 @@ public struct TrainBenchResult: Codable, Sendable {
         r.compute_ms = round(compute_ms); r.data_ms = round(data_ms); r.reduce_ms = round(reduce_ms)
         r.optimizer_ms = round(optimizer_ms); r.wait_ms = round(wait_ms); r.communicate_ms = round(communicate_ms)
         r.bytes_per_rank = bytes_per_rank.rounded(); r.exchange_ms = round(exchange_ms); r.exposed_ms = round(exposed_ms)
+        r.peak_gflops_per_core = round(peak_gflops_per_core, 2); r.step_gflops = round(step_gflops, 2)
+        r.percent_of_peak = round(percent_of_peak, 2)
+        r.images_per_sec_cpu = round(images_per_sec_cpu, 1); r.percent_of_peak_cpu = round(percent_of_peak_cpu, 2)
+        r.profile = profile?.map { row in
+            var row = row
+            row.ms = round(row.ms, 4); row.percent_of_step = round(row.percent_of_step, 2)
+            row.cpu_ms = row.cpu_ms.map { round($0, 4) }; row.percent_of_step_cpu = row.percent_of_step_cpu.map { round($0, 2) }
+            row.gflops = row.gflops.map { round($0, 2) }; row.percent_of_peak = row.percent_of_peak.map { round($0, 2) }
+            return row
+        }
         return MetricsLine.json(r)
     }
 }
@@ -65,6 +95,26 @@ public func syntheticDataset(shape: Shape, classes: Int, count: Int, seed: UInt6
     return Dataset(name: "synthetic", shape: shape, classes: classes, images: images, labels: labels)
 }
 
+/// One row of `ptrain bench train --profile`: a layer's forward or backward pass, or a phase of the
+/// step (`pass` "step": data gathering, loss and glue, reduction, optimizer, barrier wait, exchange,
+/// between steps). Times are per step, means over the workers: wall time (`ms`, and its share of the
+/// mean step) and, for layers, the worker threads' CPU time (`cpu_ms`, and its share of the step's
+/// CPU time per thread), which time given to other processes does not inflate. Conv and dense passes
+/// also give their GFLOP/s per core by CPU time and its share of the peak (backward:
+/// backward-data + backward-weights, or only backward-weights where the layer reads the model input).
+public struct ProfileRow: Codable, Sendable, Equatable {
+    public var name: String
+    /// The layer's type (`Conv2D`, `BatchNorm`, …), or "step" for the phases.
+    public var kind: String
+    public var pass: String
+    public var ms: Double
+    public var percent_of_step: Double
+    public var cpu_ms: Double?
+    public var percent_of_step_cpu: Double?
+    public var gflops: Double?
+    public var percent_of_peak: Double?
+}
+
 /// Settings of a training benchmark.
 public struct TrainBenchSettings: Sendable {
     public var warmupSeconds: Double = 2
@@ -72,14 +122,20 @@ public struct TrainBenchSettings: Sendable {
     /// Steps per timed window; nil: as many as fit in `windowSeconds`.
     public var stepsPerWindow: Int?
     public var windowSeconds: Double = 1
+    /// Time every layer's forward and backward (`ProfileRow`s in the result).
+    public var profile = false
+    /// Seconds of the single-core peak measurement (0: none; the share of peak is then 0).
+    public var peakSeconds: Double = 0.3
     public init() {}
 }
 
 /// Measures training steps of `config` (its batch size and shards) on `pool`.
 /// Under MPI every rank runs the same steps on its block of shards; the result is rank 0's view
 /// (steps are synchronised by the gradient exchange, so all ranks see the same step time).
+/// `precision` is the precision the step's conv and dense layers run in (fp32 where unknown): the
+/// step's share of the peak is taken against that precision's peak.
 public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBenchSettings,
-                       communicator: Communicator = LocalCommunicator()) throws -> TrainBenchResult {
+                       communicator: Communicator = LocalCommunicator(), precision: Precision = .fp32) throws -> TrainBenchResult {
     guard let input = config.input else {
         throw ConfigError("model.input: a benchmark needs the config's input shape (channels, height, width)")
     }
@@ -99,14 +155,23 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
     // Steps per window: fixed, or estimated from one timed step.
     let estimate = settings.stepsPerWindow ?? max(1, Int(settings.windowSeconds / (Double(trainer.timedSteps(1)) / 1e9)))
     let steps = trainer.collectives.agreeOnMaximum(communicator.rank == 0 ? estimate : 0)
+    // One core's peak, on this (pinned) thread, between warm-up and timing.
+    let peak = settings.peakSeconds > 0
+        ? peakGFLOPS(precision: precision, seconds: settings.peakSeconds).map { ($0.gflops, precision) }
+            ?? peakGFLOPS(precision: .fp32, seconds: settings.peakSeconds).map { ($0.gflops, Precision.fp32) }
+        : nil
+    let profiles = settings.profile ? trainer.profileLayers(true) : []
+    defer { if settings.profile { _ = trainer.profileLayers(false) } }
     trainer.resetPhaseTimes()
     var rates: [Double] = []
     var total: UInt64 = 0
+    let cpuStart = processCPUSeconds()
     for _ in 0..<settings.windows {
         let ns = trainer.timedSteps(steps)
         total += ns
         rates.append(Double(steps * config.batchSize) / (Double(ns) / 1e9))
     }
+    let cpuSeconds = processCPUSeconds() - cpuStart
     let totalSteps = Double(steps * settings.windows)
     let phases = trainer.phaseTimes()
     let median = rates.sorted()[rates.count / 2]
@@ -118,6 +183,30 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
                             wait_ms: phases.wait / totalSteps / 1e6, communicate_ms: phases.communicate / totalSteps / 1e6,
                             processes: communicator.size)
     result.parameters = trainer.model.trainableCount
+    let flops = trainer.model.trainingFlops
+    result.forward_macs_per_image = flops.forwardMultiplyAdds
+    result.flops_per_image = Double(flops.perImage)
+    result.precision = precision.rawValue
+    result.step_gflops = result.flops_per_image * median / 1e9
+    // This process's images over its CPU time per thread, times the processes: the global rate had
+    // every thread had its core to itself.
+    let images = Double(steps * settings.windows * config.batchSize)
+    result.images_per_sec_cpu = cpuSeconds > 0 ? images / (cpuSeconds / Double(pool.workerCount)) : 0
+    if let (gflops, peakPrecision) = peak {
+        let cores = pool.workerCount * communicator.size
+        result.peak_precision = peakPrecision.rawValue
+        result.peak_gflops_per_core = gflops
+        result.percent_of_peak = 100 * shareOfPeak(flopsPerImage: result.flops_per_image, imagesPerSecond: median,
+                                                   peakGFLOPSPerCore: gflops, cores: cores)
+        result.percent_of_peak_cpu = 100 * shareOfPeak(flopsPerImage: result.flops_per_image, imagesPerSecond: result.images_per_sec_cpu,
+                                                       peakGFLOPSPerCore: gflops, cores: cores)
+    }
+    if settings.profile {
+        result.profile = profileRows(model: trainer.model, profiles: profiles,
+                                     images: Double(config.batchSize) / Double(communicator.size), steps: totalSteps, stepNanoseconds: Double(total) / totalSteps,
+                                     stepCPUNanoseconds: cpuSeconds * 1e9 / Double(pool.workerCount) / totalSteps,
+                                     phases: phases, peakGFLOPS: peak?.0)
+    }
     if let exchange = trainer.exchangeFigures() {
         result.bytes_per_rank = exchange.bytesPerStep
         result.exchange_ms = Double(exchange.exchangeNanoseconds) / totalSteps / 1e6
@@ -126,6 +215,130 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
         result.overlap_forward = exchange.overlapsForward
     }
     return result
+}
+
+extension Trainer {
+    /// Switches per-layer timing on (a fresh `LayerProfile` in every worker's workspace, returned in
+    /// worker order) or off (none; returns []). Between steps only. A profiled step allocates nothing
+    /// either (`allocation-gate --profile`).
+    public func profileLayers(_ on: Bool) -> [LayerProfile] {
+        let layers = model.layers.count
+        for ws in job.workspaces { ws.profile = on ? LayerProfile(layers: layers) : nil }
+        return job.workspaces.compactMap(\.profile)
+    }
+}
+
+/// The `--profile` rows, costliest first (by wall time): each layer's forward and backward and the
+/// step's other phases, per step (means over the `profiles.count` workers), as shares of the mean
+/// step `stepNanoseconds` (layers also by CPU time, of the process's CPU time per thread and step
+/// `stepCPUNanoseconds`). "between steps" is what the phases leave of the step (the main thread's
+/// work between two steps, waking the workers). GFLOP/s of a conv or dense pass, per core: its
+/// multiply-adds x 2 over this process's `images` per step, over the workers' summed CPU time in it.
+func profileRows(model: Model, profiles: [LayerProfile], images: Double, steps: Double, stepNanoseconds: Double,
+                 stepCPUNanoseconds: Double,
+                 phases: (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double, communicate: Double),
+                 peakGFLOPS: Double?) -> [ProfileRow] {
+    let workers = Double(max(1, profiles.count))
+    func ms(_ ns: Double) -> Double { ns / steps / 1e6 }
+    func row(_ name: String, _ pass: String, _ ms: Double, kind: String = "step", cpuMs: Double? = nil,
+             macs: Int = 0, products: Int = 0) -> ProfileRow {
+        var gflops: Double?, percent: Double?
+        if macs > 0, let cpuMs, cpuMs > 0 {
+            gflops = 2 * Double(macs * products) * images / workers / (cpuMs / 1e3) / 1e9
+            percent = peakGFLOPS.map { 100 * gflops! / $0 }
+        }
+        return ProfileRow(name: name, kind: kind, pass: pass, ms: ms, percent_of_step: 100 * ms / (stepNanoseconds / 1e6),
+                          cpu_ms: cpuMs, percent_of_step_cpu: cpuMs.map { 100 * $0 / (stepCPUNanoseconds / 1e6) },
+                          gflops: gflops, percent_of_peak: percent)
+    }
+    func mean(_ value: (LayerProfile) -> UInt64) -> Double { Double(profiles.reduce(0) { $0 &+ value($1) }) / workers }
+    var rows: [ProfileRow] = []
+    var layerTotal = 0.0
+    for (i, layer) in model.layers.enumerated() {
+        let forward = mean { $0.forwardNanoseconds(i) }, backward = mean { $0.backwardNanoseconds(i) }
+        layerTotal += forward + backward
+        let macs = layer.multiplyAddsPerSample
+        // Backward: backward-weights, and backward-data unless the layer reads the model input.
+        let backwardProducts = model.inputs[i][0] == 0 ? 1 : 2
+        let kind = String(describing: type(of: layer))
+        rows.append(row(layer.name, "forward", ms(forward), kind: kind, cpuMs: ms(mean { $0.forwardCPUNanoseconds(i) }),
+                        macs: macs, products: 1))
+        rows.append(row(layer.name, "backward", ms(backward), kind: kind, cpuMs: ms(mean { $0.backwardCPUNanoseconds(i) }),
+                        macs: macs, products: backwardProducts))
+    }
+    rows.append(row("data gathering", "step", ms(phases.data)))
+    rows.append(row("loss, gradient zeroing, glue", "step", ms(phases.compute - phases.data - layerTotal)))
+    rows.append(row("reduction", "step", ms(phases.reduce)))
+    rows.append(row("optimizer", "step", ms(phases.optimizer)))
+    rows.append(row("barrier wait", "step", ms(phases.wait)))
+    if phases.communicate > 0 { rows.append(row("exchange (mpi)", "step", ms(phases.communicate))) }
+    let accounted = phases.compute + phases.wait + phases.reduce + phases.optimizer + phases.communicate
+    rows.append(row("between steps", "step", ms(stepNanoseconds * steps - accounted)))
+    return rows.sorted { $0.ms > $1.ms }
+}
+
+/// The `--profile` table for people, then the layers' time grouped by type and pass.
+public func formatProfile(_ rows: [ProfileRow]) -> String {
+    let width = max(5, rows.map(\.name.count).max() ?? 0)
+    func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    func number(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "" }
+    var lines = [pad("layer", width) + "  " + pad("pass", 8) + "  " + left("ms/step", 9) + "  " + left("% step", 7) + "  "
+                 + left("cum. %", 7) + "  " + left("CPU ms", 9) + "  " + left("% CPU", 6) + "  " + left("GFLOP/s", 8) + "  "
+                 + left("% peak", 7)]
+    var cumulative = 0.0
+    for r in rows {
+        cumulative += r.percent_of_step
+        lines.append(pad(r.name, width) + "  " + pad(r.pass, 8) + "  " + left(String(format: "%.3f", r.ms), 9) + "  "
+                     + left(String(format: "%.1f", r.percent_of_step), 7) + "  " + left(String(format: "%.1f", cumulative), 7) + "  "
+                     + left(number(r.cpu_ms, "%.3f"), 9) + "  " + left(number(r.percent_of_step_cpu, "%.1f"), 6) + "  "
+                     + left(number(r.gflops, "%.1f"), 8) + "  " + left(number(r.percent_of_peak, "%.1f"), 7))
+    }
+    lines.append("(per step, means over workers; ms: wall time, % step: of the mean step; CPU ms: the worker thread's CPU time,")
+    lines.append(" % CPU: of the step's CPU time per thread; a layer's backward includes adding its branch gradients; GFLOP/s")
+    lines.append(" per core by CPU time: conv and dense multiply-adds x 2, backward counting backward-data and backward-weights)")
+    // The same time by layer type and pass.
+    var groups: [String: (ms: Double, percent: Double, cpu: Double, cpuPercent: Double, count: Int)] = [:]
+    for r in rows where r.kind != "step" {
+        let key = "\(r.kind) \(r.pass)"
+        let g = groups[key] ?? (0, 0, 0, 0, 0)
+        groups[key] = (g.ms + r.ms, g.percent + r.percent_of_step, g.cpu + (r.cpu_ms ?? 0), g.cpuPercent + (r.percent_of_step_cpu ?? 0),
+                       g.count + 1)
+    }
+    lines.append("")
+    lines.append(pad("by layer type", 24) + "  " + left("layers", 6) + "  " + left("ms/step", 9) + "  " + left("% step", 7) + "  "
+                 + left("CPU ms", 9) + "  " + left("% CPU", 6))
+    for (key, g) in groups.sorted(by: { $0.value.ms > $1.value.ms }) {
+        lines.append(pad(key, 24) + "  " + left(String(g.count), 6) + "  " + left(String(format: "%.3f", g.ms), 9) + "  "
+                     + left(String(format: "%.1f", g.percent), 7) + "  " + left(String(format: "%.3f", g.cpu), 9) + "  "
+                     + left(String(format: "%.1f", g.cpuPercent), 6))
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// The meter line: FLOPs per training image and the whole step's share of the peak.
+public func formatMeter(_ r: TrainBenchResult) -> String {
+    func flops(_ x: Double) -> String {
+        x >= 1e9 ? String(format: "%.3f GFLOP", x / 1e9) : x >= 1e6 ? String(format: "%.2f MFLOP", x / 1e6) : String(format: "%.1f kFLOP", x / 1e3)
+    }
+    var line = "meter: \(flops(r.flops_per_image)) per training image (conv + dense: "
+        + String(format: "%.3f", Double(r.forward_macs_per_image) / 1e6) + " M multiply-adds forward x 2 FLOPs x 3 passes; "
+        + "BN, ReLU, pooling, adds not counted); step "
+        + String(format: "%.1f GFLOP/s", r.step_gflops) + " in \(r.precision)"
+    if r.peak_gflops_per_core > 0 {
+        line += String(format: " = %.1f%% of %d x %.1f GFLOP/s", r.percent_of_peak, r.threads * r.processes, r.peak_gflops_per_core)
+            + " (\(r.peak_precision) peak per core, \(InstructionSet.current.name))"
+        if r.peak_precision != r.precision { line += "; no \(r.precision) peak at this level, held against fp32" }
+        line += String(format: "; by CPU time %.1f images/s, %.1f%%", r.images_per_sec_cpu, r.percent_of_peak_cpu)
+    }
+    return line
+}
+
+/// CPU seconds of the whole process (every thread), CLOCK_PROCESS_CPUTIME_ID.
+func processCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 /// Fills speedup and efficiency relative to the first result.
