@@ -76,6 +76,12 @@ enum AtomicFile {
     static func write(_ text: String, to path: String) throws { try write(Array(text.utf8), to: path) }
 }
 
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename, fsync of
+/// the folder), for file formats written outside this module (ONNX export).
+public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+    try AtomicFile.write(bytes, to: path)
+}
+
 /// Creates `path` and its parents; one-line error naming the part of the path that is in the way.
 func makeDirectory(_ path: String) throws {
     var isDir: ObjCBool = false
