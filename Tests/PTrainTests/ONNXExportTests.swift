@@ -26,6 +26,14 @@ final class ONNXExportTests: XCTestCase {
     }
 
     struct MissingPython: Error, CustomStringConvertible { var message: String; var description: String { message } }
+    struct StepFailed: Error, CustomStringConvertible { var message: String; var description: String { message } }
+
+    /// `result` of `step`, or an error (the test's failure) with its output.
+    @discardableResult
+    func require(_ result: TestSupport.Result, _ step: String) throws -> TestSupport.Result {
+        guard result.status == 0 else { throw StepFailed(message: "\(step) exited \(result.status): \(result.stdout) \(result.stderr)") }
+        return result
+    }
 
     /// Samples of `shape` for `classes` classes: a class-dependent pattern plus noise, as bytes
     /// (`bytes`) or floats, written as N x C x H x W .npy files with uint8 labels.
@@ -74,21 +82,20 @@ final class ONNXExportTests: XCTestCase {
         c.data.path = dir.path
         c.epochs = 1
         c.batchSize = batchSize
+        c.warmupEpochs = min(c.warmupEpochs, 0.5)
         let configPath = dir.appendingPathComponent("config.yaml").path
         try Data(c.yaml.utf8).write(to: URL(fileURLWithPath: configPath))
         let run = dir.appendingPathComponent("run")
-        let trained = try TestSupport.ptrain(["train", "--config", configPath, "--output", run.path, "--threads", "2", "-q"])
-        XCTAssertEqual(trained.status, 0, trained.stderr, file: file, line: line)
+        try require(try TestSupport.ptrain(["train", "--config", configPath, "--output", run.path, "--threads", "2", "-q"]), "train")
 
         let samples = dir.appendingPathComponent("test_images.npy").path
-        let predict = try TestSupport.ptrain(["predict", "--checkpoint", run.path, "--input", samples, "--format", "json"])
-        XCTAssertEqual(predict.status, 0, predict.stderr, file: file, line: line)
+        let predict = try require(try TestSupport.ptrain(["predict", "--checkpoint", run.path, "--input", samples, "--format", "json"]),
+                                  "predict")
         let predictions = dir.appendingPathComponent("predictions.jsonl")
         try Data(predict.stdout.utf8).write(to: predictions)
 
         let onnx = dir.appendingPathComponent("\(config.name).onnx").path
-        let export = try TestSupport.ptrain(["export", "--checkpoint", run.path, "--output", onnx])
-        XCTAssertEqual(export.status, 0, export.stderr, file: file, line: line)
+        let export = try require(try TestSupport.ptrain(["export", "--checkpoint", run.path, "--output", onnx]), "export")
         XCTAssertTrue(export.stdout.contains("opset \(ONNXExport.opset)"), export.stdout, file: file, line: line)
 
         let check = try TestSupport.run(python, ["scripts/onnx-check.py", onnx, "--samples", samples,
