@@ -146,7 +146,7 @@ final class ONNXExportTests: XCTestCase {
     /// 2-D: keep with a clipped last window (max 11 -> 6, avg 6 -> 3 with a 2-wide last window),
     /// drop with a partial window left out (max 3 s3 and avg 4 s3 on 11 -> 3), keep on a map
     /// smaller than the window (3x3, window 5 -> 1x1), strided padded convolution, batch norm,
-    /// concat, global average pooling, add of flat vectors, dropout, dense.
+    /// concat, global average pooling, batch norm and add of flat vectors, dropout, dense.
     static let pooling2D = """
         name: pool-edges-2d
         data: {source: npy, mean: 0.5, std: 0.25}
@@ -166,7 +166,8 @@ final class ONNXExportTests: XCTestCase {
             - {name: flat, type: flatten}
             - {name: gap, type: global_avgpool, from: [joined]}
             - {name: gapdense, type: dense, neurons: 8}
-            - {name: sum, type: add, from: [flat, gapdense]}
+            - {name: gapbn, type: batchnorm}
+            - {name: sum, type: add, from: [flat, gapbn]}
             - {name: drop, type: dropout, rate: 0.3}
             - {name: out, type: dense, neurons: 5}
         optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
