@@ -28,8 +28,7 @@ public struct ONNXExportSummary: Sendable, Equatable {
 }
 
 public enum ONNXExport {
-    /// The operator set the graph is written for (ONNX 1.12 and later, ONNX Runtime 1.12 and later),
-    /// and the matching IR version.
+    /// The operator set the graph is written for (that of ONNX 1.12), and the matching IR version.
     public static let opset = 17
     public static let irVersion = 8
     public static let inputName = "input"

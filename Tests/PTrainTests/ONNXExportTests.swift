@@ -198,27 +198,28 @@ final class ONNXExportTests: XCTestCase {
 
     func parse(_ yaml: String, _ name: String) throws -> TrainConfig { try TrainConfig.parse(yaml: yaml, file: name) }
 
-    func testPoolingEdgeRules2D() throws {
-        let config = try parse(Self.pooling2D, "pool-edges-2d.yaml")
+    /// The layers' output shapes of `config` (the pooling rules give what the comments say), then the
+    /// whole check through ONNX Runtime.
+    func checkPoolingRules(_ config: TrainConfig, expected: [String: Shape], bytes: Bool,
+                           file: StaticString = #filePath, line: UInt = #line) throws {
         let model = try Model(input: try XCTUnwrap(config.input), layers: config.layers, maxBatch: 1)
         let shapes = Dictionary(uniqueKeysWithValues: model.layers.map { ($0.name, $0.outputShape) })
-        XCTAssertEqual(shapes["maxkeep"], Shape(channels: 6, height: 6, width: 6))
-        XCTAssertEqual(shapes["avgkeep"], Shape(channels: 6, height: 3, width: 3))
-        XCTAssertEqual(shapes["maxdrop"], Shape(channels: 6, height: 3, width: 3))
-        XCTAssertEqual(shapes["avgdrop"], Shape(channels: 6, height: 3, width: 3))
-        XCTAssertEqual(shapes["small"], Shape(channels: 8, height: 1, width: 1))
-        try trainExportAndCheck(config, bytes: true)
+        for (name, shape) in expected { XCTAssertEqual(shapes[name], shape, name, file: file, line: line) }
+        try trainExportAndCheck(config, bytes: bytes, file: file, line: line)
+    }
+
+    func testPoolingEdgeRules2D() throws {
+        try checkPoolingRules(try parse(Self.pooling2D, "pool-edges-2d.yaml"),
+                              expected: ["maxkeep": Shape(channels: 6, height: 6, width: 6), "avgkeep": Shape(channels: 6, height: 3, width: 3),
+                                         "maxdrop": Shape(channels: 6, height: 3, width: 3), "avgdrop": Shape(channels: 6, height: 3, width: 3),
+                                         "small": Shape(channels: 8, height: 1, width: 1)], bytes: true)
     }
 
     func testPoolingEdgeRules1D() throws {
-        let config = try parse(Self.pooling1D, "pool-edges-1d.yaml")
-        let model = try Model(input: try XCTUnwrap(config.input), layers: config.layers, maxBatch: 1)
-        let shapes = Dictionary(uniqueKeysWithValues: model.layers.map { ($0.name, $0.outputShape) })
-        XCTAssertEqual(shapes["maxkeep"], Shape(channels: 4, height: 1, width: 13))
-        XCTAssertEqual(shapes["avgkeep"], Shape(channels: 4, height: 1, width: 5))
-        XCTAssertEqual(shapes["maxdrop"], Shape(channels: 4, height: 1, width: 5))
-        XCTAssertEqual(shapes["avgdrop"], Shape(channels: 4, height: 1, width: 5))
-        try trainExportAndCheck(config, bytes: false)
+        try checkPoolingRules(try parse(Self.pooling1D, "pool-edges-1d.yaml"),
+                              expected: ["maxkeep": Shape(channels: 4, height: 1, width: 13), "avgkeep": Shape(channels: 4, height: 1, width: 5),
+                                         "maxdrop": Shape(channels: 4, height: 1, width: 5), "avgdrop": Shape(channels: 4, height: 1, width: 5)],
+                              bytes: false)
     }
 
     // MARK: The file's structure (no Python needed)
