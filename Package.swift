@@ -28,6 +28,7 @@ let package = Package(
     products: [
         .executable(name: "ptrain", targets: ["ptrain"]),
         .library(name: "PTrain", targets: ["PTrain"]),
+        .library(name: "PTExport", targets: ["PTExport"]),
     ],
     traits: [
         // `swift build -c release --traits MPI`: an MPI communicator (Open MPI or MPICH through
@@ -37,6 +38,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", exact: "5.0.1"),
+        // ONNX export's protobuf encoding (library only; the generated onnx.pb.swift is committed,
+        // scripts/generate-onnx-proto.sh regenerates it with this release's protoc-gen-swift).
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // System libraries, one C shim each.
@@ -87,6 +91,11 @@ let package = Package(
             dependencies: ["PTModel", "PTData", "PTFiles", "PTRuntime", "PTDistributed", "PTKernels", "PTTensor", "CZlib",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: checked),
+        // ONNX export: a trained model as an ONNX graph (ONNX's protobuf schema as generated Swift types).
+        .target(
+            name: "PTExport",
+            dependencies: ["PTrain", "PTFiles", "PTModel", "PTKernels", "PTTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: checked),
         // Counts the process's heap allocations (replaces malloc and friends): only for the gate below.
         .target(name: "CAllocationCount"),
         // The allocation gate (CI): steady-state training steps on the production pool allocate nothing.
@@ -96,7 +105,7 @@ let package = Package(
             swiftSettings: checked),
         .executableTarget(
             name: "ptrain",
-            dependencies: ["PTrain", "PTRuntime", "PTData", "PTFiles", "PTModel", "PTTensor", "PTDistributed", "PTKernels", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PTrain", "PTExport", "PTRuntime", "PTData", "PTFiles", "PTModel", "PTTensor", "PTDistributed", "PTKernels", "CPTSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
 
         .testTarget(name: "PTKernelsTests", dependencies: ["PTKernels", "PTTensor", "CPTSupport"], swiftSettings: checked),
@@ -104,6 +113,6 @@ let package = Package(
         .testTarget(name: "PTDataTests", dependencies: ["PTData", "PTTensor"], swiftSettings: checked),
         .testTarget(name: "PTRuntimeTests", dependencies: ["PTRuntime"], swiftSettings: checked),
         .testTarget(name: "PTDistributedTests", dependencies: ["PTDistributed", "PTTensor"], swiftSettings: checked),
-        .testTarget(name: "PTrainTests", dependencies: ["PTrain", "ptrain"], swiftSettings: checked),
+        .testTarget(name: "PTrainTests", dependencies: ["PTrain", "PTExport", "ptrain"], swiftSettings: checked),
     ]
 )

@@ -1,6 +1,7 @@
 // ptrain: the command-line tool. `ptrain` alone runs `ptrain train` with the built-in X/O job.
 import ArgumentParser
 import Foundation
+import PTrain
 
 /// The root command; `train` is the default subcommand.
 struct PTrainCommand: ParsableCommand {
@@ -12,13 +13,15 @@ struct PTrainCommand: ParsableCommand {
               ptrain --threads 2                                  # the default job: X/O from the slides
               ptrain train --config configs/lenet5-mnist.yaml --data DIR --output runs/lenet
               ptrain summary --config configs/lenet5-mnist.yaml
+              ptrain export --checkpoint runs/lenet --output lenet.onnx
               ptrain topo
 
             Exit codes: 0 success; 1 bad input, configuration or data, or training failed;
             2 the CPU lacks instructions the binary was built for; 3 stopped by a signal after writing
             a checkpoint; 128+N a second signal N; 64 wrong command-line usage.
             """,
-        subcommands: [Train.self, Eval.self, Predict.self, Summary.self, Topo.self, Bench.self, Pack.self],
+        version: PTrainVersion.current,
+        subcommands: [Train.self, Eval.self, Predict.self, Export.self, Summary.self, Topo.self, Bench.self, Pack.self],
         defaultSubcommand: Train.self)
 }
 
