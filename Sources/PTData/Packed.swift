@@ -123,7 +123,8 @@ public enum Packed {
             throw DataError("\(path): \(classes) class names need \(headerSize) header bytes (at most \(headerRegion))")
         }
 
-        let file = try AtomicFile(path: path)
+        let file: AtomicFile
+        do { file = try AtomicFile(path: path) } catch let error as FileError { throw DataError(error.message) }
         func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws { try file.write(bytes, at: offset) }
 
         // Samples, block by block, with their checksums.

@@ -49,7 +49,7 @@ public final class AtomicFile {
         folder = dir.isEmpty ? "." : dir
         var template = Array("\(folder)/.\((path as NSString).lastPathComponent).tmp-XXXXXX".utf8CString)
         fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw FileError("\(path): cannot write: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileError("\(path): cannot create a temporary file beside it: \(String(cString: strerror(errno)))") }
         temporaryPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let mask = umask(0)
         umask(mask)
