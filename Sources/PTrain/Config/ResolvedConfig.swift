@@ -63,7 +63,8 @@ extension TrainConfig {
         lines.append("  weight_decay: \(weightDecay)")
         lines += ["schedule:", "  type: \(schedule.rawValue)", "  warmup_epochs: \(warmupEpochs)", "  step_epochs: \(stepEpochs)",
                   "  gamma: \(gamma)", "  min_lr: \(minLR)"]
-        lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)"]
+        lines += ["training:", "  epochs: \(epochs)", "  batch_size: \(batchSize)", "  shards: \(shards)", "  seed: \(seed)",
+                  "  precision: \(precision.rawValue)"]
         lines += ["distributed:", "  exchange: \(exchange.rawValue)", "  bucket_kb: \(bucketKB)", "  overlap_forward: \(overlapForward)",
                   "  segment_kb: \(segmentKB)", "  sends_in_flight: \(sendsInFlight)"]
         return lines.joined(separator: "\n") + "\n"

@@ -106,7 +106,7 @@ final class StepJob: ParallelJob {
     init(model: Model, shards: Int, pool: WorkerPool, parameters: AlignedBuffer, initialParameters: AlignedBuffer,
          optimizerState: OptimizerState, dataset: Dataset, indices: UnsafePointer<Int32>, state: AlignedBuffer,
          collectives: Collectives, allGatherPartials: Bool = true, augmentation: Augmentation = Augmentation(),
-         augmentSeed: UInt64 = 0) {
+         augmentSeed: UInt64 = 0, precision: Precision = .fp32) {
         let workers = pool.workerCount
         self.model = model
         self.workers = workers
@@ -132,7 +132,8 @@ final class StepJob: ParallelJob {
         // it; each worker's slice of the parameters, gradients and optimizer state written by it.
         let local = PerWorkerAllocation(model: model, workers: workers, shards: endShard - firstShard,
                                         slices: [(grads.pointer, nil), (parameters.pointer, initialParameters.pointer)],
-                                        optimizerState: optimizerState, augmentScratch: !augmentation.isIdentity)
+                                        optimizerState: optimizerState, augmentScratch: !augmentation.isIdentity,
+                                        precision: precision)
         pool.run(local)
         let shardBuffers = local.shardBuffers()
         workspaces = local.workspaceList()
@@ -361,10 +362,12 @@ private final class PerWorkerAllocation: ParallelJob {
     let shardSlots: UnsafeMutablePointer<AlignedBuffer?>
     let scratchSlots: UnsafeMutablePointer<AlignedBuffer?>
     let augmentScratch: Bool
+    let precision: Precision
 
     init(model: Model, workers: Int, shards: Int, slices: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?)],
-         optimizerState: OptimizerState, augmentScratch: Bool) {
+         optimizerState: OptimizerState, augmentScratch: Bool, precision: Precision) {
         self.model = model
+        self.precision = precision
         self.workers = workers
         self.shards = shards
         self.slices = slices
@@ -403,7 +406,7 @@ private final class PerWorkerAllocation: ParallelJob {
             // (The sharded exchange's state holds only this rank's pieces: fewer floats.)
             optimizerState.zero((lo..<hi).clamped(to: 0..<optimizerState.count))
         }
-        workspaceSlots[worker] = Workspace(model: model)
+        workspaceSlots[worker] = Workspace(model: model, precision: precision)
         if augmentScratch { scratchSlots[worker] = AlignedBuffer(count: model.inputShape.count) }
         var s = worker
         while s < shards {

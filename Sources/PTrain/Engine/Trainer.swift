@@ -3,6 +3,7 @@
 import Foundation
 import PTData
 import PTDistributed
+import PTKernels
 import PTModel
 import PTRuntime
 import PTTensor
@@ -80,6 +81,13 @@ public struct TrainingError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The config asks for a precision this process cannot run (bf16 without AVX512_BF16, or with
+/// PTRAIN_ISA below avx512). The command line prints its one line and exits with code 2.
+public struct PrecisionUnavailable: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = "training.precision: " + description }
+}
+
 /// Runs training for one config on one worker pool: one step at a time (`step`), with the test
 /// set evaluated after each epoch. `TrainingSession` drives it (checkpoints, stop signals,
 /// metrics, the run folder); benchmarks call `timedSteps`.
@@ -116,6 +124,7 @@ public final class Trainer {
     ///   rank's block of shards is a subtree of the fixed reduction tree.
     public init(config: TrainConfig, train: Dataset, test: Dataset, pool: WorkerPool,
                 communicator: Communicator = LocalCommunicator()) throws {
+        if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
         let ranks = communicator.size
         if ranks > 1 {
             let perRank = config.shards / ranks
@@ -164,7 +173,8 @@ public final class Trainer {
         job = StepJob(model: model, shards: config.shards, pool: pool, parameters: parameters, initialParameters: initial,
                       optimizerState: liveState, dataset: self.train, indices: order, state: state, collectives: collectives,
                       allGatherPartials: exchange == nil,
-                      augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed)
+                      augmentation: Preprocessing(config.data).augmentation(config.augment), augmentSeed: config.seed,
+                      precision: config.precision)
         if let exchange {
             // The exchange may run on into the next forward only while the main thread's
             // collectives may run beside it (MPI_THREAD_MULTIPLE); otherwise each step drains it.
