@@ -63,7 +63,26 @@ extension ConvGeometry {
     }
 }
 
+/// Which passes of a convolution run in bf16 in a bf16 workspace; the others stay fp32. Chosen from
+/// the geometry alone (never by timing), so the bits depend only on the model.
+public struct BF16Passes: Sendable, Equatable {
+    public var forward: Bool, backwardData: Bool, backwardWeights: Bool
+    public init(forward: Bool, backwardData: Bool, backwardWeights: Bool) {
+        self.forward = forward; self.backwardData = backwardData; self.backwardWeights = backwardWeights
+    }
+}
+
 extension ConvKernel {
+    /// The passes that run in bf16: those whose GEMM has at least 16 rows (two 8-row register tiles):
+    /// forward and backward weights need oc >= 16, backward data ic >= 16. With fewer rows most of the
+    /// 8 x 32 tile multiplies padding and the fp32 direct kernels are faster (AMD Zen 4, one thread,
+    /// `ptrain bench kernels`, GFLOP/s fp32 vs bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1,
+    /// backward weights 65.1 vs 27.0; LeNet conv2 (6 -> 16) backward data 52.2 vs 19.5; but conv2
+    /// forward 76.4 vs 76.1 and backward weights 66.8 vs 80.5, CIFAR 3 -> 32 forward 96.1 vs 137.3).
+    public var bf16Passes: BF16Passes {
+        BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16, backwardWeights: geometry.oc >= 16)
+    }
+
     /// Floats of scratch the bf16 passes need (any mb <= geometry.mb).
     public var bf16ScratchCount: Int { (pt_bf16_conv_scratch_bytes(geometry.bf16, Int32(geometry.mb)) + 3) / 4 + 16 }
 
