@@ -348,23 +348,38 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
             for (int i = 0; i < g.kh; i++)
                 for (int j = 0; j < g.kw; j++, k++) {
                     const float *src = col + (long)k * d.P;
+                    // Output columns x with 0 <= x * sw - pw + j < iw.
+                    int lo = g.pw - j <= 0 ? 0 : (g.pw - j + g.sw - 1) / g.sw;
+                    int hi = g.iw - 1 + g.pw - j < 0 ? 0 : (g.iw - 1 + g.pw - j) / g.sw + 1;
+                    if (hi > g.ow) hi = g.ow;
                     for (int y = 0; y < g.oh; y++) {
                         int iy = y * g.sh - g.ph + i;
                         if (iy < 0 || iy >= g.ih) continue;
-                        float *row = dst + ((long)c * g.ih + iy) * g.iw;
-                        for (int x = 0; x < g.ow; x++) {
-                            int ix = x * g.sw - g.pw + j;
-                            if (ix >= 0 && ix < g.iw) row[ix] += src[y * g.ow + x];
+                        float *row = dst + ((long)c * g.ih + iy) * g.iw - g.pw + j;
+                        const float *from = src + y * g.ow;
+                        if (g.sw == 1) {
+                            for (int x = lo; x < hi; x++) row[x] += from[x];
+                        } else {
+                            for (int x = lo; x < hi; x++) row[x * g.sw] += from[x];
                         }
                     }
                 }
     }
 }
 
+/// Backward weights with a channels-last copy of the padded sample when ic is a multiple of 16: the
+/// B operand's columns (reduction index k) are then ordered (i, j, c), 16 consecutive channels lie
+/// next to each other in memory and the packer loads them instead of gathering; dW is read into and
+/// written back from that order around the samples (copies, so the chains are the same).
+/// (Not for 1x1 kernels: there the reordering costs more than the gathers it saves.)
+static int channels_last_weights(pt_bf16_conv_geometry g) { return g.ic % 16 == 0 && g.kh * g.kw > 1; }
+
 static size_t weights_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
+    size_t extra = channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
     return align64(packed_a_bytes(g.oc, d.P)) + align64(packed_b_bytes(d.K, d.P)) + align64((size_t)(d.sample + 16) * 2)
-         + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4) + 64;
+         + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
+         + extra + 64;
 }
 
 void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db) {
@@ -394,17 +409,55 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
     uint16_t *pad = bump(&s, (size_t)(d.sample + 16) * 2);
     uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 32);
     int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
-    conv_offsets(g, d, koff, poff);
-    for (int o = 0; o < g.oc; o++) rows[o] = o * d.P;
+    int last = channels_last_weights(g);
+    float *acc = dw;
+    int khw = g.kh * g.kw;
     memset(pad, 0, (size_t)(d.sample + 16) * 2);
+    if (last) {
+        // pad[(y * piw + x) * ic + c]; k' = (i * kw + j) * ic + c; dW copied into acc[o][k'].
+        acc = bump(&s, (size_t)g.oc * d.K * 4);
+        for (int i = 0; i < g.kh; i++)
+            for (int j = 0; j < g.kw; j++)
+                for (int c = 0; c < g.ic; c++) koff[(i * g.kw + j) * g.ic + c] = (int32_t)((i * d.piw + j) * g.ic + c);
+        for (int q = 0, y = 0; y < g.oh; y++)
+            for (int x = 0; x < g.ow; x++, q++) poff[q] = (int32_t)((y * g.sh * d.piw + x * g.sw) * g.ic);
+        for (int o = 0; o < g.oc; o++)
+            for (int c = 0; c < g.ic; c++)
+                for (int t = 0; t < khw; t++) acc[(long)o * d.K + t * g.ic + c] = dw[(long)o * d.K + c * khw + t];
+    } else {
+        conv_offsets(g, d, koff, poff);
+    }
+    for (int o = 0; o < g.oc; o++) rows[o] = o * d.P;
     pt_view dv = { dbf, rows, NULL };
+    uint16_t row[4096 + 16];
     for (int n = 0; n < mb; n++) {
-        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
+        const float *sample = in + (long)n * g.ic * g.ih * g.iw;
+        if (last && g.iw <= 4096) {
+            for (int c = 0; c < g.ic; c++)
+                for (int y = 0; y < g.ih; y++) {
+                    pt_bf16_round(sample + ((long)c * g.ih + y) * g.iw, row, g.iw);
+                    uint16_t *dst = pad + ((long)(y + g.ph) * d.piw + g.pw) * g.ic + c;
+                    for (int x = 0; x < g.iw; x++) dst[(long)x * g.ic] = row[x];
+                }
+        } else if (last) {
+            for (int c = 0; c < g.ic; c++)
+                for (int y = 0; y < g.ih; y++)
+                    for (int x = 0; x < g.iw; x++) {
+                        float v = sample[((long)c * g.ih + y) * g.iw + x];
+                        pt_bf16_round(&v, pad + ((long)(y + g.ph) * d.piw + x + g.pw) * g.ic + c, 1);
+                    }
+        } else {
+            pad_sample(g, d, sample, pad);
+        }
         pt_bf16_round(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
         pack_a_all(dv, g.oc, d.P, pa);
         // dw[o][k] (M = oc, N = K, reduction = this sample's pixels): B(q, k) = pad[koff[k] + poff[q]].
-        gemm_packed_a(g.oc, d.K, d.P, pa, pad, koff, poff, dw, d.K, 1, NULL, pb);
+        gemm_packed_a(g.oc, d.K, d.P, pa, pad, koff, poff, acc, d.K, 1, NULL, pb);
     }
+    if (last)
+        for (int o = 0; o < g.oc; o++)
+            for (int c = 0; c < g.ic; c++)
+                for (int t = 0; t < khw; t++) dw[(long)o * d.K + c * khw + t] = acc[(long)o * d.K + t * g.ic + c];
     if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
 }
 
