@@ -74,6 +74,13 @@ static void pack_a(pt_view v, int m0, int M, int R, uint32_t *dst) {
 static const uint16_t interleave_index[32] = {
     0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
 
+/// Runs of adjacent offsets among `count` lanes.
+static int runs_of(const int32_t *lane, int count) {
+    int runs = 1;
+    for (int l = 1; l < count; l++) runs += lane[l] != lane[l - 1] + 1;
+    return runs;
+}
+
 /// B operand: element (r, n) at src[lane[n] + roff[r]]. Packs columns [n0, n0 + NR) (columns >= N zero)
 /// of the whole reduction into [ceil(R/2)][NR] words. Per 16 columns: two 16-element loads and one
 /// permute when the lanes are adjacent in memory; otherwise gathers (one when the pair is adjacent).
@@ -99,6 +106,27 @@ static void pack_b(const uint16_t *src, const int32_t *lane, const int32_t *roff
                 int r0 = 2 * p, r1 = 2 * p + 1;
                 __m256i hi = _mm256_maskz_loadu_epi16(m, s + roff[r0]);
                 __m256i lo = r1 < R ? _mm256_maskz_loadu_epi16(m, s + roff[r1]) : _mm256_setzero_si256();
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                _mm512_store_si512(d + p * NR, _mm512_permutexvar_epi16(perm, z));
+            }
+        } else if (runs_of(lane + first, count) <= 4) {
+            // Lanes in a few runs of adjacent elements (e.g. 8x8 planes: 16 pixels in two rows): one
+            // masked load per run instead of a gather.
+            int start[4], len[4], n = 0;
+            for (int l = 0; l < count; n++) {
+                int e = l + 1;
+                while (e < count && lane[first + e] == lane[first + e - 1] + 1) e++;
+                start[n] = l; len[n] = e - l; l = e;
+            }
+            for (int p = 0; p < kp; p++) {
+                int r0 = 2 * p, r1 = 2 * p + 1;
+                __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+                for (int t = 0; t < n; t++) {
+                    __mmask16 rm = (__mmask16)(((1u << len[t]) - 1) << start[t]);
+                    const uint16_t *base = src + lane[first + start[t]] - start[t];
+                    hi = _mm256_mask_loadu_epi16(hi, rm, base + roff[r0]);
+                    if (r1 < R) lo = _mm256_mask_loadu_epi16(lo, rm, base + roff[r1]);
+                }
                 __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                 _mm512_store_si512(d + p * NR, _mm512_permutexvar_epi16(perm, z));
             }

@@ -21,9 +21,9 @@ public enum Precision: String, Sendable, CaseIterable, Codable {
         case .bf16:
             if InstructionSet.bf16Unit != nil { return nil }
             if InstructionSet.current != .avx512 && InstructionSet.cpuFeatures.contains("avx512bf16") {
-                return "precision bf16 needs the avx512 level with AVX512_BF16, but the \(InstructionSet.current.name) level is in use (PTRAIN_ISA); unset PTRAIN_ISA or use precision fp32"
+                return "bf16 needs the avx512 level with AVX512_BF16, but the \(InstructionSet.current.name) level is in use (PTRAIN_ISA); unset PTRAIN_ISA or use precision fp32"
             }
-            return "precision bf16 needs a CPU with AVX512_BF16 (vdpbf16ps: AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later); this CPU lacks it: use precision fp32"
+            return "bf16 needs a CPU with AVX512_BF16 (vdpbf16ps: AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later); this CPU lacks it: use precision fp32"
         }
     }
 }
