@@ -59,6 +59,11 @@ let package = Package(
         // Deliberately compiled without a target CPU: it must run (and say why not) on any x86-64 CPU.
         .target(name: "CPTSupport", dependencies: ["CPTFeaturesBaseline", "CPTFeaturesAVX2", "CPTFeaturesAVX512"]),
 
+        // bf16 kernels in C (Swift cannot emit vdpbf16ps): GEMM, convolution and dense passes with bf16
+        // operands and fp32 accumulation. Built for AVX-512 + AVX512_BF16 and called only when the
+        // start-up check (CPTSupport `pt_bf16_unit`) found both; nothing else calls into it.
+        .target(name: "CPTKernelsBF16",
+                cSettings: [.unsafeFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-O3"])]),
         // Hot path: GEMM, convolution, pooling, activations, optimizer updates, generic over the level.
         .target(name: "PTKernelsCore",
                 swiftSettings: checked + kernelFlags + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
@@ -68,7 +73,7 @@ let package = Package(
         .target(name: "PTKernelsAVX512", dependencies: ["PTKernelsCore"],
                 swiftSettings: [.unsafeFlags(["-target-cpu", avx512CPU])] + kernelFlags),
         // The public kernel API: the level's table chosen once, the baseline level, references.
-        .target(name: "PTKernels", dependencies: ["PTKernelsCore", "PTKernelsAVX2", "PTKernelsAVX512", "CPTSupport"],
+        .target(name: "PTKernels", dependencies: ["PTKernelsCore", "PTKernelsAVX2", "PTKernelsAVX512", "CPTSupport", "CPTKernelsBF16"],
                 swiftSettings: checked + kernelFlags),
         // Shapes and 64-byte aligned buffers.
         .target(name: "PTTensor", swiftSettings: checked),

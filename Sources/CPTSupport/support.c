@@ -140,8 +140,17 @@ int pt_select_level(const char *requested, const char *available, char *message,
 }
 
 static int pt_level = 0;
+static int pt_bf16 = 0;
 
 int pt_isa_level(void) { return pt_level; }
+
+int pt_bf16_unit(void) { return pt_bf16; }
+
+int pt_bf16_unit_for(int level, const char *available) {
+    /* AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5; dropped by pt_cpu_features when the OS does
+       not save the AVX-512 state) on top of the avx512 level. AMX-BF16 would be unit 2 here. */
+    return level == 2 && list_contains(available, "avx512bf16", strlen("avx512bf16")) ? 1 : 0;
+}
 
 void pt_set_flush_to_zero(void) {
 #if defined(__x86_64__)
@@ -170,5 +179,6 @@ __attribute__((constructor)) static void pt_choose_level_at_start(void) {
         _exit(2);
     }
     pt_level = level;
+    pt_bf16 = pt_bf16_unit_for(level, available);
 #endif
 }

@@ -1,5 +1,6 @@
 // The layer protocol and the per-call argument bundle. Layers are value types; each forward or
 // backward call is one dynamic dispatch per layer per shard, never inside a loop.
+import PTKernels
 import PTTensor
 
 /// One named parameter tensor of a layer (e.g. "conv1.weight", shape [6, 1, 5, 5]).
@@ -32,6 +33,9 @@ public struct LayerCall {
     public var indices: UnsafeMutablePointer<Int32>
     /// Training step (dropout active) or inference.
     public var training = false
+    /// The precision of the workspace making the call (`Workspace.precision`): only layers with a
+    /// bf16 path (convolution, dense) look at it.
+    public var precision: Precision = .fp32
     /// Seed for this layer's random noise in this call (see `Workspace.noiseSeed`).
     public var noiseSeed: UInt64 = 0
     /// The model's flat state buffer (batch normalisation's running statistics; use
@@ -81,6 +85,8 @@ public protocol Layer: Sendable {
     var multiplyAddsPerSample: Int { get }
     /// Scratch floats one worker needs for calls with up to `maxBatch` samples.
     func scratchCount(maxBatch: Int) -> Int
+    /// Scratch floats at `precision` (default: `scratchCount(maxBatch:)`; layers with a bf16 path add theirs).
+    func scratchCount(maxBatch: Int, precision: Precision) -> Int
     /// Saved indices needed for `batch` samples (max pooling's argmax).
     func indexCount(batch: Int) -> Int
     /// Fills this layer's parameters (weights from `rng`, biases zero).
@@ -97,6 +103,7 @@ extension Layer {
     public var multiplyAddsPerSample: Int { 0 }
     public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }
+    public func scratchCount(maxBatch: Int, precision: Precision) -> Int { scratchCount(maxBatch: maxBatch) }
     public func indexCount(batch: Int) -> Int { 0 }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
 }

@@ -41,6 +41,11 @@ public struct Conv2D: Layer {
     public var flopsPerSample: Int { geometry.with(mb: 1).forwardFlops }
     public var multiplyAddsPerSample: Int { geometry.with(mb: 1).forwardFlops / 2 }
     public func scratchCount(maxBatch: Int) -> Int { kernel.scratchCount }
+    public func scratchCount(maxBatch: Int, precision: Precision) -> Int {
+        let p = kernel.bf16Passes
+        return precision == .bf16 && (p.forward || p.backwardData || p.backwardWeights)
+            ? max(kernel.scratchCount, kernel.bf16ScratchCount) : kernel.scratchCount
+    }
 
     public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
         let g = geometry
@@ -50,15 +55,31 @@ public struct Conv2D: Layer {
     }
 
     public func forward(_ c: LayerCall) {
+        if c.precision == .bf16 && kernel.bf16Passes.forward {
+            kernel.bf16Forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
+                               bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch)
+            return
+        }
         kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
                        bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch)
     }
 
     public func backward(_ c: LayerCall) {
-        kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
-                               weightGrad: c.gradients + parameters[0].offset,
-                               biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
-        if let dIn = c.inputGrad {
+        // bf16 workspaces: the passes `bf16Passes` names run in bf16, the others in fp32.
+        let bf16 = c.precision == .bf16 ? kernel.bf16Passes : BF16Passes(forward: false, backwardData: false, backwardWeights: false)
+        if bf16.backwardWeights {
+            kernel.bf16BackwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
+                                       weightGrad: c.gradients + parameters[0].offset,
+                                       biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
+        } else {
+            kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
+                                   weightGrad: c.gradients + parameters[0].offset,
+                                   biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
+        }
+        if let dIn = c.inputGrad, bf16.backwardData {
+            kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
+                                    inputGrad: dIn, scratch: c.scratch)
+        } else if let dIn = c.inputGrad {
             kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
                                 inputGrad: dIn, scratch: c.scratch)
         }
@@ -163,10 +184,23 @@ public struct Dense: Layer {
     public func scratchCount(maxBatch: Int) -> Int {
         sgemmWorkspaceCount(m: max(neurons, maxBatch), n: inputs, k: max(neurons, maxBatch))
     }
+    /// In a bf16 workspace the products run in bf16 when there are at least 16 neurons (the GEMM's
+    /// 32-column register tile would otherwise multiply mostly padding: a 10-way classifier stays fp32).
+    public var bf16Applies: Bool { neurons >= 16 }
+
+    public func scratchCount(maxBatch: Int, precision: Precision) -> Int {
+        let fp32 = scratchCount(maxBatch: maxBatch)
+        return precision == .bf16 && bf16Applies ? max(fp32, bf16DenseScratchCount(batch: maxBatch, inputs: inputs, neurons: neurons)) : fp32
+    }
 
     public func forward(_ c: LayerCall) {
         let w = c.parameters + parameters[0].offset
         let b = c.parameters + parameters[1].offset
+        if c.precision == .bf16 && bf16Applies {
+            bf16DenseForward(batch: c.batch, inputs: inputs, neurons: neurons, x: c.input, weight: w, bias: b, y: c.output,
+                             scratch: c.scratch)
+            return
+        }
         for n in 0..<c.batch { (c.output + n * neurons).update(from: b, count: neurons) }
         // y[n][o] += x[n][:] . W[o][:]: both operands are contiguous along the inputs, so the
         // inner-product GEMM reads them as they lie (no transposed packing of W for a shard of 8-16 rows).
@@ -177,6 +211,20 @@ public struct Dense: Layer {
     public func backward(_ c: LayerCall) {
         let dw = c.gradients + parameters[0].offset
         let db = c.gradients + parameters[1].offset
+        if c.precision == .bf16 && bf16Applies {
+            // Products in bf16 (fp32 accumulation); the bias gradient stays an fp32 sum, as below.
+            bf16DenseBackwardWeights(batch: c.batch, inputs: inputs, neurons: neurons, x: c.input, outputGrad: c.outputGrad,
+                                     weightGrad: dw, scratch: c.scratch)
+            for n in 0..<c.batch {
+                let row = c.outputGrad + n * neurons
+                for o in 0..<neurons { db[o] += row[o] }
+            }
+            if let dIn = c.inputGrad {
+                bf16DenseBackwardData(batch: c.batch, inputs: inputs, neurons: neurons, outputGrad: c.outputGrad,
+                                      weight: c.parameters + parameters[0].offset, inputGrad: dIn, scratch: c.scratch)
+            }
+            return
+        }
         sgemm(transA: true, transB: false, m: neurons, n: inputs, k: c.batch, a: c.outputGrad, lda: neurons,
               b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs, workspace: c.scratch)
         for n in 0..<c.batch {

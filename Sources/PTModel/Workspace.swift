@@ -37,11 +37,17 @@ public final class Workspace: @unchecked Sendable {
     /// to compare.
     public var fusesLayers = true
 
-    public init(model: Model) {
+    /// The precision of the convolution and dense products (`LayerCall.precision`).
+    public let precision: Precision
+
+    /// `precision: .bf16` needs the bf16 unit (`Precision.unavailableReason` is nil).
+    public init(model: Model, precision: Precision = .fp32) {
+        precondition(precision.unavailableReason == nil, precision.unavailableReason ?? "")
         self.model = model
         fusionPlan = model.fusionPlan
         batchNorms = model.layers.map { $0 as? BatchNorm }
         batchNormSaved = batchNorms.map { $0.map { BatchNormSaved(channels: $0.channels) } }
+        self.precision = precision
         let mb = model.maxBatch
         var acts = [AlignedBuffer(count: mb * model.inputShape.count)]
         var grads = [AlignedBuffer(count: 0)]
@@ -51,7 +57,7 @@ public final class Workspace: @unchecked Sendable {
         for layer in model.layers {
             acts.append(AlignedBuffer(count: mb * layer.outputShape.count))
             grads.append(AlignedBuffer(count: mb * layer.outputShape.count))
-            scratchCount = max(scratchCount, layer.scratchCount(maxBatch: mb))
+            scratchCount = max(scratchCount, layer.scratchCount(maxBatch: mb, precision: precision))
             let n = max(1, layer.indexCount(batch: mb))
             let p = UnsafeMutablePointer<Int32>.allocate(capacity: n)
             p.initialize(repeating: 0, count: n)
@@ -137,6 +143,7 @@ public final class Workspace: @unchecked Sendable {
         c.inputList = inputLists[i]
         c.inputGradList = inputGradLists[i]
         c.training = training
+        c.precision = precision
         c.noiseSeed = noiseSeed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
         c.state = state
         c.shardStats = shardStats.map { $0 + model.statsOffsets[i] }

@@ -112,6 +112,8 @@ public final class TrainingSession {
         if let path = options.dataPath { config.data.path = path }
         self.config = config
         resumedFrom = restore?.folder
+        // Before any data is read: a precision this CPU cannot run is one line (exit 2 in `ptrain`).
+        if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
         let sets = try data ?? loadData(config)
         let label = options.configLabel ?? restore?.folder ?? "config"
         do {
@@ -133,7 +135,8 @@ public final class TrainingSession {
                 config: config.name, processes: communicator.size, threads: pool.workerCount, shards: config.shards,
                 batch_size: config.batchSize, parameters: trainer.model.trainableCount, train_samples: sets.train.count,
                 test_samples: sets.test.count, resumed_at_step: trainer.progress.globalStep,
-                instruction_set: InstructionSet.current.description,
+                instruction_set: InstructionSet.current.description, bf16_unit: InstructionSet.bf16Unit?.rawValue,
+                precision: config.precision.rawValue,
                 placement: pool.placement.map { MetricsLine.Placement(worker: $0.worker, os_cpu: $0.osCPU) })
             metrics = try MetricsWriter(path: options.metricsPath ?? runFolder.metricsPath,
                                         lines: [MetricsLine.json(start)]

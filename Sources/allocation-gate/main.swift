@@ -17,6 +17,7 @@
 import CAllocationCount
 import Foundation
 import PTData
+import PTKernels
 import PTDistributed
 import PTModel
 import PTRuntime
@@ -206,7 +207,22 @@ func defaultCases() throws -> [Case] {
         try file("configs/resnet20-cifar.yaml", batch: 32, threads: 2),
         try inline(residual2D, name: "(built-in residual 2-D config, crop + flip)", threads: 2),
         try inline(residual1D, name: "(built-in residual 1-D config, shift + gain)", threads: 1),
-    ]
+    ] + (try bf16Cases(file))
+}
+
+/// bf16 workspaces (`training.precision: bf16`): the C kernels' scratch is sized up front too. Only
+/// on a CPU with the bf16 unit; elsewhere the gate says so and leaves them out.
+func bf16Cases(_ file: (String, Int?, Int) throws -> Case) rethrows -> [Case] {
+    guard Precision.bf16.unavailableReason == nil else {
+        print("allocation-gate: bf16 cases left out: \(Precision.bf16.unavailableReason!)")
+        return []
+    }
+    return try [("configs/lenet5-mnist.yaml", 64, 1), ("configs/cifar-small.yaml", 32, 2), ("configs/resnet20-cifar.yaml", 32, 2)].map {
+        var c = try file($0.0, $0.1, $0.2)
+        c.config.precision = .bf16
+        c.label += ", bf16"
+        return c
+    }
 }
 
 func loadConfig(_ path: String) throws -> TrainConfig {

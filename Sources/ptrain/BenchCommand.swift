@@ -1,6 +1,7 @@
 // `ptrain bench`: kernel GFLOP/s against the FMA peak, whole training steps, and thread scaling.
 import ArgumentParser
 import Foundation
+import PTKernels
 import PTDistributed
 import PTrain
 
@@ -55,6 +56,8 @@ struct TrainBenchOptions: ParsableArguments {
     @Option(help: "Steps per timed window (default: as many as fit in about a second).") var steps: Int?
     @Option(help: "Timed windows; the median is reported.") var windows: Int = 7
     @Option(help: "Warm-up seconds before timing.") var warmup: Double = 2
+    @Option(help: ArgumentHelp("Precision of the convolution and dense products (overrides training.precision).", valueName: "fp32|bf16"))
+    var precision: Precision?
 
     func validate() throws {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
@@ -67,6 +70,8 @@ struct TrainBenchOptions: ParsableArguments {
         var config = try configOptions.load()
         if let batchSize { config.batchSize = batchSize }
         if let shards { config.shards = shards }
+        if let precision { config.precision = precision }
+        if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
         config.shards = min(config.shards, config.batchSize)
         try config.validate(file: configOptions.config ?? "(built-in xo config)")
         var settings = TrainBenchSettings()
@@ -116,7 +121,7 @@ struct BenchTrain: ParsableCommand {
             if output.json {
                 print(result.json)
             } else {
-                print("\(config.name), batch \(config.batchSize), \(config.shards) shards\n" + formatTrainBench([result]))
+                print("\(config.name), batch \(config.batchSize), \(config.shards) shards, \(config.precision.rawValue)\n" + formatTrainBench([result]))
                 print(formatMeter(result))
                 if let rows = result.profile { print(formatProfile(rows)) }
             }

@@ -1,6 +1,7 @@
 // `ptrain eval` and `ptrain predict`: use a checkpoint's weights on a data set or on new inputs.
 import ArgumentParser
 import Foundation
+import PTKernels
 import PTRuntime
 import PTrain
 
@@ -51,6 +52,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Which split to evaluate: test or train.") var split: String = "test"
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
     @Option(help: "text, or json (one object: samples, loss, accuracy, confusion).") var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Precision of the convolution and dense products (default: the config's training.precision).", valueName: "fp32|bf16"))
+    var precision: Precision?
 
     func validate() throws {
         guard split == "test" || split == "train" else { throw ValidationError("--split must be test or train, got '\(split)'") }
@@ -68,7 +71,9 @@ struct Eval: ParsableCommand {
         reportingErrors {
             var trained = try openTrainedModel(checkpoint)
             if let data { trained.config.data.path = data; if trained.config.data.source == .xo { trained.config.data.source = .idx } }
+            if let precision { trained.config.precision = precision }
             let config = trained.config
+            if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
             let sets = try loadData(config)
             let set = split == "test" ? sets.test : sets.train
             let pool = try evaluationPool(threads: threads, config: config)
@@ -108,6 +113,8 @@ struct Predict: ParsableCommand {
     @Option(help: ArgumentHelp("IDX or NPY file of samples.", valueName: "file")) var input: String
     @Option(help: "Print at most this many samples (0: all).") var limit: Int = 0
     @Option(help: "text or json (one object per line: index, class, probabilities).") var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Precision of the convolution and dense products (default: the config's training.precision).", valueName: "fp32|bf16"))
+    var precision: Precision?
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
 
     func validate() throws {
@@ -123,8 +130,10 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         reportingErrors {
-            let trained = try openTrainedModel(checkpoint)
+            var trained = try openTrainedModel(checkpoint)
+            if let precision { trained.config.precision = precision }
             let config = trained.config
+            if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
             let samples = try loadSamples(input, preprocessing: Preprocessing(config.data))
             let pool = try evaluationPool(threads: threads, config: config)
             let classifier = try Classifier(weights: trained.weights, config: config, shape: samples.shape, pool: pool)

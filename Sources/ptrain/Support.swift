@@ -1,6 +1,7 @@
 // Shared command-line pieces: options common to commands, and one-line error reporting.
 import ArgumentParser
 import Foundation
+import PTKernels
 import PTRuntime
 import PTrain
 
@@ -11,6 +12,14 @@ func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("ptrain: error: \(line)\n".utf8))
     exit(1)
 }
+
+/// A precision this CPU cannot run: one line, exit code 2 (as a CPU without the requested level).
+func failUnavailable(_ error: PrecisionUnavailable) -> Never {
+    FileHandle.standardError.write(Data("ptrain: error: \(error)\n".utf8))
+    exit(2)
+}
+
+extension Precision: ExpressibleByArgument {}
 
 /// Prints a warning line to standard error.
 func warn(_ message: String) {
@@ -23,6 +32,8 @@ func reportingErrors<T>(_ body: () throws -> T) -> T {
         return try body()
     } catch let error as ExitCode {
         exit(error.rawValue)
+    } catch let error as PrecisionUnavailable {
+        failUnavailable(error)
     } catch {
         fail("\(error)")
     }

@@ -62,14 +62,17 @@ struct Topo: ParsableCommand {
         case .text:
             print(topologyReport(topology: topology, plan: plan))
             print("instruction set: \(InstructionSet.current) (this CPU runs: \(InstructionSet.supported.map(\.name).joined(separator: ", ")); PTRAIN_ISA forces one)")
+            print("bf16: " + (InstructionSet.bf16Unit.map { "\($0.rawValue) (precision bf16 available)" }
+                              ?? "none (precision bf16 needs the avx512 level with AVX512_BF16)"))
         case .json:
             // The placement with the instruction-set level in front.
             struct Report: Encodable {
                 var instruction_set: String
+                var bf16_unit: String?
                 var supported: [String]
                 var workers: [PlacementReport.Worker]
             }
-            let report = Report(instruction_set: InstructionSet.current.name, supported: InstructionSet.supported.map(\.name),
+            let report = Report(instruction_set: InstructionSet.current.name, bf16_unit: InstructionSet.bf16Unit?.rawValue, supported: InstructionSet.supported.map(\.name),
                                 workers: PlacementReport(plan: plan).workers)
             print(JSON.line(report))
         }

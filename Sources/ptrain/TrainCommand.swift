@@ -32,6 +32,8 @@ struct Train: ParsableCommand {
     @Option(help: "Shards each minibatch is split into; fixes the result independent of --threads (overrides training.shards).")
     var shards: Int?
     @Option(help: "Worker threads (default: one per shard, at most the allowed cores).") var threads: Int?
+    @Option(help: ArgumentHelp("Precision of the convolution and dense products: fp32 or bf16 (needs AVX512_BF16; overrides training.precision).", valueName: "fp32|bf16"))
+    var precision: Precision?
     @Option(help: ArgumentHelp("Run folder (default runs/NAME-TIMESTAMP).", valueName: "dir")) var output: String?
     @Option(help: ArgumentHelp("Metrics file, one JSON object per line (default: the run folder's metrics.jsonl).", valueName: "file"))
     var metrics: String?
@@ -58,8 +60,8 @@ struct Train: ParsableCommand {
         }
         if resume != nil {
             if configOptions.config != nil { throw ValidationError("--resume uses the checkpoint's config; drop --config") }
-            if epochs != nil || batchSize != nil || lr != nil || seed != nil || shards != nil {
-                throw ValidationError("--resume continues the checkpoint's run exactly; --epochs, --batch-size, --lr, --seed and --shards cannot change it")
+            if epochs != nil || batchSize != nil || lr != nil || seed != nil || shards != nil || precision != nil {
+                throw ValidationError("--resume continues the checkpoint's run exactly; --epochs, --batch-size, --lr, --seed, --shards and --precision cannot change it")
             }
         }
     }
@@ -72,6 +74,7 @@ struct Train: ParsableCommand {
         if let lr { config.learningRate = lr }
         if let seed { config.seed = seed }
         if let shards { config.shards = shards }
+        if let precision { config.precision = precision }
         try config.validate(file: configOptions.config ?? "(built-in xo config)")
         return config
     }
@@ -88,6 +91,8 @@ struct Train: ParsableCommand {
             try train(communicator: communicator)
         } catch let error as ExitCode {
             throw error
+        } catch let error as PrecisionUnavailable {
+            failUnavailable(error)
         } catch {
             // With several processes, one failing rank ends them all, naming itself.
             if communicator.size > 1 { communicator.abort("rank \(communicator.rank): \(error)", code: 1) }

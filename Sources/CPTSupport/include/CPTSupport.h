@@ -7,6 +7,11 @@
 
 /// The level chosen at start-up (before main): PTRAIN_ISA, or the best the CPU runs.
 int pt_isa_level(void);
+/// The bf16 unit chosen at start-up with the level: 1 when the level is avx512 and the CPU has
+/// AVX512_BF16 (vdpbf16ps), else 0 (no bf16 training). Room for AMX tiles as a further unit.
+int pt_bf16_unit(void);
+/// The bf16 unit for a level on a CPU with the features `available` (comma-separated names).
+int pt_bf16_unit_for(int level, const char *available);
 /// "baseline", "avx2", "avx512" ("" for other numbers).
 const char *pt_level_name(int level);
 /// The features the compiler may use for a level (comma-separated; '~' marks intrinsic-only ones,

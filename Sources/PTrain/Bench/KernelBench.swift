@@ -46,7 +46,7 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
     var results = [KernelBenchResult(name: "fma-peak [\(level.name), \(level.vectorWidth) floats per vector, \(InstructionSet.currentKernels.peakChains) chains]",
                                      pass: "peak", gflops: peak, percent_of_peak: 100)]
     func keep(_ name: String) -> Bool { filter.map { name.contains($0) } ?? true }
-    func record(_ name: String, _ pass: String, implementation: String? = nil, flops: Double, _ body: () -> Void) {
+    func record(_ name: String, _ pass: String, implementation: String? = nil, flops: Double, peak: Double = peak, _ body: () -> Void) {
         let seconds = medianSeconds(repetitions: repetitions, minimumSeconds: minimumSeconds, body)
         let gflops = flops / seconds / 1e9
         results.append(KernelBenchResult(name: name, pass: pass, implementation: implementation, gflops: gflops,
@@ -69,6 +69,32 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
         }
         record(name, "backward_weights", implementation: kernel.implementationName(.backwardWeights), flops: flops) {
             kernel.backwardWeights(mb: g.mb, input: x, outputGrad: dy, weightGrad: dw, biasGrad: db, scratch: scratch)
+        }
+    }
+
+    // bf16 (with a bf16 unit): its own peak (vdpbf16ps), then the same convolutions with bf16 operands,
+    // each as a share of the bf16 peak.
+    if let unit = InstructionSet.bf16Unit, let bf16Peak = measureBF16Peak(seconds: quick ? 0.1 : 0.3) {
+        results.append(KernelBenchResult(name: "bf16-peak [\(unit.rawValue), 24 chains]", pass: "peak", gflops: bf16Peak,
+                                         percent_of_peak: 100))
+        for (name, g) in kernelBenchConvolutions where keep(name) {
+            let kernel = ConvKernel(geometry: g)
+            let x = benchBuffer(g.inputCount, seed: 1), w = benchBuffer(g.weightCount, seed: 2), b = benchBuffer(g.oc, seed: 3)
+            let y = benchBuffer(g.outputCount, seed: 4), dy = benchBuffer(g.outputCount, seed: 5)
+            let dx = benchBuffer(g.inputCount, seed: 6), dw = benchBuffer(g.weightCount, seed: 7), db = benchBuffer(g.oc, seed: 8)
+            let scratch = benchBuffer(kernel.bf16ScratchCount, seed: 9)
+            defer { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
+            let flops = Double(g.forwardFlops)
+            let label = "\(name) [bf16]"
+            record(label, "forward", flops: flops, peak: bf16Peak) {
+                kernel.bf16Forward(mb: g.mb, input: x, weight: w, bias: b, output: y, scratch: scratch)
+            }
+            record(label, "backward_data", flops: flops, peak: bf16Peak) {
+                kernel.bf16BackwardData(mb: g.mb, outputGrad: dy, weight: w, inputGrad: dx, scratch: scratch)
+            }
+            record(label, "backward_weights", flops: flops, peak: bf16Peak) {
+                kernel.bf16BackwardWeights(mb: g.mb, input: x, outputGrad: dy, weightGrad: dw, biasGrad: db, scratch: scratch)
+            }
         }
     }
 

@@ -132,15 +132,16 @@ public struct TrainBenchSettings: Sendable {
 /// Measures training steps of `config` (its batch size and shards) on `pool`.
 /// Under MPI every rank runs the same steps on its block of shards; the result is rank 0's view
 /// (steps are synchronised by the gradient exchange, so all ranks see the same step time).
-/// `precision` is the precision the step's conv and dense layers run in (fp32 where unknown): the
-/// step's share of the peak is taken against that precision's peak.
+/// The step's conv and dense layers run at `config.precision`, and its share of the peak is taken
+/// against that precision's peak (the fp32 peak, said so, where the level has none).
 public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBenchSettings,
-                       communicator: Communicator = LocalCommunicator(), precision: Precision = .fp32) throws -> TrainBenchResult {
+                       communicator: Communicator = LocalCommunicator()) throws -> TrainBenchResult {
     guard let input = config.input else {
         throw ConfigError("model.input: a benchmark needs the config's input shape (channels, height, width)")
     }
     var config = config
     config.epochs = 1
+    let precision = config.precision
     let classes = try Model(input: input, layers: config.layers, maxBatch: 1).classes
     let data = syntheticDataset(shape: input, classes: classes, count: config.batchSize * 4, seed: config.seed)
     let trainer = try Trainer(config: config, train: data, test: data, pool: pool, communicator: communicator)

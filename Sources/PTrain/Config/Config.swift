@@ -4,6 +4,7 @@
 import Foundation
 import PTData
 import PTDistributed
+import PTKernels
 import PTModel
 import PTTensor
 import Yams
@@ -96,6 +97,10 @@ public struct TrainConfig: Sendable, Equatable {
     /// holds a gradient the size of the model.
     public static let maximumShards = 65_536
     public var seed: UInt64 = 1
+    /// Precision of the convolution and dense products (`training.precision`): fp32, or bf16
+    /// (operands rounded to bf16, fp32 accumulation; needs AVX512_BF16). Weights, optimizer state,
+    /// batch-norm statistics, loss and reductions are fp32 at both.
+    public var precision: Precision = .fp32
     // Distributed (several processes).
     /// How the ranks combine their gradients: `reduceScatter` (each rank owns a piece of every
     /// bucket, reduces and updates it, then the weights are all-gathered; overlaps backward) or

@@ -7,6 +7,7 @@
 // A new key is one row: `.value("name", \.field, allowed, doc: "...")`; an enum value also
 // conforms to `ConfigChoice` (SchemaSupport.swift) for its word in "unknown WORD 'x' (known: ...)".
 import PTDistributed
+import PTKernels
 import PTModel
 
 enum ConfigSchema {
@@ -68,6 +69,8 @@ enum ConfigSchema {
         .value("shards", \.shards, .atLeast(1, atMost: TrainConfig.maximumShards),
                doc: "Fixed pieces each batch is split into (the bits depend on this, not on threads)."),
         .value("seed", \.seed, .atLeast(0), doc: "Seeds initialisation, shuffling, dropout and augmentation."),
+        .value("precision", \.precision, written: .unlessDefault,
+               doc: "fp32, or bf16: conv and dense products on bf16 operands with fp32 sums (needs AVX512_BF16); `--precision` overrides it."),
     ])
 
     static let distributed = ConfigSection("distributed", doc: "several processes (MPI)", keys: [

@@ -2,6 +2,7 @@
 // may be, and one key as a row that reads, checks, writes and documents itself.
 import Foundation
 import PTData
+import PTKernels
 import PTModel
 import Yams
 
@@ -190,6 +191,7 @@ extension TrainConfig.OptimizerKind: ConfigChoice { static var noun: String { "o
 extension LRSchedule.Kind: ConfigChoice { static var noun: String { "schedule" } }
 extension TrainConfig.ExchangeKind: ConfigChoice { static var noun: String { "exchange" } }
 extension Initializer: ConfigChoice { static var noun: String { "initialiser" } }
+extension Precision: ConfigChoice { static var noun: String { "precision" } }
 
 // MARK: - Keys and sections
 

@@ -43,7 +43,7 @@ enum ExchangeChoice {
 /// The engine's one constructor of a worker's workspace, for training and evaluation alike (each
 /// worker calls it on its own thread, so the pages are placed on its NUMA node).
 func makeWorkspace(_ model: Model, config: TrainConfig) -> Workspace {
-    Workspace(model: model)
+    Workspace(model: model, precision: config.precision)
 }
 
 /// The work of one training step. Results do not depend on the worker or process count: shard s

@@ -3,6 +3,7 @@
 import Foundation
 import PTData
 import PTDistributed
+import PTKernels
 import PTModel
 import PTRuntime
 import PTTensor
@@ -80,6 +81,13 @@ public struct TrainingError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The config asks for a precision this process cannot run (bf16 without AVX512_BF16, or with
+/// PTRAIN_ISA below avx512). The command line prints its one line and exits with code 2.
+public struct PrecisionUnavailable: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = "training.precision: " + description }
+}
+
 /// Runs training for one config on one worker pool: one step at a time (`step`), with the test
 /// set evaluated after each epoch. `TrainingSession` drives it (checkpoints, stop signals,
 /// metrics, the run folder); benchmarks call `timedSteps`.
@@ -125,6 +133,7 @@ public final class Trainer {
     ///   rank's block of shards is a subtree of the fixed reduction tree.
     public init(config: TrainConfig, train: Dataset, test: Dataset, pool: WorkerPool,
                 communicator: Communicator = LocalCommunicator()) throws {
+        if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
         let ranks = communicator.size
         if ranks > 1 {
             let perRank = config.shards / ranks

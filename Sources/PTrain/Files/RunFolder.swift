@@ -59,6 +59,10 @@ public enum MetricsLine {
         public var resumed_at_step: Int
         /// The kernels' instruction-set level (`avx512`, `avx2`, `baseline`).
         public var instruction_set: String
+        /// The bf16 unit of this process (`avx512bf16`), or nil when it has none.
+        public var bf16_unit: String?
+        /// The precision of the convolution and dense products (`fp32`, `bf16`).
+        public var precision: String
         public var placement: [Placement]
     }
 

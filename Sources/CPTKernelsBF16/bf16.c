@@ -1,0 +1,572 @@
+// bf16 GEMM on AVX512_BF16 and the convolution / dense passes built on it. See CPTKernelsBF16.h for the
+// numbers each function computes; docs/ARCHITECTURE.md ("bf16") for the design.
+//
+// GEMM, BLIS style: C[M][N] over a reduction of length R. Operands are bf16 pairs along the reduction:
+// a packed A panel is [R/2][MR] 32-bit words (row m's pair (r, r+1): element r in the high half,
+// r+1 in the low half, so vdpbf16ps, which adds the odd (high) product before the even one, runs the
+// reduction in increasing order); a packed B panel is [R/2][NR] words laid out the same way, so one
+// zmm load feeds 16 columns x 2 reduction steps and one A word is broadcast. Register tile MR x NR =
+// 8 x 32: 16 zmm accumulators (vdpbf16ps latency 6 on Zen 4 needs >= 6 chains per port), 2 B loads
+// and 8 broadcasts per 16 vdpbf16ps. No blocking of the reduction: each tile runs its whole chain.
+// Operands come from bf16 sources through offset tables (element (row, r) at src[base[row] + roff[r]]),
+// which lets one packer read weights, activations and convolution patches (no im2col buffer).
+#include "CPTKernelsBF16.h"
+#include <immintrin.h>
+#include <string.h>
+
+#define MR 8
+#define NR 32
+
+static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+static inline void *bump(char **p, size_t bytes) { void *r = *p; *p += align64(bytes); return r; }
+
+void pt_bf16_round(const float *src, uint16_t *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)v);
+    }
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
+    }
+}
+
+// MARK: packing
+
+/// A operand: element (m, r) at src[base[m] + roff[r]], or src[base[m] + r] when roff is NULL.
+typedef struct { const uint16_t *src; const int32_t *base; const int32_t *roff; } pt_view;
+
+/// Packs rows [m0, m0 + MR) (rows >= M zero) of the whole reduction R into [ceil(R/2)][MR] words.
+static void pack_a(pt_view v, int m0, int M, int R, uint32_t *dst) {
+    int kp = (R + 1) / 2;
+    int rows = M - m0 < MR ? M - m0 : MR;
+    if (!v.roff && rows == MR) {
+        // Pairs are adjacent: one 8-lane gather of 32-bit words per pair, halves swapped.
+        __m256i base = _mm256_loadu_si256((const __m256i *)(v.base + m0));
+        int full = R / 2;
+        for (int p = 0; p < full; p++) {
+            __m256i w = _mm256_i32gather_epi32((const int *)(v.src + 2 * p), base, 2);
+            _mm256_store_si256((__m256i *)(dst + p * MR), _mm256_ror_epi32(w, 16));
+        }
+        if (R & 1) {
+            __m256i w = _mm256_i32gather_epi32((const int *)(v.src + R - 1), base, 2);
+            _mm256_store_si256((__m256i *)(dst + full * MR), _mm256_slli_epi32(w, 16));
+        }
+        return;
+    }
+    for (int p = 0; p < kp; p++) {
+        int r0 = 2 * p, r1 = 2 * p + 1;
+        for (int i = 0; i < MR; i++) {
+            uint32_t w = 0;
+            if (i < rows) {
+                const uint16_t *s = v.src + v.base[m0 + i];
+                uint32_t hi = s[v.roff ? v.roff[r0] : r0];
+                uint32_t lo = r1 < R ? s[v.roff ? v.roff[r1] : r1] : 0;
+                w = hi << 16 | lo;
+            }
+            dst[p * MR + i] = w;
+        }
+    }
+}
+
+static const uint16_t interleave_index[32] = {
+    0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+
+/// Runs of adjacent offsets among `count` lanes.
+static int runs_of(const int32_t *lane, int count) {
+    int runs = 1;
+    for (int l = 1; l < count; l++) runs += lane[l] != lane[l - 1] + 1;
+    return runs;
+}
+
+/// B operand: element (r, n) at src[lane[n] + roff[r]]. Packs columns [n0, n0 + NR) (columns >= N zero)
+/// of the whole reduction into [ceil(R/2)][NR] words. Per 16 columns: two 16-element loads and one
+/// permute when the lanes are adjacent in memory; otherwise gathers (one when the pair is adjacent).
+static void pack_b(const uint16_t *src, const int32_t *lane, const int32_t *roff, int n0, int N, int R, uint32_t *dst) {
+    int kp = (R + 1) / 2;
+    const __m512i perm = _mm512_loadu_si512(interleave_index);
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    for (int h = 0; h < NR; h += 16) {
+        int first = n0 + h;
+        int count = N - first; if (count > 16) count = 16;
+        uint32_t *d = dst + h;
+        if (count <= 0) {
+            for (int p = 0; p < kp; p++) _mm512_store_si512(d + p * NR, _mm512_setzero_si512());
+            continue;
+        }
+        __mmask16 m = (__mmask16)(count == 16 ? 0xFFFF : (1u << count) - 1);
+        __m512i idx = _mm512_maskz_loadu_epi32(m, lane + first);
+        __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        __mmask16 adjacent = _mm512_mask_cmpeq_epi32_mask(m, idx, _mm512_add_epi32(_mm512_set1_epi32(lane[first]), iota));
+        if (adjacent == m) {
+            const uint16_t *s = src + lane[first];
+            for (int p = 0; p < kp; p++) {
+                int r0 = 2 * p, r1 = 2 * p + 1;
+                __m256i hi = _mm256_maskz_loadu_epi16(m, s + roff[r0]);
+                __m256i lo = r1 < R ? _mm256_maskz_loadu_epi16(m, s + roff[r1]) : _mm256_setzero_si256();
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                _mm512_store_si512(d + p * NR, _mm512_permutexvar_epi16(perm, z));
+            }
+        } else if (runs_of(lane + first, count) <= 4) {
+            // Lanes in a few runs of adjacent elements (e.g. 8x8 planes: 16 pixels in two rows): one
+            // masked load per run instead of a gather.
+            int start[4], len[4], n = 0;
+            for (int l = 0; l < count; n++) {
+                int e = l + 1;
+                while (e < count && lane[first + e] == lane[first + e - 1] + 1) e++;
+                start[n] = l; len[n] = e - l; l = e;
+            }
+            for (int p = 0; p < kp; p++) {
+                int r0 = 2 * p, r1 = 2 * p + 1;
+                __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+                for (int t = 0; t < n; t++) {
+                    __mmask16 rm = (__mmask16)(((1u << len[t]) - 1) << start[t]);
+                    const uint16_t *base = src + lane[first + start[t]] - start[t];
+                    hi = _mm256_mask_loadu_epi16(hi, rm, base + roff[r0]);
+                    if (r1 < R) lo = _mm256_mask_loadu_epi16(lo, rm, base + roff[r1]);
+                }
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                _mm512_store_si512(d + p * NR, _mm512_permutexvar_epi16(perm, z));
+            }
+        } else {
+            for (int p = 0; p < kp; p++) {
+                int r0 = 2 * p, r1 = 2 * p + 1;
+                const int *s0 = (const int *)(src + roff[r0]);
+                __m512i w;
+                if (r1 < R && roff[r1] == roff[r0] + 1) {
+                    w = _mm512_ror_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, s0, 2), 16);
+                } else {
+                    __m512i hi = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, s0, 2);
+                    __m512i lo = r1 < R ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const int *)(src + roff[r1]), 2)
+                                        : _mm512_setzero_si512();
+                    w = _mm512_or_si512(_mm512_slli_epi32(hi, 16), _mm512_and_si512(lo, low16));
+                }
+                _mm512_store_si512(d + p * NR, w);
+            }
+        }
+    }
+}
+
+// MARK: microkernel
+
+/// C[0..<mr][0..<nr] (row stride ldc) = (load ? C : 0) + chain over kp pairs, then + bias[row] if bias.
+static inline void ukernel(int kp, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
+                           int load, const float *bias) {
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+#define LOADROW(r) \
+    if (load && r < mr) { c##r##0 = _mm512_maskz_loadu_ps(m0, c + r * ldc); c##r##1 = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16); } \
+    else { c##r##0 = _mm512_setzero_ps(); c##r##1 = _mm512_setzero_ps(); }
+    LOADROW(0) LOADROW(1) LOADROW(2) LOADROW(3) LOADROW(4) LOADROW(5) LOADROW(6) LOADROW(7)
+#undef LOADROW
+    for (int p = 0; p < kp; p++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16);
+#define STEP(r) { __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]); \
+                  c##r##0 = _mm512_dpbf16_ps(c##r##0, ar, b0); c##r##1 = _mm512_dpbf16_ps(c##r##1, ar, b1); }
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+        a += MR; b += NR;
+    }
+#define STOREROW(r) if (r < mr) { \
+        __m512 x0 = c##r##0, x1 = c##r##1; \
+        if (bias) { __m512 bb = _mm512_set1_ps(bias[r]); x0 = _mm512_add_ps(x0, bb); x1 = _mm512_add_ps(x1, bb); } \
+        _mm512_mask_storeu_ps(c + r * ldc, m0, x0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1); }
+    STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
+#undef STOREROW
+}
+
+/// Columns of B packed at a time: the packed block (R x NB) stays within ~384 KiB of L2.
+static int column_block(int R) {
+    long words = (long)(R + 1) / 2;
+    long nb = 98304 / (words > 0 ? words : 1) / NR * NR;
+    if (nb < NR) nb = NR;
+    if (nb > 512) nb = 512;
+    return (int)nb;
+}
+
+static size_t packed_a_bytes(int M, int R) { return (size_t)((M + MR - 1) / MR) * MR * (size_t)((R + 1) / 2) * 4; }
+static size_t packed_b_bytes(int N, int R) {
+    int nb = column_block(R);
+    if (nb > (N + NR - 1) / NR * NR) nb = (N + NR - 1) / NR * NR;
+    return (size_t)nb * (size_t)((R + 1) / 2) * 4;
+}
+
+/// C[M][N] (ldc) = (load ? C : 0) + A x B (+ bias[m]) with A packed whole in `pa` (pack_a panels in order).
+static void gemm_packed_a(int M, int N, int R, const uint32_t *pa, const uint16_t *bsrc, const int32_t *lane,
+                          const int32_t *roff, float *c, long ldc, int load, const float *bias, uint32_t *pb) {
+    int kp = (R + 1) / 2;
+    int nb = column_block(R);
+    for (int n0 = 0; n0 < N; n0 += nb) {
+        int ncols = N - n0 < nb ? N - n0 : nb;
+        for (int j = 0; j < ncols; j += NR) pack_b(bsrc, lane, roff, n0 + j, N, R, pb + (size_t)j * kp);
+        for (int j = 0; j < ncols; j += NR) {
+            int nr = ncols - j < NR ? ncols - j : NR;
+            for (int m0 = 0; m0 < M; m0 += MR) {
+                int mr = M - m0 < MR ? M - m0 : MR;
+                ukernel(kp, pa + (size_t)(m0 / MR) * MR * kp, pb + (size_t)j * kp, c + (long)m0 * ldc + n0 + j, ldc,
+                        mr, nr, load, bias ? bias + m0 : NULL);
+            }
+        }
+    }
+}
+
+static void pack_a_all(pt_view v, int M, int R, uint32_t *dst) {
+    int kp = (R + 1) / 2;
+    for (int m0 = 0; m0 < M; m0 += MR) pack_a(v, m0, M, R, dst + (size_t)(m0 / MR) * MR * kp);
+}
+
+// MARK: peak
+
+float pt_bf16_peak_loop(long iterations) {
+    __m512 acc[24];
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i * 1e-3f);
+    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F803F80), b = (__m512bh)_mm512_set1_epi32(0x00000000);
+    for (long it = 0; it < iterations; it++) {
+        __asm__ volatile("" : "+v"(b));
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 24; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, acc[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+long pt_bf16_peak_flops_per_iteration(void) { return 24L * 64; }
+
+// MARK: convolution
+
+typedef struct {
+    int pih, piw;        // padded input plane
+    long plane, sample;  // padded elements per channel, per sample
+    int K, P;
+} conv_dims;
+
+static conv_dims dims(pt_bf16_conv_geometry g) {
+    conv_dims d;
+    d.pih = g.ih + 2 * g.ph; d.piw = g.iw + 2 * g.pw;
+    d.plane = (long)d.pih * d.piw; d.sample = d.plane * g.ic;
+    d.K = g.ic * g.kh * g.kw; d.P = g.oh * g.ow;
+    return d;
+}
+
+/// Rounds one sample into its zero-padded bf16 planes (the border must already be zero).
+static void pad_sample(pt_bf16_conv_geometry g, conv_dims d, const float *in, uint16_t *pad) {
+    for (int c = 0; c < g.ic; c++)
+        for (int y = 0; y < g.ih; y++)
+            pt_bf16_round(in + ((long)c * g.ih + y) * g.iw, pad + c * d.plane + (long)(y + g.ph) * d.piw + g.pw, g.iw);
+}
+
+static void conv_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *koff, int32_t *poff) {
+    int k = 0;
+    for (int c = 0; c < g.ic; c++)
+        for (int i = 0; i < g.kh; i++)
+            for (int j = 0; j < g.kw; j++) koff[k++] = (int32_t)(c * d.plane + i * d.piw + j);
+    int q = 0;
+    for (int y = 0; y < g.oh; y++)
+        for (int x = 0; x < g.ow; x++) poff[q++] = (int32_t)(y * g.sh * d.piw + x * g.sw);
+}
+
+static size_t forward_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    return align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2)
+         + align64((size_t)g.oc * d.K * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4) + 64;
+}
+
+/// Forward with weights already rounded: wbf [oc][K].
+static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
+                            float *out, char *s) {
+    conv_dims d = dims(g);
+    s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
+    uint32_t *pa = bump(&s, packed_a_bytes(g.oc, d.K));
+    uint32_t *pb = bump(&s, packed_b_bytes(d.P, d.K));
+    uint16_t *pad = bump(&s, (size_t)(d.sample + 16) * 2);
+    bump(&s, (size_t)g.oc * d.K * 2 + 32);   // (the caller's rounded weights live here)
+    int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
+    for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
+    pt_view wv = { wbf, rows, NULL };
+    pack_a_all(wv, g.oc, d.K, pa);
+    conv_offsets(g, d, koff, poff);
+    memset(pad, 0, (size_t)(d.sample + 16) * 2);
+    for (int n = 0; n < mb; n++) {
+        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
+        gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, out + (long)n * g.oc * d.P, d.P, 0, bias, pb);
+    }
+}
+
+/// Where `forward_rounded` expects the rounded weights inside its scratch.
+static uint16_t *rounded_weights_slot(pt_bf16_conv_geometry g, char *s) {
+    conv_dims d = dims(g);
+    s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
+    return (uint16_t *)(s + align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2));
+}
+
+void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
+                          float *out, void *scratch) {
+    uint16_t *wbf = rounded_weights_slot(g, scratch);
+    pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
+    forward_rounded(g, mb, in, wbf, bias, out, scratch);
+}
+
+static int transposed_data(pt_bf16_conv_geometry g) {
+    return g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1;
+}
+
+static pt_bf16_conv_geometry transposed(pt_bf16_conv_geometry g) {
+    pt_bf16_conv_geometry t = { g.oc, g.ic, g.oh, g.ow, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, g.ih, g.iw };
+    return t;
+}
+
+static size_t data_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    if (transposed_data(g)) return forward_bytes(transposed(g));
+    // dcol [K][P] = W^T x dout: A = rounded weights read transposed, B = the sample's rounded dout.
+    return align64(packed_a_bytes(d.K, g.oc)) + align64(packed_b_bytes(d.P, g.oc)) + align64((size_t)g.oc * d.K * 2 + 32)
+         + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * d.P * 4) + align64((size_t)d.K * 4)
+         + align64((size_t)g.oc * 4) + align64((size_t)d.P * 4) + 64;
+}
+
+void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
+                                void *scratch) {
+    conv_dims d = dims(g);
+    int khw = g.kh * g.kw;
+    if (transposed_data(g)) {
+        // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], rounded, then the transposed convolution's forward.
+        pt_bf16_conv_geometry t = transposed(g);
+        uint16_t *wt = rounded_weights_slot(t, scratch);
+        uint16_t tmp[16];
+        for (int o = 0; o < g.oc; o++)
+            for (int c = 0; c < g.ic; c++) {
+                const float *src = w + ((long)o * g.ic + c) * khw;
+                uint16_t *dst = wt + ((long)c * g.oc + o) * khw;
+                for (int q = 0; q < khw; q += 16) {
+                    int n = khw - q < 16 ? khw - q : 16;
+                    pt_bf16_round(src + q, tmp, n);
+                    for (int e = 0; e < n; e++) dst[khw - 1 - (q + e)] = tmp[e];
+                }
+            }
+        forward_rounded(t, mb, dout, wt, NULL, din, scratch);
+        return;
+    }
+    char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    uint32_t *pa = bump(&s, packed_a_bytes(d.K, g.oc));
+    uint32_t *pb = bump(&s, packed_b_bytes(d.P, g.oc));
+    uint16_t *wbf = bump(&s, (size_t)g.oc * d.K * 2 + 32);
+    uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 32);
+    float *col = bump(&s, (size_t)d.K * d.P * 4);
+    int32_t *rows = bump(&s, (size_t)d.K * 4), *roff = bump(&s, (size_t)g.oc * 4), *lane = bump(&s, (size_t)d.P * 4);
+    pt_bf16_round(w, wbf, (long)g.oc * d.K);
+    for (int k = 0; k < d.K; k++) rows[k] = k;
+    for (int o = 0; o < g.oc; o++) roff[o] = o * d.K;
+    pt_view wv = { wbf, rows, roff };
+    pack_a_all(wv, d.K, g.oc, pa);
+    for (int o = 0; o < g.oc; o++) roff[o] = o * d.P;
+    for (int q = 0; q < d.P; q++) lane[q] = q;
+    long inSize = (long)g.ic * g.ih * g.iw;
+    for (int n = 0; n < mb; n++) {
+        pt_bf16_round(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
+        gemm_packed_a(d.K, d.P, g.oc, pa, dbf, lane, roff, col, d.P, 0, NULL, pb);
+        // col2im: taps (c, i, j) in order, each adding into distinct pixels.
+        float *dst = din + n * inSize;
+        memset(dst, 0, (size_t)inSize * 4);
+        int k = 0;
+        for (int c = 0; c < g.ic; c++)
+            for (int i = 0; i < g.kh; i++)
+                for (int j = 0; j < g.kw; j++, k++) {
+                    const float *src = col + (long)k * d.P;
+                    // Output columns x with 0 <= x * sw - pw + j < iw.
+                    int lo = g.pw - j <= 0 ? 0 : (g.pw - j + g.sw - 1) / g.sw;
+                    int hi = g.iw - 1 + g.pw - j < 0 ? 0 : (g.iw - 1 + g.pw - j) / g.sw + 1;
+                    if (hi > g.ow) hi = g.ow;
+                    for (int y = 0; y < g.oh; y++) {
+                        int iy = y * g.sh - g.ph + i;
+                        if (iy < 0 || iy >= g.ih) continue;
+                        float *row = dst + ((long)c * g.ih + iy) * g.iw - g.pw + j;
+                        const float *from = src + y * g.ow;
+                        if (g.sw == 1) {
+                            for (int x = lo; x < hi; x++) row[x] += from[x];
+                        } else {
+                            for (int x = lo; x < hi; x++) row[x * g.sw] += from[x];
+                        }
+                    }
+                }
+    }
+}
+
+/// Backward weights with a channels-last copy of the padded sample when ic is a multiple of 16: the
+/// B operand's columns (reduction index k) are then ordered (i, j, c), 16 consecutive channels lie
+/// next to each other in memory and the packer loads them instead of gathering; dW is read into and
+/// written back from that order around the samples (copies, so the chains are the same).
+/// (Not for 1x1 kernels: there the reordering costs more than the gathers it saves.)
+static int channels_last_weights(pt_bf16_conv_geometry g) { return g.ic % 16 == 0 && g.kh * g.kw > 1; }
+
+static size_t weights_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    size_t extra = channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
+    return align64(packed_a_bytes(g.oc, d.P)) + align64(packed_b_bytes(d.K, d.P)) + align64((size_t)(d.sample + 16) * 2)
+         + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
+         + extra + 64;
+}
+
+void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db) {
+    int vec = pixels / 16 * 16;
+    for (int o = 0; o < oc; o++) {
+        __m512 acc = _mm512_setzero_ps();
+        float tail = 0;
+        for (int n = 0; n < mb; n++) {
+            const float *row = dout + ((long)n * oc + o) * pixels;
+            for (int q = 0; q < vec; q += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + q));
+            for (int q = vec; q < pixels; q++) tail += row[q];
+        }
+        float lanes[16];
+        _mm512_storeu_ps(lanes, acc);
+        float sum = 0;
+        for (int l = 0; l < 16; l++) sum += lanes[l];
+        db[o] += sum + tail;
+    }
+}
+
+void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
+                                   float *db, void *scratch) {
+    conv_dims d = dims(g);
+    char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    uint32_t *pa = bump(&s, packed_a_bytes(g.oc, d.P));
+    uint32_t *pb = bump(&s, packed_b_bytes(d.K, d.P));
+    uint16_t *pad = bump(&s, (size_t)(d.sample + 16) * 2);
+    uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 32);
+    int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
+    int last = channels_last_weights(g);
+    float *acc = dw;
+    int khw = g.kh * g.kw;
+    memset(pad, 0, (size_t)(d.sample + 16) * 2);
+    if (last) {
+        // pad[(y * piw + x) * ic + c]; k' = (i * kw + j) * ic + c; dW copied into acc[o][k'].
+        acc = bump(&s, (size_t)g.oc * d.K * 4);
+        for (int i = 0; i < g.kh; i++)
+            for (int j = 0; j < g.kw; j++)
+                for (int c = 0; c < g.ic; c++) koff[(i * g.kw + j) * g.ic + c] = (int32_t)((i * d.piw + j) * g.ic + c);
+        for (int q = 0, y = 0; y < g.oh; y++)
+            for (int x = 0; x < g.ow; x++, q++) poff[q] = (int32_t)((y * g.sh * d.piw + x * g.sw) * g.ic);
+        for (int o = 0; o < g.oc; o++)
+            for (int c = 0; c < g.ic; c++)
+                for (int t = 0; t < khw; t++) acc[(long)o * d.K + t * g.ic + c] = dw[(long)o * d.K + c * khw + t];
+    } else {
+        conv_offsets(g, d, koff, poff);
+    }
+    for (int o = 0; o < g.oc; o++) rows[o] = o * d.P;
+    pt_view dv = { dbf, rows, NULL };
+    uint16_t row[4096 + 16];
+    for (int n = 0; n < mb; n++) {
+        const float *sample = in + (long)n * g.ic * g.ih * g.iw;
+        if (last && g.iw <= 4096) {
+            for (int c = 0; c < g.ic; c++)
+                for (int y = 0; y < g.ih; y++) {
+                    pt_bf16_round(sample + ((long)c * g.ih + y) * g.iw, row, g.iw);
+                    uint16_t *dst = pad + ((long)(y + g.ph) * d.piw + g.pw) * g.ic + c;
+                    for (int x = 0; x < g.iw; x++) dst[(long)x * g.ic] = row[x];
+                }
+        } else if (last) {
+            for (int c = 0; c < g.ic; c++)
+                for (int y = 0; y < g.ih; y++)
+                    for (int x = 0; x < g.iw; x++) {
+                        float v = sample[((long)c * g.ih + y) * g.iw + x];
+                        pt_bf16_round(&v, pad + ((long)(y + g.ph) * d.piw + x + g.pw) * g.ic + c, 1);
+                    }
+        } else {
+            pad_sample(g, d, sample, pad);
+        }
+        pt_bf16_round(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
+        pack_a_all(dv, g.oc, d.P, pa);
+        // dw[o][k] (M = oc, N = K, reduction = this sample's pixels): B(q, k) = pad[koff[k] + poff[q]].
+        gemm_packed_a(g.oc, d.K, d.P, pa, pad, koff, poff, acc, d.K, 1, NULL, pb);
+    }
+    if (last)
+        for (int o = 0; o < g.oc; o++)
+            for (int c = 0; c < g.ic; c++)
+                for (int t = 0; t < khw; t++) dw[(long)o * d.K + c * khw + t] = acc[(long)o * d.K + t * g.ic + c];
+    if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
+}
+
+size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb) {
+    (void)mb;
+    size_t f = forward_bytes(g), dd = data_bytes(g), w = weights_bytes(g);
+    size_t m = f > dd ? f : dd;
+    return (m > w ? m : w) + 64;
+}
+
+// MARK: dense
+
+static size_t max3(size_t a, size_t b, size_t c) { size_t m = a > b ? a : b; return m > c ? m : c; }
+
+size_t pt_bf16_dense_scratch_bytes(int batch, int inputs, int neurons) {
+    int big = inputs > neurons ? inputs : neurons; if (batch > big) big = batch;
+    // A / B of the three passes: forward (batch x neurons over inputs), weights (neurons x inputs over
+    // batch), data (batch x inputs over neurons).
+    size_t a = max3(packed_a_bytes(batch, inputs), packed_a_bytes(neurons, batch), packed_a_bytes(batch, neurons));
+    size_t b = max3(packed_b_bytes(neurons, inputs), packed_b_bytes(inputs, batch), packed_b_bytes(inputs, neurons));
+    return align64(a) + align64(b) + align64((size_t)neurons * inputs * 2 + 32) + align64((size_t)batch * inputs * 2 + 32)
+         + align64((size_t)batch * neurons * 2 + 32) + 3 * align64((size_t)big * 4 + 4) + 128;
+}
+
+typedef struct { uint32_t *pa, *pb; uint16_t *wbf, *xbf, *ybf; int32_t *t0, *t1, *t2; } dense_scratch;
+
+static dense_scratch dense_split(int batch, int inputs, int neurons, void *scratch) {
+    int big = inputs > neurons ? inputs : neurons; if (batch > big) big = batch;
+    size_t a = max3(packed_a_bytes(batch, inputs), packed_a_bytes(neurons, batch), packed_a_bytes(batch, neurons));
+    size_t b = max3(packed_b_bytes(neurons, inputs), packed_b_bytes(inputs, batch), packed_b_bytes(inputs, neurons));
+    char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    dense_scratch r;
+    r.pa = bump(&s, a); r.pb = bump(&s, b);
+    r.wbf = bump(&s, (size_t)neurons * inputs * 2 + 32); r.xbf = bump(&s, (size_t)batch * inputs * 2 + 32);
+    r.ybf = bump(&s, (size_t)batch * neurons * 2 + 32);
+    r.t0 = bump(&s, (size_t)big * 4 + 4); r.t1 = bump(&s, (size_t)big * 4 + 4); r.t2 = bump(&s, (size_t)big * 4 + 4);
+    return r;
+}
+
+void pt_bf16_dense_forward(int batch, int inputs, int neurons, const float *x, const float *w, const float *bias,
+                           float *y, void *scratch) {
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    pt_bf16_round(x, s.xbf, (long)batch * inputs);
+    pt_bf16_round(w, s.wbf, (long)neurons * inputs);
+    for (int b = 0; b < batch; b++) s.t0[b] = b * inputs;
+    for (int o = 0; o < neurons; o++) s.t1[o] = o * inputs;
+    for (int i = 0; i < inputs; i++) s.t2[i] = i;
+    pt_view xv = { s.xbf, s.t0, NULL };
+    pack_a_all(xv, batch, inputs, s.pa);
+    // M = batch, N = neurons, reduction = inputs: B(i, o) = w[o][i] (lanes o, gathered pairs).
+    gemm_packed_a(batch, neurons, inputs, s.pa, s.wbf, s.t1, s.t2, y, neurons, 0, NULL, s.pb);
+    if (bias)
+        for (int b = 0; b < batch; b++)
+            for (int o = 0; o < neurons; o++) y[(long)b * neurons + o] += bias[o];
+}
+
+void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const float *x, const float *dy, float *dw,
+                                    void *scratch) {
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    pt_bf16_round(x, s.xbf, (long)batch * inputs);
+    pt_bf16_round(dy, s.ybf, (long)batch * neurons);
+    for (int o = 0; o < neurons; o++) s.t0[o] = o;
+    for (int b = 0; b < batch; b++) s.t1[b] = b * neurons;
+    pt_view gv = { s.ybf, s.t0, s.t1 };
+    pack_a_all(gv, neurons, batch, s.pa);
+    for (int i = 0; i < inputs; i++) s.t2[i] = i;
+    for (int b = 0; b < batch; b++) s.t1[b] = b * inputs;
+    // M = neurons, N = inputs, reduction = batch: B(b, i) = x[b][i] (adjacent lanes).
+    gemm_packed_a(neurons, inputs, batch, s.pa, s.xbf, s.t2, s.t1, dw, inputs, 1, NULL, s.pb);
+}
+
+void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float *dy, const float *w, float *dx,
+                                 void *scratch) {
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    pt_bf16_round(dy, s.ybf, (long)batch * neurons);
+    pt_bf16_round(w, s.wbf, (long)neurons * inputs);
+    for (int b = 0; b < batch; b++) s.t0[b] = b * neurons;
+    pt_view gv = { s.ybf, s.t0, NULL };
+    pack_a_all(gv, batch, neurons, s.pa);
+    for (int i = 0; i < inputs; i++) s.t2[i] = i;
+    for (int o = 0; o < neurons; o++) s.t1[o] = o * inputs;
+    // M = batch, N = inputs, reduction = neurons: B(o, i) = w[o][i] (adjacent lanes).
+    gemm_packed_a(batch, inputs, neurons, s.pa, s.wbf, s.t2, s.t1, dx, inputs, 0, NULL, s.pb);
+}

@@ -1,0 +1,58 @@
+// bf16 kernels (AVX512_BF16: vdpbf16ps, vcvtneps2bf16). Call only when `pt_bf16_available()` (CPTSupport)
+// is 1: the code runs AVX-512 BF16 instructions unconditionally.
+//
+// Numbers (docs/ARCHITECTURE.md, "bf16"): every operand is rounded fp32 -> bf16 to nearest even
+// (vcvtneps2bf16: zero and denormal inputs become a signed zero, NaN stays a quiet NaN); every output
+// element is a chain of fp32 adds of exact bf16 x bf16 products in increasing reduction index, two per
+// vdpbf16ps (the reduction padded with one zero product when its length is odd), starting from 0 or from
+// the destination (per function below). The order depends only on the shapes.
+#ifndef CPTKERNELSBF16_H
+#define CPTKERNELSBF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// A convolution's geometry (oh, ow derived by the caller; NCHW, one sample = ic*ih*iw floats).
+typedef struct {
+    int ic, oc, ih, iw, kh, kw, sh, sw, ph, pw, oh, ow;
+} pt_bf16_conv_geometry;
+
+/// fp32 -> bf16, rounded to nearest even (the bits of vcvtneps2bf16), `count` values.
+void pt_bf16_round(const float *src, uint16_t *dst, long count);
+
+/// GFLOP-counting peak loop: `iterations` x 24 independent vdpbf16ps zmm chains (64 flops each).
+float pt_bf16_peak_loop(long iterations);
+/// Flops of one iteration of `pt_bf16_peak_loop`.
+long pt_bf16_peak_flops_per_iteration(void);
+
+/// Bytes of scratch the three convolution passes need for calls with up to `mb` samples.
+size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb);
+/// out[s][o][q] = chain over k = (c, i, j) of in x w (from 0), then + bias[o] (bias may be NULL).
+void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
+                          float *out, void *scratch);
+/// din (overwritten): stride 1 with padding <= kernel - 1: the forward of the transposed convolution
+/// (chain over (o, i, j) of dout x flipped w); otherwise per input pixel, the sum (fp32, taps in (i, j)
+/// order) of the unfolded products, each a chain over o.
+void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
+                                void *scratch);
+/// dw[o][k] += chain over samples, then pixels of each sample (padded to even per sample), starting
+/// from dw; db[o] (if not NULL) += fp32 sum of dout (see `pt_bf16_bias_sums`).
+void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
+                                   float *db, void *scratch);
+/// db[o] += for each sample s, pixel block: 16 fp32 lanes (lane l adds pixels q = l mod 16 of q < P/16*16,
+/// in sample then pixel order); the lanes summed 0..15 in order, then the tail pixels (sample order), one add.
+void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db);
+
+/// Bytes of scratch a dense layer's three passes need.
+size_t pt_bf16_dense_scratch_bytes(int batch, int inputs, int neurons);
+/// y[b][o] = chain over i of x[b][i] w[o][i] (from 0), then + bias[o].
+void pt_bf16_dense_forward(int batch, int inputs, int neurons, const float *x, const float *w, const float *bias,
+                           float *y, void *scratch);
+/// dw[o][i] += chain over b of dy[b][o] x[b][i], starting from dw.
+void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const float *x, const float *dy, float *dw,
+                                    void *scratch);
+/// dx[b][i] = chain over o of dy[b][o] w[o][i] (from 0).
+void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float *dy, const float *w, float *dx,
+                                 void *scratch);
+
+#endif

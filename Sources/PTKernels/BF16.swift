@@ -1,0 +1,165 @@
+// bf16 training's kernels: the precision a workspace runs at, the bf16 unit chosen at start-up, and
+// the entry points into CPTKernelsBF16 (C: Swift cannot emit vdpbf16ps). Reference twins in
+// BF16Reference.swift state the exact rounding; docs/ARCHITECTURE.md ("bf16") the design.
+import CPTKernelsBF16
+import CPTSupport
+import PTKernelsCore
+
+/// The precision of a workspace's convolution and dense products. Everything else (master weights,
+/// optimizer state, batch-norm statistics, softmax / loss, every reduction across shards and ranks)
+/// is fp32 at both.
+public enum Precision: String, Sendable, CaseIterable, Codable {
+    /// fp32 operands, fp32 accumulation.
+    case fp32
+    /// Operands rounded fp32 -> bf16 (nearest even), products accumulated in fp32 (AVX512_BF16).
+    case bf16
+
+    /// nil when this process can run at this precision; else the one-line reason it cannot.
+    public var unavailableReason: String? {
+        switch self {
+        case .fp32: return nil
+        case .bf16:
+            if InstructionSet.bf16Unit != nil { return nil }
+            if InstructionSet.current != .avx512 && InstructionSet.cpuFeatures.contains("avx512bf16") {
+                return "bf16 needs the avx512 level with AVX512_BF16, but the \(InstructionSet.current.name) level is in use (PTRAIN_ISA); unset PTRAIN_ISA or use precision fp32"
+            }
+            return "bf16 needs a CPU with AVX512_BF16 (vdpbf16ps: AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later); this CPU lacks it: use precision fp32"
+        }
+    }
+}
+
+/// The instructions bf16 products run on, chosen at start-up on top of the instruction-set level.
+/// One unit today; AMX tiles (Intel Sapphire Rapids: `tdpbf16ps`) would be a second case, chosen by
+/// the same check (CPTSupport `pt_bf16_unit_for`) and reached through the same entry points.
+public enum BF16Unit: String, Sendable {
+    /// AVX-512 `vdpbf16ps` (zmm, 16 fp32 lanes x 2 products) on the avx512 level.
+    case avx512bf16
+}
+
+extension InstructionSet {
+    /// The bf16 unit of this process (nil: the level in use has none, so bf16 is unavailable).
+    public static let bf16Unit: BF16Unit? = pt_bf16_unit() == 1 ? .avx512bf16 : nil
+
+    /// The bf16 unit for a level on a CPU with `available` features (what start-up would choose).
+    public static func bf16Unit(level: InstructionSet, available: [String]) -> BF16Unit? {
+        pt_bf16_unit_for(Int32(level.rawValue), available.joined(separator: ",")) == 1 ? .avx512bf16 : nil
+    }
+}
+
+@inline(__always) func requireBF16() {
+    precondition(InstructionSet.bf16Unit != nil, "bf16 kernel called without AVX512_BF16")
+}
+
+/// Rounds `count` floats to bf16 (nearest even; the bits of `vcvtneps2bf16`, see `bf16RoundReference`).
+public func bf16Round(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int) {
+    requireBF16()
+    pt_bf16_round(src, dst, count)
+}
+
+extension ConvGeometry {
+    var bf16: pt_bf16_conv_geometry {
+        pt_bf16_conv_geometry(ic: Int32(ic), oc: Int32(oc), ih: Int32(ih), iw: Int32(iw), kh: Int32(kh), kw: Int32(kw),
+                              sh: Int32(sh), sw: Int32(sw), ph: Int32(ph), pw: Int32(pw), oh: Int32(oh), ow: Int32(ow))
+    }
+}
+
+/// Which passes of a convolution run in bf16 in a bf16 workspace; the others stay fp32. Chosen from
+/// the geometry alone (never by timing), so the bits depend only on the model.
+public struct BF16Passes: Sendable, Equatable {
+    public var forward: Bool, backwardData: Bool, backwardWeights: Bool
+    public init(forward: Bool, backwardData: Bool, backwardWeights: Bool) {
+        self.forward = forward; self.backwardData = backwardData; self.backwardWeights = backwardWeights
+    }
+}
+
+extension ConvKernel {
+    /// The passes that run in bf16: those whose GEMM has at least 16 rows (two 8-row register tiles):
+    /// forward and backward weights need oc >= 16, backward data ic >= 16. With fewer rows most of the
+    /// 8 x 32 tile multiplies padding and the fp32 direct kernels are faster (AMD Zen 4, one thread,
+    /// `ptrain bench kernels`, GFLOP/s fp32 vs bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1,
+    /// backward weights 65.1 vs 27.0; LeNet conv2 (6 -> 16) backward data 52.2 vs 19.5; but conv2
+    /// forward 76.4 vs 76.1 and backward weights 66.8 vs 80.5, CIFAR 3 -> 32 forward 96.1 vs 137.3).
+    public var bf16Passes: BF16Passes {
+        BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16, backwardWeights: geometry.oc >= 16)
+    }
+
+    /// Floats of scratch the bf16 passes need (any mb <= geometry.mb).
+    public var bf16ScratchCount: Int { (pt_bf16_conv_scratch_bytes(geometry.bf16, Int32(geometry.mb)) + 3) / 4 + 16 }
+
+    /// bf16 forward: see `bf16ConvForwardReference` (same bits).
+    public func bf16Forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_forward(geometry.bf16, Int32(mb), input, weight, bias, output, scratch)
+    }
+
+    /// bf16 input gradient (overwritten): see `bf16ConvBackwardDataReference` (same bits).
+    public func bf16BackwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_backward_data(geometry.bf16, Int32(mb), outputGrad, weight, inputGrad, scratch)
+    }
+
+    /// bf16 weight gradient (added) and fp32 bias gradient (added): see `bf16ConvBackwardWeightsReference`.
+    public func bf16BackwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                    weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
+                                    scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_backward_weights(geometry.bf16, Int32(mb), input, outputGrad, weightGrad, biasGrad, scratch)
+    }
+}
+
+/// Floats of scratch the bf16 dense passes need.
+public func bf16DenseScratchCount(batch: Int, inputs: Int, neurons: Int) -> Int {
+    (pt_bf16_dense_scratch_bytes(Int32(batch), Int32(inputs), Int32(neurons)) + 3) / 4 + 16
+}
+
+/// y[b][o] = bias[o] + x[b] . w[o] in bf16: see `bf16DenseForwardReference`.
+public func bf16DenseForward(batch: Int, inputs: Int, neurons: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_forward(Int32(batch), Int32(inputs), Int32(neurons), x, weight, bias, y, scratch)
+}
+
+/// dW[o][i] += sum_b dy[b][o] x[b][i] in bf16: see `bf16DenseBackwardWeightsReference`.
+public func bf16DenseBackwardWeights(batch: Int, inputs: Int, neurons: Int, x: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                     weightGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_backward_weights(Int32(batch), Int32(inputs), Int32(neurons), x, outputGrad, weightGrad, scratch)
+}
+
+/// dx[b][i] = sum_o dy[b][o] w[o][i] in bf16 (overwritten): see `bf16DenseBackwardDataReference`.
+public func bf16DenseBackwardData(batch: Int, inputs: Int, neurons: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                  inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_backward_data(Int32(batch), Int32(inputs), Int32(neurons), outputGrad, weight, inputGrad, scratch)
+}
+
+/// GFLOP/s of the bf16 unit's peak loop on the calling thread (24 independent `vdpbf16ps` zmm chains,
+/// 64 flops each: 16 lanes x 2 products x multiply + add), timed like `measureFMAPeak`: the best of
+/// many ~1 ms slices of thread CPU time. nil without a bf16 unit.
+public func measureBF16Peak(seconds: Double = 0.2) -> Double? {
+    guard InstructionSet.bf16Unit != nil else { return nil }
+    let flopsPerIteration = Double(pt_bf16_peak_flops_per_iteration())
+    var iterations = 1 << 10
+    var sink: Float = 0
+    while true {
+        let t0 = threadCPUSeconds()
+        sink += pt_bf16_peak_loop(iterations)
+        let dt = threadCPUSeconds() - t0
+        if dt > 0.00025 || iterations > 1 << 30 { iterations = max(1 << 8, Int(Double(iterations) * 0.001 / max(dt, 1e-9))); break }
+        iterations *= 4
+    }
+    var best = 0.0, slices = 0
+    let start = threadCPUSeconds()
+    while slices < 20 || threadCPUSeconds() - start < seconds {
+        let t0 = threadCPUSeconds()
+        sink += pt_bf16_peak_loop(iterations)
+        best = max(best, Double(iterations) * flopsPerIteration / (threadCPUSeconds() - t0) / 1e9)
+        slices += 1
+    }
+    _bf16PeakSink = sink
+    return best
+}
+
+nonisolated(unsafe) var _bf16PeakSink: Float = 0

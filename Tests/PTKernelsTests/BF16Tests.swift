@@ -1,0 +1,156 @@
+// The bf16 kernels (CPTKernelsBF16) against their reference twins (BF16Reference.swift), bit for bit:
+// rounding, the DAZ / FTZ / NaN edge cases of one vdpbf16ps step, every convolution geometry of
+// ConvolutionTests in all three passes, and dense shapes with odd and tail sizes. On a CPU (or a
+// PTRAIN_ISA level) without AVX512_BF16 the kernel tests are skipped, naming the missing feature.
+import XCTest
+import PTKernels
+
+final class BF16Tests: XCTestCase {
+    func requireUnit() throws {
+        guard InstructionSet.bf16Unit != nil else {
+            throw XCTSkip("needs AVX512_BF16 (vdpbf16ps) on the avx512 level: this CPU or PTRAIN_ISA=\(InstructionSet.current.name) lacks it")
+        }
+    }
+
+    /// The start-up choice: a unit only on the avx512 level of a CPU with avx512bf16.
+    func testUnitChoice() {
+        let avx512 = ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"]
+        XCTAssertEqual(InstructionSet.bf16Unit(level: .avx512, available: avx512 + ["avx512bf16"]), .avx512bf16)
+        XCTAssertNil(InstructionSet.bf16Unit(level: .avx512, available: avx512))
+        XCTAssertNil(InstructionSet.bf16Unit(level: .avx2, available: avx512 + ["avx512bf16"]))
+        XCTAssertNil(InstructionSet.bf16Unit(level: .baseline, available: avx512 + ["avx512bf16"]))
+        XCTAssertEqual(InstructionSet.bf16Unit != nil, Precision.bf16.unavailableReason == nil)
+        XCTAssertNil(Precision.fp32.unavailableReason)
+    }
+
+    func testRoundingMatchesReference() throws {
+        try requireUnit()
+        var values: [Float] = [0, -0, 1, -1, 1e-39, -1e-39, Float.leastNormalMagnitude, -Float.leastNonzeroMagnitude,
+                               .infinity, -.infinity, .nan, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFFC1_2345),
+                               Float.greatestFiniteMagnitude, 3.3895314e38, 1.00390625, 1.01171875, 1.0078125 + 1.0 / 512]
+        // Ties: 1 + 2^-8 (even: down), 1 + 3 * 2^-8 (odd: up).
+        values += [Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0xBF80_8000)]
+        var s: UInt64 = 0x1234_5678
+        for _ in 0..<200_000 {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            values.append(Float(bitPattern: UInt32(truncatingIfNeeded: s >> 32)))
+        }
+        var out = [UInt16](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { v in out.withUnsafeMutableBufferPointer { bf16Round(v.baseAddress!, $0.baseAddress!, count: v.count) } }
+        var mismatches = 0
+        for (i, x) in values.enumerated() where out[i] != bf16RoundReference(x) {
+            if mismatches < 5 {
+                XCTFail("round \(String(x.bitPattern, radix: 16)): kernel \(String(out[i], radix: 16)), reference \(String(bf16RoundReference(x), radix: 16))")
+            }
+            mismatches += 1
+        }
+        XCTAssertEqual(mismatches, 0)
+        XCTAssertEqual(bf16RoundReference(Float(bitPattern: 0x3F80_8000)), 0x3F80)
+        XCTAssertEqual(bf16RoundReference(Float(bitPattern: 0x3F81_8000)), 0x3F82)
+        XCTAssertEqual(bf16RoundReference(1e-39), 0)
+        XCTAssertEqual(bf16RoundReference(-1e-39), 0x8000)
+    }
+
+    /// One product step's DAZ (denormal accumulator read as 0), FTZ (denormal result written as 0) and
+    /// exact-product rounding, through the dense kernel (weight-gradient pass: it starts from dW).
+    func testStepEdgeCases() throws {
+        try requireUnit()
+        // (dW start, dy, x): dW += dy * x.
+        let cases: [(Float, Float, Float)] = [
+            (0, 1e-20, 1e-20), (1e-39, 1, 0), (1e-38, -1e-20, 1e-19), (1, 1e-20, 1e-20), (-0.0, 0, 0),
+            (1, 1.0 / 256, 1.0 / 2), (16_777_216, 1, 1), (3, .infinity, 0), (1, .nan, 2), (.greatestFiniteMagnitude, 2, 2),
+            (1e-30, 1e-10, 1e-10),
+        ]
+        for (start, a, b) in cases {
+            let x = Buffer(1, fill: b), dy = Buffer(1, fill: a), dw = Buffer(1, fill: start), want = Buffer(1, fill: start)
+            let scratch = Buffer(bf16DenseScratchCount(batch: 1, inputs: 1, neurons: 1))
+            bf16DenseBackwardWeights(batch: 1, inputs: 1, neurons: 1, x: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer,
+                                     scratch: scratch.pointer)
+            bf16DenseBackwardWeightsReference(batch: 1, inputs: 1, neurons: 1, x: x.pointer, outputGrad: dy.pointer,
+                                              weightGrad: want.pointer)
+            XCTAssertEqual(dw.pointer[0].bitPattern, want.pointer[0].bitPattern, "\(start) + \(a) * \(b): kernel \(dw.pointer[0]), reference \(want.pointer[0])")
+        }
+    }
+
+    func assertSame(_ got: Buffer, _ want: Buffer, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        for i in 0..<want.count where got.pointer[i].bitPattern != want.pointer[i].bitPattern {
+            XCTFail("\(label): element \(i) of \(want.count): kernel \(got.pointer[i]), reference \(want.pointer[i])", file: file, line: line)
+            return
+        }
+    }
+
+    func testConvolutionMatchesReference() throws {
+        try requireUnit()
+        var cases = ConvolutionTests.cases
+        cases += [
+            ("resnet 16ch 32x32", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+            ("resnet 16->32 stride 2", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+            ("resnet 64ch 8x8", ConvGeometry(mb: 2, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+            ("odd K odd P", ConvGeometry(mb: 3, ic: 3, oc: 9, ih: 7, iw: 7, kh: 3, kw: 3), 3),
+        ]
+        for (label, g0, mb) in cases {
+            let g = g0.with(mb: mb)
+            let kernel = ConvKernel(geometry: g0)
+            let x = Buffer(random: g.inputCount, seed: 1), w = Buffer(random: g.weightCount, seed: 2), b = Buffer(random: g.oc, seed: 3)
+            let dy = Buffer(random: g.outputCount, seed: 4)
+            let scratch = Buffer(kernel.bf16ScratchCount)
+            let y = Buffer(g.outputCount), yRef = Buffer(g.outputCount)
+            kernel.bf16Forward(mb: mb, input: x.pointer, weight: w.pointer, bias: b.pointer, output: y.pointer, scratch: scratch.pointer)
+            bf16ConvForwardReference(g, input: x.pointer, weight: w.pointer, bias: b.pointer, output: yRef.pointer)
+            assertSame(y, yRef, "\(label) forward")
+            let dx = Buffer(g.inputCount, fill: .nan), dxRef = Buffer(g.inputCount)
+            kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: scratch.pointer)
+            bf16ConvBackwardDataReference(g, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dxRef.pointer)
+            assertSame(dx, dxRef, "\(label) backward data (\(bf16BackwardDataIsTransposed(g) ? "transposed" : "col2im"))")
+            let dw = Buffer(random: g.weightCount, seed: 5), db = Buffer(random: g.oc, seed: 6)
+            let dwRef = dw.copy(), dbRef = db.copy()
+            kernel.bf16BackwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer, biasGrad: db.pointer,
+                                       scratch: scratch.pointer)
+            bf16ConvBackwardWeightsReference(g, input: x.pointer, outputGrad: dy.pointer, weightGrad: dwRef.pointer, biasGrad: dbRef.pointer)
+            assertSame(dw, dwRef, "\(label) backward weights")
+            assertSame(db, dbRef, "\(label) bias gradient")
+            // The same call again gives the same bits (no state in the scratch).
+            let y2 = Buffer(g.outputCount)
+            kernel.bf16Forward(mb: mb, input: x.pointer, weight: w.pointer, bias: b.pointer, output: y2.pointer, scratch: scratch.pointer)
+            assertIdentical(y, y2, "\(label) forward twice")
+        }
+    }
+
+    func testDenseMatchesReference() throws {
+        try requireUnit()
+        let shapes: [(batch: Int, inputs: Int, neurons: Int)] = [
+            (1, 1, 1), (1, 7, 3), (2, 2, 2), (3, 17, 5), (8, 400, 120), (8, 120, 84), (8, 84, 10), (9, 33, 31), (16, 256, 10),
+            (13, 65, 47), (16, 1024, 256), (5, 31, 129),
+        ]
+        for s in shapes {
+            let label = "dense \(s.batch)x\(s.inputs)->\(s.neurons)"
+            let x = Buffer(random: s.batch * s.inputs, seed: 1), w = Buffer(random: s.neurons * s.inputs, seed: 2)
+            let b = Buffer(random: s.neurons, seed: 3), dy = Buffer(random: s.batch * s.neurons, seed: 4)
+            let scratch = Buffer(bf16DenseScratchCount(batch: s.batch, inputs: s.inputs, neurons: s.neurons))
+            let y = Buffer(s.batch * s.neurons), yRef = Buffer(s.batch * s.neurons)
+            bf16DenseForward(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer, weight: w.pointer, bias: b.pointer,
+                             y: y.pointer, scratch: scratch.pointer)
+            bf16DenseForwardReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer, weight: w.pointer,
+                                      bias: b.pointer, y: yRef.pointer)
+            assertSame(y, yRef, "\(label) forward")
+            let dw = Buffer(random: s.neurons * s.inputs, seed: 5), dwRef = dw.copy()
+            bf16DenseBackwardWeights(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer, outputGrad: dy.pointer,
+                                     weightGrad: dw.pointer, scratch: scratch.pointer)
+            bf16DenseBackwardWeightsReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer,
+                                              outputGrad: dy.pointer, weightGrad: dwRef.pointer)
+            assertSame(dw, dwRef, "\(label) backward weights")
+            let dx = Buffer(s.batch * s.inputs, fill: .nan), dxRef = Buffer(s.batch * s.inputs)
+            bf16DenseBackwardData(batch: s.batch, inputs: s.inputs, neurons: s.neurons, outputGrad: dy.pointer, weight: w.pointer,
+                                  inputGrad: dx.pointer, scratch: scratch.pointer)
+            bf16DenseBackwardDataReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, outputGrad: dy.pointer,
+                                           weight: w.pointer, inputGrad: dxRef.pointer)
+            assertSame(dx, dxRef, "\(label) backward data")
+        }
+    }
+
+    func testPeakMeasured() throws {
+        try requireUnit()
+        let peak = try XCTUnwrap(measureBF16Peak(seconds: 0.02))
+        XCTAssert(peak > 0 && peak.isFinite)
+    }
+}

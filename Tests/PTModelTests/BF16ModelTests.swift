@@ -1,0 +1,99 @@
+// bf16 logits against an fp32 run of the same model and weights, within a bound derived from bf16's
+// rounding (not a fitted tolerance): see `testLogitsWithinBF16Bound`.
+import XCTest
+import PTKernels
+import PTModel
+import PTTensor
+
+final class BF16ModelTests: XCTestCase {
+    /// The bound, element by element, propagated layer by layer in Double. With u = 2^-8 (bf16 keeps 8
+    /// significant bits, so rounding to nearest moves a value by at most 2^-8 of itself) and the fp32
+    /// activations x, the bf16 run's x' with |x' - x| <= E:
+    /// - a bf16 product term: |bf(w) bf(x') - w x| <= |bf(w)| (u |x'| + E) + u |w| |x|;
+    /// - an fp32 product term (a layer left in fp32): |w x' - w x| <= |w| E;
+    /// - each run's fp32 chain of K adds errs by at most K 2^-24 (1 + 2^-20) times the sum of |terms|;
+    /// - ReLU and flatten do not grow the bound (1-Lipschitz, elementwise).
+    /// The bf16 logits must lie within the bound of the fp32 logits; and they must differ from them
+    /// somewhere (else the bf16 path did not run).
+    func testLogitsWithinBF16Bound() throws {
+        guard InstructionSet.bf16Unit != nil else {
+            throw XCTSkip("needs AVX512_BF16 (vdpbf16ps) on the avx512 level: this CPU or PTRAIN_ISA=\(InstructionSet.current.name) lacks it")
+        }
+        let input = Shape(channels: 3, height: 8, width: 8)
+        let specs: [LayerSpec] = [
+            .conv(features: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, initializer: .he), .relu,
+            .conv(features: 32, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, initializer: .he), .relu,
+            .flatten, .dense(neurons: 24, initializer: .he), .relu, .dense(neurons: 10, initializer: .he),
+        ]
+        let batch = 5
+        let model = try Model(input: input, layers: specs, maxBatch: batch)
+        let parameters = AlignedBuffer(count: model.parameterCount)
+        model.initialize(parameters, seed: 3)
+        let fp32 = Workspace(model: model), bf16 = Workspace(model: model, precision: .bf16)
+        var rng = Xoshiro256(seed: 11)
+        for i in 0..<batch * input.count {
+            let v = rng.nextUnitFloat() * 2 - 1
+            fp32.input[i] = v; bf16.input[i] = v
+        }
+        fp32.forward(batch: batch, parameters: parameters.pointer)
+        bf16.forward(batch: batch, parameters: parameters.pointer)
+
+        let u = 1.0 / 256, gamma = { (k: Int) in Double(k) * 0x1p-24 * (1 + 0x1p-20) }
+        func bf(_ x: Float) -> Double { Double(bf16ValueReference(x)) }
+        var bound = [Double](repeating: 0, count: batch * input.count)   // the input is the same
+        var shape = input
+        for (index, layer) in model.layers.enumerated() {
+            let x = fp32.activations[index].pointer, xb = bf16.activations[index].pointer
+            let outCount = layer.outputShape.count
+            var next = [Double](repeating: 0, count: batch * outCount)
+            // One output element: the terms (w, input index) of its sum.
+            func linear(_ terms: (Int, (Int, Int) -> Void) -> Void, bf16Run: Bool, k: Int) {
+                for s in 0..<batch {
+                    for o in 0..<outCount {
+                        var products = 0.0, sumExact = 0.0, sumBF = 0.0
+                        terms(o) { w, i in
+                            let wv = parameters.pointer[w], xi = s * shape.count + i
+                            let e = bound[xi]
+                            if bf16Run {
+                                products += abs(bf(wv)) * (u * abs(Double(xb[xi])) + e) + u * abs(Double(wv)) * abs(Double(x[xi]))
+                                sumBF += abs(bf(wv) * bf(xb[xi]))
+                            } else {
+                                products += abs(Double(wv)) * e
+                                sumBF += abs(Double(wv) * Double(xb[xi]))
+                            }
+                            sumExact += abs(Double(wv) * Double(x[xi]))
+                        }
+                        next[s * outCount + o] = products + gamma(k + 1) * (sumExact + sumBF)
+                    }
+                }
+            }
+            if let conv = layer as? Conv2D {
+                let g = conv.geometry, w0 = conv.parameters[0].offset, khw = g.kh * g.kw, p = g.oh * g.ow
+                linear({ out, add in
+                    let o = out / p, y = (out % p) / g.ow, xx = out % g.ow
+                    for c in 0..<g.ic { for i in 0..<g.kh { for j in 0..<g.kw {
+                        let iy = y * g.sh - g.ph + i, ix = xx * g.sw - g.pw + j
+                        if iy >= 0 && iy < g.ih && ix >= 0 && ix < g.iw { add(w0 + (o * g.ic + c) * khw + i * g.kw + j, (c * g.ih + iy) * g.iw + ix) }
+                    } } }
+                }, bf16Run: conv.kernel.bf16Passes.forward, k: g.reduction)
+            } else if let dense = layer as? Dense {
+                let w0 = dense.parameters[0].offset
+                linear({ o, add in for i in 0..<dense.inputs { add(w0 + o * dense.inputs + i, i) } },
+                       bf16Run: dense.bf16Applies, k: dense.inputs)
+            } else {
+                next = bound   // relu, flatten
+            }
+            bound = next
+            shape = layer.outputShape
+        }
+        var worst = 0.0, differs = false
+        for i in 0..<batch * model.classes {
+            let d = abs(Double(bf16.logits[i]) - Double(fp32.logits[i]))
+            if d > 0 { differs = true }
+            XCTAssertLessThanOrEqual(d, bound[i], "logit \(i): bf16 \(bf16.logits[i]), fp32 \(fp32.logits[i]), bound \(bound[i])")
+            worst = max(worst, d / bound[i])
+        }
+        XCTAssertTrue(differs, "bf16 logits equal the fp32 ones: the bf16 path did not run")
+        print("bf16 logits: largest difference / bound = \(worst)")
+    }
+}
