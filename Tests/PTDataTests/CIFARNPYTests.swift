@@ -44,6 +44,7 @@ final class CIFAR10Tests: XCTestCase {
         assertDataError([dir + "/data_batch_4.bin", "3073-byte records"]) { try CIFAR10Folder.load(directory: dir) }
         try write(record(label: 1, seed: 0) + record(label: 10, seed: 0), to: dir + "/data_batch_4.bin")
         assertDataError([dir + "/data_batch_4.bin", "label 10", "record 1"]) { try CIFAR10Folder.load(directory: dir) }
+        try write(record(label: 1, seed: 0), to: dir + "/data_batch_4.bin")
         assertDataError(["std must be a finite number > 0"]) {
             try CIFAR10Folder.load(directory: dir).test.with(conversion: SampleConversion(divisor: 255, std: [1, 0, 1]))
         }
