@@ -12,7 +12,7 @@
 #
 # Needs root and the cgroup v1 memory controller (/sys/fs/cgroup/memory); ptrain built:
 #   swift build -c release
-#   sudo Benchmarks/larger-than-memory.sh --data ../shared/data/mnist
+#   sudo Benchmarks/larger-than-memory.sh --data DIR
 #   sudo Benchmarks/larger-than-memory.sh --data DIR --copies 6 --limit-mb 150 --rounds 3 --threads 2
 # Options (defaults): --binary .build/release/ptrain, --config configs/lenet5-mnist.yaml (its
 # 'source: idx' becomes 'source: packed'), --copies 6, --limit-mb 150, --rounds 3, --threads 2,
