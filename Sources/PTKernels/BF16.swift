@@ -86,6 +86,46 @@ extension ConvKernel {
     /// Floats of scratch the bf16 passes need (any mb <= geometry.mb).
     public var bf16ScratchCount: Int { (pt_bf16_conv_scratch_bytes(geometry.bf16, Int32(geometry.mb)) + 3) / 4 + 16 }
 
+    /// Scratch floats for the passes at `precision` (the larger of the two when any pass runs in bf16).
+    public func scratchCount(precision: Precision) -> Int {
+        let p = bf16Passes
+        return precision == .bf16 && (p.forward || p.backwardData || p.backwardWeights)
+            ? max(scratchCount, bf16ScratchCount) : scratchCount
+    }
+
+    /// The forward pass at `precision`: bf16 where `bf16Passes` says so, else the fp32 implementation list.
+    public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, precision: Precision) {
+        if precision == .bf16 && bf16Passes.forward {
+            bf16Forward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        } else {
+            forward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        }
+    }
+
+    /// The input gradient at `precision` (see `forward(…, precision:)`).
+    public func backwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                             inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, precision: Precision) {
+        if precision == .bf16 && bf16Passes.backwardData {
+            bf16BackwardData(mb: mb, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad, scratch: scratch)
+        } else {
+            backwardData(mb: mb, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad, scratch: scratch)
+        }
+    }
+
+    /// The weight and bias gradients at `precision` (see `forward(…, precision:)`).
+    public func backwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
+                                scratch: UnsafeMutablePointer<Float>, precision: Precision) {
+        if precision == .bf16 && bf16Passes.backwardWeights {
+            bf16BackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad,
+                                scratch: scratch)
+        } else {
+            backwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad,
+                            scratch: scratch)
+        }
+    }
+
     /// bf16 forward: see `bf16ConvForwardReference` (same bits).
     public func bf16Forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

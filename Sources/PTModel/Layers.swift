@@ -41,11 +41,7 @@ public struct Conv2D: Layer {
     public var flopsPerSample: Int { geometry.with(mb: 1).forwardFlops }
     public var multiplyAddsPerSample: Int { geometry.with(mb: 1).forwardFlops / 2 }
     public func scratchCount(maxBatch: Int) -> Int { kernel.scratchCount }
-    public func scratchCount(maxBatch: Int, precision: Precision) -> Int {
-        let p = kernel.bf16Passes
-        return precision == .bf16 && (p.forward || p.backwardData || p.backwardWeights)
-            ? max(kernel.scratchCount, kernel.bf16ScratchCount) : kernel.scratchCount
-    }
+    public func scratchCount(maxBatch: Int, precision: Precision) -> Int { kernel.scratchCount(precision: precision) }
 
     public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
         let g = geometry
@@ -55,33 +51,18 @@ public struct Conv2D: Layer {
     }
 
     public func forward(_ c: LayerCall) {
-        if c.precision == .bf16 && kernel.bf16Passes.forward {
-            kernel.bf16Forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
-                               bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch)
-            return
-        }
         kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
-                       bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch)
+                       bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch, precision: c.precision)
     }
 
     public func backward(_ c: LayerCall) {
-        // bf16 workspaces: the passes `bf16Passes` names run in bf16, the others in fp32.
-        let bf16 = c.precision == .bf16 ? kernel.bf16Passes : BF16Passes(forward: false, backwardData: false, backwardWeights: false)
-        if bf16.backwardWeights {
-            kernel.bf16BackwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
-                                       weightGrad: c.gradients + parameters[0].offset,
-                                       biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
-        } else {
-            kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
-                                   weightGrad: c.gradients + parameters[0].offset,
-                                   biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch)
-        }
-        if let dIn = c.inputGrad, bf16.backwardData {
-            kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
-                                    inputGrad: dIn, scratch: c.scratch)
-        } else if let dIn = c.inputGrad {
+        // At c.precision: in a bf16 workspace the passes `ConvKernel.bf16Passes` names run in bf16.
+        kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
+                               weightGrad: c.gradients + parameters[0].offset,
+                               biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch, precision: c.precision)
+        if let dIn = c.inputGrad {
             kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
-                                inputGrad: dIn, scratch: c.scratch)
+                                inputGrad: dIn, scratch: c.scratch, precision: c.precision)
         }
     }
 }
@@ -211,29 +192,27 @@ public struct Dense: Layer {
     public func backward(_ c: LayerCall) {
         let dw = c.gradients + parameters[0].offset
         let db = c.gradients + parameters[1].offset
-        if c.precision == .bf16 && bf16Applies {
-            // Products in bf16 (fp32 accumulation); the bias gradient stays an fp32 sum, as below.
+        // The products in bf16 (fp32 accumulation) in a bf16 workspace; the bias gradient is an fp32 sum either way.
+        let bf16 = c.precision == .bf16 && bf16Applies
+        if bf16 {
             bf16DenseBackwardWeights(batch: c.batch, inputs: inputs, neurons: neurons, x: c.input, outputGrad: c.outputGrad,
                                      weightGrad: dw, scratch: c.scratch)
-            for n in 0..<c.batch {
-                let row = c.outputGrad + n * neurons
-                for o in 0..<neurons { db[o] += row[o] }
-            }
-            if let dIn = c.inputGrad {
-                bf16DenseBackwardData(batch: c.batch, inputs: inputs, neurons: neurons, outputGrad: c.outputGrad,
-                                      weight: c.parameters + parameters[0].offset, inputGrad: dIn, scratch: c.scratch)
-            }
-            return
+        } else {
+            sgemm(transA: true, transB: false, m: neurons, n: inputs, k: c.batch, a: c.outputGrad, lda: neurons,
+                  b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs, workspace: c.scratch)
         }
-        sgemm(transA: true, transB: false, m: neurons, n: inputs, k: c.batch, a: c.outputGrad, lda: neurons,
-              b: c.input, ldb: inputs, beta: 1, c: dw, ldc: inputs, workspace: c.scratch)
         for n in 0..<c.batch {
             let row = c.outputGrad + n * neurons
             for o in 0..<neurons { db[o] += row[o] }
         }
         if let dIn = c.inputGrad {
-            sgemm(transA: false, transB: false, m: c.batch, n: inputs, k: neurons, a: c.outputGrad, lda: neurons,
-                  b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs, workspace: c.scratch)
+            if bf16 {
+                bf16DenseBackwardData(batch: c.batch, inputs: inputs, neurons: neurons, outputGrad: c.outputGrad,
+                                      weight: c.parameters + parameters[0].offset, inputGrad: dIn, scratch: c.scratch)
+            } else {
+                sgemm(transA: false, transB: false, m: c.batch, n: inputs, k: neurons, a: c.outputGrad, lda: neurons,
+                      b: c.parameters + parameters[0].offset, ldb: inputs, beta: 0, c: dIn, ldc: inputs, workspace: c.scratch)
+            }
         }
     }
 }

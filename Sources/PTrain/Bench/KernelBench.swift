@@ -55,11 +55,9 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
 
     for (name, g) in kernelBenchConvolutions where keep(name) {
         let kernel = ConvKernel(geometry: g)
-        let x = benchBuffer(g.inputCount, seed: 1), w = benchBuffer(g.weightCount, seed: 2), b = benchBuffer(g.oc, seed: 3)
-        let y = benchBuffer(g.outputCount, seed: 4), dy = benchBuffer(g.outputCount, seed: 5)
-        let dx = benchBuffer(g.inputCount, seed: 6), dw = benchBuffer(g.weightCount, seed: 7), db = benchBuffer(g.oc, seed: 8)
-        let scratch = benchBuffer(kernel.scratchCount, seed: 9)
-        defer { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
+        let m = ConvBenchBuffers(g, scratchCount: kernel.scratchCount)
+        defer { m.free() }
+        let (x, w, b, y, dy, dx, dw, db, scratch) = (m.x, m.w, m.b, m.y, m.dy, m.dx, m.dw, m.db, m.scratch)
         let flops = Double(g.forwardFlops)
         record(name, "forward", implementation: kernel.implementationName(.forward), flops: flops) {
             kernel.forward(mb: g.mb, input: x, weight: w, bias: b, output: y, scratch: scratch)
@@ -79,11 +77,9 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
                                          percent_of_peak: 100))
         for (name, g) in kernelBenchConvolutions where keep(name) {
             let kernel = ConvKernel(geometry: g)
-            let x = benchBuffer(g.inputCount, seed: 1), w = benchBuffer(g.weightCount, seed: 2), b = benchBuffer(g.oc, seed: 3)
-            let y = benchBuffer(g.outputCount, seed: 4), dy = benchBuffer(g.outputCount, seed: 5)
-            let dx = benchBuffer(g.inputCount, seed: 6), dw = benchBuffer(g.weightCount, seed: 7), db = benchBuffer(g.oc, seed: 8)
-            let scratch = benchBuffer(kernel.bf16ScratchCount, seed: 9)
-            defer { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
+            let m = ConvBenchBuffers(g, scratchCount: kernel.bf16ScratchCount)
+            defer { m.free() }
+            let (x, w, b, y, dy, dx, dw, db, scratch) = (m.x, m.w, m.b, m.y, m.dy, m.dx, m.dw, m.db, m.scratch)
             let flops = Double(g.forwardFlops)
             let label = "\(name) [bf16]"
             record(label, "forward", flops: flops, peak: bf16Peak) {
@@ -153,6 +149,19 @@ func medianSeconds(repetitions: Int, minimumSeconds: Double, _ body: () -> Void)
 }
 
 /// A buffer of floats in [-1, 1) (deterministic), 64-byte aligned.
+/// The operands of one convolution's three passes (input, weights, bias, output and their
+/// gradients, scratch), filled with seeded values; `free()` releases them.
+struct ConvBenchBuffers {
+    let x, w, b, y, dy, dx, dw, db, scratch: UnsafeMutablePointer<Float>
+    init(_ g: ConvGeometry, scratchCount: Int) {
+        x = benchBuffer(g.inputCount, seed: 1); w = benchBuffer(g.weightCount, seed: 2); b = benchBuffer(g.oc, seed: 3)
+        y = benchBuffer(g.outputCount, seed: 4); dy = benchBuffer(g.outputCount, seed: 5)
+        dx = benchBuffer(g.inputCount, seed: 6); dw = benchBuffer(g.weightCount, seed: 7); db = benchBuffer(g.oc, seed: 8)
+        scratch = benchBuffer(scratchCount, seed: 9)
+    }
+    func free() { benchFree([x, w, b, y, dy, dx, dw, db, scratch]) }
+}
+
 func benchBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
     let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
     let p = raw.bindMemory(to: Float.self, capacity: max(count, 1))
