@@ -74,6 +74,17 @@ static void pack_a(pt_view v, int m0, int M, int R, uint32_t *dst) {
 static const uint16_t interleave_index[32] = {
     0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
 
+/// Word l = (element 2l of the second source (high), element 2l of the first (low)).
+static const uint16_t even_interleave[32] = {
+    0, 32, 2, 34, 4, 36, 6, 38, 8, 40, 10, 42, 12, 44, 14, 46, 16, 48, 18, 50, 20, 52, 22, 54, 24, 56, 26, 58, 28, 60, 30, 62 };
+
+/// Whether lanes 0-7 and lanes 8-15 (of `count`) each step by two elements.
+static int stride2_halves(const int32_t *lane, int count) {
+    for (int l = 1; l < count; l++)
+        if (l != 8 && lane[l] != lane[l - 1] + 2) return 0;
+    return 1;
+}
+
 /// Runs of adjacent offsets among `count` lanes.
 static int runs_of(const int32_t *lane, int count) {
     int runs = 1;
@@ -108,6 +119,24 @@ static void pack_b(const uint16_t *src, const int32_t *lane, const int32_t *roff
                 __m256i lo = r1 < R ? _mm256_maskz_loadu_epi16(m, s + roff[r1]) : _mm256_setzero_si256();
                 __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
                 _mm512_store_si512(d + p * NR, _mm512_permutexvar_epi16(perm, z));
+            }
+        } else if (stride2_halves(lane + first, count)) {
+            // Each 8 lanes two elements apart (stride-2 convolutions; 8 pixels of one row, or 16 of one
+            // row): 16 adjacent elements per half and row of the pair, the even ones picked by one
+            // two-source permute.
+            const __m512i pick = _mm512_loadu_si512(even_interleave);
+            int c1 = count < 8 ? count : 8, c2 = count - c1;
+            __mmask16 h1 = (__mmask16)((1u << (2 * c1 - 1)) - 1), h2 = (__mmask16)(c2 > 0 ? (1u << (2 * c2 - 1)) - 1 : 0);
+            const uint16_t *s1 = src + lane[first], *s2 = src + (c2 > 0 ? lane[first + 8] : lane[first]);
+            for (int p = 0; p < kp; p++) {
+                int r0 = 2 * p, r1 = 2 * p + 1;
+                __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi16(h1, s1 + roff[r0])),
+                                                _mm256_maskz_loadu_epi16(h2, s2 + roff[r0]), 1);
+                __m512i lo = _mm512_setzero_si512();
+                if (r1 < R)
+                    lo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi16(h1, s1 + roff[r1])),
+                                            _mm256_maskz_loadu_epi16(h2, s2 + roff[r1]), 1);
+                _mm512_store_si512(d + p * NR, _mm512_permutex2var_epi16(lo, pick, hi));
             }
         } else if (runs_of(lane + first, count) <= 4) {
             // Lanes in a few runs of adjacent elements (e.g. 8x8 planes: 16 pixels in two rows): one
@@ -269,10 +298,95 @@ static void conv_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *koff, in
         for (int x = 0; x < g.ow; x++) poff[q++] = (int32_t)(y * g.sh * d.piw + x * g.sw);
 }
 
+/// Forward, direct form (column stride 1, output width a multiple of 16 or 8): B is not packed. Pair
+/// (k, k + 1) of the reduction at pixel q is the word (pad[koff[k] + poff[q]], pad[koff[k + 1] + poff[q]]):
+/// with D = koff[k + 1] - koff[k] it is word koff[k] + poff[q] of the image I_D[e] = (pad[e], pad[e + D]),
+/// and 16 pixels of one output row are 16 adjacent words there. D takes a few values only (3x3: the
+/// next column, the next row, the next channel; an odd K's last pair has no second element: D = 0
+/// reads zero), so building those images once per sample interleaves ~2.5 copies of the sample where
+/// packing interleaved one copy per tap (9 for 3x3), and the tile loads B straight from them. Same
+/// pairs, same chains: the bits of the packed path.
+#define DIRECT_IMAGES 4
+
+static int direct_forward(pt_bf16_conv_geometry g) { return g.sw == 1 && (g.ow % 16 == 0 || (g.ow == 8 && g.oh % 2 == 0)); }
+
+/// The distinct deltas of the reduction's pairs (0 for a last odd element) into delta[] and each pair's
+/// image into which[]; the number of images, or 0 when more than DIRECT_IMAGES are needed.
+static int pair_deltas(int K, const int32_t *koff, int32_t *delta, uint8_t *which) {
+    int n = 0;
+    for (int p = 0; p < (K + 1) / 2; p++) {
+        int32_t dd = 2 * p + 1 < K ? koff[2 * p + 1] - koff[2 * p] : 0;
+        int i = 0;
+        while (i < n && delta[i] != dd) i++;
+        if (i == n) { if (n == DIRECT_IMAGES) return 0; delta[n++] = dd; }
+        which[p] = (uint8_t)i;
+    }
+    return n;
+}
+
 static size_t forward_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
+    size_t direct = direct_forward(g) ? DIRECT_IMAGES * align64((size_t)(d.sample + 16) * 4) + align64((size_t)(d.K + 1) / 2 * 8)
+                                        + align64((size_t)(d.K + 1) / 2) : 0;
     return align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2)
-         + align64((size_t)g.oc * d.K * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4) + 64;
+         + align64((size_t)g.oc * d.K * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
+         + direct + 64;
+}
+
+static const uint16_t pair_interleave[32] = {
+    16, 0, 17, 1, 18, 2, 19, 3, 20, 4, 21, 5, 22, 6, 23, 7, 24, 8, 25, 9, 26, 10, 27, 11, 28, 12, 29, 13, 30, 14, 31, 15 };
+
+/// img[e] = pad[e] << 16 | (delta ? pad[e + delta] : 0) for e < count - delta (the words a pair can read).
+static void build_image(const uint16_t *pad, long count, int32_t delta, uint32_t *img) {
+    const __m512i perm = _mm512_loadu_si512(pair_interleave);
+    long n = count - delta;
+    for (long e = 0; e < n; e += 16) {
+        __mmask16 m = (__mmask16)(n - e >= 16 ? 0xFFFF : (1u << (n - e)) - 1);
+        __m256i hi = _mm256_maskz_loadu_epi16(m, pad + e);
+        __m256i lo = delta ? _mm256_maskz_loadu_epi16(m, pad + e + delta) : _mm256_setzero_si256();
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(hi), lo, 1);
+        _mm512_mask_storeu_epi32(img + e, m, _mm512_permutexvar_epi16(perm, z));
+    }
+}
+
+/// 16 pixels' words at b: one row segment, or (split) 8 at b and 8 at b + next (the next output row).
+static inline __m512bh load_pixels(const uint32_t *b, int split, long next) {
+    if (!split) return (__m512bh)_mm512_loadu_si512(b);
+    return (__m512bh)_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                        _mm256_loadu_si256((const __m256i *)(b + next)), 1);
+}
+
+/// C[0..<mr][0..<16 * groups] (ldc) = chain over kp pairs of packed A x B (from 0), + bias[row]; pair p of
+/// pixel group h at bptr[p] + off[h] (see `load_pixels`).
+static inline void direct_forward_tile(int kp, const uint32_t *a, const uint32_t *const *bptr, long off0, long off1,
+                                       int groups, int split, long next, float *c, long ldc, int mr, const float *bias) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    if (groups > 1) {
+        for (int p = 0; p < kp; p++) {
+            __m512bh b0 = load_pixels(bptr[p] + off0, split, next), b1 = load_pixels(bptr[p] + off1, split, next);
+#define STEP(r) { __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[r]); \
+                  c##r##0 = _mm512_dpbf16_ps(c##r##0, ar, b0); c##r##1 = _mm512_dpbf16_ps(c##r##1, ar, b1); }
+            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+            a += MR;
+        }
+    } else {
+        for (int p = 0; p < kp; p++) {
+            __m512bh b0 = load_pixels(bptr[p] + off0, split, next);
+#define STEP(r) { c##r##0 = _mm512_dpbf16_ps(c##r##0, (__m512bh)_mm512_set1_epi32((int)a[r]), b0); }
+            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+            a += MR;
+        }
+    }
+    __mmask16 m1 = groups > 1 ? 0xFFFF : 0;
+#define STOREROW(r) if (r < mr) { \
+        __m512 x0 = c##r##0, x1 = c##r##1; \
+        if (bias) { __m512 bb = _mm512_set1_ps(bias[r]); x0 = _mm512_add_ps(x0, bb); x1 = _mm512_add_ps(x1, bb); } \
+        _mm512_storeu_ps(c + r * ldc, x0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1); }
+    STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
+#undef STOREROW
 }
 
 /// Forward with weights already rounded: wbf [oc][K].
@@ -290,9 +404,33 @@ static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, co
     pack_a_all(wv, g.oc, d.K, pa);
     conv_offsets(g, d, koff, poff);
     memset(pad, 0, (size_t)(d.sample + 16) * 2);
+    int kp = (d.K + 1) / 2, images = 0;
+    int32_t delta[DIRECT_IMAGES];
+    uint32_t *image[DIRECT_IMAGES];
+    const uint32_t **bptr = NULL;
+    if (direct_forward(g)) {
+        for (int i = 0; i < DIRECT_IMAGES; i++) image[i] = bump(&s, (size_t)(d.sample + 16) * 4);
+        bptr = bump(&s, (size_t)kp * 8);
+        uint8_t *which = bump(&s, (size_t)kp);
+        images = pair_deltas(d.K, koff, delta, which);
+        for (int p = 0; p < kp; p++) bptr[p] = image[which[p]] + koff[2 * p];
+    }
+    int split = g.ow == 8;
     for (int n = 0; n < mb; n++) {
         pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
-        gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, out + (long)n * g.oc * d.P, d.P, 0, bias, pb);
+        float *o = out + (long)n * g.oc * d.P;
+        if (!images) {
+            gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
+            continue;
+        }
+        for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
+        for (int q0 = 0; q0 < d.P; q0 += 32) {
+            int groups = d.P - q0 >= 32 ? 2 : 1;
+            for (int m0 = 0; m0 < g.oc; m0 += MR)
+                direct_forward_tile(kp, pa + (size_t)(m0 / MR) * MR * kp, bptr, poff[q0], groups > 1 ? poff[q0 + 16] : 0,
+                                    groups, split, (long)g.sh * d.piw, o + (long)m0 * d.P + q0, d.P,
+                                    g.oc - m0 < MR ? g.oc - m0 : MR, bias ? bias + m0 : NULL);
+        }
     }
 }
 
@@ -326,6 +464,48 @@ static size_t data_bytes(pt_bf16_conv_geometry g) {
     return align64(packed_a_bytes(d.K, g.oc)) + align64(packed_b_bytes(d.P, g.oc)) + align64((size_t)g.oc * d.K * 2 + 32)
          + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * d.P * 4) + align64((size_t)d.K * 4)
          + align64((size_t)g.oc * 4) + align64((size_t)d.P * 4) + 64;
+}
+
+/// row[2x] += from[x] for lo <= x < hi: eight at a time, spread to the even lanes (the odd ones are
+/// neither read nor written), the same adds as the scalar loop.
+static inline void add_stride2(float *row, const float *from, int lo, int hi) {
+    for (int x = lo; x < hi; x += 8) {
+        int n = hi - x < 8 ? hi - x : 8;
+        __mmask16 even = (__mmask16)(0x5555 & ((1u << (2 * n - 1)) - 1));
+        __m512 f = _mm512_maskz_expand_ps(even, _mm512_castps256_ps512(_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), from + x)));
+        __m512 v = _mm512_maskz_loadu_ps(even, row + 2 * x);
+        _mm512_mask_storeu_ps(row + 2 * x, even, _mm512_add_ps(v, f));
+    }
+}
+
+/// col2im for input rows of at most 32 and output rows of at most 16 pixels: each input row summed in
+/// registers, the taps' output rows spread onto it by a permute (lane X of tap j takes output column
+/// (X + pw - j) / sw where that is whole and in range), added under a mask in tap order (c, i, j) from 0:
+/// the adds of the scatter loop, without its stores and reloads.
+static void col2im_rows(pt_bf16_conv_geometry g, const float *col, float *din, int32_t idx[16][32], const uint32_t *mask) {
+    int P = g.oh * g.ow;
+    __mmask16 from_mask = (__mmask16)((1u << g.ow) - 1);
+    __mmask16 out0 = (__mmask16)(g.iw >= 16 ? 0xFFFF : (1u << g.iw) - 1), out1 = (__mmask16)(g.iw <= 16 ? 0 : (1u << (g.iw - 16)) - 1);
+    for (int c = 0; c < g.ic; c++)
+        for (int iy = 0; iy < g.ih; iy++) {
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+            for (int i = 0; i < g.kh; i++) {
+                int yy = iy + g.ph - i;
+                if (yy < 0 || yy % g.sh != 0 || yy / g.sh >= g.oh) continue;
+                const float *from = col + (long)(c * g.kh + i) * g.kw * P + (yy / g.sh) * g.ow;
+                for (int j = 0; j < g.kw; j++, from += P) {
+                    __m512 src = _mm512_maskz_loadu_ps(from_mask, from);
+                    acc0 = _mm512_mask_add_ps(acc0, (__mmask16)mask[j], acc0,
+                                              _mm512_permutexvar_ps(_mm512_loadu_si512(idx[j]), src));
+                    if (out1)
+                        acc1 = _mm512_mask_add_ps(acc1, (__mmask16)(mask[j] >> 16), acc1,
+                                                  _mm512_permutexvar_ps(_mm512_loadu_si512(idx[j] + 16), src));
+                }
+            }
+            float *row = din + ((long)c * g.ih + iy) * g.iw;
+            _mm512_mask_storeu_ps(row, out0, acc0);
+            if (out1) _mm512_mask_storeu_ps(row + 16, out1, acc1);
+        }
 }
 
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
@@ -365,11 +545,28 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
     for (int o = 0; o < g.oc; o++) roff[o] = o * d.P;
     for (int q = 0; q < d.P; q++) lane[q] = q;
     long inSize = (long)g.ic * g.ih * g.iw;
+    int small_rows = g.iw <= 32 && g.ow <= 16 && g.kw <= 16;
+    int32_t idx[16][32];
+    uint32_t mask[16];
+    if (small_rows)
+        for (int j = 0; j < g.kw; j++) {
+            mask[j] = 0;
+            for (int X = 0; X < 32; X++) {
+                int t = X + g.pw - j;
+                int ok = X < g.iw && t >= 0 && t % g.sw == 0 && t / g.sw < g.ow;
+                idx[j][X] = ok ? t / g.sw : 0;
+                mask[j] |= (uint32_t)ok << X;
+            }
+        }
     for (int n = 0; n < mb; n++) {
         pt_bf16_round(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
         gemm_packed_a(d.K, d.P, g.oc, pa, dbf, lane, roff, col, d.P, 0, NULL, pb);
         // col2im: taps (c, i, j) in order, each adding into distinct pixels.
         float *dst = din + n * inSize;
+        if (small_rows) {
+            col2im_rows(g, col, dst, idx, mask);
+            continue;
+        }
         memset(dst, 0, (size_t)inSize * 4);
         int k = 0;
         for (int c = 0; c < g.ic; c++)
@@ -387,6 +584,8 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
                         const float *from = src + y * g.ow;
                         if (g.sw == 1) {
                             for (int x = lo; x < hi; x++) row[x] += from[x];
+                        } else if (g.sw == 2) {
+                            add_stride2(row, from, lo, hi);
                         } else {
                             for (int x = lo; x < hi; x++) row[x * g.sw] += from[x];
                         }
@@ -395,19 +594,178 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
     }
 }
 
-/// Backward weights with a channels-last copy of the padded sample when ic is a multiple of 16: the
-/// B operand's columns (reduction index k) are then ordered (i, j, c), 16 consecutive channels lie
-/// next to each other in memory and the packer loads them instead of gathering; dW is read into and
-/// written back from that order around the samples (copies, so the chains are the same).
+/// Backward weights, direct form (ic a multiple of 16, even output width): no packing. The reduction
+/// pairs (pixels q, q + 1 of one sample, q even) lie in one output row, so for tap (i, j) and channel c
+/// the B word of pair (y, x) is (in[c][y*sh + i][x*sw + j], in[c][y*sh + i][(x + 1)*sw + j]). A copy of
+/// the padded sample holds exactly these words channels-last, `pairs[(Y * piw + X) * ic + c]` =
+/// (pad[c][Y][X] high, pad[c][Y][X + sw] low), so 16 columns (tap, channels c..c+15) of one pair are one
+/// 64-byte load, and dout rounded with its pixel pairs' halves swapped is the A operand as it lies
+/// (broadcast per row). Columns run k' = (i, j, c); dW is read into and written back from that order
+/// around the samples (copies, so the chains are the same as the packed GEMM's).
+static int direct_weights(pt_bf16_conv_geometry g) { return g.ic % 16 == 0 && g.ow % 2 == 0; }
+
+/// Backward weights with a channels-last copy of the padded sample when ic is a multiple of 16 (and the
+/// output width odd, else `direct_weights`): the B operand's columns (reduction index k) are then
+/// ordered (i, j, c), 16 consecutive channels lie next to each other in memory and the packer loads
+/// them instead of gathering; dW is read into and written back from that order around the samples.
 /// (Not for 1x1 kernels: there the reordering costs more than the gathers it saves.)
-static int channels_last_weights(pt_bf16_conv_geometry g) { return g.ic % 16 == 0 && g.kh * g.kw > 1; }
+static int channels_last_weights(pt_bf16_conv_geometry g) {
+    return !direct_weights(g) && g.ic % 16 == 0 && g.kh * g.kw > 1;
+}
 
 static size_t weights_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
-    size_t extra = channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
+    size_t reordered = direct_weights(g) || channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
+    if (direct_weights(g))
+        return align64((size_t)(d.sample + 64) * 2) + align64((size_t)d.sample * 4) + align64((size_t)g.oc * d.P * 2 + 64)
+             + reordered + align64((size_t)d.K / 16 * 4) + align64((size_t)d.P / 2 * 4) + 64;
     return align64(packed_a_bytes(g.oc, d.P)) + align64(packed_b_bytes(d.K, d.P)) + align64((size_t)(d.sample + 16) * 2)
          + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
-         + extra + 64;
+         + reordered + 64;
+}
+
+/// Transposes 16 x 16 32-bit words in place (r[i] lane j -> r[j] lane i).
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/// The pair words of the padded bf16 sample `pad` (see `direct_weights`) that a pair reads: rows a tap
+/// reads, columns X < (ow - 2) * sw + kw. Per 16 channels x 16 columns: one load and one permute per
+/// channel row (words of X and X + sw; zero past the row), a 16 x 16 transpose; the last few columns scalar.
+static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const uint16_t *pad, uint32_t *pairs) {
+    int columns = (g.ow - 2) * g.sw + g.kw;
+    uint16_t pick[32];
+    for (int l = 0; l < 16; l++) { pick[2 * l] = (uint16_t)(l + g.sw); pick[2 * l + 1] = (uint16_t)l; }
+    const __m512i perm = _mm512_loadu_si512(pick);
+    for (int Y = 0; Y < d.pih; Y++) {
+        int used = 0;
+        for (int i = 0; i < g.kh && !used; i++) used = Y >= i && (Y - i) % g.sh == 0 && (Y - i) / g.sh < g.oh;
+        if (!used) continue;
+        for (int c0 = 0; c0 < g.ic; c0 += 16) {
+            const uint16_t *rows = pad + (long)c0 * d.plane + (long)Y * d.piw;
+            uint32_t *dst = pairs + (long)Y * d.piw * g.ic + c0;
+            int X0 = 0;
+            for (; columns - X0 > 4; X0 += 16) {
+                int n = columns - X0 < 16 ? columns - X0 : 16;
+                int avail = d.piw - X0 < 32 ? d.piw - X0 : 32;
+                __mmask32 m = (__mmask32)((1ull << avail) - 1);
+                __m512i r[16];
+                for (int c = 0; c < 16; c++)
+                    r[c] = _mm512_permutexvar_epi16(perm, _mm512_maskz_loadu_epi16(m, rows + (long)c * d.plane + X0));
+                transpose16(r);
+                for (int x = 0; x < n; x++) _mm512_storeu_si512(dst + (long)(X0 + x) * g.ic, r[x]);
+            }
+            for (; X0 < columns; X0++)
+                for (int c = 0; c < 16; c++) {
+                    const uint16_t *row = rows + (long)c * d.plane;
+                    dst[(long)X0 * g.ic + c] = (uint32_t)row[X0] << 16 | (X0 + g.sw < d.piw ? row[X0 + g.sw] : 0);
+                }
+        }
+    }
+}
+
+/// fp32 -> bf16 (as `pt_bf16_round`), each pair of elements swapped, so that the 32-bit word at an even
+/// index holds element 2p in its high half. `count` even.
+static void round_swapped(const float *src, uint16_t *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_ror_epi32(v, 16));
+    }
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, _mm256_ror_epi32(v, 16));
+    }
+}
+
+/// One tile of the direct backward weights: C[0..<mr][16 * groups] (ldc) += chain over the sample's np
+/// pixel pairs; row r's pair p is a[r][p] (rows >= mr read row 0, not stored); group h's pair p at
+/// pairs[poff[p] + gbase[h]] (one loop over all pairs: rows of 4 pairs (8x8 planes) would end a loop
+/// every 64 vdpbf16ps).
+static inline void direct_weights_tile(int np, const int32_t *poff, const uint32_t *a, long lda, int mr,
+                                       const uint32_t *pairs, const int32_t *gbase, int groups, float *c, long ldc) {
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    const uint32_t *a0 = a, *a1 = a + (mr > 1) * lda, *a2 = a + (mr > 2) * 2 * lda, *a3 = a + (mr > 3) * 3 * lda,
+                   *a4 = a + (mr > 4) * 4 * lda, *a5 = a + (mr > 5) * 5 * lda, *a6 = a + (mr > 6) * 6 * lda,
+                   *a7 = a + (mr > 7) * 7 * lda;
+    __mmask16 m1 = groups > 1 ? 0xFFFF : 0;
+#define LOADROW(r) \
+    if (r < mr) { c##r##0 = _mm512_loadu_ps(c + r * ldc); c##r##1 = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16); } \
+    else { c##r##0 = _mm512_setzero_ps(); c##r##1 = _mm512_setzero_ps(); }
+    LOADROW(0) LOADROW(1) LOADROW(2) LOADROW(3) LOADROW(4) LOADROW(5) LOADROW(6) LOADROW(7)
+#undef LOADROW
+    const uint32_t *b0p = pairs + gbase[0], *b1p = pairs + gbase[groups > 1 ? 1 : 0];
+    if (groups > 1) {
+        for (int p = 0; p < np; p++) {
+            long off = poff[p];
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b0p + off), b1 = (__m512bh)_mm512_loadu_si512(b1p + off);
+#define STEP(r) { __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a##r[p]); \
+              c##r##0 = _mm512_dpbf16_ps(c##r##0, ar, b0); c##r##1 = _mm512_dpbf16_ps(c##r##1, ar, b1); }
+            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+        }
+    } else {
+        for (int p = 0; p < np; p++) {
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b0p + poff[p]);
+#define STEP(r) { c##r##0 = _mm512_dpbf16_ps(c##r##0, (__m512bh)_mm512_set1_epi32((int)a##r[p]), b0); }
+            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+#undef STEP
+        }
+    }
+#define STOREROW(r) if (r < mr) { _mm512_storeu_ps(c + r * ldc, c##r##0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c##r##1); }
+    STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
+#undef STOREROW
+}
+
+static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
+                                    char *s) {
+    conv_dims d = dims(g);
+    int khw = g.kh * g.kw, groups = d.K / 16;
+    uint16_t *pad = bump(&s, (size_t)(d.sample + 64) * 2);
+    uint32_t *pairs = bump(&s, (size_t)d.sample * 4);
+    uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 64);
+    float *acc = bump(&s, (size_t)g.oc * d.K * 4);
+    int32_t *gbase = bump(&s, (size_t)groups * 4), *poff = bump(&s, (size_t)d.P / 2 * 4);
+    for (int y = 0, p = 0; y < g.oh; y++)
+        for (int x = 0; x < g.ow; x += 2, p++) poff[p] = (int32_t)((y * g.sh * d.piw + x * g.sw) * g.ic);
+    for (int t = 0; t < khw; t++)
+        for (int c0 = 0; c0 < g.ic; c0 += 16)
+            gbase[(t * g.ic + c0) / 16] = (int32_t)(((t / g.kw) * d.piw + t % g.kw) * g.ic + c0);
+    for (int o = 0; o < g.oc; o++)
+        for (int c = 0; c < g.ic; c++)
+            for (int t = 0; t < khw; t++) acc[(long)o * d.K + t * g.ic + c] = dw[(long)o * d.K + c * khw + t];
+    memset(pad, 0, (size_t)(d.sample + 64) * 2);
+    long lda = d.P / 2;
+    for (int n = 0; n < mb; n++) {
+        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
+        build_pairs(g, d, pad, pairs);
+        round_swapped(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
+        const uint32_t *a = (const uint32_t *)dbf;
+        for (int h = 0; h < groups; h += 2) {
+            int gs = groups - h < 2 ? groups - h : 2;
+            for (int m0 = 0; m0 < g.oc; m0 += MR)
+                direct_weights_tile(d.P / 2, poff, a + m0 * lda, lda, g.oc - m0 < MR ? g.oc - m0 : MR, pairs, gbase + h, gs,
+                                    acc + (long)m0 * d.K + h * 16, d.K);
+        }
+    }
+    for (int o = 0; o < g.oc; o++)
+        for (int c = 0; c < g.ic; c++)
+            for (int t = 0; t < khw; t++) dw[(long)o * d.K + c * khw + t] = acc[(long)o * d.K + t * g.ic + c];
 }
 
 void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db) {
@@ -432,6 +790,11 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
                                    float *db, void *scratch) {
     conv_dims d = dims(g);
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    if (direct_weights(g)) {
+        direct_backward_weights(g, mb, in, dout, dw, s);
+        if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
+        return;
+    }
     uint32_t *pa = bump(&s, packed_a_bytes(g.oc, d.P));
     uint32_t *pb = bump(&s, packed_b_bytes(d.K, d.P));
     uint16_t *pad = bump(&s, (size_t)(d.sample + 16) * 2);

@@ -87,6 +87,11 @@ final class BF16Tests: XCTestCase {
             ("resnet 16->32 stride 2", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
             ("resnet 64ch 8x8", ConvGeometry(mb: 2, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 1),
             ("odd K odd P", ConvGeometry(mb: 3, ic: 3, oc: 9, ih: 7, iw: 7, kh: 3, kw: 3), 3),
+            // Stride 2 to 8-wide output rows (packed halves, col2im in registers), the 1x1 stride-2
+            // shortcut (direct backward weights), and stride 2 to rows wider than 16 (col2im's vector scatter).
+            ("resnet 32->64 stride 2", ConvGeometry(mb: 2, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+            ("resnet 1x1 stride 2 shortcut", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 16, iw: 16, kh: 1, kw: 1, sh: 2, sw: 2), 2),
+            ("stride 2 wide rows", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 6, iw: 40, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 1),
         ]
         for (label, g0, mb) in cases {
             let g = g0.with(mb: mb)
