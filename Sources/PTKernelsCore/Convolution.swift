@@ -50,6 +50,11 @@ public struct ConvKernel: Sendable {
         /// (tiles store whole output rows in place) or `paddedWidth` (rows computed on the padded
         /// width, then copied out); see `directRowVectors`.
         case direct
+        /// 2-D kernels, at least 16 output pixels a sample, one sample's tap planes <= ~384 KiB: register
+        /// tiles over kw column-shifted (and, strided, row-phase) copies of the input, vectors of
+        /// flattened output pixels spanning rows and tiles spanning samples (TapPlanesConvolution.swift).
+        /// Takes the 8x8 and 7x7 planes and the strided 3x3 layers from the GEMM entries below.
+        case tapPlanes
         /// At least `directOutputPixels` output pixels a sample: one sample unfolded (im2col, in chunks of
         /// rows) and multiplied per GEMM, written straight into the output with the bias preloaded.
         case im2colGemmPerSample
@@ -65,6 +70,7 @@ public struct ConvKernel: Sendable {
             case .direct:
                 return g.sh == 1 && g.sw == 1 && (g.oc <= 16 || ConvKernel.outputRowsAreWholeVectors(g))
                     && ConvKernel.tapOffsetsFitInt32(g)
+            case .tapPlanes: return ConvKernel.tapPlanesApply(g)
             case .im2colGemmPerSample: return g.oh * g.ow >= ConvKernel.directOutputPixels
             case .im2colGemm, .reference: return true
             }
@@ -245,6 +251,7 @@ public struct ConvKernel: Sendable {
         case .reference: return 0
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
         case .direct: return Self.directScratchCount(g)
+        case .tapPlanes: return tapPlanesScratchCount
         case .im2colGemmPerSample:
             return _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
                 + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
@@ -294,6 +301,8 @@ public struct ConvKernel: Sendable {
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
         case .direct:
             directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        case .tapPlanes:
+            tapPlanesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
                 let out = output + s * outSize
