@@ -133,14 +133,17 @@ func fillTapPlanes<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, input: Un
                         continue
                     }
                     var x = lo
-                    if g.sw == 2 {
-                        // 16 outputs = the even lanes of 32 consecutive inputs, while those stay inside
-                        // the sample (the last odd lane may read into the next row).
+                    if g.sw == 2 && hi - lo >= 8 {
+                        // 8 outputs = the even lanes of 16 consecutive inputs, the last 8 shifted back to end
+                        // at hi (rewriting equal values), while the 16 stay inside the sample (the last odd
+                        // lane may read into the next row). ResNet-20's strided rows are 8 and 16 wide.
                         let available = (g.ic - c) * g.ih * g.iw - iy * g.iw - (j - g.pw)
-                        while x + 16 <= hi && 2 * x + 32 <= available {
-                            let v = UnsafeRawPointer(src + 2 * x).loadUnaligned(as: SIMD32<Float>.self)
-                            UnsafeMutableRawPointer(d + x).storeBytes(of: v.evenHalf, as: SIMD16<Float>.self)
-                            x += 16
+                        while x < hi {
+                            let xs = min(x, hi - 8)
+                            guard 2 * xs + 16 <= available else { break }
+                            let v = UnsafeRawPointer(src + 2 * xs).loadUnaligned(as: SIMD16<Float>.self)
+                            UnsafeMutableRawPointer(d + xs).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                            x = xs + 8
                         }
                     }
                     while x < hi { d[x] = src[x * g.sw]; x += 1 }

@@ -19,6 +19,7 @@ final class ConvolutionTests: XCTestCase {
         ("kernel bigger than input", ConvGeometry(mb: 2, ic: 2, oc: 3, ih: 2, iw: 3, kh: 3, kw: 5, ph: 1, pw: 2), 2),
         ("1x1", ConvGeometry(mb: 3, ic: 17, oc: 19, ih: 6, iw: 7, kh: 1, kw: 1), 3),
         ("1x1 stride 2", ConvGeometry(mb: 2, ic: 5, oc: 6, ih: 7, iw: 7, kh: 1, kw: 1, sh: 2, sw: 2), 2),
+        ("1x1 stride 3x2 odd sizes", ConvGeometry(mb: 3, ic: 7, oc: 5, ih: 10, iw: 35, kh: 1, kw: 1, sh: 3, sw: 2), 3),
         ("1x1 pad 1", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 4, iw: 5, kh: 1, kw: 1, ph: 1, pw: 1), 2),
         ("ic=1 oc=1", ConvGeometry(mb: 1, ic: 1, oc: 1, ih: 5, iw: 6, kh: 2, kw: 3), 1),
         ("oc=1 wide planes (single-channel tiles)", ConvGeometry(mb: 2, ic: 3, oc: 1, ih: 20, iw: 21, kh: 3, kw: 3, ph: 1, pw: 1), 1),
@@ -168,6 +169,8 @@ final class ConvolutionTests: XCTestCase {
              .tapPlanes, .im2colGemm, .weightsTiles),
             ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
              .tapPlanes, .im2colGemm, .weightsTiles),
+            ("resnet20-shortcut-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 1, kw: 1, sh: 2, sw: 2),
+             .im2colGemmPerSample, .stridedPointwise, .stridedPointwise),
         ]
         for (label, g, forward, data, weights) in layers {
             let kernel = ConvKernel(geometry: g)
@@ -180,7 +183,7 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(lenet1.implementationName(.backwardData, vectorWidth: 16), "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "direct.paddedWidth")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
-        XCTAssertEqual(ConvKernel(geometry: layers[11].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
+        XCTAssertEqual(ConvKernel(geometry: layers[9].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
     }
 
     func testBitIdenticalRepeats() {
