@@ -50,6 +50,11 @@ public struct ConvKernel: Sendable {
         /// (tiles store whole output rows in place) or `paddedWidth` (rows computed on the padded
         /// width, then copied out); see `directRowVectors`.
         case direct
+        /// 2-D kernels, at least 16 output pixels a sample, one sample's tap planes <= ~384 KiB: register
+        /// tiles over kw column-shifted (and, strided, row-phase) copies of the input, vectors of
+        /// flattened output pixels spanning rows and tiles spanning samples (TapPlanesConvolution.swift).
+        /// Takes the 8x8 and 7x7 planes and the strided 3x3 layers from the GEMM entries below.
+        case tapPlanes
         /// At least `directOutputPixels` output pixels a sample: one sample unfolded (im2col, in chunks of
         /// rows) and multiplied per GEMM, written straight into the output with the bias preloaded.
         case im2colGemmPerSample
@@ -65,6 +70,7 @@ public struct ConvKernel: Sendable {
             case .direct:
                 return g.sh == 1 && g.sw == 1 && (g.oc <= 16 || ConvKernel.outputRowsAreWholeVectors(g))
                     && ConvKernel.tapOffsetsFitInt32(g)
+            case .tapPlanes: return ConvKernel.tapPlanesApply(g)
             case .im2colGemmPerSample: return g.oh * g.ow >= ConvKernel.directOutputPixels
             case .im2colGemm, .reference: return true
             }
@@ -75,6 +81,9 @@ public struct ConvKernel: Sendable {
     public enum BackwardData: String, ConvImplementationList {
         /// 1x1, stride 1, no padding: per sample dIn = W^T x dOut.
         case pointwiseGemm
+        /// 1x1, no padding, strided (ResNet shortcuts): per sample W^T x dOut into scratch, spread onto the
+        /// strided pixels of the zeroed input gradient (no col2im over a mostly empty unfolded matrix).
+        case stridedPointwise
         /// Stride 1, padding <= kernel - 1: the forward of the transposed convolution (flipped,
         /// transposed weights, padding k-1-p), which needs no col2im scatter; that forward runs the
         /// `Forward` entry of the transposed geometry (see `backwardDataAsTransposedForward`).
@@ -87,6 +96,7 @@ public struct ConvKernel: Sendable {
         public func isApplicable(_ g: ConvGeometry) -> Bool {
             switch self {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .stridedPointwise: return ConvKernel.isStridedPointwise(g)
             case .transposedForward: return ConvKernel.backwardDataAsTransposedForward(g)
             case .im2colGemm, .reference: return true
             }
@@ -97,6 +107,9 @@ public struct ConvKernel: Sendable {
     public enum BackwardWeights: String, ConvImplementationList {
         /// 1x1, stride 1, no padding: per sample dW += dOut x in^T as 16-lane dot products (`sgemmDotNT`).
         case pointwiseGemm
+        /// 1x1, no padding, strided: per sample the input subsampled into scratch (`fillTapPlanes`), then
+        /// as `pointwiseGemm`.
+        case stridedPointwise
         /// 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: (taps x channels) register tiles over
         /// the padded planes and the transposed output gradient (WeightsTileConvolution.swift).
         case weightsTiles
@@ -112,6 +125,7 @@ public struct ConvKernel: Sendable {
         public func isApplicable(_ g: ConvGeometry) -> Bool {
             switch self {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .stridedPointwise: return ConvKernel.isStridedPointwise(g)
             case .weightsTiles: return ConvKernel.weightsTilesApply(g)
             case .direct: return ConvKernel.backwardWeightsDirect(g)
             case .im2colGemm, .reference: return true
@@ -191,6 +205,15 @@ public struct ConvKernel: Sendable {
         g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0
     }
 
+    /// 1x1, no padding, stride > 1, 2-D planes (a ResNet shortcut that halves the size). AMD EPYC Zen 4,
+    /// AVX-512, 1 thread: ResNet-20's 16->32 shortcut (mb 16) backward data / weights 36-38% of peak here,
+    /// against 17% for the layer's whole backward with im2colGemm. Not for 1-D layers (ih == 1): the
+    /// resnet-fsdd-1d shortcuts' per-sample GEMMs (63-250 columns) were slower than im2colGemm's grouped
+    /// ones (layer3.0.shortcut.0 backward 0.70 -> 1.24 ms a step).
+    static func isStridedPointwise(_ g: ConvGeometry) -> Bool {
+        g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0 && (g.sh > 1 || g.sw > 1) && g.ih > 1
+    }
+
     /// Whether backward data runs as the forward of the transposed convolution (no col2im scatter)
     /// rather than GEMM + col2im: only for stride 1 with padding <= kernel-1, and only when its unfolded
     /// matrix (oc*kh*kw x ih*iw per sample) is no bigger than col2im's (ic*kh*kw x oh*ow): with few input
@@ -245,6 +268,7 @@ public struct ConvKernel: Sendable {
         case .reference: return 0
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
         case .direct: return Self.directScratchCount(g)
+        case .tapPlanes: return tapPlanesScratchCount
         case .im2colGemmPerSample:
             return _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
                 + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
@@ -261,6 +285,7 @@ public struct ConvKernel: Sendable {
         switch backwardDataImplementation {
         case .reference: return 0
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.ic, n: p, k: g.oc)
+        case .stridedPointwise: return 16 + roundUp(g.ic * p, 16) + sgemmWorkspaceCount(m: g.ic, n: p, k: g.oc)
         case .transposedForward: return g.weightCount + 16 + transposedKernel.forwardScratchCount
         case .im2colGemm:
             let n = groupSize * p, k = g.reduction
@@ -273,6 +298,7 @@ public struct ConvKernel: Sendable {
         let g = geometry
         switch backwardWeightsImplementation {
         case .reference, .pointwiseGemm: return 0
+        case .stridedPointwise: return 16 + g.ic * g.oh * g.ow
         case .weightsTiles: return weightsTilesScratchCount
         case .direct: return directWeightsScratchCount
         case .im2colGemm:
@@ -294,6 +320,8 @@ public struct ConvKernel: Sendable {
             convForwardReference(g, input: input, weight: weight, bias: bias, output: output)
         case .direct:
             directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        case .tapPlanes:
+            tapPlanesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
                 let out = output + s * outSize
@@ -359,6 +387,20 @@ public struct ConvKernel: Sendable {
                 _sgemm(L.self, shape: nil, transA: true, transB: false, m: g.ic, n: p, k: g.oc, alpha: 1, a: weight, lda: g.ic,
                       b: outputGrad + s * outSize, ldb: p, beta: 0, c: inputGrad + s * inSize, ldc: p, workspace: scratch)
             }
+        case .stridedPointwise:
+            let sub = align64(scratch), ws = sub + roundUp(g.ic * p, 16)
+            for s in 0..<mb {
+                _sgemm(L.self, shape: nil, transA: true, transB: false, m: g.ic, n: p, k: g.oc, alpha: 1, a: weight, lda: g.ic,
+                      b: outputGrad + s * outSize, ldb: p, beta: 0, c: sub, ldc: p, workspace: ws)
+                let dx = inputGrad + s * inSize
+                dx.update(repeating: 0, count: inSize)
+                for c in 0..<g.ic {
+                    for y in 0..<g.oh {
+                        let src = sub + (c * g.oh + y) * g.ow, dst = dx + (c * g.ih + y * g.sh) * g.iw
+                        for x in 0..<g.ow { dst[x * g.sw] = src[x] }
+                    }
+                }
+            }
         case .transposedForward:
             // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], then an ordinary forward.
             let wt = align64(scratch)
@@ -404,6 +446,14 @@ public struct ConvKernel: Sendable {
         case .pointwiseGemm:
             for s in 0..<mb {
                 _sgemmDotNT(L.self, m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: input + s * inSize, ldb: p,
+                           c: weightGrad, ldc: g.ic)
+            }
+        case .stridedPointwise:
+            // The subsampled input is the one tap plane of a 1x1 kernel (all of it inside the input).
+            let sub = align64(scratch)
+            for s in 0..<mb {
+                fillTapPlanes(L.self, g, input: input + s * inSize, planes: sub)
+                _sgemmDotNT(L.self, m: g.oc, n: g.ic, k: p, a: outputGrad + s * outSize, lda: p, b: sub, ldb: p,
                            c: weightGrad, ldc: g.ic)
             }
         case .weightsTiles:

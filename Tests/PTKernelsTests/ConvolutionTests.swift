@@ -19,6 +19,7 @@ final class ConvolutionTests: XCTestCase {
         ("kernel bigger than input", ConvGeometry(mb: 2, ic: 2, oc: 3, ih: 2, iw: 3, kh: 3, kw: 5, ph: 1, pw: 2), 2),
         ("1x1", ConvGeometry(mb: 3, ic: 17, oc: 19, ih: 6, iw: 7, kh: 1, kw: 1), 3),
         ("1x1 stride 2", ConvGeometry(mb: 2, ic: 5, oc: 6, ih: 7, iw: 7, kh: 1, kw: 1, sh: 2, sw: 2), 2),
+        ("1x1 stride 3x2 odd sizes", ConvGeometry(mb: 3, ic: 7, oc: 5, ih: 10, iw: 35, kh: 1, kw: 1, sh: 3, sw: 2), 3),
         ("1x1 pad 1", ConvGeometry(mb: 2, ic: 3, oc: 4, ih: 4, iw: 5, kh: 1, kw: 1, ph: 1, pw: 1), 2),
         ("ic=1 oc=1", ConvGeometry(mb: 1, ic: 1, oc: 1, ih: 5, iw: 6, kh: 2, kw: 3), 1),
         ("oc=1 wide planes (single-channel tiles)", ConvGeometry(mb: 2, ic: 3, oc: 1, ih: 20, iw: 21, kh: 3, kw: 3, ph: 1, pw: 1), 1),
@@ -52,6 +53,12 @@ final class ConvolutionTests: XCTestCase {
         ("weights tiles 2x3x4 pad larger than overhang", ConvGeometry(mb: 2, ic: 10, oc: 64, ih: 6, iw: 9, kh: 1, kw: 3, pw: 4), 1),
         ("weights tiles oc 128", ConvGeometry(mb: 1, ic: 8, oc: 128, ih: 4, iw: 4, kh: 3, kw: 3, ph: 1, pw: 1), 1),
         ("weights tiles conv1d stride 2", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 1, iw: 20, kh: 1, kw: 3, sw: 2, pw: 1), 2),
+        // 2-D, rows not whole 16-pixel vectors or strided: forward on tap planes (TapPlanesConvolution.swift),
+        // vectors spanning output rows and samples, the last vector of a sample shifted back.
+        ("tap planes 8x8 several groups", ConvGeometry(mb: 14, ic: 64, oc: 20, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 13),
+        ("tap planes 7x7 vector tail", ConvGeometry(mb: 3, ic: 5, oc: 24, ih: 7, iw: 7, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("tap planes stride 2 wide rows", ConvGeometry(mb: 2, ic: 3, oc: 9, ih: 12, iw: 41, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+        ("tap planes stride 3x2 rect", ConvGeometry(mb: 2, ic: 2, oc: 5, ih: 17, iw: 36, kh: 4, kw: 3, sh: 3, sw: 2, ph: 2, pw: 0), 2),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 
@@ -153,9 +160,17 @@ final class ConvolutionTests: XCTestCase {
             ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1),
              .pointwiseGemm, .pointwiseGemm, .pointwiseGemm),
             ("stride 2", ConvGeometry(mb: 8, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .im2colGemm, .im2colGemm, .weightsTiles),
+             .tapPlanes, .im2colGemm, .weightsTiles),
             ("stride 2, few input channels", ConvGeometry(mb: 8, ic: 4, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .im2colGemm, .im2colGemm, .im2colGemm),
+             .tapPlanes, .im2colGemm, .im2colGemm),
+            ("resnet20-64to64-8x8", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1),
+             .tapPlanes, .transposedForward, .weightsTiles),
+            ("resnet20-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
+             .tapPlanes, .im2colGemm, .weightsTiles),
+            ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
+             .tapPlanes, .im2colGemm, .weightsTiles),
+            ("resnet20-shortcut-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 1, kw: 1, sh: 2, sw: 2),
+             .im2colGemmPerSample, .stridedPointwise, .stridedPointwise),
         ]
         for (label, g, forward, data, weights) in layers {
             let kernel = ConvKernel(geometry: g)
@@ -168,6 +183,7 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(lenet1.implementationName(.backwardData, vectorWidth: 16), "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "direct.paddedWidth")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
+        XCTAssertEqual(ConvKernel(geometry: layers[9].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
     }
 
     func testBitIdenticalRepeats() {

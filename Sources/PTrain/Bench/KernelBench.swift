@@ -28,6 +28,11 @@ public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
     ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-64to64-16x16", ConvGeometry(mb: 128, ic: 64, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
+    // ResNet-20 (CIFAR, shards of 16): the 8x8 stage, the two strided 3x3 layers and a strided 1x1 shortcut.
+    ("resnet20-64to64-8x8", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1)),
+    ("resnet20-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1)),
+    ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1)),
+    ("resnet20-shortcut-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 1, kw: 1, sh: 2, sw: 2)),
     ("resnet-64to64-56x56", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 56, iw: 56, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1)),
 ]
