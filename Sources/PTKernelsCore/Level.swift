@@ -36,7 +36,7 @@ public protocol KernelLevel: SendableMetatype {
     static var convSingleRowVectors: Int { get }
     /// Runs `count` tiles `ConvTile<Self, mr, nv>` side by side (`ConvTile.runTiles`); nv may be any value
     /// 1...the shape's nv (the last tile of a row block).
-    static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    static func convTiles(mr: Int, nv: Int, count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                           input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                           outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
 

@@ -52,6 +52,9 @@ final class ConvolutionTests: XCTestCase {
         ("weights tiles 2x3x4 pad larger than overhang", ConvGeometry(mb: 2, ic: 10, oc: 64, ih: 6, iw: 9, kh: 1, kw: 3, pw: 4), 1),
         ("weights tiles oc 128", ConvGeometry(mb: 1, ic: 8, oc: 128, ih: 4, iw: 4, kh: 3, kw: 3, ph: 1, pw: 1), 1),
         ("weights tiles conv1d stride 2", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 1, iw: 20, kh: 1, kw: 3, sw: 2, pw: 1), 2),
+        // Narrow rows (ow < 16) with enough dropped columns: forward and backward weights on shifted planes
+        // (padded; the forward in two groups of samples, backward weights in one).
+        ("shifted planes pad 1", ConvGeometry(mb: 40, ic: 3, oc: 12, ih: 12, iw: 11, kh: 5, kw: 5, ph: 1, pw: 1), 37),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 
@@ -141,7 +144,7 @@ final class ConvolutionTests: XCTestCase {
             ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2),
              .direct, .transposedForward, .direct),
             ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5),
-             .direct, .transposedForward, .direct),
+             .shiftedPlanes, .transposedForward, .shiftedPlanes),
             ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
              .direct, .transposedForward, .direct),
             ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
@@ -166,7 +169,9 @@ final class ConvolutionTests: XCTestCase {
         let lenet1 = ConvKernel(geometry: layers[0].1), resnet = ConvKernel(geometry: layers[5].1)
         XCTAssertEqual(lenet1.implementationName(.forward, vectorWidth: 16), "direct.rows")
         XCTAssertEqual(lenet1.implementationName(.backwardData, vectorWidth: 16), "transposedForward(direct.paddedWidth)")
-        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "direct.paddedWidth")
+        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "shiftedPlanes")
+        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.backwardData, vectorWidth: 16),
+                       "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
     }
 
