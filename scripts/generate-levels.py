@@ -43,7 +43,7 @@ public enum {enum}: KernelLevel {{
     o.append("\n    public static let convTileShapes: [(mr: Int, nv: Int)] = [" + ", ".join(f"({a}, {b})" for a,b in conv) + "]")
     o.append(f"    public static let convSingleRowVectors = {single}")
     o.append("""
-    public static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    public static func convTiles(mr: Int, nv: Int, count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                                  input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                                  outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
         switch (mr, nv) {""")
@@ -52,7 +52,7 @@ public enum {enum}: KernelLevel {{
         for n in range(1,nvmax+1):
             if (mr,n) not in cases: cases.append((mr,n))
     for (mr,n) in cases:
-        o.append(f"        case ({mr}, {n}): ConvTile<Self, {mr}, {n}>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)")
+        o.append(f"        case ({mr}, {n}): ConvTile<Self, {mr}, {n}>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)")
     o.append(f'        default: fatalError("{name}: unlisted convolution tile \\(mr)x\\(nv)")')
     o.append("        }\n    }")
     o.append(f"""

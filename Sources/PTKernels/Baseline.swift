@@ -32,27 +32,27 @@ enum Baseline: KernelLevel {
     public static let convTileShapes: [(mr: Int, nv: Int)] = [(6, 2), (4, 3)]
     public static let convSingleRowVectors = 12
 
-    public static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    public static func convTiles(mr: Int, nv: Int, count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                                  input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                                  outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
         switch (mr, nv) {
-        case (6, 1): ConvTile<Self, 6, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (6, 2): ConvTile<Self, 6, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (4, 1): ConvTile<Self, 4, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (4, 2): ConvTile<Self, 4, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (4, 3): ConvTile<Self, 4, 3>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 1): ConvTile<Self, 1, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 2): ConvTile<Self, 1, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 3): ConvTile<Self, 1, 3>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 4): ConvTile<Self, 1, 4>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 5): ConvTile<Self, 1, 5>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 6): ConvTile<Self, 1, 6>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 7): ConvTile<Self, 1, 7>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 8): ConvTile<Self, 1, 8>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 9): ConvTile<Self, 1, 9>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 10): ConvTile<Self, 1, 10>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 11): ConvTile<Self, 1, 11>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 12): ConvTile<Self, 1, 12>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 1): ConvTile<Self, 6, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 2): ConvTile<Self, 6, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (4, 1): ConvTile<Self, 4, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (4, 2): ConvTile<Self, 4, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (4, 3): ConvTile<Self, 4, 3>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 1): ConvTile<Self, 1, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 2): ConvTile<Self, 1, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 3): ConvTile<Self, 1, 3>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 4): ConvTile<Self, 1, 4>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 5): ConvTile<Self, 1, 5>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 6): ConvTile<Self, 1, 6>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 7): ConvTile<Self, 1, 7>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 8): ConvTile<Self, 1, 8>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 9): ConvTile<Self, 1, 9>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 10): ConvTile<Self, 1, 10>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 11): ConvTile<Self, 1, 11>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 12): ConvTile<Self, 1, 12>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         default: fatalError("baseline: unlisted convolution tile \(mr)x\(nv)")
         }
     }

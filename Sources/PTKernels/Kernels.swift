@@ -85,16 +85,18 @@ public func col2im(_ g: ConvGeometry, col: UnsafePointer<Float>, ld: Int? = nil,
     activeKernels.col2im(g, col, ld ?? g.oh * g.ow, inputGrad)
 }
 
-/// Max pooling forward. See `maxPoolForwardReference` (same outputs and argmax, bit for bit).
+/// Max pooling forward. See `maxPoolForwardReference` (same outputs and argmax, bit for bit; `reluFirst`:
+/// the pooling of ReLU's output, read from ReLU's input).
 public func maxPoolForward(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                           argmax: UnsafeMutablePointer<Int32>) {
-    activeKernels.maxPoolForward(g, input, output, argmax)
+                           argmax: UnsafeMutablePointer<Int32>, reluFirst: Bool = false) {
+    activeKernels.maxPoolForward(g, input, output, argmax, reluFirst)
 }
 
-/// Max pooling backward. See `maxPoolBackwardReference`.
+/// Max pooling backward. See `maxPoolBackwardReference` (`reluOutput`: the pooled output of a
+/// `reluFirst` forward; then the gradient of ReLU's input, ReLU's backward folded in).
 public func maxPoolBackward(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
-                            inputGrad: UnsafeMutablePointer<Float>) {
-    activeKernels.maxPoolBackward(g, outputGrad, argmax, inputGrad)
+                            inputGrad: UnsafeMutablePointer<Float>, reluOutput: UnsafePointer<Float>? = nil) {
+    activeKernels.maxPoolBackward(g, outputGrad, argmax, inputGrad, reluOutput)
 }
 
 /// ReLU forward. See `reluForwardReference` (NaN and -0 map to 0, as there).

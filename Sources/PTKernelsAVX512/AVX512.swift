@@ -36,25 +36,25 @@ public enum AVX512: KernelLevel {
     public static let convTileShapes: [(mr: Int, nv: Int)] = [(8, 3), (6, 4), (6, 2)]
     public static let convSingleRowVectors = 8
 
-    public static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    public static func convTiles(mr: Int, nv: Int, count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                                  input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                                  outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
         switch (mr, nv) {
-        case (8, 1): ConvTile<Self, 8, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (8, 2): ConvTile<Self, 8, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (8, 3): ConvTile<Self, 8, 3>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (6, 1): ConvTile<Self, 6, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (6, 2): ConvTile<Self, 6, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (6, 3): ConvTile<Self, 6, 3>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (6, 4): ConvTile<Self, 6, 4>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 1): ConvTile<Self, 1, 1>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 2): ConvTile<Self, 1, 2>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 3): ConvTile<Self, 1, 3>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 4): ConvTile<Self, 1, 4>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 5): ConvTile<Self, 1, 5>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 6): ConvTile<Self, 1, 6>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 7): ConvTile<Self, 1, 7>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
-        case (1, 8): ConvTile<Self, 1, 8>.runTiles(count: count, k: k, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (8, 1): ConvTile<Self, 8, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (8, 2): ConvTile<Self, 8, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (8, 3): ConvTile<Self, 8, 3>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 1): ConvTile<Self, 6, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 2): ConvTile<Self, 6, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 3): ConvTile<Self, 6, 3>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (6, 4): ConvTile<Self, 6, 4>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 1): ConvTile<Self, 1, 1>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 2): ConvTile<Self, 1, 2>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 3): ConvTile<Self, 1, 3>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 4): ConvTile<Self, 1, 4>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 5): ConvTile<Self, 1, 5>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 6): ConvTile<Self, 1, 6>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 7): ConvTile<Self, 1, 7>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
+        case (1, 8): ConvTile<Self, 1, 8>.runTiles(count: count, span: span, a: a, offsets: offsets, input: input, inPos: inPos, out: out, outPos: outPos, ldo: ldo, bias: bias, rows: rows)
         default: fatalError("avx512: unlisted convolution tile \(mr)x\(nv)")
         }
     }

@@ -44,6 +44,10 @@ public struct ConvKernel: Sendable {
     public enum Forward: String, ConvImplementationList {
         /// 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand (W[oc][ic] x in[ic][P]).
         case pointwiseGemm
+        /// Where `direct` applies and its layout computes enough dropped columns (LeNet conv2: 9 vectors
+        /// of 16 for 100 pixels): the direct tiles over shifted copies of the input planes, stored straight
+        /// into the output; the same sums as `direct` (ShiftedPlaneConvolution.swift).
+        case shiftedPlanes
         /// Stride 1, and few output channels (LeNet: oc <= 16) or output rows of whole 16-pixel vectors
         /// (CIFAR): register tiles read straight from zero-padded planes, no unfolded matrix
         /// (DirectConvolution.swift). Sub-variants, by the level's vector width (same sums): `rows`
@@ -67,6 +71,7 @@ public struct ConvKernel: Sendable {
         public func isApplicable(_ g: ConvGeometry) -> Bool {
             switch self {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
+            case .shiftedPlanes: return ConvKernel.forwardShiftedPlanes(g)
             case .direct:
                 return g.sh == 1 && g.sw == 1 && (g.oc <= 16 || ConvKernel.outputRowsAreWholeVectors(g))
                     && ConvKernel.tapOffsetsFitInt32(g)
@@ -113,6 +118,10 @@ public struct ConvKernel: Sendable {
         /// 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: (taps x channels) register tiles over
         /// the padded planes and the transposed output gradient (WeightsTileConvolution.swift).
         case weightsTiles
+        /// Where `direct` applies and its padded width has enough more vectors than oh*ow (LeNet conv2:
+        /// 144 positions a sample against 112): the same dot products over shifted copies of the input
+        /// planes (ShiftedPlaneConvolution.swift).
+        case shiftedPlanes
         /// Stride 1, and few output channels or a padded width that wastes at most 1/8 of the FMAs: tiled
         /// dot products of the output gradient with shifted views of the padded planes
         /// (DirectConvolution.swift).
@@ -127,6 +136,7 @@ public struct ConvKernel: Sendable {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
             case .stridedPointwise: return ConvKernel.isStridedPointwise(g)
             case .weightsTiles: return ConvKernel.weightsTilesApply(g)
+            case .shiftedPlanes: return ConvKernel.backwardWeightsShiftedPlanes(g)
             case .direct: return ConvKernel.backwardWeightsDirect(g)
             case .im2colGemm, .reference: return true
             }
@@ -269,6 +279,7 @@ public struct ConvKernel: Sendable {
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
         case .direct: return Self.directScratchCount(g)
         case .tapPlanes: return tapPlanesScratchCount
+        case .shiftedPlanes: return shiftedForwardScratchCount
         case .im2colGemmPerSample:
             return _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
                 + sgemmWorkspaceCount(m: g.oc, n: p, k: g.reduction) + 64
@@ -301,6 +312,7 @@ public struct ConvKernel: Sendable {
         case .stridedPointwise: return 16 + g.ic * g.oh * g.ow
         case .weightsTiles: return weightsTilesScratchCount
         case .direct: return directWeightsScratchCount
+        case .shiftedPlanes: return shiftedWeightsScratchCount
         case .im2colGemm:
             let n = groupSize * g.oh * g.ow
             return g.reduction * n + g.oc * n
@@ -322,6 +334,8 @@ public struct ConvKernel: Sendable {
             directForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .tapPlanes:
             tapPlanesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        case .shiftedPlanes:
+            shiftedForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:
             for s in 0..<mb {
                 let out = output + s * outSize
@@ -458,6 +472,8 @@ public struct ConvKernel: Sendable {
             }
         case .weightsTiles:
             tilesBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
+        case .shiftedPlanes:
+            shiftedBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
         case .direct:
             directBackwardWeights(L.self, mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, scratch: scratch)
         case .im2colGemm:

@@ -111,6 +111,7 @@ extension ConvKernel {
         // (nor for samples too small to hold that).
         let inSize = g.ic * g.ih * g.iw, outSize = g.oc * oh * ow
         let readInPlace = !inPlace ? 0 : rowVectors != nil ? mb : inSize >= 16 + g.kw ? mb - 1 : 0
+        let rowSpans = DirectRowSpans.pay(g) ? DirectRowSpans(g: g, wp: wp, width: w) : nil
         if readInPlace < mb { padded.update(repeating: 0, count: planesCount) }   // borders and tails stay zero
         for s in 0..<mb {
             let x = input + s * inSize
@@ -131,10 +132,10 @@ extension ConvKernel {
             let out = output + s * outSize
             if rowVectors != nil {
                 _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                              input: planes, inPos: inPos, out: out, ldo: oh * ow, outPos: outPos, bias: bias)
+                              input: planes, inPos: inPos, out: out, ldo: oh * ow, outPos: outPos, bias: bias, rowSpans: rowSpans)
             } else {
                 _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets, vectors: vectors,
-                              input: planes, inPos: inPos, out: full, ldo: qCount, outPos: outPos, bias: bias)
+                              input: planes, inPos: inPos, out: full, ldo: qCount, outPos: outPos, bias: bias, rowSpans: rowSpans)
                 for o in 0..<g.oc {
                     for y in 0..<oh { copyFloats(out + (o * oh + y) * ow, full + o * qCount + y * wp, ow) }
                 }
@@ -210,30 +211,41 @@ extension ConvKernel {
                     for y in 0..<oh { copyFloats(grads + t * gradStride + o * length + y * wp, dy + (o * oh + y) * ow, ow) }
                 }
             }
-            // Tile: the level's R channels x C taps, or C x R when that pads less (LeNet conv1 on AVX-512:
-            // 6 channels x 25 taps computes 6 x 28 instead of 8 x 30).
-            let (dr, dc) = L.dotShape
-            let wide = roundUp(g.oc, dc) * roundUp(reduction, dr) < roundUp(g.oc, dr) * roundUp(reduction, dc)
-            let tileRows = wide ? dc : dr, tileCols = wide ? dr : dc
-            var tap = 0
-            while tap < reduction {
-                let cols = min(tileCols, reduction - tap)
-                for k in 0..<cols {
-                    let r = tap + k
-                    let c = r / taps, i = (r % taps) / g.kw, j = r % g.kw
-                    tapOffsets[k] = c * planeStride + i * wp + j
-                }
-                var o0 = 0
-                while o0 < g.oc {
-                    let rows = min(tileRows, g.oc - o0)
-                    L.directWeightsTile(transposed: wide, samples: count, length: length, a: grads + o0 * length, lda: length,
-                                        aStride: gradStride, rows: rows, b: padded, bStride: inStride, offsets: tapOffsets,
-                                        cols: cols, c: weightGrad + o0 * reduction + tap, ldc: reduction)
-                    o0 += tileRows
-                }
-                tap += tileCols
+            _weightsDotTiles(L.self, oc: g.oc, reduction: reduction, samples: count, length: length, grads: grads,
+                             gradStride: gradStride, planes: padded, planeStride: inStride, tapOffsets: tapOffsets,
+                             weightGrad: weightGrad) { r in
+                let c = r / taps, i = (r % taps) / g.kw, j = r % g.kw
+                return c * planeStride + i * wp + j
             }
             s0 += count
         }
+    }
+}
+
+/// weightGrad[o][r] += sum over `samples` samples t and q < length of grads[t*gradStride + o*length + q] *
+/// planes[t*planeStride + tapOffset(r) + q], as 16-lane dot-product tiles (`DotTile.runStrided`) of the
+/// level's R channels x C taps, or C x R when that pads less (LeNet conv1 on AVX-512: 6 channels x 25
+/// taps computes 6 x 28 instead of 8 x 30). `tapOffsets` holds one tile's columns of offsets.
+@inline(__always)
+func _weightsDotTiles<L: KernelLevel>(_ level: L.Type, oc: Int, reduction: Int, samples: Int, length: Int,
+                                      grads: UnsafePointer<Float>, gradStride: Int, planes: UnsafePointer<Float>,
+                                      planeStride: Int, tapOffsets: UnsafeMutablePointer<Int>,
+                                      weightGrad: UnsafeMutablePointer<Float>, tapOffset: (Int) -> Int) {
+    let (dr, dc) = L.dotShape
+    let wide = roundUp(oc, dc) * roundUp(reduction, dr) < roundUp(oc, dr) * roundUp(reduction, dc)
+    let tileRows = wide ? dc : dr, tileCols = wide ? dr : dc
+    var tap = 0
+    while tap < reduction {
+        let cols = min(tileCols, reduction - tap)
+        for k in 0..<cols { tapOffsets[k] = tapOffset(tap + k) }
+        var o0 = 0
+        while o0 < oc {
+            let rows = min(tileRows, oc - o0)
+            L.directWeightsTile(transposed: wide, samples: samples, length: length, a: grads + o0 * length, lda: length,
+                                aStride: gradStride, rows: rows, b: planes, bStride: planeStride, offsets: tapOffsets,
+                                cols: cols, c: weightGrad + o0 * reduction + tap, ldc: reduction)
+            o0 += tileRows
+        }
+        tap += tileCols
     }
 }

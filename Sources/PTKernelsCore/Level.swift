@@ -36,7 +36,7 @@ public protocol KernelLevel: SendableMetatype {
     static var convSingleRowVectors: Int { get }
     /// Runs `count` tiles `ConvTile<Self, mr, nv>` side by side (`ConvTile.runTiles`); nv may be any value
     /// 1...the shape's nv (the last tile of a row block).
-    static func convTiles(mr: Int, nv: Int, count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    static func convTiles(mr: Int, nv: Int, count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                           input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                           outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
 
@@ -89,8 +89,10 @@ public struct KernelTable: Sendable {
     public let convBackwardWeights: @Sendable (ConvKernel, _ mb: Int, _ input: UnsafePointer<Float>, _ outputGrad: UnsafePointer<Float>,
                                                _ weightGrad: UnsafeMutablePointer<Float>, _ biasGrad: UnsafeMutablePointer<Float>?,
                                                _ scratch: UnsafeMutablePointer<Float>) -> Void
-    public let maxPoolForward: @Sendable (PoolGeometry, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void
-    public let maxPoolBackward: @Sendable (PoolGeometry, UnsafePointer<Float>, UnsafePointer<Int32>, UnsafeMutablePointer<Float>) -> Void
+    public let maxPoolForward: @Sendable (PoolGeometry, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>,
+                                          _ reluFirst: Bool) -> Void
+    public let maxPoolBackward: @Sendable (PoolGeometry, UnsafePointer<Float>, UnsafePointer<Int32>, UnsafeMutablePointer<Float>,
+                                           _ reluOutput: UnsafePointer<Float>?) -> Void
     public let reluForward: @Sendable (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     public let reluBackward: @Sendable (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
     public let im2col: @Sendable (ConvGeometry, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
@@ -152,8 +154,10 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
         convBackwardWeights: { kernel, mb, x, dy, dw, db, scratch in
             kernel._backwardWeights(L.self, mb: mb, input: x, outputGrad: dy, weightGrad: dw, biasGrad: db, scratch: scratch)
         },
-        maxPoolForward: { g, x, y, arg in _maxPoolForward(L.self, g, input: x, output: y, argmax: arg) },
-        maxPoolBackward: { g, dy, arg, dx in _maxPoolBackward(L.self, g, outputGrad: dy, argmax: arg, inputGrad: dx) },
+        maxPoolForward: { g, x, y, arg, relu in _maxPoolForward(L.self, g, input: x, output: y, argmax: arg, reluFirst: relu) },
+        maxPoolBackward: { g, dy, arg, dx, relu in
+            _maxPoolBackward(L.self, g, outputGrad: dy, argmax: arg, inputGrad: dx, reluOutput: relu)
+        },
         reluForward: { n, x, y in _reluForward(L.self, count: n, input: x, output: y) },
         reluBackward: { n, y, dy, dx in _reluBackward(L.self, count: n, output: y, outputGrad: dy, inputGrad: dx) },
         im2col: { g, x, col, ld in _im2col(L.self, g, input: x, col: col, ld: ld, rows: 0..<g.oh) },

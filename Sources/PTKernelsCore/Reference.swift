@@ -118,9 +118,10 @@ public func convBackwardWeightsReference(_ g: ConvGeometry, input: UnsafePointer
 // MARK: Pooling
 
 /// out[p][y][x] = max over the (clipped) window; `argmax` receives the index of the maximum within
-/// its input plane (the first one on ties).
+/// its input plane (the first one on ties). With `reluFirst`, the window's values are ReLU's outputs
+/// (x > 0 ? x : 0): the pooling of a ReLU layer's output, read from that layer's input.
 public func maxPoolForwardReference(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                                    argmax: UnsafeMutablePointer<Int32>) {
+                                    argmax: UnsafeMutablePointer<Int32>, reluFirst: Bool = false) {
     let (oh, ow) = (g.oh, g.ow)
     for p in 0..<g.planes {
         let plane = input + p * g.ih * g.iw
@@ -130,7 +131,8 @@ public func maxPoolForwardReference(_ g: PoolGeometry, input: UnsafePointer<Floa
                 var bestIndex = -1
                 for i in (y * g.sh)..<min(y * g.sh + g.kh, g.ih) {
                     for j in (x * g.sw)..<min(x * g.sw + g.kw, g.iw) {
-                        let v = plane[i * g.iw + j]
+                        let x = plane[i * g.iw + j]
+                        let v = !reluFirst || x > 0 ? x : 0
                         if bestIndex < 0 || v > best { best = v; bestIndex = i * g.iw + j }
                     }
                 }
@@ -141,14 +143,18 @@ public func maxPoolForwardReference(_ g: PoolGeometry, input: UnsafePointer<Floa
     }
 }
 
-/// dIn (overwritten) receives each dOut at its window's argmax (summed where windows overlap).
+/// dIn (overwritten) receives each dOut at its window's argmax (summed where windows overlap). With
+/// `reluOutput` (the pooling's output over a ReLU's output, `reluFirst`), only where that output is
+/// > 0: the gradient of the ReLU's input, ReLU's backward folded in (same bits as the two backwards).
 public func maxPoolBackwardReference(_ g: PoolGeometry, outputGrad: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
-                                     inputGrad: UnsafeMutablePointer<Float>) {
+                                     inputGrad: UnsafeMutablePointer<Float>, reluOutput: UnsafePointer<Float>? = nil) {
     let (oh, ow) = (g.oh, g.ow)
     inputGrad.update(repeating: 0, count: g.planes * g.ih * g.iw)
     for p in 0..<g.planes {
         for q in 0..<(oh * ow) {
-            inputGrad[p * g.ih * g.iw + Int(argmax[p * oh * ow + q])] += outputGrad[p * oh * ow + q]
+            let at = p * oh * ow + q
+            let d = reluOutput.map { $0[at] > 0 ? outputGrad[at] : 0 } ?? outputGrad[at]
+            inputGrad[p * g.ih * g.iw + Int(argmax[at])] += d
         }
     }
 }

@@ -38,13 +38,37 @@ public enum GemmTile<L: KernelLevel, let MR: Int, let NV: Int> {
     }
 }
 
+/// The reduction steps a convolution tile runs: all `reduction` steps p = (c, i, j) in order, or, for each
+/// input channel c, only p in c*perChannel + first ..< c*perChannel + first + count (the kernel rows whose
+/// input rows are not all padding for every vector of the tile; see `_runConvTiles`).
+public struct TapSpan: Sendable, Equatable {
+    public var reduction: Int
+    public var perChannel: Int
+    public var first: Int
+    public var count: Int
+
+    /// Every step.
+    @inline(__always)
+    public init(reduction: Int) { self.reduction = reduction; perChannel = reduction; first = 0; count = reduction }
+
+    @inline(__always)
+    public init(reduction: Int, perChannel: Int, first: Int, count: Int) {
+        self.reduction = reduction; self.perChannel = perChannel; self.first = first; self.count = count
+    }
+
+    /// Whether every step runs.
+    @inline(__always)
+    public var isFull: Bool { count == perChannel }
+}
+
 /// Convolution tile (implicit im2col, see DirectConvolution.swift): MR output channels x NV vectors of
 /// W outputs. Vector t reads `input + inPos[t] + offsets[p]` for reduction step p and is stored at
-/// `out + r*ldo + outPos[t]`. Each output: bias (or 0), then one chain over p in order. Rows past
-/// `rows` re-read the last valid bias and are not stored.
+/// `out + r*ldo + outPos[t]`. Each output: bias (or 0), then one chain over the steps p of `span` in
+/// increasing order (the steps left out read only zero padding, adding nothing). Rows past `rows`
+/// re-read the last valid bias and are not stored.
 public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
     @inline(never)
-    public static func run(k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, input: UnsafePointer<Float>,
+    public static func run(span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, input: UnsafePointer<Float>,
                     inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>, outPos: UnsafePointer<Int>, ldo: Int,
                     bias: UnsafePointer<Float>?, rows: Int) {
         typealias V = L.V
@@ -66,12 +90,24 @@ public enum ConvTile<L: KernelLevel, let MR: Int, let NV: Int> {
         }
         // Two steps per iteration (same order per output), as LLVM unrolled the hand-written tiles of the
         // build before the levels (-target-cpu native, Zen 5): CIFAR 3->32 forward (k = 27) 0.98x -> 1.04x of it.
-        var pa = a, p = 0
-        while p + 2 <= k {
-            step(p, pa); step(p + 1, pa + MR)
-            p += 2; pa += 2 * MR
+        @inline(__always) func steps(from p0: Int, count k: Int) {
+            var pa = a + p0 &* MR, p = p0
+            let end = p0 + k
+            while p + 2 <= end {
+                step(p, pa); step(p + 1, pa + MR)
+                p += 2; pa += 2 * MR
+            }
+            if p < end { step(p, pa) }
         }
-        if p < k { step(p, pa) }
+        if span.isFull {
+            steps(from: 0, count: span.reduction)
+        } else {
+            var c0 = span.first
+            while c0 < span.reduction {
+                steps(from: c0, count: span.count)
+                c0 += span.perChannel
+            }
+        }
         let outs = InlineArray<NV, Int> { j in outPos[j] &* 4 }
         for r in 0..<MR where r < rows {
             let o = UnsafeMutableRawPointer(out + r * ldo)
@@ -84,12 +120,12 @@ extension ConvTile {
     /// `count` tiles side by side, tile t on table entries t*NV ..< (t+1)*NV (a row block's whole tiles,
     /// run from the level's specialisation, so a tile costs a direct call, not a dispatch).
     @inline(__always)
-    public static func runTiles(count: Int, k: Int, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
+    public static func runTiles(count: Int, span: TapSpan, a: UnsafePointer<Float>, offsets: UnsafePointer<Int32>,
                                 input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                                 outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int) {
         var t = 0
         while t < count {
-            run(k: k, a: a, offsets: offsets, input: input, inPos: inPos + t &* NV, out: out, outPos: outPos + t &* NV, ldo: ldo,
+            run(span: span, a: a, offsets: offsets, input: input, inPos: inPos + t &* NV, out: out, outPos: outPos + t &* NV, ldo: ldo,
                 bias: bias, rows: rows)
             t += 1
         }

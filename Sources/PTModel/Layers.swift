@@ -87,14 +87,21 @@ public struct MaxPool2D: Layer {
     public var flopsPerSample: Int { outputShape.count * geometry.kh * geometry.kw }
     public func indexCount(batch: Int) -> Int { batch * outputShape.count }
 
-    public func forward(_ c: LayerCall) {
-        maxPoolForward(geometry.with(planes: c.batch * inputShape.channels), input: c.input, output: c.output, argmax: c.indices)
+    public func forward(_ c: LayerCall) { forward(c, reluFirst: false) }
+
+    /// `reluFirst`: `c.input` is a ReLU's input, pooled through ReLU (`FusedStep.poolAfterReLU`).
+    func forward(_ c: LayerCall, reluFirst: Bool) {
+        maxPoolForward(geometry.with(planes: c.batch * inputShape.channels), input: c.input, output: c.output, argmax: c.indices,
+                       reluFirst: reluFirst)
     }
 
-    public func backward(_ c: LayerCall) {
+    public func backward(_ c: LayerCall) { backward(c, reluOutput: nil) }
+
+    /// `reluOutput`: this layer's output after a `reluFirst` forward; `c.inputGrad` is then the ReLU's input gradient.
+    func backward(_ c: LayerCall, reluOutput: UnsafePointer<Float>?) {
         guard let dIn = c.inputGrad else { return }
         maxPoolBackward(geometry.with(planes: c.batch * inputShape.channels), outputGrad: c.outputGrad, argmax: c.indices,
-                        inputGrad: dIn)
+                        inputGrad: dIn, reluOutput: reluOutput)
     }
 }
 

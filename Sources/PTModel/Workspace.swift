@@ -170,8 +170,12 @@ public final class Workspace: @unchecked Sendable {
             case .alone:
                 if let bn = batchNorms[i] { bn.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: true) }
                 else { model.layers[i].forward(c) }
-            case .doneBefore:
+            case .doneBefore, .doneAfter:
                 break
+            case let .poolAfterReLU(relu):
+                var fused = c
+                fused.input = inputLists[relu][0]
+                (model.layers[i] as! MaxPool2D).forward(fused, reluFirst: true)
             case let .bnReLU(relu):
                 batchNorms[i]!.forward(c, saved: batchNormSaved[i]!, reluOutput: activations[relu + 1].pointer, writeOutput: false)
             case .bnIntoAdd:
@@ -245,8 +249,12 @@ public final class Workspace: @unchecked Sendable {
                 case .alone, .bnIntoAdd:
                     if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, reluMask: false) }
                     else { model.layers[i].backward(c) }
-                case .doneBefore:
+                case .doneBefore, .doneAfter:
                     break
+                case let .poolAfterReLU(relu):
+                    var fused = c
+                    fused.inputGrad = inputGradLists[relu][0]
+                    (model.layers[i] as! MaxPool2D).backward(fused, reluOutput: c.output)
                 case let .bnReLU(relu):
                     var fused = c
                     fused.outputGrad = activationGrads[relu + 1].pointer

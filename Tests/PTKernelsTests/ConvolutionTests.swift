@@ -59,6 +59,9 @@ final class ConvolutionTests: XCTestCase {
         ("tap planes 7x7 vector tail", ConvGeometry(mb: 3, ic: 5, oc: 24, ih: 7, iw: 7, kh: 3, kw: 3, ph: 1, pw: 1), 3),
         ("tap planes stride 2 wide rows", ConvGeometry(mb: 2, ic: 3, oc: 9, ih: 12, iw: 41, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
         ("tap planes stride 3x2 rect", ConvGeometry(mb: 2, ic: 2, oc: 5, ih: 17, iw: 36, kh: 4, kw: 3, sh: 3, sw: 2, ph: 2, pw: 0), 2),
+        // Narrow rows (ow < 16) with enough dropped columns: forward and backward weights on shifted planes
+        // (padded; the forward in two groups of samples, backward weights in one).
+        ("shifted planes pad 1", ConvGeometry(mb: 40, ic: 3, oc: 12, ih: 12, iw: 11, kh: 5, kw: 5, ph: 1, pw: 1), 37),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
     ]
 
@@ -148,7 +151,7 @@ final class ConvolutionTests: XCTestCase {
             ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2),
              .direct, .transposedForward, .direct),
             ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5),
-             .direct, .transposedForward, .direct),
+             .shiftedPlanes, .transposedForward, .shiftedPlanes),
             ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
              .direct, .transposedForward, .direct),
             ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
@@ -181,7 +184,9 @@ final class ConvolutionTests: XCTestCase {
         let lenet1 = ConvKernel(geometry: layers[0].1), resnet = ConvKernel(geometry: layers[5].1)
         XCTAssertEqual(lenet1.implementationName(.forward, vectorWidth: 16), "direct.rows")
         XCTAssertEqual(lenet1.implementationName(.backwardData, vectorWidth: 16), "transposedForward(direct.paddedWidth)")
-        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "direct.paddedWidth")
+        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "shiftedPlanes")
+        XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.backwardData, vectorWidth: 16),
+                       "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
         XCTAssertEqual(ConvKernel(geometry: layers[9].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
     }

@@ -59,6 +59,20 @@ final class ElementwiseTests: XCTestCase {
             maxPoolBackward(g, outputGrad: dy.pointer, argmax: a, inputGrad: dx.pointer)
             maxPoolBackwardReference(g, outputGrad: dy.pointer, argmax: aRef, inputGrad: dxRef.pointer)
             assertIdentical(dx, dxRef, "maxpool backward \(g)")
+
+            // A ReLU folded in: the bits of ReLU's layer then the pooling's, forward and backward.
+            let r = Buffer(g.planes * ih * iw), dr = Buffer(g.planes * ih * iw)
+            reluForwardReference(count: g.planes * ih * iw, input: x.pointer, output: r.pointer)
+            let yr = Buffer(n), yrRef = Buffer(n)
+            maxPoolForward(g, input: x.pointer, output: yr.pointer, argmax: a, reluFirst: true)
+            maxPoolForwardReference(g, input: r.pointer, output: yrRef.pointer, argmax: aRef)
+            assertIdentical(yr, yrRef, "maxpool over relu forward \(g)")
+            XCTAssertTrue((0..<n).allSatisfy { a[$0] == aRef[$0] }, "maxpool over relu argmax \(g)")
+            let dxr = Buffer(g.planes * ih * iw, fill: .nan), dxrRef = Buffer(g.planes * ih * iw)
+            maxPoolBackward(g, outputGrad: dy.pointer, argmax: a, inputGrad: dxr.pointer, reluOutput: yr.pointer)
+            maxPoolBackwardReference(g, outputGrad: dy.pointer, argmax: aRef, inputGrad: dr.pointer)
+            reluBackwardReference(count: g.planes * ih * iw, output: r.pointer, outputGrad: dr.pointer, inputGrad: dxrRef.pointer)
+            assertIdentical(dxr, dxrRef, "maxpool over relu backward \(g)")
         }
     }
 

@@ -14,7 +14,7 @@ final class FusionTests: XCTestCase {
 
     /// Every case the plan knows: batch norm then ReLU; an add of two folded batch norms (projection
     /// shortcut), of one folded batch norm and the block input (identity shortcut), of two plain
-    /// inputs; and cases it must leave alone: a batch norm feeding a convolution, a batch norm whose
+    /// inputs; a ReLU then max pooling; and cases it must leave alone: a batch norm feeding a convolution, a batch norm whose
     /// output also feeds a second layer, an add followed by something other than ReLU, an add of three.
     var nodes: [LayerNode] {
         [
@@ -31,6 +31,9 @@ final class FusionTests: XCTestCase {
             LayerNode(.add, name: "shared.add", from: [.name("shared.relu"), .name("shared.bn")]),
             LayerNode(bn, name: "tail.bn"), LayerNode(.add, name: "tail.add", from: [.name("tail.bn"), .name("shared.add"), .name("p.out")]),
             LayerNode(.relu, name: "tail.relu"),
+            // ReLU then max pooling (overlapping windows: gradients of one position summed).
+            conv(4, 1, name: "pool.conv"), LayerNode(.relu, name: "pool.relu"),
+            LayerNode(.maxPool(windowHeight: 2, windowWidth: 2, stride: 1, keepPartial: false), name: "pool.max"),
             .globalAvgPool, .dense(neurons: 3, initializer: .he),
         ]
     }
@@ -55,7 +58,9 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("tail.bn"), .alone)
         XCTAssertEqual(step("tail.add"), .alone)
         XCTAssertEqual(step("tail.relu"), .alone)
-        XCTAssertEqual(plan.filter { $0 != .alone }.count, 15)
+        XCTAssertEqual(step("pool.relu"), .doneAfter)
+        XCTAssertEqual(step("pool.max"), .poolAfterReLU(relu: index["pool.relu"]!))
+        XCTAssertEqual(plan.filter { $0 != .alone }.count, 17)
     }
 
     func testFusedAndUnfusedGiveIdenticalBits() throws {
@@ -116,7 +121,7 @@ final class FusionTests: XCTestCase {
             XCTAssertEqual(bits(fused.activations[i]), bits(plain.activations[i]), "\(layer.name) output")
             compared += 1
         }
-        XCTAssertEqual(compared, model.layers.count - 9, "outputs kept with fusion on")
+        XCTAssertEqual(compared, model.layers.count - 10, "outputs kept with fusion on")
         XCTAssertTrue(fused.gradients.contains { $0 != 0 })
     }
 }

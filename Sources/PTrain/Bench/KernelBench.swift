@@ -24,6 +24,9 @@ public struct KernelBenchResult: Codable, Sendable {
 public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
     ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2)),
     ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5)),
+    // The calls LeNet-5 training makes (configs/lenet5-mnist.yaml: batch 64 in 8 shards): 8 samples each.
+    ("lenet-conv1-shard8", ConvGeometry(mb: 8, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2)),
+    ("lenet-conv2-shard8", ConvGeometry(mb: 8, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5)),
     ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
