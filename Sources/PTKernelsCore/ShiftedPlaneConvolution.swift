@@ -86,52 +86,27 @@ extension ConvKernel {
         return max(1, min(max(g.mb, 1), 65_536 / (g.ic * g.kw * Self.shiftedPlaneStride(g))))
     }
 
-    /// Scratch floats of `shiftedForward` (any mb, any level): a group's shifted planes, the packed
-    /// weights, the tap offsets and the two position tables (the narrowest level's vectors).
+    /// Scratch floats of `shiftedForward` (any mb, any level): a group's shifted planes, then `PlaneTileScratch`.
     var shiftedForwardScratchCount: Int {
         let g = geometry
-        let vectors = shiftedForwardGroup * ((g.oh * g.ow + AllLevels.narrowestWidth - 1) / AllLevels.narrowestWidth)
-        return 16 + shiftedForwardGroup * g.ic * g.kw * Self.shiftedPlaneStride(g) + 16
-            + roundUp(Self.packedTileRows(g.oc) * g.reduction, 16) + roundUp(g.reduction, 16) + 16 + 4 * vectors
+        return 16 + shiftedForwardGroup * g.ic * g.kw * Self.shiftedPlaneStride(g) + PlaneTileScratch.count(g, group: shiftedForwardGroup)
     }
 
     func shiftedForward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                                         scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let w = L.width
-        let p = g.oh * g.ow
-        let perSample = (p + w - 1) / w
         let group = shiftedForwardGroup
-        let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: min(group, mb) * perSample)
+        let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: min(group, mb) * ((g.oh * g.ow + L.width - 1) / L.width))
         let planesCount = g.ic * g.kw * Self.shiftedPlaneStride(g)
         let planes = align64(scratch)
-        let packed = align64(planes + group * planesCount)
-        let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
-        let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
-        let inPos = UnsafeMutableRawPointer(align64(packed + packedCount + roundUp(g.reduction, 16))).assumingMemoryBound(to: Int.self)
-        let outPos = inPos + group * perSample
-        packPanelsA(L.self, trans: false, a: weight, lda: g.reduction, alpha: 1, m: g.oc, i0: 0, mc: g.oc, p0: 0, kc: g.reduction,
-                    mr: mr, dest: packed)
-        for r in 0..<g.reduction { offsets[r] = Int32(Self.shiftedTapOffset(g, r)) }
-        // The output's own layout: vector v of sample t at v*w, the last one shifted back to end at p.
-        let inSize = g.ic * g.ih * g.iw, outSize = g.oc * p
-        for t in 0..<group {
-            for v in 0..<perSample {
-                let q = min(v * w, p - w)
-                inPos[t * perSample + v] = t * planesCount + q
-                outPos[t * perSample + v] = t * outSize + q
-            }
-        }
+        let tiles = PlaneTileScratch(L.self, g, after: planes + group * planesCount, weight: weight, mr: mr, group: group,
+                                     sampleStride: planesCount)
+        for r in 0..<g.reduction { tiles.offsets[r] = Int32(Self.shiftedTapOffset(g, r)) }
         if g.ph > 0 || g.pw > 0 { planes.update(repeating: 0, count: group * planesCount) }
-        var s0 = 0
-        while s0 < mb {
-            let count = min(group, mb - s0)
-            for t in 0..<count { Self.copyShiftedPlanes(g, input: input + (s0 + t) * inSize, dest: planes + t * planesCount) }
-            _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets,
-                          vectors: count * perSample, input: planes, inPos: inPos, out: output + s0 * outSize, ldo: p,
-                          outPos: outPos, bias: bias)
-            s0 += count
+        let inSize = g.ic * g.ih * g.iw
+        tiles.sweep(L.self, g, mb: mb, group: group, mr: mr, nv: nv, planes: planes, bias: bias, output: output) { slot, sample in
+            Self.copyShiftedPlanes(g, input: input + sample * inSize, dest: planes + slot * planesCount)
         }
     }
 

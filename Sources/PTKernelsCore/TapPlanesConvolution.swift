@@ -50,63 +50,36 @@ extension ConvKernel {
         return max(1, min(max(g.mb, 1), Self.tapPlanesGroupFloats / Self.tapPlanesSampleStride(g)))
     }
 
-    /// Scratch floats of `tapPlanesForward` (any mb, any level): the group's planes, the packed weights,
-    /// the tap offsets and the two position tables (the narrowest level's vectors).
+    /// Scratch floats of `tapPlanesForward` (any mb, any level): the group's planes, then `PlaneTileScratch`.
     var tapPlanesScratchCount: Int {
-        let g = geometry
-        let vectors = tapPlanesGroup * ((g.oh * g.ow + AllLevels.narrowestWidth - 1) / AllLevels.narrowestWidth)
-        return 16 + tapPlanesGroup * Self.tapPlanesSampleStride(g) + roundUp(Self.packedTileRows(g.oc) * g.reduction, 16)
-            + roundUp(g.reduction, 16) + 16 + 4 * vectors
+        16 + tapPlanesGroup * Self.tapPlanesSampleStride(geometry) + PlaneTileScratch.count(geometry, group: tapPlanesGroup)
     }
 
     func tapPlanesForward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                           bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                                           scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
-        let w = L.width
-        let p = g.oh * g.ow
         let phases = Self.tapPlanePhases(g), planeSize = Self.tapPlaneSize(g)
         let stride = Self.tapPlanesSampleStride(g)
         let group = tapPlanesGroup
-        let perSample = (p + w - 1) / w
-        let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: group * perSample)
+        let (mr, nv) = Self.convTileShape(L.self, oc: g.oc, vectors: group * ((g.oh * g.ow + L.width - 1) / L.width))
         let planes = align64(scratch)
-        let packed = planes + group * stride
-        let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
-        let offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
-        let inPos = UnsafeMutableRawPointer(align64(packed + packedCount + roundUp(g.reduction, 16))).assumingMemoryBound(to: Int.self)
-        let outPos = inPos + group * perSample
-        packPanelsA(L.self, trans: false, a: weight, lda: g.reduction, alpha: 1, m: g.oc, i0: 0, mc: g.oc, p0: 0, kc: g.reduction,
-                    mr: mr, dest: packed)
+        let tiles = PlaneTileScratch(L.self, g, after: planes + group * stride, weight: weight, mr: mr, group: group,
+                                     sampleStride: stride)
         var t = 0
         for c in 0..<g.ic {
             for i in 0..<g.kh {
                 for j in 0..<g.kw {
-                    offsets[t] = Int32(((c * g.kw + j) * phases + i % g.sh) * planeSize + (i / g.sh) * g.ow)
+                    tiles.offsets[t] = Int32(((c * g.kw + j) * phases + i % g.sh) * planeSize + (i / g.sh) * g.ow)
                     t += 1
                 }
             }
         }
-        let outSize = g.oc * p, inSize = g.ic * g.ih * g.iw
-        for s in 0..<group {
-            for v in 0..<perSample {
-                let q = min(v * w, p - w)
-                inPos[s * perSample + v] = s * stride + q
-                outPos[s * perSample + v] = s * outSize + q
-            }
-        }
         // Zero once: the same positions are outside the input for every sample.
         planes.update(repeating: 0, count: group * stride)
-        var s0 = 0
-        while s0 < mb {
-            let count = min(group, mb - s0)
-            for s in 0..<count {
-                fillTapPlanes(L.self, g, input: input + (s0 + s) * inSize, planes: planes + s * stride)
-            }
-            _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets,
-                          vectors: count * perSample, input: planes, inPos: inPos, out: output + s0 * outSize, ldo: p,
-                          outPos: outPos, bias: bias)
-            s0 += count
+        let inSize = g.ic * g.ih * g.iw
+        tiles.sweep(L.self, g, mb: mb, group: group, mr: mr, nv: nv, planes: planes, bias: bias, output: output) { slot, sample in
+            fillTapPlanes(L.self, g, input: input + sample * inSize, planes: planes + slot * stride)
         }
     }
 }
@@ -149,6 +122,62 @@ func fillTapPlanes<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, input: Un
                     while x < hi { d[x] = src[x * g.sw]; x += 1 }
                 }
             }
+        }
+    }
+}
+
+/// What the plane-tile forwards (`tapPlanes`, `shiftedPlanes`) keep after a group's planes: the weights
+/// packed into the tile's row panels, one Int32 offset per tap (filled by the caller), and the input and
+/// output position of every output vector of the group (sample t's vector v at q = min(v*W, p-W), the
+/// last one shifted back to end at p).
+struct PlaneTileScratch {
+    let packed: UnsafeMutablePointer<Float>
+    let offsets: UnsafeMutablePointer<Int32>
+    let inPos: UnsafeMutablePointer<Int>
+    let outPos: UnsafeMutablePointer<Int>
+
+    /// Floats after the planes, for any mb and any level (the narrowest level has the most vectors).
+    static func count(_ g: ConvGeometry, group: Int) -> Int {
+        let vectors = group * ((g.oh * g.ow + AllLevels.narrowestWidth - 1) / AllLevels.narrowestWidth)
+        return 16 + roundUp(ConvKernel.packedTileRows(g.oc) * g.reduction, 16) + roundUp(g.reduction, 16) + 16 + 4 * vectors
+    }
+
+    /// Lays the scratch out after `planesEnd`, packs `weight` for tiles of `mr` rows and fills the positions.
+    init<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, after planesEnd: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
+                         mr: Int, group: Int, sampleStride: Int) {
+        let w = L.width, p = g.oh * g.ow, perSample = (p + w - 1) / w
+        packed = align64(planesEnd)
+        let packedCount = roundUp(roundUp(g.oc, mr) * g.reduction, 16)
+        offsets = UnsafeMutableRawPointer(packed + packedCount).assumingMemoryBound(to: Int32.self)
+        inPos = UnsafeMutableRawPointer(align64(packed + packedCount + roundUp(g.reduction, 16))).assumingMemoryBound(to: Int.self)
+        outPos = inPos + group * perSample
+        packPanelsA(L.self, trans: false, a: weight, lda: g.reduction, alpha: 1, m: g.oc, i0: 0, mc: g.oc, p0: 0, kc: g.reduction,
+                    mr: mr, dest: packed)
+        let outSize = g.oc * p
+        for t in 0..<group {
+            for v in 0..<perSample {
+                let q = min(v * w, p - w)
+                inPos[t * perSample + v] = t * sampleStride + q
+                outPos[t * perSample + v] = t * outSize + q
+            }
+        }
+    }
+
+    /// The forward over `mb` samples, `group` at a time: `fill(t, sample)` writes sample's planes into
+    /// slot t of `planes` (slots `sampleStride` floats apart), then one tile sweep stores the group's outputs.
+    @inline(__always)
+    func sweep<L: KernelLevel>(_ level: L.Type, _ g: ConvGeometry, mb: Int, group: Int, mr: Int, nv: Int,
+                               planes: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                               fill: (_ slot: Int, _ sample: Int) -> Void) {
+        let p = g.oh * g.ow, perSample = (p + L.width - 1) / L.width
+        var s0 = 0
+        while s0 < mb {
+            let count = min(group, mb - s0)
+            for t in 0..<count { fill(t, s0 + t) }
+            _runConvTiles(L.self, mr: mr, nv: nv, k: g.reduction, oc: g.oc, packed: packed, offsets: offsets,
+                          vectors: count * perSample, input: planes, inPos: inPos, out: output + s0 * g.oc * p, ldo: p,
+                          outPos: outPos, bias: bias)
+            s0 += count
         }
     }
 }
