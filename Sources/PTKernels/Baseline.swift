@@ -57,16 +57,17 @@ enum Baseline: KernelLevel {
         }
     }
 
-    public static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int) {
-        (2, 2)   // 12 xmm accumulators
+    public static func weightsTileShape(oc: Int, kw: Int) -> (groups: Int, nv: Int) {
+        kw == 5 ? (1, 2) : (2, 2)   // 10 or 12 xmm accumulators
     }
 
-    public static func weightsTile(groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
+    public static func weightsTile(kw: Int, groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
                                    dyT: UnsafePointer<Float>, ldy: Int, oh: Int, ow: Int, rowStep: Int, colStep: Int,
                                    acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int) {
-        switch (tg, nv) {
-        case (2, 2): WeightsTile<Self, 2, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
-        default: fatalError("baseline: unlisted weights tile \(tg)x\(nv)")
+        switch (kw, tg, nv) {
+        case (3, 2, 2): WeightsTile<Self, 2, 3, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        case (5, 1, 2): WeightsTile<Self, 1, 5, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        default: fatalError("baseline: unlisted weights tile \(kw)-wide \(tg)x\(nv)")
         }
     }
 

@@ -148,6 +148,23 @@ public func pairwiseSumInPlace(_ leaves: UnsafePointer<UnsafeMutablePointer<Floa
     }
 }
 
+/// Whether x[0 ..< count] holds no NaN and no infinity: x * 0 is ±0 for a finite x and NaN otherwise,
+/// summed in 16 independent lanes. It was one serial chain of scalar adds: LeNet-5 b64 (61,706
+/// gradients), one thread, AMD EPYC Zen 4 (shared machine), the step's optimizer phase went from
+/// 0.11-0.16 ms to 0.035-0.044 ms (`ptrain bench train`, 3 interleaved runs each).
+public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+    var lanes = SIMD16<Float>(repeating: 0)
+    let raw = UnsafeRawPointer(x)
+    var i = 0
+    while i + 16 <= count {
+        lanes += raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) * 0
+        i += 16
+    }
+    var probe = lanes.sum()
+    while i < count { probe += x[i] * 0; i += 1 }
+    return probe.isFinite
+}
+
 // Batch normalisation row passes (one sample's plane of one channel); see Sources/PTKernelsCore/BatchNormRows.swift
 // for the summation order (16 Float lanes, then Double) and the `…Reference` twins.
 

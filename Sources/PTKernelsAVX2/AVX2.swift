@@ -59,16 +59,18 @@ public enum AVX2: KernelLevel {
         }
     }
 
-    public static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int) {
-        (2, 2)   // 12 ymm accumulators; 16 output channels per tile (oc is a multiple of 16)
+    public static func weightsTileShape(oc: Int, kw: Int) -> (groups: Int, nv: Int) {
+        // 12 ymm accumulators, 16 output channels per tile (oc is a multiple of 16); 5-wide: 10
+        kw == 5 ? (1, 2) : (2, 2)
     }
 
-    public static func weightsTile(groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
+    public static func weightsTile(kw: Int, groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
                                    dyT: UnsafePointer<Float>, ldy: Int, oh: Int, ow: Int, rowStep: Int, colStep: Int,
                                    acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int) {
-        switch (tg, nv) {
-        case (2, 2): WeightsTile<Self, 2, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
-        default: fatalError("avx2: unlisted weights tile \(tg)x\(nv)")
+        switch (kw, tg, nv) {
+        case (3, 2, 2): WeightsTile<Self, 2, 3, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        case (5, 1, 2): WeightsTile<Self, 1, 5, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        default: fatalError("avx2: unlisted weights tile \(kw)-wide \(tg)x\(nv)")
         }
     }
 

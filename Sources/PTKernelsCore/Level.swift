@@ -40,9 +40,10 @@ public protocol KernelLevel: SendableMetatype {
                           input: UnsafePointer<Float>, inPos: UnsafePointer<Int>, out: UnsafeMutablePointer<Float>,
                           outPos: UnsafePointer<Int>, ldo: Int, bias: UnsafePointer<Float>?, rows: Int)
 
-    /// Backward-weights tile (groups of (channel, kernel row), vectors of output channels) for oc % 16 == 0.
-    static func weightsTileShape(oc: Int) -> (groups: Int, nv: Int)
-    static func weightsTile(groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
+    /// Backward-weights tile (groups of (channel, kernel row), vectors of output channels) for oc % 16 == 0
+    /// and kernels kw = 3 or 5 wide.
+    static func weightsTileShape(oc: Int, kw: Int) -> (groups: Int, nv: Int)
+    static func weightsTile(kw: Int, groups tg: Int, nv: Int, img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>,
                             dyT: UnsafePointer<Float>, ldy: Int, oh: Int, ow: Int, rowStep: Int, colStep: Int,
                             acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int)
 

@@ -132,17 +132,17 @@ extension ConvTile {
     }
 }
 
-/// Backward-weights tile of 3-wide kernels (WeightsTileConvolution.swift): G (channel, kernel row) groups
-/// x 3 kernel columns x NV vectors of W output channels. Per (tap, channel): one chain over the output
+/// Backward-weights tile of KW-wide kernels (WeightsTileConvolution.swift): G (channel, kernel row) groups
+/// x KW kernel columns x NV vectors of W output channels. Per (tap, channel): one chain over the output
 /// pixels in row-major order, then added into acc[tap][o].
-public enum WeightsTile<L: KernelLevel, let G: Int, let NV: Int> {
+public enum WeightsTile<L: KernelLevel, let G: Int, let KW: Int, let NV: Int> {
     @inline(never)
     public static func run(img: UnsafePointer<Float>, groupOffsets: UnsafePointer<Int>, dyT: UnsafePointer<Float>, ldy: Int,
                     oh: Int, ow: Int, rowStep: Int, colStep: Int, acc: UnsafeMutablePointer<Float>, ldacc: Int, groups: Int) {
         typealias V = L.V
         let vs = MemoryLayout<V>.size
-        var sums = InlineArray<G, InlineArray<3, InlineArray<NV, V>>>(
-            repeating: InlineArray<3, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V())))
+        var sums = InlineArray<G, InlineArray<KW, InlineArray<NV, V>>>(
+            repeating: InlineArray<KW, InlineArray<NV, V>>(repeating: InlineArray<NV, V>(repeating: V())))
         let offs = InlineArray<G, Int> { t in groupOffsets[t] }
         for y in 0..<oh {
             var pb = img + y * rowStep
@@ -151,7 +151,7 @@ public enum WeightsTile<L: KernelLevel, let G: Int, let NV: Int> {
                 let d = InlineArray<NV, V> { j in pd.loadUnaligned(fromByteOffset: j * vs, as: V.self) }
                 for t in 0..<G {
                     let p = pb + offs[t]
-                    for j in 0..<3 {
+                    for j in 0..<KW {
                         let x = V(repeating: p[j])
                         for v in 0..<NV { sums[t][j][v] = L.madd(sums[t][j][v], x, d[v]) }
                     }
@@ -160,9 +160,9 @@ public enum WeightsTile<L: KernelLevel, let G: Int, let NV: Int> {
             }
         }
         for t in 0..<G where t < groups {
-            for j in 0..<3 {
+            for j in 0..<KW {
                 for v in 0..<NV {
-                    let r = UnsafeMutableRawPointer(acc + (3 * t + j) * ldacc + v * L.width)
+                    let r = UnsafeMutableRawPointer(acc + (KW * t + j) * ldacc + v * L.width)
                     r.storeBytes(of: r.loadUnaligned(as: V.self) + sums[t][j][v], as: V.self)
                 }
             }

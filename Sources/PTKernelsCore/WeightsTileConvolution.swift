@@ -1,11 +1,13 @@
-// Backward weights of 3-wide kernels with 32, 48, 64, ... (16n) output channels: register tiles over
-// (taps x output channels), the sum over output pixels as one fused multiply-add chain per accumulator.
+// Backward weights of 3-wide kernels with 32, 48, 64, ... (16n) output channels, and of 5x5 kernels with
+// 16n output channels: register tiles over (taps x output channels), the sum over output pixels as one
+// fused multiply-add chain per accumulator.
 //
 // dW[o][c][i][j] = sum over samples and pixels (y, x) of dy[o][y][x] * in[c][y*sh - ph + i][x*sw - pw + j].
 // Per sample the input is copied into padded planes (as `directTilesForward`) and dy is transposed to
 // dyT[pixel][o], so for one pixel the output channels are whole vectors (loaded) and each tap is one
-// scalar of the padded image (broadcast): a tile of G (c, i) groups x 3 columns j x NV vectors of
-// channels (`WeightsTile`, the level's shape) keeps 24-27 zmm or 12 ymm accumulators, with NV vector loads and 3G broadcasts per 3G*NV FMAs (as the GEMM
+// scalar of the padded image (broadcast): a tile of G (c, i) groups x kw columns j x NV vectors of
+// channels (`WeightsTile`, the level's shape) keeps 24-27 zmm or 10-12 ymm accumulators, with NV vector
+// loads and kw*G broadcasts per kw*G*NV FMAs (as the GEMM
 // microkernel), no horizontal sums and no padded-width waste. Tile sums of one sample are added into
 // acc[tap][o] (scratch); after the last sample dW[o][tap] += acc[tap][o].
 // Summation order: per (sample, tap, o) one chain over the pixels in row-major order, samples added in
@@ -16,6 +18,9 @@
 extension ConvKernel {
     /// The `weightsTiles` entry's predicate (every level has a tile for these oc: `weightsTileShape`).
     static func weightsTilesApply(_ g: ConvGeometry) -> Bool {
+        // 5x5 kernels, oc a multiple of 16 (LeNet conv2 and mnist-fast's: 6 or 8 -> 16 channels): 5 groups x
+        // 5 columns x 1 zmm = 25 accumulators at AVX-512, one dyT vector load per 25 FMAs. LeNET_MEASURE
+        if g.kw == 5 && g.kh == 5 { return g.oc % 16 == 0 && g.ic >= 6 }
         // ic >= 8: with fewer input channels (the RGB layer) transposing dy costs more than the tiles gain
         // (CIFAR 3->32: 47% of peak with `directBackwardWeights`, 27% here).
         guard g.kw == 3, g.oc % 16 == 0, g.oc >= 32, g.ic >= 8 else { return false }
@@ -39,7 +44,7 @@ extension ConvKernel {
         let p = oh * ow
         let k = g.reduction
         let groupsTotal = g.ic * g.kh
-        let (tg, nv) = L.weightsTileShape(oc: oc)
+        let (tg, nv) = L.weightsTileShape(oc: oc, kw: g.kw)
         let padded = align64(scratch)
         let dyT = padded + g.ic * planeStride
         let acc = dyT + roundUp(p * oc, 16)
@@ -79,8 +84,8 @@ extension ConvKernel {
                 }
                 var ob = 0
                 while ob < oc {
-                    L.weightsTile(groups: tg, nv: nv, img: padded, groupOffsets: offsets, dyT: dyT + ob, ldy: oc, oh: oh, ow: ow,
-                                  rowStep: g.sh * wp, colStep: g.sw, acc: acc + g0 * 3 * oc + ob, ldacc: oc, groups: groups)
+                    L.weightsTile(kw: g.kw, groups: tg, nv: nv, img: padded, groupOffsets: offsets, dyT: dyT + ob, ldy: oc, oh: oh,
+                                  ow: ow, rowStep: g.sh * wp, colStep: g.sw, acc: acc + g0 * g.kw * oc + ob, ldacc: oc, groups: groups)
                     ob += L.width * nv
                 }
                 g0 += tg

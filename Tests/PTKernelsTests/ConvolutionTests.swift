@@ -53,6 +53,10 @@ final class ConvolutionTests: XCTestCase {
         ("weights tiles 2x3x4 pad larger than overhang", ConvGeometry(mb: 2, ic: 10, oc: 64, ih: 6, iw: 9, kh: 1, kw: 3, pw: 4), 1),
         ("weights tiles oc 128", ConvGeometry(mb: 1, ic: 8, oc: 128, ih: 4, iw: 4, kh: 3, kw: 3, ph: 1, pw: 1), 1),
         ("weights tiles conv1d stride 2", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 1, iw: 20, kh: 1, kw: 3, sw: 2, pw: 1), 2),
+        // 5x5 kernels, oc a multiple of 16, ic >= 6: the 5-wide weights tiles (LeNet conv2; oc 32 runs two
+        // vector blocks of channels, padding and stride the image's row and column steps).
+        ("weights tiles 5x5 mnist-fast conv2", ConvGeometry(mb: 3, ic: 8, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5), 2),
+        ("weights tiles 5x5 oc 32 pad 2 stride 2", ConvGeometry(mb: 2, ic: 7, oc: 32, ih: 9, iw: 11, kh: 5, kw: 5, sh: 2, sw: 2, ph: 2, pw: 2), 2),
         // 2-D, rows not whole 16-pixel vectors or strided: forward on tap planes (TapPlanesConvolution.swift),
         // vectors spanning output rows and samples, the last vector of a sample shifted back.
         ("tap planes 8x8 several groups", ConvGeometry(mb: 14, ic: 64, oc: 20, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 13),
@@ -151,7 +155,7 @@ final class ConvolutionTests: XCTestCase {
             ("lenet-conv1", ConvGeometry(mb: 64, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2),
              .direct, .transposedForward, .direct),
             ("lenet-conv2", ConvGeometry(mb: 64, ic: 6, oc: 16, ih: 14, iw: 14, kh: 5, kw: 5),
-             .shiftedPlanes, .transposedForward, .shiftedPlanes),
+             .shiftedPlanes, .transposedForward, .weightsTiles),
             ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
              .direct, .transposedForward, .direct),
             ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),

@@ -162,6 +162,31 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    /// `allFinite` (16 lanes) against the plain test of every element: all finite (huge values included,
+    /// whose sum would overflow), then one NaN, +inf or -inf at every position of awkward lengths
+    /// (the vector part, the tail) from an unaligned start.
+    func testAllFiniteMatchesElementwiseTest() {
+        for n in [0, 1, 15, 16, 17, 33, 100] {
+            let x = Buffer(random: n + 1, seed: 10)
+            for i in 0..<(n + 1) where i % 3 == 0 { x.pointer[i] = i % 2 == 0 ? .greatestFiniteMagnitude : -.greatestFiniteMagnitude }
+            func plain() -> Bool { (0..<n).allSatisfy { x.pointer[1 + $0].isFinite } }
+            XCTAssertTrue(plain())
+            XCTAssertEqual(allFinite(x.pointer + 1, count: n), plain(), "finite n=\(n)")
+            for bad: Float in [.nan, .infinity, -.infinity] {
+                for i in 0..<n {
+                    let kept = x.pointer[1 + i]
+                    x.pointer[1 + i] = bad
+                    XCTAssertFalse(plain())
+                    XCTAssertEqual(allFinite(x.pointer + 1, count: n), plain(), "\(bad) at \(i) of \(n)")
+                    x.pointer[1 + i] = kept
+                }
+            }
+            // A bad value just outside the range is not looked at.
+            x.pointer[0] = .nan
+            XCTAssertTrue(allFinite(x.pointer + 1, count: n))
+        }
+    }
+
     /// The batch-normalisation row kernels of the level in use give the bits of their plain twins
     /// (16 Float lanes, then Double; products fused exactly on levels with FMA), over awkward row
     /// lengths and an unaligned start.

@@ -95,10 +95,9 @@ final class WeightUpdate {
     @inline(__always)
     func apply(_ range: Range<Int>, stateOffset: Int, lr: Float, step: Int) -> Int? {
         guard !range.isEmpty else { return nil }
-        // inf * 0 and NaN * 0 are NaN: one pass tells whether the range is finite.
-        var probe: Float = 0
-        for i in range { probe += gradients[i] * 0 }
-        if !probe.isFinite { return range.first { !gradients[$0].isFinite } ?? range.lowerBound }
+        if !allFinite(gradients + range.lowerBound, count: range.count) {
+            return range.first { !gradients[$0].isFinite } ?? range.lowerBound
+        }
         optimizer.step(lr: lr, step: step, weights: parameters, gradients: gradients, state: state, range: range,
                        stateOffset: stateOffset)
         return nil
