@@ -115,11 +115,13 @@ public struct ConvKernel: Sendable {
         /// 1x1, no padding, strided: per sample the input subsampled into scratch (`fillTapPlanes`), then
         /// as `pointwiseGemm`.
         case stridedPointwise
-        /// 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8: (taps x channels) register tiles over
-        /// the padded planes and the transposed output gradient (WeightsTileConvolution.swift).
+        /// 3-wide kernels, oc a multiple of 16 (>= 32), ic >= 8, and 5x5 kernels, oc a multiple of 16,
+        /// ic >= 6 (LeNet conv2): (taps x channels) register tiles over the padded planes and the
+        /// transposed output gradient (WeightsTileConvolution.swift).
         case weightsTiles
-        /// Where `direct` applies and its padded width has enough more vectors than oh*ow (LeNet conv2:
-        /// 144 positions a sample against 112): the same dot products over shifted copies of the input
+        /// Where `direct` applies and its padded width has enough more vectors than oh*ow (a 12-channel
+        /// 5x5 layer on 12x11 planes; LeNet conv2, 144 positions a sample against 112, ran it before
+        /// `weightsTiles` took 5x5 kernels): the same dot products over shifted copies of the input
         /// planes (ShiftedPlaneConvolution.swift).
         case shiftedPlanes
         /// Stride 1, and few output channels or a padded width that wastes at most 1/8 of the FMAs: tiled

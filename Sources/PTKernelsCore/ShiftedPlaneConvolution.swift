@@ -11,7 +11,8 @@
 // Forward: the register tiles of the direct forward (`ConvTile`), the same chain per output (bias or 0,
 // then p = (c, i, j) in increasing order), so the same bits as `direct`.
 // Backward weights: the 16-lane dot products of the direct backward weights (`DotTile.runStrided`) over
-// roundUp(oh*ow, 16) positions per sample instead of roundUp(oh*wp, 16) (LeNet conv2: 112 against 144);
+// roundUp(oh*ow, 16) positions per sample instead of roundUp(oh*wp, 16) (LeNet conv2: 112 against 144;
+// LeNet conv2 now runs `weightsTiles`, 5x5 kernels with oc a multiple of 16);
 // the lanes take other positions than in `direct`, so other (deterministic) bits.
 
 extension ConvKernel {
