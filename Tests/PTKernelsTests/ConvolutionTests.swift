@@ -63,6 +63,18 @@ final class ConvolutionTests: XCTestCase {
         // (padded; the forward in two groups of samples, backward weights in one).
         ("shifted planes pad 1", ConvGeometry(mb: 40, ic: 3, oc: 12, ih: 12, iw: 11, kh: 5, kw: 5, ph: 1, pw: 1), 37),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
+        // 3x3 stride 1, >= 16 channels: forward (and backward data through the transposed forward) as
+        // Winograd F(2x2, 3x3) (WinogradConvolution.swift): ResNet-20 / cifar-small shapes, partial tiles
+        // (odd oh, ow), padding 0 and 2, groups of samples with a partial last group, oc not a multiple of
+        // any tile's rows, two k-blocks (ic > 384).
+        ("winograd resnet20 16ch 32x32", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("winograd cifar-small 32->64 16x16", ConvGeometry(mb: 4, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("winograd 64ch 8x8 partial last group", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 13),
+        ("winograd odd 7x9 oc 17", ConvGeometry(mb: 3, ic: 16, oc: 17, ih: 7, iw: 9, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("winograd pad 0 odd output", ConvGeometry(mb: 2, ic: 18, oc: 16, ih: 9, iw: 12, kh: 3, kw: 3), 2),
+        ("winograd pad 2 rect", ConvGeometry(mb: 2, ic: 16, oc: 20, ih: 5, iw: 6, kh: 3, kw: 3, ph: 2, pw: 2), 2),
+        ("winograd pad 1x0 2x2 input", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 2, iw: 4, kh: 3, kw: 3, ph: 1, pw: 0), 2),
+        ("winograd two k-blocks", ConvGeometry(mb: 1, ic: 400, oc: 16, ih: 4, iw: 5, kh: 3, kw: 3, ph: 1, pw: 1), 1),
     ]
 
     /// Every applicable entry of every pass's list, forced one at a time (the other passes keep their
