@@ -35,13 +35,25 @@ extension ConvKernel {
     @inline(__always)
     static func winogradTiles(_ g: ConvGeometry) -> (th: Int, tw: Int) { ((g.oh + 1) / 2, (g.ow + 1) / 2) }
 
-    /// Samples whose tiles are transformed and multiplied together: V and M of a group (16 x (ic + oc)
-    /// floats a tile) near 768 KiB, within the 1 MiB L2.
+    /// Floats of V and M (16 x (ic + oc) a tile) aimed at for one group of tiles.
+    static let winogradGroupFloats = 196_608
+
+    /// Tiles of V and M aimed at for one group.
+    @inline(__always)
+    static func winogradTargetTiles(_ g: ConvGeometry) -> Int { max(1, winogradGroupFloats / (16 * (g.ic + g.oc))) }
+
+    /// Samples whose tiles are transformed and multiplied together (1 where a sample alone is over the target).
     var winogradGroup: Int {
         let g = geometry
         let (th, tw) = Self.winogradTiles(g)
-        let target = max(1, 196_608 / (16 * (g.ic + g.oc)))
-        return max(1, min(max(g.mb, 1), target / (th * tw)))
+        return max(1, min(max(g.mb, 1), Self.winogradTargetTiles(g) / (th * tw)))
+    }
+
+    /// Tile rows of a sample taken at a time: all of them, or (a sample over the target) as many as fit it.
+    var winogradChunkRows: Int {
+        let g = geometry
+        let (th, tw) = Self.winogradTiles(g)
+        return min(th, max(1, Self.winogradTargetTiles(g) / tw))
     }
 
     /// Rows of M and of the packed U at any level (oc rounded up to the largest register-tile rows).
@@ -62,11 +74,11 @@ extension ConvKernel {
     var winogradScratchCount: Int {
         let g = geometry
         let (th, tw) = Self.winogradTiles(g)
-        let rows = Self.winogradPaddedRows(g.oc), cols = Self.winogradPaddedColumns(winogradGroup * th * tw)
+        let rows = Self.winogradPaddedRows(g.oc), cols = Self.winogradPaddedColumns(winogradGroup * winogradChunkRows * tw)
         let packedU = 16 * roundUp(_packedACount(m: g.oc, n: 1, k: g.ic), 16)
-        let plainU = roundUp(16 * g.oc * g.ic, 16)
+        let plainU = 25 * roundUp(g.oc * g.ic, 16)   // and the transposed taps
         let v = 16 * g.ic * cols, m = 16 * rows * cols
-        let rowsPadded = 2 * th + 2
+        let rowsPadded = 2 * winogradChunkRows + 2
         let h = rowsPadded * 4 * roundUp(tw, 8) + rowsPadded * Self.winogradPaddedWidth(tw)
         return 64 + packedU + plainU + v + m + 16 + h
     }
@@ -77,9 +89,8 @@ extension ConvKernel {
         let g = geometry
         let (ic, oc) = (g.ic, g.oc)
         let (th, tw) = Self.winogradTiles(g)
-        let tilesPerSample = th * tw
-        let group = winogradGroup
-        let groupTiles = min(group, mb) * tilesPerSample
+        let group = winogradGroup, chunkRows = winogradChunkRows
+        let groupTiles = min(group, mb) * chunkRows * tw
         let bl = GemmBlocking.forShape(L.self, m: oc, n: groupTiles)
         let (mr, nr) = (bl.mr, bl.nr)
         let mPad = roundUp(oc, mr)
@@ -89,42 +100,30 @@ extension ConvKernel {
         // Scratch: packed U (16 positions), plain U, V, M, the row transforms of one plane.
         let packedU = align64(scratch)
         let plainU = packedU + 16 * packedStride
-        let vBase = plainU + roundUp(16 * oc * ic, 16)
+        let wT = plainU + 16 * roundUp(oc * ic, 16)
+        let vBase = wT + 9 * roundUp(oc * ic, 16)
         let vPosStride = ic * maxCols
         let mBase = vBase + 16 * vPosStride
         let mPosStride = mPad * maxCols
         let hBase = mBase + 16 * mPosStride + 16   // 16: the output transform's last vector reads past M
-        let rowsPadded = 2 * th + 2
+        let rowsPadded = 2 * chunkRows + 2
         let tw8 = roundUp(tw, 8), wp = Self.winogradPaddedWidth(tw)
         let padded = hBase + rowsPadded * 4 * tw8
-        // The padding of the plane copy stays zero: each plane writes only the input's rows and columns.
+        // The side padding of the plane copy stays zero: each plane writes only the input's columns (and
+        // zeroes whole rows above or below the input).
         padded.update(repeating: 0, count: rowsPadded * wp)
 
-        // U = G g G^T for every (o, c), as plainU[pos][o][c], then packed per position.
-        for o in 0..<oc {
-            for c in 0..<ic {
-                let w = weight + (o * ic + c) * 9
-                var t = InlineArray<12, Float>(repeating: 0)   // G g: 4 x 3
-                for j in 0..<3 {
-                    let (g0, g1, g2) = (w[j], w[3 + j], w[6 + j])
-                    t[j] = g0
-                    t[3 + j] = ((g0 + g1) + g2) * 0.5
-                    t[6 + j] = ((g0 - g1) + g2) * 0.5
-                    t[9 + j] = g2
-                }
-                for i in 0..<4 {
-                    let (a0, a1, a2) = (t[3 * i], t[3 * i + 1], t[3 * i + 2])
-                    let u = plainU + o * ic + c
-                    let stride = oc * ic
-                    u[(4 * i) * stride] = a0
-                    u[(4 * i + 1) * stride] = ((a0 + a1) + a2) * 0.5
-                    u[(4 * i + 2) * stride] = ((a0 - a1) + a2) * 0.5
-                    u[(4 * i + 3) * stride] = a2
-                }
-            }
+        // U = G g G^T for every pair q = o * ic + c, as plainU[pos][q] (rows of pairs qPad apart), 16 pairs
+        // at a time from the taps transposed to wT[tap][q] (zero past the last pair).
+        let pairs = oc * ic, qPad = roundUp(pairs, 16)
+        for tap in 0..<9 {
+            let row = wT + tap * qPad
+            for q in 0..<pairs { row[q] = weight[q * 9 + tap] }
+            for q in pairs..<qPad { row[q] = 0 }
         }
+        Self.winogradWeightTransform(wT, pairs: qPad, u: plainU)
         for pos in 0..<16 {
-            _packWholeA(L.self, m: oc, n: groupTiles, k: ic, a: plainU + pos * oc * ic, lda: ic, dest: packedU + pos * packedStride)
+            _packWholeA(L.self, m: oc, n: groupTiles, k: ic, a: plainU + pos * qPad, lda: ic, dest: packedU + pos * packedStride)
         }
 
         let kBlocks = (ic + bl.kc - 1) / bl.kc
@@ -132,18 +131,31 @@ extension ConvKernel {
         let inPlane = g.ih * g.iw, outPlane = g.oh * g.ow
         var s0 = 0
         while s0 < mb {
-            let count = min(group, mb - s0)
-            let tiles = count * tilesPerSample
+          let count = min(group, mb - s0)
+          var ty0 = 0
+          while ty0 < th {
+            // This group: samples s0 ..< s0 + count, tile rows ty0 ..< ty1 of each.
+            let ty1 = min(th, ty0 + chunkRows)
+            let unitTiles = (ty1 - ty0) * tw
+            let tiles = count * unitTiles
             let cols = roundUp(tiles, nr)
+            let rows = 2 * (ty1 - ty0) + 2
             // Input transform, plane by plane, into the packed-B panels of V.
             for t in 0..<count {
                 for c in 0..<ic {
                     let plane = input + ((s0 + t) * ic + c) * inPlane
-                    for y in 0..<g.ih { copyFloats(padded + (y + g.ph) * wp + g.pw, plane + y * g.iw, g.iw) }
-                    Self.winogradRowTransforms(padded, rows: rowsPadded, tw: tw, h: hBase)
-                    for ty in 0..<th {
-                        let n0 = t * tilesPerSample + ty * tw
-                        let h0 = hBase + (2 * ty) * 4 * tw8
+                    for r in 0..<rows {
+                        let y = 2 * ty0 + r - g.ph
+                        if y >= 0 && y < g.ih {
+                            copyFloats(padded + r * wp + g.pw, plane + y * g.iw, g.iw)
+                        } else {
+                            (padded + r * wp).update(repeating: 0, count: wp)
+                        }
+                    }
+                    Self.winogradRowTransforms(padded, rows: rows, tw: tw, h: hBase)
+                    for ty in ty0..<ty1 {
+                        let n0 = t * unitTiles + (ty - ty0) * tw
+                        let h0 = hBase + (2 * (ty - ty0)) * 4 * tw8
                         var kb = 0
                         while kb < tw {
                             let n = n0 + kb
@@ -206,15 +218,17 @@ extension ConvKernel {
                 for o in 0..<oc {
                     let b: Float = bias?[o] ?? 0
                     let plane = out + o * outPlane
-                    let mo = mBase + o * cols + t * tilesPerSample
-                    for ty in 0..<th {
-                        winogradOutputRow(mo + ty * tw, posStride: mPosStride, tw: tw, bias: b,
+                    let mo = mBase + o * cols + t * unitTiles
+                    for ty in ty0..<ty1 {
+                        winogradOutputRow(mo + (ty - ty0) * tw, posStride: mPosStride, tw: tw, bias: b,
                                           row0: plane + 2 * ty * g.ow, row1: 2 * ty + 1 < g.oh ? plane + (2 * ty + 1) * g.ow : nil,
                                           ow: g.ow)
                     }
                 }
             }
-            s0 += count
+            ty0 = ty1
+          }
+          s0 += count
         }
     }
 
@@ -235,6 +249,38 @@ extension ConvKernel {
             d.storeBytes(of: r1 + r2, toByteOffset: (4 + j) * ps, as: V.self)
             d.storeBytes(of: r2 - r1, toByteOffset: (8 + j) * ps, as: V.self)
             d.storeBytes(of: r1 - r3, toByteOffset: (12 + j) * ps, as: V.self)
+        }
+    }
+
+    /// U = G g G^T for `pairs` (a multiple of 16) weight pairs: `w` holds the 9 taps as rows w[tap][q], `u`
+    /// gets the 16 positions as rows u[pos][q], both rows `pairs` floats apart. Halvings are exact.
+    @inline(__always)
+    static func winogradWeightTransform(_ w: UnsafePointer<Float>, pairs: Int, u: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        let src = UnsafeRawPointer(w), dst = UnsafeMutableRawPointer(u)
+        let half = V(repeating: 0.5), rb = 4 * pairs
+        var q = 0
+        while q < pairs {
+            @inline(__always) func ld(_ tap: Int) -> V { src.loadUnaligned(fromByteOffset: tap * rb + 4 * q, as: V.self) }
+            @inline(__always) func st(_ pos: Int, _ v: V) { dst.storeBytes(of: v, toByteOffset: pos * rb + 4 * q, as: V.self) }
+            // G g (4 x 3), column by column.
+            var t = InlineArray<12, V>(repeating: V())
+            for j in 0..<3 {
+                let (g0, g1, g2) = (ld(j), ld(3 + j), ld(6 + j))
+                t[j] = g0
+                t[3 + j] = ((g0 + g1) + g2) * half
+                t[6 + j] = ((g0 - g1) + g2) * half
+                t[9 + j] = g2
+            }
+            // (G g) G^T, row by row.
+            for i in 0..<4 {
+                let (a0, a1, a2) = (t[3 * i], t[3 * i + 1], t[3 * i + 2])
+                st(4 * i, a0)
+                st(4 * i + 1, ((a0 + a1) + a2) * half)
+                st(4 * i + 2, ((a0 - a1) + a2) * half)
+                st(4 * i + 3, a2)
+            }
+            q += 16
         }
     }
 
@@ -275,37 +321,44 @@ extension ConvKernel {
 func winogradOutputRow(_ m: UnsafePointer<Float>, posStride: Int, tw: Int, bias: Float,
                        row0: UnsafeMutablePointer<Float>, row1: UnsafeMutablePointer<Float>?, ow: Int) {
     typealias V = SIMD8<Float>
-    let raw = UnsafeRawPointer(m), ps = posStride * 4
     let vb = V(repeating: bias)
     var kb = 0
     while kb < tw {
-        @inline(__always) func ld(_ pos: Int) -> V { raw.loadUnaligned(fromByteOffset: pos * ps + kb * 4, as: V.self) }
-        // A^T M: rows 0 and 1 (4 columns each), then times A.
-        let a0 = (ld(0) + ld(4)) + ld(8), a1 = (ld(1) + ld(5)) + ld(9)
-        let a2 = (ld(2) + ld(6)) + ld(10), a3 = (ld(3) + ld(7)) + ld(11)
-        var y0 = SIMD16<Float>()
-        y0.evenHalf = ((a0 + a1) + a2) + vb
-        y0.oddHalf = ((a1 - a2) - a3) + vb
-        winogradStoreRow(y0, row0 + 2 * kb, count: min(16, ow - 2 * kb))
+        let p = UnsafeRawPointer(m + kb)
+        @inline(__always) func ld(_ pos: Int) -> V { p.loadUnaligned(fromByteOffset: pos * posStride * 4, as: V.self) }
+        let m0 = ld(0), m1 = ld(1), m2 = ld(2), m3 = ld(3), m4 = ld(4), m5 = ld(5), m6 = ld(6), m7 = ld(7)
+        let m8 = ld(8), m9 = ld(9), m10 = ld(10), m11 = ld(11)
+        // A^T M (rows 0 and 1, 4 columns each), then times A.
+        let a0 = (m0 + m4) + m8, a1 = (m1 + m5) + m9
+        let a2 = (m2 + m6) + m10, a3 = (m3 + m7) + m11
+        let count = min(16, ow - 2 * kb)
+        winogradStoreRow(winogradZip(((a0 + a1) + a2) + vb, ((a1 - a2) - a3) + vb), row0 + 2 * kb, count: count)
         if let row1 {
-            let b0 = (ld(4) - ld(8)) - ld(12), b1 = (ld(5) - ld(9)) - ld(13)
-            let b2 = (ld(6) - ld(10)) - ld(14), b3 = (ld(7) - ld(11)) - ld(15)
-            var y1 = SIMD16<Float>()
-            y1.evenHalf = ((b0 + b1) + b2) + vb
-            y1.oddHalf = ((b1 - b2) - b3) + vb
-            winogradStoreRow(y1, row1 + 2 * kb, count: min(16, ow - 2 * kb))
+            let m12 = ld(12), m13 = ld(13), m14 = ld(14), m15 = ld(15)
+            let b0 = (m4 - m8) - m12, b1 = (m5 - m9) - m13
+            let b2 = (m6 - m10) - m14, b3 = (m7 - m11) - m15
+            winogradStoreRow(winogradZip(((b0 + b1) + b2) + vb, ((b1 - b2) - b3) + vb), row1 + 2 * kb, count: count)
         }
         kb += 8
     }
 }
 
+/// (a0, b0, a1, b1, ...): written element by element, which LLVM turns into shuffles (through the
+/// `evenHalf` / `oddHalf` setters it made gathers of the loads feeding them).
+@inline(__always)
+func winogradZip(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
+}
+
 /// Stores the first `count` (1...16) values of v.
 @inline(__always)
 func winogradStoreRow(_ v: SIMD16<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+    let d = UnsafeMutableRawPointer(dst)
     if count == 16 {
-        UnsafeMutableRawPointer(dst).storeBytes(of: v, as: SIMD16<Float>.self)
-    } else {
-        for i in 0..<count { dst[i] = v[i] }
+        d.storeBytes(of: v, as: SIMD16<Float>.self)
+        return
     }
+    var i = 0
+    if count >= 8 { d.storeBytes(of: v.lowHalf, as: SIMD8<Float>.self); i = 8 }
+    while i < count { dst[i] = v[i]; i += 1 }
 }
-
