@@ -44,8 +44,8 @@ public struct ConvKernel: Sendable {
     public enum Forward: String, ConvImplementationList {
         /// 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand (W[oc][ic] x in[ic][P]).
         case pointwiseGemm
-        /// 3x3, stride 1, padding <= 2, ic and oc >= 16: Winograd F(2x2, 3x3), 16 products over channels per
-        /// 2x2 output tile instead of 36 multiply-adds (WinogradConvolution.swift).
+        /// 3x3, stride 1, padding <= 2, ic and oc >= 32, >= 256 output pixels: Winograd F(2x2, 3x3), 16
+        /// multiply-adds per 2x2 output tile and channel pair instead of 36 (WinogradConvolution.swift).
         case winograd
         /// Where `direct` applies and its layout computes enough dropped columns (LeNet conv2: 9 vectors
         /// of 16 for 100 pixels): the direct tiles over shifted copies of the input planes, stored straight
