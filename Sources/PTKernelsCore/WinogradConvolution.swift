@@ -9,7 +9,8 @@
 // with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
 // A^T = [1 1 1 0; 0 1 -1 -1]. 16 multiplies per tile and channel pair instead of 36: 2.25x fewer.
 //
-// Tiles of a group of whole samples are the columns of the products: V is written straight into the
+// The tiles of a group (whole samples, or a sample's tile rows in chunks when one sample alone has more
+// than `winogradGroupFloats` of V and M) are the columns of the products: V is written straight into the
 // GEMM's packed-B panel layout (V[pos][panel][c][NR]) and U packed once per call as the GEMM's A panels
 // (`_packWholeA`), so each product is the level's GEMM register tile (`gemmMicro`) without packing.
 //
@@ -105,7 +106,8 @@ extension ConvKernel {
         let maxCols = roundUp(groupTiles, nr)
         let packedStride = roundUp(_packedACount(m: oc, n: 1, k: ic), 16)
 
-        // Scratch: packed U (16 positions), plain U, V, M, the row transforms of one plane.
+        // Scratch: packed U (16 positions), plain U, the transposed taps, V, M, the row transforms of one
+        // plane's chunk and its zero-padded copy.
         let packedU = align64(scratch)
         let plainU = packedU + 16 * packedStride
         let wT = plainU + 16 * roundUp(oc * ic, 16)
@@ -139,104 +141,104 @@ extension ConvKernel {
         let inPlane = g.ih * g.iw, outPlane = g.oh * g.ow
         var s0 = 0
         while s0 < mb {
-          let count = min(group, mb - s0)
-          var ty0 = 0
-          while ty0 < th {
-            // This group: samples s0 ..< s0 + count, tile rows ty0 ..< ty1 of each.
-            let ty1 = min(th, ty0 + chunkRows)
-            let unitTiles = (ty1 - ty0) * tw
-            let tiles = count * unitTiles
-            let cols = roundUp(tiles, nr)
-            let rows = 2 * (ty1 - ty0) + 2
-            // Input transform, plane by plane, into the packed-B panels of V.
-            for t in 0..<count {
-                for c in 0..<ic {
-                    let plane = input + ((s0 + t) * ic + c) * inPlane
-                    for r in 0..<rows {
-                        let y = 2 * ty0 + r - g.ph
-                        if y >= 0 && y < g.ih {
-                            copyFloats(padded + r * wp + g.pw, plane + y * g.iw, g.iw)
-                        } else {
-                            (padded + r * wp).update(repeating: 0, count: wp)
-                        }
-                    }
-                    Self.winogradRowTransforms(padded, rows: rows, tw: tw, h: hBase)
-                    for ty in ty0..<ty1 {
-                        let n0 = t * unitTiles + (ty - ty0) * tw
-                        let h0 = hBase + (2 * (ty - ty0)) * 4 * tw8
-                        var kb = 0
-                        while kb < tw {
-                            let n = n0 + kb
-                            let lane = n % nr
-                            let dst = vBase + (n / nr) * (ic * nr) + c * nr + lane
-                            if kb + 8 <= tw && lane + 8 <= nr {
-                                Self.winogradColumnTransform(SIMD8<Float>.self, h0 + kb, tw8: tw8, dst: dst, posStride: vPosStride)
-                                kb += 8
-                            } else if kb + 4 <= tw && lane + 4 <= nr {
-                                Self.winogradColumnTransform(SIMD4<Float>.self, h0 + kb, tw8: tw8, dst: dst, posStride: vPosStride)
-                                kb += 4
+            let count = min(group, mb - s0)
+            var ty0 = 0
+            while ty0 < th {
+                // This group: samples s0 ..< s0 + count, tile rows ty0 ..< ty1 of each.
+                let ty1 = min(th, ty0 + chunkRows)
+                let unitTiles = (ty1 - ty0) * tw
+                let tiles = count * unitTiles
+                let cols = roundUp(tiles, nr)
+                let rows = 2 * (ty1 - ty0) + 2
+                // Input transform, plane by plane, into the packed-B panels of V.
+                for t in 0..<count {
+                    for c in 0..<ic {
+                        let plane = input + ((s0 + t) * ic + c) * inPlane
+                        for r in 0..<rows {
+                            let y = 2 * ty0 + r - g.ph
+                            if y >= 0 && y < g.ih {
+                                copyFloats(padded + r * wp + g.pw, plane + y * g.iw, g.iw)
                             } else {
-                                for j in 0..<4 {
-                                    let r0 = h0[j * tw8 + kb], r1 = h0[(4 + j) * tw8 + kb]
-                                    let r2 = h0[(8 + j) * tw8 + kb], r3 = h0[(12 + j) * tw8 + kb]
-                                    dst[j * vPosStride] = r0 - r2
-                                    dst[(4 + j) * vPosStride] = r1 + r2
-                                    dst[(8 + j) * vPosStride] = r2 - r1
-                                    dst[(12 + j) * vPosStride] = r1 - r3
+                                (padded + r * wp).update(repeating: 0, count: wp)
+                            }
+                        }
+                        Self.winogradRowTransforms(padded, rows: rows, tw: tw, h: hBase)
+                        for ty in ty0..<ty1 {
+                            let n0 = t * unitTiles + (ty - ty0) * tw
+                            let h0 = hBase + (2 * (ty - ty0)) * 4 * tw8
+                            var kb = 0
+                            while kb < tw {
+                                let n = n0 + kb
+                                let lane = n % nr
+                                let dst = vBase + (n / nr) * (ic * nr) + c * nr + lane
+                                if kb + 8 <= tw && lane + 8 <= nr {
+                                    Self.winogradColumnTransform(SIMD8<Float>.self, h0 + kb, tw8: tw8, dst: dst, posStride: vPosStride)
+                                    kb += 8
+                                } else if kb + 4 <= tw && lane + 4 <= nr {
+                                    Self.winogradColumnTransform(SIMD4<Float>.self, h0 + kb, tw8: tw8, dst: dst, posStride: vPosStride)
+                                    kb += 4
+                                } else {
+                                    for j in 0..<4 {
+                                        let r0 = h0[j * tw8 + kb], r1 = h0[(4 + j) * tw8 + kb]
+                                        let r2 = h0[(8 + j) * tw8 + kb], r3 = h0[(12 + j) * tw8 + kb]
+                                        dst[j * vPosStride] = r0 - r2
+                                        dst[(4 + j) * vPosStride] = r1 + r2
+                                        dst[(8 + j) * vPosStride] = r2 - r1
+                                        dst[(12 + j) * vPosStride] = r1 - r3
+                                    }
+                                    kb += 1
                                 }
-                                kb += 1
                             }
                         }
                     }
                 }
-            }
-            // Zero columns up to the last whole panel (read by the tiles, never stored).
-            if cols > tiles {
+                // Zero columns up to the last whole panel (read by the tiles, never stored).
+                if cols > tiles {
+                    for pos in 0..<16 {
+                        let panel = vBase + pos * vPosStride + (tiles / nr) * (ic * nr)
+                        let lane = tiles % nr
+                        for c in 0..<ic { (panel + c * nr + lane).update(repeating: 0, count: nr - lane) }
+                    }
+                }
+                // The 16 products M[pos] = U[pos] V[pos] (oc x tiles, k = ic).
                 for pos in 0..<16 {
-                    let panel = vBase + pos * vPosStride + (tiles / nr) * (ic * nr)
-                    let lane = tiles % nr
-                    for c in 0..<ic { (panel + c * nr + lane).update(repeating: 0, count: nr - lane) }
-                }
-            }
-            // The 16 products M[pos] = U[pos] V[pos] (oc x tiles, k = ic).
-            for pos in 0..<16 {
-                let a = packedU + pos * packedStride
-                let b = vBase + pos * vPosStride
-                let m = mBase + pos * mPosStride
-                var jr = 0
-                while jr < cols {
-                    let bp = b + (jr / nr) * (ic * nr)
-                    var ir = 0
-                    while ir < oc {
-                        var pc = 0
-                        while pc < ic {
-                            let kc = min(kcEven, ic - pc)
-                            L.gemmMicro(bl, kc: kc, a: a + pc * mPad + ir * kc, b: bp + pc * nr, c: m + ir * cols + jr, ldc: cols,
-                                        accumulate: pc > 0)
-                            pc += kc
+                    let a = packedU + pos * packedStride
+                    let b = vBase + pos * vPosStride
+                    let m = mBase + pos * mPosStride
+                    var jr = 0
+                    while jr < cols {
+                        let bp = b + (jr / nr) * (ic * nr)
+                        var ir = 0
+                        while ir < oc {
+                            var pc = 0
+                            while pc < ic {
+                                let kc = min(kcEven, ic - pc)
+                                L.gemmMicro(bl, kc: kc, a: a + pc * mPad + ir * kc, b: bp + pc * nr, c: m + ir * cols + jr, ldc: cols,
+                                            accumulate: pc > 0)
+                                pc += kc
+                            }
+                            ir += mr
                         }
-                        ir += mr
-                    }
-                    jr += nr
-                }
-            }
-            // Output transform y = A^T M A + bias, tile row by tile row.
-            for t in 0..<count {
-                let out = output + (s0 + t) * oc * outPlane
-                for o in 0..<oc {
-                    let b: Float = bias?[o] ?? 0
-                    let plane = out + o * outPlane
-                    let mo = mBase + o * cols + t * unitTiles
-                    for ty in ty0..<ty1 {
-                        winogradOutputRow(mo + (ty - ty0) * tw, posStride: mPosStride, tw: tw, bias: b,
-                                          row0: plane + 2 * ty * g.ow, row1: 2 * ty + 1 < g.oh ? plane + (2 * ty + 1) * g.ow : nil,
-                                          ow: g.ow)
+                        jr += nr
                     }
                 }
+                // Output transform y = A^T M A + bias, tile row by tile row.
+                for t in 0..<count {
+                    let out = output + (s0 + t) * oc * outPlane
+                    for o in 0..<oc {
+                        let b: Float = bias?[o] ?? 0
+                        let plane = out + o * outPlane
+                        let mo = mBase + o * cols + t * unitTiles
+                        for ty in ty0..<ty1 {
+                            winogradOutputRow(mo + (ty - ty0) * tw, posStride: mPosStride, tw: tw, bias: b,
+                                              row0: plane + 2 * ty * g.ow, row1: 2 * ty + 1 < g.oh ? plane + (2 * ty + 1) * g.ow : nil,
+                                              ow: g.ow)
+                        }
+                    }
+                }
+                ty0 = ty1
             }
-            ty0 = ty1
-          }
-          s0 += count
+            s0 += count
         }
     }
 
