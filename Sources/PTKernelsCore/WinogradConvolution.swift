@@ -44,7 +44,10 @@ extension ConvKernel {
     @inline(__always)
     static func winogradTiles(_ g: ConvGeometry) -> (th: Int, tw: Int) { ((g.oh + 1) / 2, (g.ow + 1) / 2) }
 
-    /// Floats of V and M (16 x (ic + oc) a tile) aimed at for one group of tiles.
+    /// Floats of V and M (16 x (ic + oc) a tile) aimed at for one group of tiles: 768 KiB, within the 1 MiB
+    /// L2. `bench kernels` (AMD EPYC Zen 4, AVX-512, 1 thread, shared machine): cifar 64->64 16x16 forward
+    /// 162 GFLOP/s (direct-conv FLOPs) against 118 with 384 KiB (48-tile chunks of a sample, panels padded to
+    /// 64 columns), cifar 32->32 32x32 110 against 101 with whole 1 MiB samples.
     static let winogradGroupFloats = 196_608
 
     /// Tiles of V and M aimed at for one group.
