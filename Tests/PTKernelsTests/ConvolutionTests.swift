@@ -67,6 +67,18 @@ final class ConvolutionTests: XCTestCase {
         // (padded; the forward in two groups of samples, backward weights in one).
         ("shifted planes pad 1", ConvGeometry(mb: 40, ic: 3, oc: 12, ih: 12, iw: 11, kh: 5, kw: 5, ph: 1, pw: 1), 37),
         ("conv1d 1 channel long", ConvGeometry(mb: 2, ic: 1, oc: 8, ih: 1, iw: 1000, kh: 1, kw: 7), 2),
+        // 3x3 stride 1, >= 32 channels, >= 256 output pixels: forward (and backward data through the
+        // transposed forward) as Winograd F(2x2, 3x3) (WinogradConvolution.swift): ResNet-20 / cifar-small
+        // shapes, groups of samples with a partial last group, a sample in chunks of tile rows, partial tiles
+        // (odd oh, ow), padding 0, 2 and 1x0, oc not a multiple of any tile's rows, two k-blocks (ic > 384).
+        ("winograd resnet20 32ch 16x16", ConvGeometry(mb: 3, ic: 32, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("winograd cifar-small 32->64 16x16 partial group", ConvGeometry(mb: 5, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 5),
+        ("winograd 32x32 row chunks", ConvGeometry(mb: 2, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("winograd odd 17x19 oc 33", ConvGeometry(mb: 2, ic: 32, oc: 33, ih: 17, iw: 19, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+        ("winograd pad 0 odd output", ConvGeometry(mb: 2, ic: 33, oc: 32, ih: 18, iw: 21, kh: 3, kw: 3), 2),
+        ("winograd pad 2", ConvGeometry(mb: 2, ic: 32, oc: 40, ih: 15, iw: 16, kh: 3, kw: 3, ph: 2, pw: 2), 1),
+        ("winograd pad 1x0", ConvGeometry(mb: 2, ic: 32, oc: 32, ih: 16, iw: 20, kh: 3, kw: 3, ph: 1, pw: 0), 2),
+        ("winograd two k-blocks", ConvGeometry(mb: 1, ic: 400, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 1),
     ]
 
     /// Every applicable entry of every pass's list, forced one at a time (the other passes keep their
@@ -159,11 +171,15 @@ final class ConvolutionTests: XCTestCase {
             ("cifar-3to32-32x32", ConvGeometry(mb: 128, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
              .direct, .transposedForward, .direct),
             ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
-             .direct, .transposedForward, .weightsTiles),
+             .winograd, .transposedForward, .weightsTiles),
             ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1),
-             .direct, .transposedForward, .weightsTiles),
+             .winograd, .transposedForward, .weightsTiles),
             ("resnet-64to64-56x56", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 56, iw: 56, kh: 3, kw: 3, ph: 1, pw: 1),
-             .im2colGemmPerSample, .transposedForward, .weightsTiles),
+             .winograd, .transposedForward, .weightsTiles),
+            ("resnet20-16to16-32x32", ConvGeometry(mb: 16, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
+             .direct, .transposedForward, .direct),
+            ("resnet20-32to32-16x16", ConvGeometry(mb: 16, ic: 32, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1),
+             .winograd, .transposedForward, .weightsTiles),
             ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1),
              .pointwiseGemm, .pointwiseGemm, .pointwiseGemm),
             ("stride 2", ConvGeometry(mb: 8, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
@@ -191,8 +207,102 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.forward, vectorWidth: 16), "shiftedPlanes")
         XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.backwardData, vectorWidth: 16),
                        "transposedForward(direct.paddedWidth)")
-        XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(im2colGemmPerSample)")
-        XCTAssertEqual(ConvKernel(geometry: layers[9].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
+        XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(winograd)")
+        XCTAssertEqual(layers[11].0, "resnet20-64to64-8x8")
+        XCTAssertEqual(ConvKernel(geometry: layers[11].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
+    }
+
+    /// Winograd F(2x2, 3x3) against its own error bound, per output, in Double: with the absolute-value
+    /// algorithm W = sum over c of |A^T| (|G| |g| |G^T| .* |B^T| |d| |B|) |A| (the sum of |terms| that the
+    /// transforms and products add up), each output's error is at most about (ic + 12) eps W to first order:
+    /// ic - 1 roundings of the chain over channels, 1 of each product, <= 4 of the input transform, <= 4 of
+    /// the weight transform's sums and halvings, 4 of the output transform, 1 of the bias (which adds eps |y|).
+    /// The sweep above holds it to the tolerance shared with the other entries; this bound is the one that
+    /// follows from the algorithm (a missing term or wrong index gives an error of order W itself).
+    func testWinogradErrorWithinItsBound() {
+        let eps = Double(Float.ulpOfOne) / 2
+        for (label, geometry, mb) in Self.cases where ConvKernel.Forward.winograd.isApplicable(geometry) {
+            let g = geometry.with(mb: mb)
+            let x = Buffer(random: g.inputCount, seed: 21), w = Buffer(random: g.weightCount, seed: 22)
+            let bias = Buffer(random: g.oc, seed: 23)
+            let kernel = ConvKernel(geometry: geometry, forward: .winograd)
+            let scratch = Buffer(kernel.scratchCount + 1, fill: .nan), y = Buffer(g.outputCount, fill: .nan)
+            kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: bias.pointer, output: y.pointer, scratch: scratch.pointer)
+            let (bt, gm, at): ([[Double]], [[Double]], [[Double]]) = (
+                [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+                [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+                [[1, 1, 1, 0], [0, 1, -1, -1]])
+            // |G| |g| |G^T| per (o, c): 16 values.
+            var uAbs = [Double](repeating: 0, count: g.oc * g.ic * 16)
+            for o in 0..<g.oc {
+                for c in 0..<g.ic {
+                    for i in 0..<4 {
+                        for j in 0..<4 {
+                            var sum = 0.0
+                            for p in 0..<3 {
+                                for q in 0..<3 { sum += abs(gm[i][p]) * abs(Double(w.pointer[((o * g.ic + c) * 3 + p) * 3 + q])) * abs(gm[j][q]) }
+                            }
+                            uAbs[(o * g.ic + c) * 16 + i * 4 + j] = sum
+                        }
+                    }
+                }
+            }
+            var worst = 0.0
+            for s in 0..<mb {
+                for ty in 0..<(g.oh + 1) / 2 {
+                    for tx in 0..<(g.ow + 1) / 2 {
+                        // |B^T| |d| |B| and B^T d B per channel, and the exact (Double) products.
+                        var vAbs = [Double](repeating: 0, count: g.ic * 16), d = [Double](repeating: 0, count: 16)
+                        var exact = [Double](repeating: 0, count: g.oc * 4)
+                        for c in 0..<g.ic {
+                            for i in 0..<4 {
+                                for j in 0..<4 {
+                                    let yy = 2 * ty - g.ph + i, xx = 2 * tx - g.pw + j
+                                    let inside = yy >= 0 && yy < g.ih && xx >= 0 && xx < g.iw
+                                    d[i * 4 + j] = inside ? Double(x.pointer[((s * g.ic + c) * g.ih + yy) * g.iw + xx]) : 0
+                                }
+                            }
+                            for i in 0..<4 {
+                                for j in 0..<4 {
+                                    var sum = 0.0
+                                    for p in 0..<4 { for q in 0..<4 { sum += abs(bt[i][p]) * abs(d[p * 4 + q]) * abs(bt[j][q]) } }
+                                    vAbs[c * 16 + i * 4 + j] = sum
+                                }
+                            }
+                            for o in 0..<g.oc {
+                                for a in 0..<2 {
+                                    for b in 0..<2 {
+                                        var sum = 0.0
+                                        for p in 0..<3 {
+                                            for q in 0..<3 { sum += Double(w.pointer[((o * g.ic + c) * 3 + p) * 3 + q]) * d[(a + p) * 4 + b + q] }
+                                        }
+                                        exact[o * 4 + a * 2 + b] += sum
+                                    }
+                                }
+                            }
+                        }
+                        for o in 0..<g.oc {
+                            var m = [Double](repeating: 0, count: 16)
+                            for c in 0..<g.ic { for k in 0..<16 { m[k] += uAbs[(o * g.ic + c) * 16 + k] * vAbs[c * 16 + k] } }
+                            for a in 0..<2 {
+                                for b in 0..<2 {
+                                    let yy = 2 * ty + a, xx = 2 * tx + b
+                                    guard yy < g.oh && xx < g.ow else { continue }
+                                    var bound = 0.0
+                                    for p in 0..<4 { for q in 0..<4 { bound += abs(at[a][p]) * m[p * 4 + q] * abs(at[b][q]) } }
+                                    let want = exact[o * 4 + a * 2 + b] + Double(bias.pointer[o])
+                                    let got = Double(y.pointer[((s * g.oc + o) * g.oh + yy) * g.ow + xx])
+                                    let allowed = Double(g.ic + 12) * eps * bound + eps * (abs(want) + abs(Double(bias.pointer[o])))
+                                    XCTAssertFalse(got.isNaN, label)
+                                    worst = max(worst, abs(got - want) / allowed)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertLessThanOrEqual(worst, 1, "\(label): error / bound \(worst)")
+        }
     }
 
     func testBitIdenticalRepeats() {
