@@ -201,21 +201,18 @@ public final class Workspace: @unchecked Sendable {
         case (nil, nil):
             addReLU(count: batch * shape.count, x0, x1, output: z)
         case let (m0?, m1?):
-            for n in 0..<batch {
-                for c in 0..<channels {
-                    let at = (n * channels + c) * hw
-                    bnAffine2AddReLU(x0 + at, count: hw, scale: m0[c], shift: m0[channels + c], x1 + at, scale2: m1[c],
-                                     shift2: m1[channels + c], output: z + at)
-                }
+            for c in 0..<channels {
+                let at = c * hw
+                bnAffine2AddReLU(x0 + at, count: hw, scale: m0[c], shift: m0[channels + c], x1 + at, scale2: m1[c],
+                                 shift2: m1[channels + c], output: z + at, rows: batch, rowStride: channels * hw)
             }
         default:
             // One folded batch norm; the residual add is commutative, so its side does not matter.
             let (x, m, other) = map0 != nil ? (x0, map0!, x1) : (x1, map1!, x0)
-            for n in 0..<batch {
-                for c in 0..<channels {
-                    let at = (n * channels + c) * hw
-                    bnAffineAddReLU(x + at, count: hw, scale: m[c], shift: m[channels + c], other: other + at, output: z + at)
-                }
+            for c in 0..<channels {
+                let at = c * hw
+                bnAffineAddReLU(x + at, count: hw, scale: m[c], shift: m[channels + c], other: other + at, output: z + at,
+                                rows: batch, rowStride: channels * hw)
             }
         }
     }
