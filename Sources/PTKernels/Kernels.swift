@@ -218,6 +218,21 @@ public func pairwiseSumInPlace(_ leaves: UnsafePointer<UnsafeMutablePointer<Floa
     activeKernels.bnInputGradientReLU(x, dy, rows, rowStride, count, mean, a, b, k, scale, shift, dx)
 }
 
+/// `bnRowGradientSums` of g = (mask > 0 ? dy : 0): the gradient of a residual add's input that is this batch norm's
+/// output, taken from the ReLU after the add (its output is the mask).
+@inline(__always) public func bnRowGradientSumsMasked(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+                                                      mask: UnsafePointer<Float>, count: Int, mean: Float, rows: Int = 1,
+                                                      rowStride: Int = 0) -> (Double, Double) {
+    activeKernels.bnRowGradientSumsMasked(x, dy, mask, rows, rowStride, count, mean)
+}
+
+/// `bnInputGradient` of g = (mask > 0 ? dy : 0).
+@inline(__always) public func bnInputGradientMasked(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                                    count: Int, mean: Float, a: Float, b: Float, k: Float,
+                                                    inputGrad dx: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnInputGradientMasked(x, dy, mask, rows, rowStride, count, mean, a, b, k, dx)
+}
+
 /// z = relu(a + b) (the residual add, then ReLU). See `addReLUReference`.
 public func addReLU(count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>) {
     activeKernels.addReLU(count, a, b, z)

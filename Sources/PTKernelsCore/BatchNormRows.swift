@@ -63,21 +63,25 @@ func _bnRowSquares<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _
     return lanes.total(tail: tail)
 }
 
-/// (sum of g, sum of g * (x - mean)) with g = dy, or with `relu`, g = (x * scale + shift > 0 ? dy : 0).
+/// (sum of g, sum of g * (x - mean)) with g = dy, or with `relu`, g = (x * scale + shift > 0 ? dy : 0), or with
+/// `mask`, g = (mask > 0 ? dy : 0).
 @inline(__always)
 func _bnGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
-                                     _ count: Int, _ mean: Float, relu: Bool, _ scale: Float, _ shift: Float) -> (Double, Double) {
+                                     _ count: Int, _ mean: Float, relu: Bool, _ scale: Float, _ shift: Float,
+                                     mask: UnsafePointer<Float>? = nil) -> (Double, Double) {
     var lanesDy = BNDoubleLanes(), lanesCentered = BNDoubleLanes(), tailDy = 0.0, tailCentered = 0.0
     let m = BNLanes(repeating: mean), a = BNLanes(repeating: scale), b = BNLanes(repeating: shift), zero = BNLanes()
     for r in 0..<rows {
         let xr = x + r * stride, dyr = dy + r * stride
         let rx = UnsafeRawPointer(xr), rdy = UnsafeRawPointer(dyr)
+        let mr = mask.map { $0 + r * stride }
         var accDy = BNLanes(), accCentered = BNLanes()
         var i = 0
         while i + 16 <= count {
             let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
             var g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
             if relu { g = zero.replacing(with: g, where: v * a + b .> zero) }
+            if let mr { g = zero.replacing(with: g, where: UnsafeRawPointer(mr).loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self) .> zero) }
             accDy += g
             accCentered = L.madd(accCentered, g, v - m)
             i += 16
@@ -85,7 +89,8 @@ func _bnGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>,
         lanesDy.add(accDy)
         lanesCentered.add(accCentered)
         while i < count {
-            let g: Float = !relu || xr[i] * scale + shift > 0 ? dyr[i] : 0
+            var g: Float = !relu || xr[i] * scale + shift > 0 ? dyr[i] : 0
+            if let mr, !(mr[i] > 0) { g = 0 }
             tailDy += Double(g); tailCentered += Double(g) * Double(xr[i] - mean); i += 1
         }
     }
@@ -209,6 +214,38 @@ func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float
 func _bnRowGradientSumsReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
                                             _ stride: Int, _ count: Int, _ mean: Float, _ scale: Float, _ shift: Float) -> (Double, Double) {
     _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: true, scale, shift)
+}
+
+/// `_bnRowGradientSums` of the gradient masked by another tensor: g = (mask > 0 ? dy : 0) (ReLU's output after a residual
+/// add that this batch norm feeds: ReLU's backward and the add's gradient copy fused).
+func _bnRowGradientSumsMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                              _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int,
+                                              _ mean: Float) -> (Double, Double) {
+    _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: false, 0, 0, mask: mask)
+}
+
+/// `_bnInputGradient` of g = (mask > 0 ? dy : 0).
+func _bnInputGradientMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                            _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float,
+                                            _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
+    typealias V = BNLanes
+    let w = 16
+    let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean), zero = V()
+    for r in 0..<rows {
+        let x = x + r * stride, dy = dy + r * stride, mask = mask + r * stride, dx = dx + r * stride
+        let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rmask = UnsafeRawPointer(mask), rdx = UnsafeMutableRawPointer(dx)
+        var i = 0
+        while i + w <= count {
+            let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self),
+                                   where: rmask.loadUnaligned(fromByteOffset: 4 * i, as: V.self) .> zero)
+            rdx.storeBytes(of: g * va + (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count {
+            let g: Float = mask[i] > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k; i += 1
+        }
+    }
 }
 
 /// `_bnInputGradient` of the masked gradient g = (x * scale + shift > 0 ? dy : 0).
@@ -350,6 +387,29 @@ public func bnRowGradientSumsReLUReference(_ x: UnsafePointer<Float>, outputGrad
     _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { g[i] = x[i] * scale + shift > 0 ? dy[i] : 0 } }
     return g.withUnsafeBufferPointer {
         bnRowGradientSumsReference(x, outputGrad: $0.baseAddress!, count: count, mean: mean, fused: fused, rows: rows, rowStride: rowStride)
+    }
+}
+
+/// Twin of the gradient sums masked by another tensor: `bnRowGradientSumsReference` of g = (mask > 0 ? dy : 0).
+public func bnRowGradientSumsMaskedReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                             count: Int, mean: Float, fused: Bool, rows: Int = 1, rowStride: Int = 0) -> (Double, Double) {
+    let extent = rows == 0 ? 0 : (rows - 1) * rowStride + count
+    var g = [Float](repeating: 0, count: max(1, extent))
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { g[i] = mask[i] > 0 ? dy[i] : 0 } }
+    return g.withUnsafeBufferPointer {
+        bnRowGradientSumsReference(x, outputGrad: $0.baseAddress!, count: count, mean: mean, fused: fused, rows: rows, rowStride: rowStride)
+    }
+}
+
+/// Twin of the input gradient masked by another tensor: dx = g * a + (x - mean) * b + k, g = (mask > 0 ? dy : 0).
+public func bnInputGradientMaskedReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                           count: Int, mean: Float, a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>,
+                                           rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in
+        for i in o..<(o + count) {
+            let g: Float = mask[i] > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k
+        }
     }
 }
 

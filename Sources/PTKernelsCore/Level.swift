@@ -127,6 +127,11 @@ public struct KernelTable: Sendable {
     public let bnInputGradientReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
                                                _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float,
                                                _ shift: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
+    public let bnRowGradientSumsMasked: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                                   _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float) -> (Double, Double)
+    public let bnInputGradientMasked: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                                 _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float,
+                                                 _ k: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
     public let addReLU: @Sendable (_ count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) -> Void
     public let reluBackwardFanOut: @Sendable (_ count: Int, _ z: UnsafePointer<Float>, _ dz: UnsafePointer<Float>,
                                               _ first: UnsafeMutablePointer<Float>?, _ second: UnsafeMutablePointer<Float>?) -> Void
@@ -183,6 +188,10 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
         bnRowGradientSumsReLU: { x, dy, r, st, n, mean, s, t in _bnRowGradientSumsReLU(L.self, x, dy, r, st, n, mean, s, t) },
         bnInputGradientReLU: { x, dy, r, st, n, mean, a, b, k, s, t, dx in
             _bnInputGradientReLU(L.self, x, dy, r, st, n, mean, a, b, k, s, t, dx)
+        },
+        bnRowGradientSumsMasked: { x, dy, z, r, st, n, mean in _bnRowGradientSumsMasked(L.self, x, dy, z, r, st, n, mean) },
+        bnInputGradientMasked: { x, dy, z, r, st, n, mean, a, b, k, dx in
+            _bnInputGradientMasked(L.self, x, dy, z, r, st, n, mean, a, b, k, dx)
         },
         addReLU: { n, a, b, z in _addReLU(L.self, count: n, a, b, output: z) },
         reluBackwardFanOut: { n, z, dz, d1, d2 in _reluBackwardFanOut(L.self, count: n, output: z, outputGrad: dz, first: d1, second: d2) },

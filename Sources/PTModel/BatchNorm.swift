@@ -126,7 +126,9 @@ public struct BatchNorm: Layer {
     /// Backward; with `saved` from this input's fused forward, its batch statistics are used instead of
     /// being computed again (the same values), and with `reluMask` the output gradient is that of the
     /// ReLU after this layer, masked here by x * scale + shift > 0 (ReLU's backward fused; same bits).
-    func backward(_ call: LayerCall, saved: BatchNormSaved?, reluMask: Bool) {
+    /// With `mask` (the output of the ReLU after the residual add this layer feeds alone), the output gradient is
+    /// that ReLU's, masked here by mask > 0 (ReLU's backward and the add's gradient copy fused; same bits).
+    func backward(_ call: LayerCall, saved: BatchNormSaved?, reluMask: Bool, mask: UnsafePointer<Float>? = nil) {
         let hw = positions
         let gamma = call.parameters + parameters[0].offset
         let dGamma = call.gradients + parameters[0].offset, dBeta = call.gradients + parameters[1].offset
@@ -138,7 +140,10 @@ public struct BatchNorm: Layer {
             let scale = reluMask ? saved!.map[c] : 0, shift = reluMask ? saved!.map[channels + c] : 0
             let invStd = 1 / (s.variance + Double(epsilon)).squareRoot()
             let at = c * hw, stride = channels * hw
-            let (sumDy, sumDyCentered) = reluMask
+            let (sumDy, sumDyCentered) = mask != nil
+                ? bnRowGradientSumsMasked(call.input + at, outputGrad: call.outputGrad + at, mask: mask! + at, count: hw,
+                                          mean: Float(s.mean), rows: call.batch, rowStride: stride)
+                : reluMask
                 ? bnRowGradientSumsReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean),
                                         scale: scale, shift: shift, rows: call.batch, rowStride: stride)
                 : bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean),
@@ -151,7 +156,10 @@ public struct BatchNorm: Layer {
             let g = Double(gamma[c]) * invStd / m
             let a = g * m, b = -g * invStd * sumDyXhat
             let k = -g * sumDy
-            if reluMask {
+            if let mask {
+                bnInputGradientMasked(call.input + at, outputGrad: call.outputGrad + at, mask: mask + at, count: hw, mean: Float(s.mean),
+                                      a: Float(a), b: Float(b), k: Float(k), inputGrad: dIn + at, rows: call.batch, rowStride: stride)
+            } else if reluMask {
                 bnInputGradientReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a),
                                     b: Float(b), k: Float(k), scale: scale, shift: shift, inputGrad: dIn + at, rows: call.batch,
                                     rowStride: stride)

@@ -218,6 +218,21 @@ final class ElementwiseTests: XCTestCase {
                                                            fused: fused, rows: rows, rowStride: stride)
             XCTAssertEqual(masked.0.bitPattern, maskedRef.0.bitPattern, "bnRowGradientSumsReLU dy \(label)")
             XCTAssertEqual(masked.1.bitPattern, maskedRef.1.bitPattern, "bnRowGradientSumsReLU centred \(label)")
+            // Masked by another tensor (the ReLU's output after an add), against the twin and against ReLU's
+            // backward followed by the plain passes.
+            let z = Buffer(random: total, seed: 36)
+            if n > 8 { z.pointer[3] = 0; z.pointer[5] = -0.0; z.pointer[6] = .nan }
+            let pz = UnsafePointer(z.pointer + 1)
+            let maskedDy = Buffer(total)
+            reluBackward(count: total - 1, output: pz, outputGrad: pdy, inputGrad: maskedDy.pointer + 1)
+            let byMask = bnRowGradientSumsMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, rows: rows, rowStride: stride)
+            let byMaskRef = bnRowGradientSumsMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, fused: fused, rows: rows,
+                                                             rowStride: stride)
+            let byMaskChain = bnRowGradientSums(px, outputGrad: maskedDy.pointer + 1, count: n, mean: mean, rows: rows, rowStride: stride)
+            XCTAssertEqual(byMask.0.bitPattern, byMaskRef.0.bitPattern, "bnRowGradientSumsMasked dy \(label)")
+            XCTAssertEqual(byMask.1.bitPattern, byMaskRef.1.bitPattern, "bnRowGradientSumsMasked centred \(label)")
+            XCTAssertEqual(byMask.0.bitPattern, byMaskChain.0.bitPattern, "bnRowGradientSumsMasked against the unfused passes \(label)")
+            XCTAssertEqual(byMask.1.bitPattern, byMaskChain.1.bitPattern, "bnRowGradientSumsMasked against the unfused passes \(label)")
             if n > 8 { x.pointer[4] = .nan }
 
             func pair() -> (Buffer, Buffer) { let b = Buffer(random: total, seed: 34); return (b, b.copy()) }
@@ -252,6 +267,16 @@ final class ElementwiseTests: XCTestCase {
             bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
                                          shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientReLU \(label)")
+            (got, ref) = pair()
+            let chain = got.copy()
+            bnInputGradientMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + 1,
+                                  rows: rows, rowStride: stride)
+            bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            bnInputGradient(px, outputGrad: maskedDy.pointer + 1, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                            inputGrad: chain.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientMasked \(label)")
+            assertIdentical(got, chain, "bnInputGradientMasked against the unfused passes \(label)")
         }
     }
 
