@@ -156,16 +156,21 @@ public struct BatchNorm: Layer {
             let g = Double(gamma[c]) * invStd / m
             let a = g * m, b = -g * invStd * sumDyXhat
             let k = -g * sumDy
+            // This pass is element by element, so it walks the channel's planes last first (a negative stride): the
+            // planes the sums read last are the likeliest still in cache (a channel's input and gradient are 1 MiB
+            // at 32x32, batch 128: more than Zen 4's L2).
+            let last = at + (call.batch - 1) * stride
             if let mask {
-                bnInputGradientMasked(call.input + at, outputGrad: call.outputGrad + at, mask: mask + at, count: hw, mean: Float(s.mean),
-                                      a: Float(a), b: Float(b), k: Float(k), inputGrad: dIn + at, rows: call.batch, rowStride: stride)
+                bnInputGradientMasked(call.input + last, outputGrad: call.outputGrad + last, mask: mask + last, count: hw,
+                                      mean: Float(s.mean), a: Float(a), b: Float(b), k: Float(k), inputGrad: dIn + last,
+                                      rows: call.batch, rowStride: -stride)
             } else if reluMask {
-                bnInputGradientReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a),
-                                    b: Float(b), k: Float(k), scale: scale, shift: shift, inputGrad: dIn + at, rows: call.batch,
-                                    rowStride: stride)
+                bnInputGradientReLU(call.input + last, outputGrad: call.outputGrad + last, count: hw, mean: Float(s.mean), a: Float(a),
+                                    b: Float(b), k: Float(k), scale: scale, shift: shift, inputGrad: dIn + last, rows: call.batch,
+                                    rowStride: -stride)
             } else {
-                bnInputGradient(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean), a: Float(a),
-                                b: Float(b), k: Float(k), inputGrad: dIn + at, rows: call.batch, rowStride: stride)
+                bnInputGradient(call.input + last, outputGrad: call.outputGrad + last, count: hw, mean: Float(s.mean), a: Float(a),
+                                b: Float(b), k: Float(k), inputGrad: dIn + last, rows: call.batch, rowStride: -stride)
             }
         }
     }

@@ -277,6 +277,29 @@ final class ElementwiseTests: XCTestCase {
                             inputGrad: chain.pointer + 1, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientMasked \(label)")
             assertIdentical(got, chain, "bnInputGradientMasked against the unfused passes \(label)")
+
+            // The input-gradient passes walked last plane first (a negative stride, as BatchNorm's backward runs
+            // them) write the same values as the twins walking first plane first.
+            guard rows > 0 else { continue }
+            let last = (rows - 1) * stride
+            (got, ref) = pair()
+            bnInputGradient(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                            inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + 1,
+                                     rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradient last plane first \(label)")
+            (got, ref) = pair()
+            bnInputGradientReLU(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
+                                shift: shift, inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
+                                         shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientReLU last plane first \(label)")
+            (got, ref) = pair()
+            bnInputGradientMasked(px + last, outputGrad: pdy + last, mask: pz + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                  inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientMasked last plane first \(label)")
         }
     }
 
