@@ -165,33 +165,37 @@ public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
     return probe.isFinite
 }
 
-// Batch normalisation row passes (one sample's plane of one channel); see Sources/PTKernelsCore/BatchNormRows.swift
-// for the summation order (16 Float lanes, then Double) and the `…Reference` twins.
+// Batch normalisation passes over one channel: `rows` rows (samples) of `count` values (the plane), row r
+// at `r * rowStride` floats from the start (every operand alike); see Sources/PTKernelsCore/BatchNormRows.swift
+// for the summation order (16 Float lanes per row, the rows' lanes added in Double) and the `…Reference` twins.
 
-/// Sum of `count` values (16 Float lanes, the lanes then the tail added in Double).
-@inline(__always) public func bnRowSum(_ x: UnsafePointer<Float>, count: Int) -> Double { activeKernels.bnRowSum(x, count) }
+/// Sum of the values (16 Float lanes per row; the rows' lanes, then the tails, added in Double).
+@inline(__always) public func bnRowSum(_ x: UnsafePointer<Float>, count: Int, rows: Int = 1, rowStride: Int = 0) -> Double {
+    activeKernels.bnRowSum(x, rows, rowStride, count)
+}
 
 /// Sum of (x - mean)^2, as `bnRowSum`.
-@inline(__always) public func bnRowSquares(_ x: UnsafePointer<Float>, count: Int, mean: Float) -> Double {
-    activeKernels.bnRowSquares(x, count, mean)
+@inline(__always) public func bnRowSquares(_ x: UnsafePointer<Float>, count: Int, mean: Float, rows: Int = 1, rowStride: Int = 0) -> Double {
+    activeKernels.bnRowSquares(x, rows, rowStride, count, mean)
 }
 
 /// (sum of dy, sum of dy * (x - mean)), as `bnRowSum`.
 @inline(__always) public func bnRowGradientSums(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int,
-                                                mean: Float) -> (Double, Double) {
-    activeKernels.bnRowGradientSums(x, dy, count, mean)
+                                                mean: Float, rows: Int = 1, rowStride: Int = 0) -> (Double, Double) {
+    activeKernels.bnRowGradientSums(x, dy, rows, rowStride, count, mean)
 }
 
 /// y = x * scale + shift (same bits on every level).
 @inline(__always) public func bnAffine(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
-                                       output y: UnsafeMutablePointer<Float>) {
-    activeKernels.bnAffine(x, count, scale, shift, y)
+                                       output y: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnAffine(x, rows, rowStride, count, scale, shift, y)
 }
 
 /// dx = a * dy + b * (x - mean) + k (same bits on every level).
 @inline(__always) public func bnInputGradient(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
-                                              a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
-    activeKernels.bnInputGradient(x, dy, count, mean, a, b, k, dx)
+                                              a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>,
+                                              rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnInputGradient(x, dy, rows, rowStride, count, mean, a, b, k, dx)
 }
 
 // Batch norm, the residual add and ReLU fused into single passes (PTModel's layer fusion): each gives
@@ -199,34 +203,51 @@ public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
 
 /// z = relu(x * scale + shift).
 @inline(__always) public func bnAffineReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
-                                           output z: UnsafeMutablePointer<Float>) {
-    activeKernels.bnAffineReLU(x, count, scale, shift, z)
+                                           output z: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnAffineReLU(x, rows, rowStride, count, scale, shift, z)
 }
 
 /// z = relu((x * scale + shift) + other).
 @inline(__always) public func bnAffineAddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
-                                              other: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>) {
-    activeKernels.bnAffineAddReLU(x, count, scale, shift, other, z)
+                                              other: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>,
+                                              rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnAffineAddReLU(x, rows, rowStride, count, scale, shift, other, z)
 }
 
 /// z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
 @inline(__always) public func bnAffine2AddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
                                                _ x2: UnsafePointer<Float>, scale2: Float, shift2: Float,
-                                               output z: UnsafeMutablePointer<Float>) {
-    activeKernels.bnAffine2AddReLU(x, count, scale, shift, x2, scale2, shift2, z)
+                                               output z: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnAffine2AddReLU(x, rows, rowStride, count, scale, shift, x2, scale2, shift2, z)
 }
 
 /// `bnRowGradientSums` of g = (x * scale + shift > 0 ? dy : 0): ReLU's mask recomputed from its input.
 @inline(__always) public func bnRowGradientSumsReLU(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int,
-                                                    mean: Float, scale: Float, shift: Float) -> (Double, Double) {
-    activeKernels.bnRowGradientSumsReLU(x, dy, count, mean, scale, shift)
+                                                    mean: Float, scale: Float, shift: Float, rows: Int = 1,
+                                                    rowStride: Int = 0) -> (Double, Double) {
+    activeKernels.bnRowGradientSumsReLU(x, dy, rows, rowStride, count, mean, scale, shift)
 }
 
 /// `bnInputGradient` of g = (x * scale + shift > 0 ? dy : 0).
 @inline(__always) public func bnInputGradientReLU(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
                                                   a: Float, b: Float, k: Float, scale: Float, shift: Float,
-                                                  inputGrad dx: UnsafeMutablePointer<Float>) {
-    activeKernels.bnInputGradientReLU(x, dy, count, mean, a, b, k, scale, shift, dx)
+                                                  inputGrad dx: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnInputGradientReLU(x, dy, rows, rowStride, count, mean, a, b, k, scale, shift, dx)
+}
+
+/// `bnRowGradientSums` of g = (mask > 0 ? dy : 0): the gradient of a residual add's input that is this batch norm's
+/// output, taken from the ReLU after the add (its output is the mask).
+@inline(__always) public func bnRowGradientSumsMasked(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>,
+                                                      mask: UnsafePointer<Float>, count: Int, mean: Float, rows: Int = 1,
+                                                      rowStride: Int = 0) -> (Double, Double) {
+    activeKernels.bnRowGradientSumsMasked(x, dy, mask, rows, rowStride, count, mean)
+}
+
+/// `bnInputGradient` of g = (mask > 0 ? dy : 0).
+@inline(__always) public func bnInputGradientMasked(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                                    count: Int, mean: Float, a: Float, b: Float, k: Float,
+                                                    inputGrad dx: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    activeKernels.bnInputGradientMasked(x, dy, mask, rows, rowStride, count, mean, a, b, k, dx)
 }
 
 /// z = relu(a + b) (the residual add, then ReLU). See `addReLUReference`.

@@ -1,94 +1,144 @@
-// Row passes of batch normalisation (PTModel's BatchNorm calls these through the dispatch table):
-// one row is one sample's plane of one channel. Sums use 16 Float lanes on every level (lane l takes
-// elements l, l+16, ...; one SIMD16 value, i.e. one zmm, two ymm or four xmm), then the lanes are
-// added in Double in lane order, then the scalar tail in Double. So the order depends only on the
-// row length; products accumulate through `L.madd` (fused on AVX2 and AVX-512, which therefore give
-// the same bits; the baseline rounds the product first). The affine and input-gradient passes use
-// no fused multiply-add, so they give the same bits on every level. Each has a `…Reference` twin.
+// Passes of batch normalisation over one channel (PTModel's BatchNorm calls these through the dispatch
+// table): `rows` rows of `count` values, row r starting `r * rowStride` floats after the first (one row is
+// one sample's plane of the channel, so one call covers the channel's whole shard). Sums use 16 Float lanes
+// per row on every level (lane l takes elements l, l+16, ...; one SIMD16 value, i.e. one zmm, two ymm or four
+// xmm); each row's lanes are converted to Double and added lane by lane into 16 Double lanes, the rows' scalar
+// tails into one Double; at the end the 16 Double lanes are added in lane order, then the tails' sum. So the
+// order depends only on the row length and count; products accumulate through `L.madd` (fused on AVX2 and
+// AVX-512, which therefore give the same bits; the baseline rounds the product first). The affine and
+// input-gradient passes use no fused multiply-add, so they give the same bits on every level. Each has a
+// `…Reference` twin.
+//
+// One call per channel rather than per row, and rows added in Double lanes rather than each row's 16 lanes
+// one after another: ResNet-20's 8x8 and 16x16 planes (64 and 256 values a row) spent more time in the call
+// and the 16 dependent Double adds per row than in the row itself.
 
 @usableFromInline typealias BNLanes = SIMD16<Float>
 
-@inline(__always) func _bnLanesSum(_ v: BNLanes) -> Double {
-    var total = 0.0
-    for i in 0..<16 { total += Double(v[i]) }
-    return total
+/// 16 Double lanes (two zmm on AVX-512; the element loop below compiles to vcvtps2pd + vaddpd there).
+@usableFromInline struct BNDoubleLanes {
+    var v = SIMD16<Double>()
+    @inline(__always) mutating func add(_ lanes: BNLanes) { for l in 0..<16 { v[l] += Double(lanes[l]) } }
+    /// The lanes in order, then `tail`.
+    @inline(__always) func total(tail: Double) -> Double {
+        var t = 0.0
+        for l in 0..<16 { t += v[l] }
+        return t + tail
+    }
 }
 
-/// Sum of `count` values.
-func _bnRowSum<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int) -> Double {
-    let raw = UnsafeRawPointer(x)
-    var acc = BNLanes()
-    var i = 0
-    while i + 16 <= count { acc += raw.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self); i += 16 }
-    var total = _bnLanesSum(acc)
-    while i < count { total += Double(x[i]); i += 1 }
-    return total
+/// Sum of the values.
+func _bnRowSum<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int) -> Double {
+    var lanes = BNDoubleLanes(), tail = 0.0
+    for r in 0..<rows {
+        let xr = x + r * stride
+        let raw = UnsafeRawPointer(xr)
+        var acc = BNLanes()
+        var i = 0
+        while i + 16 <= count { acc += raw.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self); i += 16 }
+        lanes.add(acc)
+        while i < count { tail += Double(xr[i]); i += 1 }
+    }
+    return lanes.total(tail: tail)
 }
 
 /// Sum of (x - mean)^2.
-func _bnRowSquares<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int, _ mean: Float) -> Double {
-    let raw = UnsafeRawPointer(x)
-    var acc = BNLanes()
+func _bnRowSquares<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int,
+                                   _ mean: Float) -> Double {
+    var lanes = BNDoubleLanes(), tail = 0.0
     let m = BNLanes(repeating: mean)
-    var i = 0
-    while i + 16 <= count {
-        let d = raw.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self) - m
-        acc = L.madd(acc, d, d)
-        i += 16
+    for r in 0..<rows {
+        let xr = x + r * stride
+        let raw = UnsafeRawPointer(xr)
+        var acc = BNLanes()
+        var i = 0
+        while i + 16 <= count {
+            let d = raw.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self) - m
+            acc = L.madd(acc, d, d)
+            i += 16
+        }
+        lanes.add(acc)
+        while i < count { let d = Double(xr[i] - mean); tail += d * d; i += 1 }
     }
-    var total = _bnLanesSum(acc)
-    while i < count { let d = Double(x[i] - mean); total += d * d; i += 1 }
-    return total
+    return lanes.total(tail: tail)
+}
+
+/// (sum of g, sum of g * (x - mean)) with g = dy, or with `relu`, g = (x * scale + shift > 0 ? dy : 0), or with
+/// `mask`, g = (mask > 0 ? dy : 0).
+@inline(__always)
+func _bnGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                     _ count: Int, _ mean: Float, relu: Bool, _ scale: Float, _ shift: Float,
+                                     mask: UnsafePointer<Float>? = nil) -> (Double, Double) {
+    var lanesDy = BNDoubleLanes(), lanesCentered = BNDoubleLanes(), tailDy = 0.0, tailCentered = 0.0
+    let m = BNLanes(repeating: mean), a = BNLanes(repeating: scale), b = BNLanes(repeating: shift), zero = BNLanes()
+    for r in 0..<rows {
+        let xr = x + r * stride, dyr = dy + r * stride
+        let rx = UnsafeRawPointer(xr), rdy = UnsafeRawPointer(dyr)
+        let mr = mask.map { $0 + r * stride }
+        var accDy = BNLanes(), accCentered = BNLanes()
+        var i = 0
+        while i + 16 <= count {
+            let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
+            var g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
+            if relu { g = zero.replacing(with: g, where: v * a + b .> zero) }
+            if let mr { g = zero.replacing(with: g, where: UnsafeRawPointer(mr).loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self) .> zero) }
+            accDy += g
+            accCentered = L.madd(accCentered, g, v - m)
+            i += 16
+        }
+        lanesDy.add(accDy)
+        lanesCentered.add(accCentered)
+        while i < count {
+            var g: Float = !relu || xr[i] * scale + shift > 0 ? dyr[i] : 0
+            if let mr, !(mr[i] > 0) { g = 0 }
+            tailDy += Double(g); tailCentered += Double(g) * Double(xr[i] - mean); i += 1
+        }
+    }
+    return (lanesDy.total(tail: tailDy), lanesCentered.total(tail: tailCentered))
 }
 
 /// (sum of dy, sum of dy * (x - mean)).
-func _bnRowGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
-                                        _ mean: Float) -> (Double, Double) {
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy)
-    var accDy = BNLanes(), accCentered = BNLanes()
-    let m = BNLanes(repeating: mean)
-    var i = 0
-    while i + 16 <= count {
-        let g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
-        accDy += g
-        accCentered = L.madd(accCentered, g, rx.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self) - m)
-        i += 16
-    }
-    var sumDy = _bnLanesSum(accDy), sumCentered = _bnLanesSum(accCentered)
-    while i < count { sumDy += Double(dy[i]); sumCentered += Double(dy[i]) * Double(x[i] - mean); i += 1 }
-    return (sumDy, sumCentered)
+func _bnRowGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                        _ count: Int, _ mean: Float) -> (Double, Double) {
+    _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: false, 0, 0)
 }
 
 /// y = x * scale + shift (multiply, then add).
-func _bnAffine<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                               _ y: UnsafeMutablePointer<Float>) {
+func _bnAffine<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                               _ shift: Float, _ y: UnsafeMutablePointer<Float>) {
     typealias V = L.V
     let w = L.width
-    let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
     let a = V(repeating: scale), b = V(repeating: shift)
-    var i = 0
-    while i + w <= count {
-        ry.storeBytes(of: rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b, toByteOffset: 4 * i, as: V.self)
-        i += w
+    for r in 0..<rows {
+        let x = x + r * stride, y = y + r * stride
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        var i = 0
+        while i + w <= count {
+            ry.storeBytes(of: rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b, toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count { y[i] = x[i] * scale + shift; i += 1 }
     }
-    while i < count { y[i] = x[i] * scale + shift; i += 1 }
 }
 
 /// dx = a * dy + b * (x - mean) + k (each product rounded, then added left to right).
-func _bnInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
-                                      _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
+func _bnInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                      _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
     typealias V = L.V
     let w = L.width
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
     let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean)
-    var i = 0
-    while i + w <= count {
-        let centered = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) - vm
-        let v = rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * va + centered * vb + vk
-        rdx.storeBytes(of: v, toByteOffset: 4 * i, as: V.self)
-        i += w
+    for r in 0..<rows {
+        let x = x + r * stride, dy = dy + r * stride, dx = dx + r * stride
+        let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+        var i = 0
+        while i + w <= count {
+            let centered = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) - vm
+            let v = rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * va + centered * vb + vk
+            rdx.storeBytes(of: v, toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count { dx[i] = dy[i] * a + (x[i] - mean) * b + k; i += 1 }
     }
-    while i < count { dx[i] = dy[i] * a + (x[i] - mean) * b + k; i += 1 }
 }
 
 // MARK: Fused with ReLU and the residual add (PTModel's layer fusion)
@@ -102,181 +152,275 @@ func _bnInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>
 // vector instructions (measured: a lane-by-lane loop, 3-4x slower than the unfused passes).
 
 /// z = relu(x * scale + shift).
-func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                   _ z: UnsafeMutablePointer<Float>) {
+func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                   _ shift: Float, _ z: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
-    let rx = UnsafeRawPointer(x), rz = UnsafeMutableRawPointer(z)
     let a = V(repeating: scale), b = V(repeating: shift), zero = V()
-    var i = 0
-    while i + w <= count {
-        let t = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b
-        rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
-        i += w
+    for r in 0..<rows {
+        let x = x + r * stride, z = z + r * stride
+        let rx = UnsafeRawPointer(x), rz = UnsafeMutableRawPointer(z)
+        var i = 0
+        while i + w <= count {
+            let t = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b
+            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count { let t = x[i] * scale + shift; z[i] = t > 0 ? t : 0; i += 1 }
     }
-    while i < count { let t = x[i] * scale + shift; z[i] = t > 0 ? t : 0; i += 1 }
 }
 
 /// z = relu((x * scale + shift) + other).
-func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                      _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
+func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                      _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
-    let rx = UnsafeRawPointer(x), ro = UnsafeRawPointer(other), rz = UnsafeMutableRawPointer(z)
     let a = V(repeating: scale), b = V(repeating: shift), zero = V()
-    var i = 0
-    while i + w <= count {
-        let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + ro.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
-        i += w
+    for r in 0..<rows {
+        let x = x + r * stride, other = other + r * stride, z = z + r * stride
+        let rx = UnsafeRawPointer(x), ro = UnsafeRawPointer(other), rz = UnsafeMutableRawPointer(z)
+        var i = 0
+        while i + w <= count {
+            let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + ro.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0; i += 1 }
     }
-    while i < count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0; i += 1 }
 }
 
 /// z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
-func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                       _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float, _ z: UnsafeMutablePointer<Float>) {
+func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                       _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
+                                       _ z: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
-    let rx = UnsafeRawPointer(x), rx2 = UnsafeRawPointer(x2), rz = UnsafeMutableRawPointer(z)
     let a = V(repeating: scale), b = V(repeating: shift), a2 = V(repeating: scale2), b2 = V(repeating: shift2), zero = V()
-    var i = 0
-    while i + w <= count {
-        let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + (rx2.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a2 + b2)
-        rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
-        i += w
+    for r in 0..<rows {
+        let x = x + r * stride, x2 = x2 + r * stride, z = z + r * stride
+        let rx = UnsafeRawPointer(x), rx2 = UnsafeRawPointer(x2), rz = UnsafeMutableRawPointer(z)
+        var i = 0
+        while i + w <= count {
+            let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b)
+                + (rx2.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a2 + b2)
+            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0; i += 1 }
     }
-    while i < count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0; i += 1 }
 }
 
 /// `_bnRowGradientSums` of the masked gradient g = (x * scale + shift > 0 ? dy : 0).
-func _bnRowGradientSumsReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
-                                            _ mean: Float, _ scale: Float, _ shift: Float) -> (Double, Double) {
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy)
-    var accDy = BNLanes(), accCentered = BNLanes()
-    let m = BNLanes(repeating: mean), a = BNLanes(repeating: scale), b = BNLanes(repeating: shift), zero = BNLanes()
-    var i = 0
-    while i + 16 <= count {
-        let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
-        let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self), where: v * a + b .> zero)
-        accDy += g
-        accCentered = L.madd(accCentered, g, v - m)
-        i += 16
+func _bnRowGradientSumsReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
+                                            _ stride: Int, _ count: Int, _ mean: Float, _ scale: Float, _ shift: Float) -> (Double, Double) {
+    _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: true, scale, shift)
+}
+
+/// `_bnRowGradientSums` of the gradient masked by another tensor: g = (mask > 0 ? dy : 0) (ReLU's output after a residual
+/// add that this batch norm feeds: ReLU's backward and the add's gradient copy fused).
+func _bnRowGradientSumsMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                              _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int,
+                                              _ mean: Float) -> (Double, Double) {
+    _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: false, 0, 0, mask: mask)
+}
+
+/// `_bnInputGradient` of g = (mask > 0 ? dy : 0).
+func _bnInputGradientMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                            _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float,
+                                            _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
+    typealias V = BNLanes
+    let w = 16
+    let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean), zero = V()
+    for r in 0..<rows {
+        let x = x + r * stride, dy = dy + r * stride, mask = mask + r * stride, dx = dx + r * stride
+        let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rmask = UnsafeRawPointer(mask), rdx = UnsafeMutableRawPointer(dx)
+        var i = 0
+        while i + w <= count {
+            let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self),
+                                   where: rmask.loadUnaligned(fromByteOffset: 4 * i, as: V.self) .> zero)
+            rdx.storeBytes(of: g * va + (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count {
+            let g: Float = mask[i] > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k; i += 1
+        }
     }
-    var sumDy = _bnLanesSum(accDy), sumCentered = _bnLanesSum(accCentered)
-    while i < count {
-        let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
-        sumDy += Double(g); sumCentered += Double(g) * Double(x[i] - mean); i += 1
-    }
-    return (sumDy, sumCentered)
 }
 
 /// `_bnInputGradient` of the masked gradient g = (x * scale + shift > 0 ? dy : 0).
-func _bnInputGradientReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
-                                          _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float, _ shift: Float,
-                                          _ dx: UnsafeMutablePointer<Float>) {
+func _bnInputGradientReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
+                                          _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float,
+                                          _ shift: Float, _ dx: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
-    let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
     let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean)
     let vs = V(repeating: scale), vt = V(repeating: shift), zero = V()
-    var i = 0
-    while i + w <= count {
-        let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-        let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self), where: v * vs + vt .> zero)
-        rdx.storeBytes(of: g * va + (v - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
-        i += w
-    }
-    while i < count {
-        let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
-        dx[i] = g * a + (x[i] - mean) * b + k; i += 1
+    for r in 0..<rows {
+        let x = x + r * stride, dy = dy + r * stride, dx = dx + r * stride
+        let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+        var i = 0
+        while i + w <= count {
+            let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+            let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self), where: v * vs + vt .> zero)
+            rdx.storeBytes(of: g * va + (v - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
+            i += w
+        }
+        while i < count {
+            let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k; i += 1
+        }
     }
 }
 
 // MARK: Reference twins (plain loops, the same order)
+//
+// `rows` rows of `count` values, row r at `r * rowStride` (the same for every operand); sums: per row 16
+// Float lanes, the rows' lanes added lane by lane in Double, the tails in one Double, then the Double lanes
+// in order and the tails' sum.
 
-/// Twin of the row sum: 16 lane sums in Float, lanes then tail added in Double.
-public func bnRowSumReference(_ x: UnsafePointer<Float>, count: Int) -> Double {
-    var lanes = [Float](repeating: 0, count: 16)
-    let body = count / 16 * 16
-    for i in 0..<body { lanes[i % 16] += x[i] }
+@inline(__always) func _bnReferenceTotal(_ lanes: [Double], _ tail: Double) -> Double {
     var total = 0.0
-    for l in 0..<16 { total += Double(lanes[l]) }
-    for i in body..<count { total += Double(x[i]) }
-    return total
+    for l in 0..<16 { total += lanes[l] }
+    return total + tail
+}
+
+/// Twin of the sum.
+public func bnRowSumReference(_ x: UnsafePointer<Float>, count: Int, rows: Int = 1, rowStride: Int = 0) -> Double {
+    var total = [Double](repeating: 0, count: 16), tail = 0.0
+    let body = count / 16 * 16
+    for r in 0..<rows {
+        let x = x + r * rowStride
+        var lanes = [Float](repeating: 0, count: 16)
+        for i in 0..<body { lanes[i % 16] += x[i] }
+        for l in 0..<16 { total[l] += Double(lanes[l]) }
+        for i in body..<count { tail += Double(x[i]) }
+    }
+    return _bnReferenceTotal(total, tail)
 }
 
 /// Twin of the sum of squared deviations; `fused`: the level's multiply-add is fused.
-public func bnRowSquaresReference(_ x: UnsafePointer<Float>, count: Int, mean: Float, fused: Bool) -> Double {
-    var lanes = [Float](repeating: 0, count: 16)
+public func bnRowSquaresReference(_ x: UnsafePointer<Float>, count: Int, mean: Float, fused: Bool, rows: Int = 1,
+                                  rowStride: Int = 0) -> Double {
+    var total = [Double](repeating: 0, count: 16), tail = 0.0
     let body = count / 16 * 16
-    for i in 0..<body {
-        let d = x[i] - mean
-        lanes[i % 16] = fused ? lanes[i % 16].addingProduct(d, d) : lanes[i % 16] + d * d
+    for r in 0..<rows {
+        let x = x + r * rowStride
+        var lanes = [Float](repeating: 0, count: 16)
+        for i in 0..<body {
+            let d = x[i] - mean
+            lanes[i % 16] = fused ? lanes[i % 16].addingProduct(d, d) : lanes[i % 16] + d * d
+        }
+        for l in 0..<16 { total[l] += Double(lanes[l]) }
+        for i in body..<count { let d = Double(x[i] - mean); tail += d * d }
     }
-    var total = 0.0
-    for l in 0..<16 { total += Double(lanes[l]) }
-    for i in body..<count { let d = Double(x[i] - mean); total += d * d }
-    return total
+    return _bnReferenceTotal(total, tail)
 }
 
 /// Twin of the gradient sums: (sum of dy, sum of dy * (x - mean)).
 public func bnRowGradientSumsReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
-                                       fused: Bool) -> (Double, Double) {
-    var lanesDy = [Float](repeating: 0, count: 16), lanesCentered = [Float](repeating: 0, count: 16)
+                                       fused: Bool, rows: Int = 1, rowStride: Int = 0) -> (Double, Double) {
+    var totalDy = [Double](repeating: 0, count: 16), totalCentered = [Double](repeating: 0, count: 16)
+    var tailDy = 0.0, tailCentered = 0.0
     let body = count / 16 * 16
-    for i in 0..<body {
-        let c = x[i] - mean
-        lanesDy[i % 16] += dy[i]
-        lanesCentered[i % 16] = fused ? lanesCentered[i % 16].addingProduct(dy[i], c) : lanesCentered[i % 16] + dy[i] * c
+    for r in 0..<rows {
+        let x = x + r * rowStride, dy = dy + r * rowStride
+        var lanesDy = [Float](repeating: 0, count: 16), lanesCentered = [Float](repeating: 0, count: 16)
+        for i in 0..<body {
+            let c = x[i] - mean
+            lanesDy[i % 16] += dy[i]
+            lanesCentered[i % 16] = fused ? lanesCentered[i % 16].addingProduct(dy[i], c) : lanesCentered[i % 16] + dy[i] * c
+        }
+        for l in 0..<16 { totalDy[l] += Double(lanesDy[l]); totalCentered[l] += Double(lanesCentered[l]) }
+        for i in body..<count { tailDy += Double(dy[i]); tailCentered += Double(dy[i]) * Double(x[i] - mean) }
     }
-    var sumDy = 0.0, sumCentered = 0.0
-    for l in 0..<16 { sumDy += Double(lanesDy[l]); sumCentered += Double(lanesCentered[l]) }
-    for i in body..<count { sumDy += Double(dy[i]); sumCentered += Double(dy[i]) * Double(x[i] - mean) }
-    return (sumDy, sumCentered)
+    return (_bnReferenceTotal(totalDy, tailDy), _bnReferenceTotal(totalCentered, tailCentered))
+}
+
+/// Calls `body(offset)` for the start of each row.
+@inline(__always) func _bnReferenceRows(_ rows: Int, _ rowStride: Int, _ body: (Int) -> Void) {
+    for r in 0..<rows { body(r * rowStride) }
 }
 
 /// Twin of the affine pass: y = x * scale + shift.
-public func bnAffineReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output y: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { y[i] = x[i] * scale + shift }
+public func bnAffineReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output y: UnsafeMutablePointer<Float>,
+                              rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { y[i] = x[i] * scale + shift } }
 }
 
 /// Twin of the input-gradient pass: dx = a * dy + b * (x - mean) + k.
 public func bnInputGradientReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
-                                     a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { dx[i] = dy[i] * a + (x[i] - mean) * b + k }
+                                     a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>, rows: Int = 1,
+                                     rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { dx[i] = dy[i] * a + (x[i] - mean) * b + k } }
 }
 
 /// Twin of the fused affine + ReLU pass: z = relu(x * scale + shift).
-public func bnAffineReLUReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output z: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { let t = x[i] * scale + shift; z[i] = t > 0 ? t : 0 }
+public func bnAffineReLUReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, output z: UnsafeMutablePointer<Float>,
+                                  rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { let t = x[i] * scale + shift; z[i] = t > 0 ? t : 0 } }
 }
 
 /// Twin of the fused affine + add + ReLU pass: z = relu((x * scale + shift) + other).
 public func bnAffineAddReLUReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, other: UnsafePointer<Float>,
-                                     output z: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0 }
+                                     output z: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in
+        for i in o..<(o + count) { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0 }
+    }
 }
 
 /// Twin of the fused two-affine + add + ReLU pass: z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
 public func bnAffine2AddReLUReference(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float, _ x2: UnsafePointer<Float>,
-                                      scale2: Float, shift2: Float, output z: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0 }
+                                      scale2: Float, shift2: Float, output z: UnsafeMutablePointer<Float>, rows: Int = 1,
+                                      rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in
+        for i in o..<(o + count) { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0 }
+    }
 }
 
 /// Twin of the masked gradient sums: `bnRowGradientSumsReference` of g = (x * scale + shift > 0 ? dy : 0).
 public func bnRowGradientSumsReLUReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
-                                           scale: Float, shift: Float, fused: Bool) -> (Double, Double) {
-    var g = [Float](repeating: 0, count: max(1, count))
-    for i in 0..<count { g[i] = x[i] * scale + shift > 0 ? dy[i] : 0 }
-    return g.withUnsafeBufferPointer { bnRowGradientSumsReference(x, outputGrad: $0.baseAddress!, count: count, mean: mean, fused: fused) }
+                                           scale: Float, shift: Float, fused: Bool, rows: Int = 1,
+                                           rowStride: Int = 0) -> (Double, Double) {
+    let extent = rows == 0 ? 0 : (rows - 1) * rowStride + count
+    var g = [Float](repeating: 0, count: max(1, extent))
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { g[i] = x[i] * scale + shift > 0 ? dy[i] : 0 } }
+    return g.withUnsafeBufferPointer {
+        bnRowGradientSumsReference(x, outputGrad: $0.baseAddress!, count: count, mean: mean, fused: fused, rows: rows, rowStride: rowStride)
+    }
+}
+
+/// Twin of the gradient sums masked by another tensor: `bnRowGradientSumsReference` of g = (mask > 0 ? dy : 0).
+public func bnRowGradientSumsMaskedReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                             count: Int, mean: Float, fused: Bool, rows: Int = 1, rowStride: Int = 0) -> (Double, Double) {
+    let extent = rows == 0 ? 0 : (rows - 1) * rowStride + count
+    var g = [Float](repeating: 0, count: max(1, extent))
+    _bnReferenceRows(rows, rowStride) { o in for i in o..<(o + count) { g[i] = mask[i] > 0 ? dy[i] : 0 } }
+    return g.withUnsafeBufferPointer {
+        bnRowGradientSumsReference(x, outputGrad: $0.baseAddress!, count: count, mean: mean, fused: fused, rows: rows, rowStride: rowStride)
+    }
+}
+
+/// Twin of the input gradient masked by another tensor: dx = g * a + (x - mean) * b + k, g = (mask > 0 ? dy : 0).
+public func bnInputGradientMaskedReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                                           count: Int, mean: Float, a: Float, b: Float, k: Float, inputGrad dx: UnsafeMutablePointer<Float>,
+                                           rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in
+        for i in o..<(o + count) {
+            let g: Float = mask[i] > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k
+        }
+    }
 }
 
 /// Twin of the masked input gradient: dx = g * a + (x - mean) * b + k, g = (x * scale + shift > 0 ? dy : 0).
 public func bnInputGradientReLUReference(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int, mean: Float,
-                                         a: Float, b: Float, k: Float, scale: Float, shift: Float, inputGrad dx: UnsafeMutablePointer<Float>) {
-    for i in 0..<count {
-        let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
-        dx[i] = g * a + (x[i] - mean) * b + k
+                                         a: Float, b: Float, k: Float, scale: Float, shift: Float, inputGrad dx: UnsafeMutablePointer<Float>,
+                                         rows: Int = 1, rowStride: Int = 0) {
+    _bnReferenceRows(rows, rowStride) { o in
+        for i in o..<(o + count) {
+            let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
+            dx[i] = g * a + (x[i] - mean) * b + k
+        }
     }
 }

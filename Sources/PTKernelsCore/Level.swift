@@ -105,27 +105,34 @@ public struct KernelTable: Sendable {
                                     _ rc2: Float, _ weights: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>,
                                     _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ count: Int) -> Void
     public let addFloats: @Sendable (_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) -> Void
-    public let bnRowSum: @Sendable (_ x: UnsafePointer<Float>, _ count: Int) -> Double
-    public let bnRowSquares: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ mean: Float) -> Double
-    public let bnRowGradientSums: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int,
-                                             _ mean: Float) -> (Double, Double)
-    public let bnAffine: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
+    // Batch normalisation over one channel: `rows` rows of `count` values, `stride` floats apart (BatchNormRows.swift).
+    public let bnRowSum: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int) -> Double
+    public let bnRowSquares: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float) -> Double
+    public let bnRowGradientSums: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                             _ count: Int, _ mean: Float) -> (Double, Double)
+    public let bnAffine: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float, _ shift: Float,
                                     _ y: UnsafeMutablePointer<Float>) -> Void
-    public let bnInputGradient: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int, _ mean: Float,
-                                           _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
+    public let bnInputGradient: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                           _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float,
+                                           _ dx: UnsafeMutablePointer<Float>) -> Void
     // Batch norm, the residual add and ReLU fused (PTModel's layer fusion; see BatchNormRows.swift).
-    public let bnAffineReLU: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                        _ z: UnsafeMutablePointer<Float>) -> Void
-    public let bnAffineAddReLU: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                           _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) -> Void
-    public let bnAffine2AddReLU: @Sendable (_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float, _ shift: Float,
-                                            _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
+    public let bnAffineReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                        _ shift: Float, _ z: UnsafeMutablePointer<Float>) -> Void
+    public let bnAffineAddReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                           _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) -> Void
+    public let bnAffine2AddReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
+                                            _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
                                             _ z: UnsafeMutablePointer<Float>) -> Void
-    public let bnRowGradientSumsReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int, _ mean: Float,
-                                                 _ scale: Float, _ shift: Float) -> (Double, Double)
-    public let bnInputGradientReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ count: Int, _ mean: Float,
-                                               _ a: Float, _ b: Float, _ k: Float, _ scale: Float, _ shift: Float,
-                                               _ dx: UnsafeMutablePointer<Float>) -> Void
+    public let bnRowGradientSumsReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                                 _ count: Int, _ mean: Float, _ scale: Float, _ shift: Float) -> (Double, Double)
+    public let bnInputGradientReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
+                                               _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float,
+                                               _ shift: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
+    public let bnRowGradientSumsMasked: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                                   _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float) -> (Double, Double)
+    public let bnInputGradientMasked: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                                 _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float,
+                                                 _ k: Float, _ dx: UnsafeMutablePointer<Float>) -> Void
     public let addReLU: @Sendable (_ count: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) -> Void
     public let reluBackwardFanOut: @Sendable (_ count: Int, _ z: UnsafePointer<Float>, _ dz: UnsafePointer<Float>,
                                               _ first: UnsafeMutablePointer<Float>?, _ second: UnsafeMutablePointer<Float>?) -> Void
@@ -171,16 +178,22 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
                       weights: w, gradients: g, m: m, v: v, count: n)
         },
         addFloats: { d, s, n in _addFloats(L.self, d, s, n) },
-        bnRowSum: { x, n in _bnRowSum(L.self, x, n) },
-        bnRowSquares: { x, n, mean in _bnRowSquares(L.self, x, n, mean) },
-        bnRowGradientSums: { x, dy, n, mean in _bnRowGradientSums(L.self, x, dy, n, mean) },
-        bnAffine: { x, n, scale, shift, y in _bnAffine(L.self, x, n, scale, shift, y) },
-        bnInputGradient: { x, dy, n, mean, a, b, k, dx in _bnInputGradient(L.self, x, dy, n, mean, a, b, k, dx) },
-        bnAffineReLU: { x, n, scale, shift, z in _bnAffineReLU(L.self, x, n, scale, shift, z) },
-        bnAffineAddReLU: { x, n, scale, shift, o, z in _bnAffineAddReLU(L.self, x, n, scale, shift, o, z) },
-        bnAffine2AddReLU: { x, n, s, t, x2, s2, t2, z in _bnAffine2AddReLU(L.self, x, n, s, t, x2, s2, t2, z) },
-        bnRowGradientSumsReLU: { x, dy, n, mean, s, t in _bnRowGradientSumsReLU(L.self, x, dy, n, mean, s, t) },
-        bnInputGradientReLU: { x, dy, n, mean, a, b, k, s, t, dx in _bnInputGradientReLU(L.self, x, dy, n, mean, a, b, k, s, t, dx) },
+        bnRowSum: { x, r, st, n in _bnRowSum(L.self, x, r, st, n) },
+        bnRowSquares: { x, r, st, n, mean in _bnRowSquares(L.self, x, r, st, n, mean) },
+        bnRowGradientSums: { x, dy, r, st, n, mean in _bnRowGradientSums(L.self, x, dy, r, st, n, mean) },
+        bnAffine: { x, r, st, n, scale, shift, y in _bnAffine(L.self, x, r, st, n, scale, shift, y) },
+        bnInputGradient: { x, dy, r, st, n, mean, a, b, k, dx in _bnInputGradient(L.self, x, dy, r, st, n, mean, a, b, k, dx) },
+        bnAffineReLU: { x, r, st, n, scale, shift, z in _bnAffineReLU(L.self, x, r, st, n, scale, shift, z) },
+        bnAffineAddReLU: { x, r, st, n, scale, shift, o, z in _bnAffineAddReLU(L.self, x, r, st, n, scale, shift, o, z) },
+        bnAffine2AddReLU: { x, r, st, n, s, t, x2, s2, t2, z in _bnAffine2AddReLU(L.self, x, r, st, n, s, t, x2, s2, t2, z) },
+        bnRowGradientSumsReLU: { x, dy, r, st, n, mean, s, t in _bnRowGradientSumsReLU(L.self, x, dy, r, st, n, mean, s, t) },
+        bnInputGradientReLU: { x, dy, r, st, n, mean, a, b, k, s, t, dx in
+            _bnInputGradientReLU(L.self, x, dy, r, st, n, mean, a, b, k, s, t, dx)
+        },
+        bnRowGradientSumsMasked: { x, dy, z, r, st, n, mean in _bnRowGradientSumsMasked(L.self, x, dy, z, r, st, n, mean) },
+        bnInputGradientMasked: { x, dy, z, r, st, n, mean, a, b, k, dx in
+            _bnInputGradientMasked(L.self, x, dy, z, r, st, n, mean, a, b, k, dx)
+        },
         addReLU: { n, a, b, z in _addReLU(L.self, count: n, a, b, output: z) },
         reluBackwardFanOut: { n, z, dz, d1, d2 in _reluBackwardFanOut(L.self, count: n, output: z, outputGrad: dz, first: d1, second: d2) },
         peakLoop: { L.peakLoop($0) })

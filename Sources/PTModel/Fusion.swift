@@ -14,7 +14,9 @@ import PTTensor
 ///
 /// Backward, the ReLU folded into a batch norm is masked inside batch norm's two gradient passes
 /// (the mask recomputed from the input as x * scale + shift > 0); the ReLU folded into an add
-/// writes its masked gradient straight to both of the add's input gradients; the ReLU folded into a
+/// writes its masked gradient straight to the add's input gradients, except to an input that is a
+/// folded batch norm (`bnIntoAdd`), whose backward reads the ReLU's gradient and masks it by the
+/// ReLU's output itself (no copy written); the ReLU folded into a
 /// max pooling is masked by the pooled value > 0 as the pooling's backward puts each gradient at its
 /// window's argmax (where the ReLU's output is that pooled value), straight into the ReLU's input
 /// gradient. Batch norm's backward

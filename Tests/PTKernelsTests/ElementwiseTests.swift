@@ -215,6 +215,138 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    /// The batch-normalisation kernels over a whole channel (`rows` rows `rowStride` apart, as a channel's
+    /// planes lie in an NCHW batch) give the bits of their twins, and leave the gaps between rows alone.
+    func testBatchNormChannelKernelsMatchTwinsBitForBit() {
+        let fused = InstructionSet.current != .baseline
+        let scale: Float = 1.7, shift: Float = -0.23, scale2: Float = 0.6, shift2: Float = 0.11, mean: Float = 0.3125
+        for (rows, n, gap) in [(1, 17, 0), (3, 64, 5), (7, 33, 16), (5, 256, 1), (2, 1031, 9), (4, 0, 3), (9, 16, 48), (0, 8, 2)] {
+            let stride = n + gap, total = 1 + max(rows, 1) * stride
+            let x = Buffer(random: total, seed: 31), x2 = Buffer(random: total, seed: 32), dy = Buffer(random: total, seed: 33)
+            for i in 0..<total { x.pointer[i] = 3 * x.pointer[i] + 0.37 }
+            if n > 8 { x.pointer[2] = shift / -scale; x.pointer[4] = .nan }
+            let px = UnsafePointer(x.pointer + 1), px2 = UnsafePointer(x2.pointer + 1), pdy = UnsafePointer(dy.pointer + 1)
+            let label = "rows=\(rows) n=\(n) stride=\(stride)"
+            if n > 8 { x.pointer[4] = 0.5 }  // no NaN in the sums
+            XCTAssertEqual(bnRowSum(px, count: n, rows: rows, rowStride: stride).bitPattern,
+                           bnRowSumReference(px, count: n, rows: rows, rowStride: stride).bitPattern, "bnRowSum \(label)")
+            XCTAssertEqual(bnRowSquares(px, count: n, mean: mean, rows: rows, rowStride: stride).bitPattern,
+                           bnRowSquaresReference(px, count: n, mean: mean, fused: fused, rows: rows, rowStride: stride).bitPattern,
+                           "bnRowSquares \(label)")
+            let sums = bnRowGradientSums(px, outputGrad: pdy, count: n, mean: mean, rows: rows, rowStride: stride)
+            let sumsRef = bnRowGradientSumsReference(px, outputGrad: pdy, count: n, mean: mean, fused: fused, rows: rows, rowStride: stride)
+            XCTAssertEqual(sums.0.bitPattern, sumsRef.0.bitPattern, "bnRowGradientSums dy \(label)")
+            XCTAssertEqual(sums.1.bitPattern, sumsRef.1.bitPattern, "bnRowGradientSums centred \(label)")
+            let masked = bnRowGradientSumsReLU(px, outputGrad: pdy, count: n, mean: mean, scale: scale, shift: shift, rows: rows,
+                                               rowStride: stride)
+            let maskedRef = bnRowGradientSumsReLUReference(px, outputGrad: pdy, count: n, mean: mean, scale: scale, shift: shift,
+                                                           fused: fused, rows: rows, rowStride: stride)
+            XCTAssertEqual(masked.0.bitPattern, maskedRef.0.bitPattern, "bnRowGradientSumsReLU dy \(label)")
+            XCTAssertEqual(masked.1.bitPattern, maskedRef.1.bitPattern, "bnRowGradientSumsReLU centred \(label)")
+            // Masked by another tensor (the ReLU's output after an add), against the twin and against ReLU's
+            // backward followed by the plain passes.
+            let z = Buffer(random: total, seed: 36)
+            if n > 8 { z.pointer[3] = 0; z.pointer[5] = -0.0; z.pointer[6] = .nan }
+            let pz = UnsafePointer(z.pointer + 1)
+            let maskedDy = Buffer(total)
+            reluBackward(count: total - 1, output: pz, outputGrad: pdy, inputGrad: maskedDy.pointer + 1)
+            let byMask = bnRowGradientSumsMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, rows: rows, rowStride: stride)
+            let byMaskRef = bnRowGradientSumsMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, fused: fused, rows: rows,
+                                                             rowStride: stride)
+            let byMaskChain = bnRowGradientSums(px, outputGrad: maskedDy.pointer + 1, count: n, mean: mean, rows: rows, rowStride: stride)
+            XCTAssertEqual(byMask.0.bitPattern, byMaskRef.0.bitPattern, "bnRowGradientSumsMasked dy \(label)")
+            XCTAssertEqual(byMask.1.bitPattern, byMaskRef.1.bitPattern, "bnRowGradientSumsMasked centred \(label)")
+            XCTAssertEqual(byMask.0.bitPattern, byMaskChain.0.bitPattern, "bnRowGradientSumsMasked against the unfused passes \(label)")
+            XCTAssertEqual(byMask.1.bitPattern, byMaskChain.1.bitPattern, "bnRowGradientSumsMasked against the unfused passes \(label)")
+            if n > 8 { x.pointer[4] = .nan }
+
+            func pair() -> (Buffer, Buffer) { let b = Buffer(random: total, seed: 34); return (b, b.copy()) }
+            var (got, ref) = pair()
+            bnAffine(px, count: n, scale: scale, shift: shift, output: got.pointer + 1, rows: rows, rowStride: stride)
+            bnAffineReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnAffine \(label)")
+            (got, ref) = pair()
+            bnAffineReLU(px, count: n, scale: scale, shift: shift, output: got.pointer + 1, rows: rows, rowStride: stride)
+            bnAffineReLUReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnAffineReLU \(label)")
+            (got, ref) = pair()
+            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: px2, output: got.pointer + 1, rows: rows, rowStride: stride)
+            bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: px2, output: ref.pointer + 1, rows: rows,
+                                     rowStride: stride)
+            assertIdentical(got, ref, "bnAffineAddReLU \(label)")
+            (got, ref) = pair()
+            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + 1,
+                             rows: rows, rowStride: stride)
+            bnAffine2AddReLUReference(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2,
+                                      output: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnAffine2AddReLU \(label)")
+            (got, ref) = pair()
+            bnInputGradient(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + 1,
+                            rows: rows, rowStride: stride)
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + 1,
+                                     rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradient \(label)")
+            (got, ref) = pair()
+            bnInputGradientReLU(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale, shift: shift,
+                                inputGrad: got.pointer + 1, rows: rows, rowStride: stride)
+            bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
+                                         shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientReLU \(label)")
+            (got, ref) = pair()
+            let chain = got.copy()
+            bnInputGradientMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + 1,
+                                  rows: rows, rowStride: stride)
+            bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            bnInputGradient(px, outputGrad: maskedDy.pointer + 1, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                            inputGrad: chain.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientMasked \(label)")
+            assertIdentical(got, chain, "bnInputGradientMasked against the unfused passes \(label)")
+
+            // The input-gradient passes walked last plane first (a negative stride, as BatchNorm's backward runs
+            // them) write the same values as the twins walking first plane first.
+            guard rows > 0 else { continue }
+            let last = (rows - 1) * stride
+            (got, ref) = pair()
+            bnInputGradient(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                            inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + 1,
+                                     rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradient last plane first \(label)")
+            (got, ref) = pair()
+            bnInputGradientReLU(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
+                                shift: shift, inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
+                                         shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientReLU last plane first \(label)")
+            (got, ref) = pair()
+            bnInputGradientMasked(px + last, outputGrad: pdy + last, mask: pz + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                  inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+            bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
+                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+            assertIdentical(got, ref, "bnInputGradientMasked last plane first \(label)")
+        }
+    }
+
+    /// The reference twins' channel sums are the rows' own sums combined as documented: per row 16 Float
+    /// lanes, the rows' lanes added lane by lane in Double, then the lanes in order and the tails.
+    func testBatchNormChannelSumTwinCombinesRows() {
+        let rows = 3, n = 40, stride = 50
+        let x = Buffer(random: rows * stride, seed: 35)
+        var lanes = [Double](repeating: 0, count: 16), tail = 0.0
+        for r in 0..<rows {
+            var f = [Float](repeating: 0, count: 16)
+            for i in 0..<32 { f[i % 16] += x.pointer[r * stride + i] }
+            for l in 0..<16 { lanes[l] += Double(f[l]) }
+            for i in 32..<n { tail += Double(x.pointer[r * stride + i]) }
+        }
+        var expected = 0.0
+        for l in 0..<16 { expected += lanes[l] }
+        expected += tail
+        XCTAssertEqual(bnRowSumReference(x.pointer, count: n, rows: rows, rowStride: stride).bitPattern, expected.bitPattern)
+        XCTAssertEqual(bnRowSum(x.pointer, count: n, rows: rows, rowStride: stride).bitPattern, expected.bitPattern)
+    }
+
     /// The fused batch-norm / residual add / ReLU passes give the bits of their twins and of the
     /// unfused passes run one after another (affine, add, ReLU; ReLU's backward, then batch norm's),
     /// over awkward lengths, an unaligned start, and values at the ReLU's edge (0, -0, NaN).
