@@ -78,9 +78,14 @@ extension ConvKernel {
     /// 8 x 32 tile multiplies padding and the fp32 direct kernels are faster (AMD Zen 4, one thread,
     /// `ptrain bench kernels`, GFLOP/s fp32 vs bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1,
     /// backward weights 65.1 vs 27.0; LeNet conv2 (6 -> 16) backward data 52.2 vs 19.5; but conv2
-    /// forward 76.4 vs 76.1 and backward weights 66.8 vs 80.5, CIFAR 3 -> 32 forward 96.1 vs 137.3).
+    /// forward 76.4 vs 76.1, CIFAR 3 -> 32 forward 96.1 vs 137.3). Backward weights of a 5x5 layer that the
+    /// fp32 `weightsTiles` entry takes (LeNet conv2, mnist-fast's conv2) stay fp32: that tile does LeNet
+    /// conv2's at 92-95 GFLOP/s against 87.6 in bf16, and mnist-fast b128's conv2 backward was 2.07 ms a
+    /// step in fp32 against 2.19 ms with bf16 weights (1 thread, `bench train --profile`).
     public var bf16Passes: BF16Passes {
-        BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16, backwardWeights: geometry.oc >= 16)
+        let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5
+        return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16,
+                          backwardWeights: geometry.oc >= 16 && !fp32WeightsTile)
     }
 
     /// Floats of scratch the bf16 passes need (any mb <= geometry.mb).
