@@ -224,53 +224,50 @@ func _bnRowGradientSumsMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointe
     _bnGradientSums(level, x, dy, rows, stride, count, mean, relu: false, 0, 0, mask: mask)
 }
 
-/// `_bnInputGradient` of g = (mask > 0 ? dy : 0).
-func _bnInputGradientMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
-                                            _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float,
-                                            _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
-    typealias V = BNLanes
-    let w = 16
-    let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean), zero = V()
-    for r in 0..<rows {
-        let x = x + r * stride, dy = dy + r * stride, mask = mask + r * stride, dx = dx + r * stride
-        let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rmask = UnsafeRawPointer(mask), rdx = UnsafeMutableRawPointer(dx)
-        var i = 0
-        while i + w <= count {
-            let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self),
-                                   where: rmask.loadUnaligned(fromByteOffset: 4 * i, as: V.self) .> zero)
-            rdx.storeBytes(of: g * va + (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
-            i += w
-        }
-        while i < count {
-            let g: Float = mask[i] > 0 ? dy[i] : 0
-            dx[i] = g * a + (x[i] - mean) * b + k; i += 1
-        }
-    }
-}
-
-/// `_bnInputGradient` of the masked gradient g = (x * scale + shift > 0 ? dy : 0).
-func _bnInputGradientReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
-                                          _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float,
-                                          _ shift: Float, _ dx: UnsafeMutablePointer<Float>) {
+/// `_bnInputGradient` of the gated gradient g: with `relu`, g = (x * scale + shift > 0 ? dy : 0), with `mask`,
+/// g = (mask > 0 ? dy : 0) (16 lanes on every level; no fused multiply-add, so the same bits everywhere).
+@inline(__always)
+func _bnGatedInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
+                                           _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float,
+                                           relu: Bool, _ scale: Float, _ shift: Float, mask: UnsafePointer<Float>?,
+                                           _ dx: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
     let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean)
     let vs = V(repeating: scale), vt = V(repeating: shift), zero = V()
     for r in 0..<rows {
         let x = x + r * stride, dy = dy + r * stride, dx = dx + r * stride
+        let mr = mask.map { $0 + r * stride }
         let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
         var i = 0
         while i + w <= count {
             let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-            let g = zero.replacing(with: rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self), where: v * vs + vt .> zero)
+            var g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+            if relu { g = zero.replacing(with: g, where: v * vs + vt .> zero) }
+            if let mr { g = zero.replacing(with: g, where: UnsafeRawPointer(mr).loadUnaligned(fromByteOffset: 4 * i, as: V.self) .> zero) }
             rdx.storeBytes(of: g * va + (v - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
             i += w
         }
         while i < count {
-            let g: Float = x[i] * scale + shift > 0 ? dy[i] : 0
+            var g: Float = !relu || x[i] * scale + shift > 0 ? dy[i] : 0
+            if let mr, !(mr[i] > 0) { g = 0 }
             dx[i] = g * a + (x[i] - mean) * b + k; i += 1
         }
     }
+}
+
+/// `_bnInputGradient` of g = (mask > 0 ? dy : 0).
+func _bnInputGradientMasked<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                            _ mask: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ mean: Float,
+                                            _ a: Float, _ b: Float, _ k: Float, _ dx: UnsafeMutablePointer<Float>) {
+    _bnGatedInputGradient(level, x, dy, rows, stride, count, mean, a, b, k, relu: false, 0, 0, mask: mask, dx)
+}
+
+/// `_bnInputGradient` of the masked gradient g = (x * scale + shift > 0 ? dy : 0).
+func _bnInputGradientReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int,
+                                          _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float, _ scale: Float,
+                                          _ shift: Float, _ dx: UnsafeMutablePointer<Float>) {
+    _bnGatedInputGradient(level, x, dy, rows, stride, count, mean, a, b, k, relu: true, scale, shift, mask: nil, dx)
 }
 
 // MARK: Reference twins (plain loops, the same order)

@@ -95,7 +95,7 @@ public struct BatchNorm: Layer {
         }
     }
 
-    public func backward(_ call: LayerCall) { backward(call, saved: nil, reluMask: false) }
+    public func backward(_ call: LayerCall) { backward(call, saved: nil, gate: .none) }
 
     /// Forward of a fused step (see `FusedStep`): saves each channel's map (and the batch statistics,
     /// which backward would otherwise compute again from the same input) into `saved`, then writes
@@ -124,11 +124,9 @@ public struct BatchNorm: Layer {
     }
 
     /// Backward; with `saved` from this input's fused forward, its batch statistics are used instead of
-    /// being computed again (the same values), and with `reluMask` the output gradient is that of the
-    /// ReLU after this layer, masked here by x * scale + shift > 0 (ReLU's backward fused; same bits).
-    /// With `mask` (the output of the ReLU after the residual add this layer feeds alone), the output gradient is
-    /// that ReLU's, masked here by mask > 0 (ReLU's backward and the add's gradient copy fused; same bits).
-    func backward(_ call: LayerCall, saved: BatchNormSaved?, reluMask: Bool, mask: UnsafePointer<Float>? = nil) {
+    /// being computed again (the same values). `gate` says which ReLU's backward is fused in (same bits as
+    /// running it alone): see `BatchNormGradientGate`.
+    func backward(_ call: LayerCall, saved: BatchNormSaved?, gate: BatchNormGradientGate) {
         let hw = positions
         let gamma = call.parameters + parameters[0].offset
         let dGamma = call.gradients + parameters[0].offset, dBeta = call.gradients + parameters[1].offset
@@ -137,17 +135,23 @@ public struct BatchNorm: Layer {
         for c in 0..<channels {
             let s = cached ? (mean: saved!.statistics[1 + c], variance: saved!.statistics[1 + channels + c])
                            : statistics(call.input, batch: call.batch, channel: c)
-            let scale = reluMask ? saved!.map[c] : 0, shift = reluMask ? saved!.map[channels + c] : 0
+            let relu = gate == .reluOfOutput
+            let scale = relu ? saved!.map[c] : 0, shift = relu ? saved!.map[channels + c] : 0
             let invStd = 1 / (s.variance + Double(epsilon)).squareRoot()
             let at = c * hw, stride = channels * hw
-            let (sumDy, sumDyCentered) = mask != nil
-                ? bnRowGradientSumsMasked(call.input + at, outputGrad: call.outputGrad + at, mask: mask! + at, count: hw,
-                                          mean: Float(s.mean), rows: call.batch, rowStride: stride)
-                : reluMask
-                ? bnRowGradientSumsReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean),
-                                        scale: scale, shift: shift, rows: call.batch, rowStride: stride)
-                : bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw, mean: Float(s.mean),
-                                    rows: call.batch, rowStride: stride)
+            let sumDy: Double, sumDyCentered: Double
+            switch gate {
+            case .none:
+                (sumDy, sumDyCentered) = bnRowGradientSums(call.input + at, outputGrad: call.outputGrad + at, count: hw,
+                                                           mean: Float(s.mean), rows: call.batch, rowStride: stride)
+            case .reluOfOutput:
+                (sumDy, sumDyCentered) = bnRowGradientSumsReLU(call.input + at, outputGrad: call.outputGrad + at, count: hw,
+                                                               mean: Float(s.mean), scale: scale, shift: shift, rows: call.batch,
+                                                               rowStride: stride)
+            case let .positive(mask):
+                (sumDy, sumDyCentered) = bnRowGradientSumsMasked(call.input + at, outputGrad: call.outputGrad + at, mask: mask + at,
+                                                                 count: hw, mean: Float(s.mean), rows: call.batch, rowStride: stride)
+            }
             let sumDyXhat = sumDyCentered * invStd
             dGamma[c] += Float(sumDyXhat)
             dBeta[c] += Float(sumDy)
@@ -160,15 +164,16 @@ public struct BatchNorm: Layer {
             // planes the sums read last are the likeliest still in cache (a channel's input and gradient are 1 MiB
             // at 32x32, batch 128: more than Zen 4's L2).
             let last = at + (call.batch - 1) * stride
-            if let mask {
+            switch gate {
+            case let .positive(mask):
                 bnInputGradientMasked(call.input + last, outputGrad: call.outputGrad + last, mask: mask + last, count: hw,
                                       mean: Float(s.mean), a: Float(a), b: Float(b), k: Float(k), inputGrad: dIn + last,
                                       rows: call.batch, rowStride: -stride)
-            } else if reluMask {
+            case .reluOfOutput:
                 bnInputGradientReLU(call.input + last, outputGrad: call.outputGrad + last, count: hw, mean: Float(s.mean), a: Float(a),
                                     b: Float(b), k: Float(k), scale: scale, shift: shift, inputGrad: dIn + last, rows: call.batch,
                                     rowStride: -stride)
-            } else {
+            case .none:
                 bnInputGradient(call.input + last, outputGrad: call.outputGrad + last, count: hw, mean: Float(s.mean), a: Float(a),
                                 b: Float(b), k: Float(k), inputGrad: dIn + last, rows: call.batch, rowStride: -stride)
             }
@@ -198,6 +203,17 @@ public struct BatchNorm: Layer {
             rv.pointee = (1 - momentum) * rv.pointee + momentum * Float(variance)
         }
     }
+}
+
+/// The ReLU backward a fused batch-norm backward applies to its output gradient first (`FusedStep`).
+enum BatchNormGradientGate: Equatable {
+    /// None: the output gradient as it is.
+    case none
+    /// The ReLU right after this layer (`bnReLU`): dy where x * scale + shift > 0 (the saved map), else 0.
+    case reluOfOutput
+    /// The ReLU after the residual add this layer feeds alone (`bnIntoAdd`): dy where that ReLU's output
+    /// (this pointer, laid out as the layer's output) is > 0, else 0.
+    case positive(UnsafePointer<Float>)
 }
 
 /// What a batch-norm layer's fused forward keeps for the fused steps after it (one per layer in a

@@ -38,8 +38,9 @@ public enum FusedStep: Sendable, Equatable {
     case poolAfterReLU(relu: Int)
     /// Batch norm whose only consumer is the ReLU at index `relu`: writes that ReLU's output.
     case bnReLU(relu: Int)
-    /// Batch norm whose only consumer is a fused add: computes and keeps its map, writes nothing.
-    case bnIntoAdd
+    /// Batch norm whose only consumer is a fused add, itself consumed by the ReLU at index `relu`: computes and
+    /// keeps its map, writes nothing; backward takes that ReLU's gradient, masked by the ReLU's output.
+    case bnIntoAdd(relu: Int)
     /// An add of two inputs whose only consumer is the ReLU at index `relu`: writes that ReLU's output.
     /// `batchNorms[k]` is the batch-norm layer whose output is input k when it is folded in (its map is
     /// applied here to its own input), else nil.
@@ -77,7 +78,7 @@ extension Model {
                     let b = a - 1
                     if b >= 0, layers[b] is BatchNorm, consumers[a] == [i] {
                         batchNorms.append(b)
-                        plan[b] = .bnIntoAdd
+                        plan[b] = .bnIntoAdd(relu: r)
                     } else {
                         batchNorms.append(nil)
                     }

@@ -32,9 +32,6 @@ public final class Workspace: @unchecked Sendable {
     public let fusionPlan: [FusedStep]
     let batchNorms: [BatchNorm?]
     let batchNormSaved: [BatchNormSaved?]
-    /// For a batch norm folded into an add (`FusedStep.bnIntoAdd`): the ReLU after that add, whose output masks
-    /// and whose gradient is this batch norm's output gradient (the add writes no copy for it).
-    let addReLUAfter: [Int?]
     /// Whether `forward` and `backward` run the fusion plan (on by default; the results are the same
     /// bits either way, only the outputs the plan skips are left unwritten when on). Tests turn it off
     /// to compare.
@@ -50,11 +47,6 @@ public final class Workspace: @unchecked Sendable {
         fusionPlan = model.fusionPlan
         batchNorms = model.layers.map { $0 as? BatchNorm }
         batchNormSaved = batchNorms.map { $0.map { BatchNormSaved(channels: $0.channels) } }
-        var addReLUAfter = [Int?](repeating: nil, count: model.layers.count)
-        for step in fusionPlan {
-            if case let .addReLU(relu, bns) = step { for b in bns.compactMap({ $0 }) { addReLUAfter[b] = relu } }
-        }
-        self.addReLUAfter = addReLUAfter
         self.precision = precision
         let mb = model.maxBatch
         var acts = [AlignedBuffer(count: mb * model.inputShape.count)]
@@ -257,14 +249,13 @@ public final class Workspace: @unchecked Sendable {
                 model.layers[i].backward(c)
             } else {
                 switch fusionPlan[i] {
-                case .bnIntoAdd:
+                case let .bnIntoAdd(relu):
                     // The add's backward wrote no gradient for this input: it is the ReLU's gradient, masked here.
-                    let relu = addReLUAfter[i]!
                     var fused = c
                     fused.outputGrad = activationGrads[relu + 1].pointer
-                    batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, reluMask: false, mask: activations[relu + 1].pointer)
+                    batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, gate: .positive(activations[relu + 1].pointer))
                 case .alone:
-                    if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, reluMask: false) }
+                    if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, gate: .none) }
                     else { model.layers[i].backward(c) }
                 case .doneBefore, .doneAfter:
                     break
@@ -275,7 +266,7 @@ public final class Workspace: @unchecked Sendable {
                 case let .bnReLU(relu):
                     var fused = c
                     fused.outputGrad = activationGrads[relu + 1].pointer
-                    batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, reluMask: true)
+                    batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, gate: .reluOfOutput)
                 case let .addReLU(relu, bns):
                     // An input that is a folded batch norm takes the ReLU's gradient in its own backward (masked there).
                     reluBackwardFanOut(count: batch * model.layers[i].outputShape.count, output: activations[relu + 1].pointer,

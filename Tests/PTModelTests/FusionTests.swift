@@ -45,8 +45,8 @@ final class FusionTests: XCTestCase {
         func step(_ name: String) -> FusedStep { plan[index[name]!] }
         XCTAssertEqual(step("stem.bn"), .bnReLU(relu: index["stem.relu"]!))
         XCTAssertEqual(step("stem.relu"), .doneBefore)
-        XCTAssertEqual(step("b1.bn2"), .bnIntoAdd)
-        XCTAssertEqual(step("b1.shortcut.1"), .bnIntoAdd)
+        XCTAssertEqual(step("b1.bn2"), .bnIntoAdd(relu: index["b1.out"]!))
+        XCTAssertEqual(step("b1.shortcut.1"), .bnIntoAdd(relu: index["b1.out"]!))
         XCTAssertEqual(step("b1.add"), .addReLU(relu: index["b1.out"]!, batchNorms: [index["b1.bn2"]!, index["b1.shortcut.1"]!]))
         XCTAssertEqual(step("b1.out"), .doneBefore)
         XCTAssertEqual(step("b2.add"), .addReLU(relu: index["b2.out"]!, batchNorms: [nil, index["b2.bn2"]!]))
