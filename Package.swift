@@ -59,11 +59,12 @@ let package = Package(
         // Deliberately compiled without a target CPU: it must run (and say why not) on any x86-64 CPU.
         .target(name: "CPTSupport", dependencies: ["CPTFeaturesBaseline", "CPTFeaturesAVX2", "CPTFeaturesAVX512"]),
 
-        // bf16 kernels in C (Swift cannot emit vdpbf16ps): GEMM, convolution and dense passes with bf16
-        // operands and fp32 accumulation. Built for AVX-512 + AVX512_BF16 and called only when the
-        // start-up check (CPTSupport `pt_bf16_unit`) found both; nothing else calls into it.
-        .target(name: "CPTKernelsBF16",
-                cSettings: [.unsafeFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-O3"])]),
+        // bf16 kernels in C (Swift cannot emit vdpbf16ps or tdpbf16ps): GEMM, convolution and dense passes
+        // with bf16 operands and fp32 accumulation. Built for AVX-512 + AVX512_BF16 (+ AMX for the tile
+        // unit) and called only when the start-up check (CPTSupport `pt_bf16_unit`) found them.
+        .target(name: "CPTKernelsBF16", dependencies: ["CPTSupport"],
+                cSettings: [.unsafeFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
+                                          "-mamx-tile", "-mamx-bf16", "-O3"])]),
         // Hot path: GEMM, convolution, pooling, activations, optimizer updates, generic over the level.
         .target(name: "PTKernelsCore",
                 swiftSettings: checked + kernelFlags + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),

@@ -72,9 +72,9 @@ int pt_cpu_features(char *buf, int capacity) {
 #if defined(__x86_64__)
     unsigned int a, b, c, d;
     unsigned int maxLeaf = __get_cpuid_max(0, 0);
-    unsigned int c1 = 0, d1 = 0, b7 = 0, c7 = 0, a71 = 0, cx = 0, ad = 0;
+    unsigned int c1 = 0, d1 = 0, b7 = 0, c7 = 0, d7 = 0, a71 = 0, cx = 0, ad = 0;
     if (__get_cpuid(1, &a, &b, &c, &d)) { c1 = c; d1 = d; }
-    if (maxLeaf >= 7) { __cpuid_count(7, 0, a, b, c, d); b7 = b; c7 = c; __cpuid_count(7, 1, a, b, c, d); a71 = a; }
+    if (maxLeaf >= 7) { __cpuid_count(7, 0, a, b, c, d); b7 = b; c7 = c; d7 = d; __cpuid_count(7, 1, a, b, c, d); a71 = a; }
     if (__get_cpuid_max(0x80000000, 0) >= 0x80000001) { __cpuid(0x80000001, a, b, c, d); cx = c; }
     if (maxLeaf >= 0xD) { __cpuid_count(0xD, 1, a, b, c, d); ad = a; }
     unsigned long long xcr0 = (c1 >> 27 & 1) ? xgetbv0() : 0;
@@ -83,12 +83,14 @@ int pt_cpu_features(char *buf, int capacity) {
     if (!osAVX) { c1 &= ~((1u << 28) | (1u << 12) | (1u << 29)); b7 &= ~(1u << 5); }
     if (!osAVX512) { b7 &= ~((1u << 16) | (1u << 17) | (1u << 21) | (1u << 28) | (1u << 30) | (1u << 31));
                      c7 &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14)); a71 &= ~(1u << 5); }
+    if ((xcr0 & 0x60000) != 0x60000) d7 &= ~((1u << 22) | (1u << 24)); /* XTILECFG and XTILEDATA state */
     PT_BIT(d1, 23, "mmx") PT_BIT(d1, 25, "sse") PT_BIT(d1, 26, "sse2") PT_BIT(c1, 0, "sse3") PT_BIT(c1, 9, "ssse3")
     PT_BIT(c1, 19, "sse4.1") PT_BIT(c1, 20, "sse4.2") PT_BIT(c1, 23, "popcnt") PT_BIT(c1, 13, "cmpxchg16b")
     PT_BIT(cx, 0, "sahf") PT_BIT(c1, 28, "avx") PT_BIT(b7, 5, "avx2") PT_BIT(c1, 12, "fma") PT_BIT(c1, 29, "f16c")
     PT_BIT(b7, 3, "bmi") PT_BIT(b7, 8, "bmi2") PT_BIT(cx, 5, "lzcnt") PT_BIT(c1, 22, "movbe")
     PT_BIT(b7, 16, "avx512f") PT_BIT(b7, 28, "avx512cd") PT_BIT(b7, 30, "avx512bw") PT_BIT(b7, 17, "avx512dq")
     PT_BIT(b7, 31, "avx512vl") PT_BIT(c7, 1, "avx512vbmi") PT_BIT(c7, 11, "avx512vnni") PT_BIT(a71, 5, "avx512bf16")
+    PT_BIT(d7, 24, "amxtile") PT_BIT(d7, 22, "amxbf16")
     PT_BIT(b7, 21, "avx512ifma") PT_BIT(c7, 14, "avx512vpopcntdq") PT_BIT(c7, 6, "avx512vbmi2") PT_BIT(c7, 12, "avx512bitalg")
     PT_BIT(c7, 8, "gfni") PT_BIT(c7, 10, "vpclmulqdq")
     PT_BIT(d1, 24, "fxsr") PT_BIT(c1, 20, "crc32") PT_BIT(c1, 25, "aes") PT_BIT(c1, 1, "pclmul") PT_BIT(b7, 19, "adx")
@@ -148,8 +150,41 @@ int pt_bf16_unit(void) { return pt_bf16; }
 
 int pt_bf16_unit_for(int level, const char *available) {
     /* AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5; dropped by pt_cpu_features when the OS does
-       not save the AVX-512 state) on top of the avx512 level. AMX-BF16 would be unit 2 here. */
-    return level == 2 && list_contains(available, "avx512bf16", strlen("avx512bf16")) ? 1 : 0;
+       not save the AVX-512 state) on top of the avx512 level; AMX tiles (AMX-TILE and AMX-BF16, leaf 7
+       EDX bits 24 and 22, dropped when the OS does not save the tile state) on top of that. */
+    if (level != 2 || !list_contains(available, "avx512bf16", strlen("avx512bf16"))) return 0;
+    return list_contains(available, "amxtile", strlen("amxtile")) && list_contains(available, "amxbf16", strlen("amxbf16")) ? 2 : 1;
+}
+
+const char *pt_bf16_unit_name(int unit) { return unit == 1 ? "avx512bf16" : unit == 2 ? "amx" : ""; }
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+/* Linux hands out the AMX tile data state only on request (arch_prctl ARCH_REQ_XCOMP_PERM with
+   XFEATURE_XTILEDATA, kernel 5.16+): once per process, for all its threads. 0 when granted. */
+static int request_tile_state(void) { return (int)syscall(SYS_arch_prctl, 0x1023, 18); }
+#else
+static int request_tile_state(void) { return -1; }
+#endif
+
+int pt_select_bf16_unit(const char *requested, int best, char *message, int capacity) {
+    if (capacity > 0) message[0] = 0;
+    int unit = best;
+    /* A level without bf16 (PTRAIN_ISA below avx512) has no unit to pick; asking for bf16 says why. */
+    if (requested && *requested && best > 0) {
+        if (!strcmp(requested, "avx512bf16")) unit = best >= 1 ? 1 : -1;
+        else if (!strcmp(requested, "amx")) unit = best == 2 ? 2 : -1;
+        else {
+            snprintf(message, (size_t)capacity, "ptrain: PTRAIN_BF16_UNIT=%s is not a bf16 unit; use amx or avx512bf16", requested);
+            return -1;
+        }
+        if (unit < 0) {
+            snprintf(message, (size_t)capacity, "ptrain: PTRAIN_BF16_UNIT=%s, but this CPU and level do not have it (unset PTRAIN_BF16_UNIT to use the best they have)",
+                     requested);
+            return -1;
+        }
+    }
+    return unit;
 }
 
 void pt_set_flush_to_zero(void) {
@@ -179,6 +214,13 @@ __attribute__((constructor)) static void pt_choose_level_at_start(void) {
         _exit(2);
     }
     pt_level = level;
-    pt_bf16 = pt_bf16_unit_for(level, available);
+    int unit = pt_select_bf16_unit(getenv("PTRAIN_BF16_UNIT"), pt_bf16_unit_for(level, available), message, (int)sizeof message);
+    if (unit < 0) {
+        fprintf(stderr, "%s\n", message);
+        _exit(2);
+    }
+    /* A kernel that withholds the tile state leaves the vector unit. */
+    if (unit == 2 && request_tile_state() != 0) unit = 1;
+    pt_bf16 = unit;
 #endif
 }

@@ -28,21 +28,33 @@ public enum Precision: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// The instructions bf16 products run on, chosen at start-up on top of the instruction-set level.
-/// One unit today; AMX tiles (Intel Sapphire Rapids: `tdpbf16ps`) would be a second case, chosen by
-/// the same check (CPTSupport `pt_bf16_unit_for`) and reached through the same entry points.
+/// The instructions bf16 products run on, chosen at start-up on top of the instruction-set level
+/// (CPTSupport `pt_bf16_unit`: the best the CPU has, or PTRAIN_BF16_UNIT). Both units run the same
+/// entry points on the same operands; they differ in the order of the fp32 adds (see
+/// BF16Reference.swift), so a run's bits depend on its unit, and each unit's on nothing else.
 public enum BF16Unit: String, Sendable {
     /// AVX-512 `vdpbf16ps` (zmm, 16 fp32 lanes x 2 products) on the avx512 level.
     case avx512bf16
+    /// AMX tiles, `tdpbf16ps` (16 x 16 fp32 outputs x 32 products; Intel Sapphire Rapids and later).
+    case amx
+
+    init?(code: Int32) {
+        switch code {
+        case 1: self = .avx512bf16
+        case 2: self = .amx
+        default: return nil
+        }
+    }
 }
 
 extension InstructionSet {
     /// The bf16 unit of this process (nil: the level in use has none, so bf16 is unavailable).
-    public static let bf16Unit: BF16Unit? = pt_bf16_unit() == 1 ? .avx512bf16 : nil
+    public static let bf16Unit: BF16Unit? = BF16Unit(code: pt_bf16_unit())
 
-    /// The bf16 unit for a level on a CPU with `available` features (what start-up would choose).
+    /// The best bf16 unit for a level on a CPU with `available` features (what start-up would choose
+    /// without PTRAIN_BF16_UNIT).
     public static func bf16Unit(level: InstructionSet, available: [String]) -> BF16Unit? {
-        pt_bf16_unit_for(Int32(level.rawValue), available.joined(separator: ",")) == 1 ? .avx512bf16 : nil
+        BF16Unit(code: pt_bf16_unit_for(Int32(level.rawValue), available.joined(separator: ",")))
     }
 }
 
@@ -180,17 +192,19 @@ public func bf16DenseBackwardData(batch: Int, inputs: Int, neurons: Int, outputG
     pt_bf16_dense_backward_data(Int32(batch), Int32(inputs), Int32(neurons), outputGrad, weight, inputGrad, scratch)
 }
 
-/// GFLOP/s of the bf16 unit's peak loop on the calling thread (24 independent `vdpbf16ps` zmm chains,
-/// 64 flops each: 16 lanes x 2 products x multiply + add), timed like `measureFMAPeak`: the best of
-/// many ~1 ms slices of thread CPU time. nil without a bf16 unit.
+/// GFLOP/s of the bf16 unit's peak loop on the calling thread, timed like `measureFMAPeak`: the best
+/// of many ~1 ms slices of thread CPU time. avx512bf16: 24 independent `vdpbf16ps` zmm chains, 64
+/// flops each (16 lanes x 2 products x multiply + add); amx: 4 independent `tdpbf16ps` tiles, 16,384
+/// flops each (16 x 16 outputs x 32 products x 2). nil without a bf16 unit.
 public func measureBF16Peak(seconds: Double = 0.2) -> Double? {
-    guard InstructionSet.bf16Unit != nil else { return nil }
-    let flopsPerIteration = Double(pt_bf16_peak_flops_per_iteration())
+    guard let unit = InstructionSet.bf16Unit else { return nil }
+    let loop: (Int) -> Float = unit == .amx ? { pt_bf16_tiles_peak_loop($0) } : { pt_bf16_peak_loop($0) }
+    let flopsPerIteration = Double(unit == .amx ? pt_bf16_tiles_peak_flops_per_iteration() : pt_bf16_peak_flops_per_iteration())
     var iterations = 1 << 10
     var sink: Float = 0
     while true {
         let t0 = threadCPUSeconds()
-        sink += pt_bf16_peak_loop(iterations)
+        sink += loop(iterations)
         let dt = threadCPUSeconds() - t0
         if dt > 0.00025 || iterations > 1 << 30 { iterations = max(1 << 8, Int(Double(iterations) * 0.001 / max(dt, 1e-9))); break }
         iterations *= 4
@@ -199,7 +213,7 @@ public func measureBF16Peak(seconds: Double = 0.2) -> Double? {
     let start = threadCPUSeconds()
     while slices < 20 || threadCPUSeconds() - start < seconds {
         let t0 = threadCPUSeconds()
-        sink += pt_bf16_peak_loop(iterations)
+        sink += loop(iterations)
         best = max(best, Double(iterations) * flopsPerIteration / (threadCPUSeconds() - t0) / 1e9)
         slices += 1
     }

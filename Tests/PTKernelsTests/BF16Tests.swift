@@ -16,6 +16,9 @@ final class BF16Tests: XCTestCase {
     func testUnitChoice() {
         let avx512 = ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"]
         XCTAssertEqual(InstructionSet.bf16Unit(level: .avx512, available: avx512 + ["avx512bf16"]), .avx512bf16)
+        XCTAssertEqual(InstructionSet.bf16Unit(level: .avx512, available: avx512 + ["avx512bf16", "amxtile", "amxbf16"]), .amx)
+        XCTAssertEqual(InstructionSet.bf16Unit(level: .avx512, available: avx512 + ["avx512bf16", "amxtile"]), .avx512bf16)
+        XCTAssertNil(InstructionSet.bf16Unit(level: .avx2, available: avx512 + ["avx512bf16", "amxtile", "amxbf16"]))
         XCTAssertNil(InstructionSet.bf16Unit(level: .avx512, available: avx512))
         XCTAssertNil(InstructionSet.bf16Unit(level: .avx2, available: avx512 + ["avx512bf16"]))
         XCTAssertNil(InstructionSet.bf16Unit(level: .baseline, available: avx512 + ["avx512bf16"]))

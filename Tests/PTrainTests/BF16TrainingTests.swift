@@ -63,7 +63,7 @@ final class BF16TrainingTests: XCTestCase {
         // The resolved config, the start record and the checkpoint keep the precision; resuming keeps it.
         XCTAssertTrue(try String(contentsOf: one.appendingPathComponent("config.yaml"), encoding: .utf8).contains("  precision: bf16"))
         let start = try String(contentsOf: one.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
-        XCTAssertTrue(start.contains("\"precision\":\"bf16\"") && start.contains("\"bf16_unit\":\"avx512bf16\""), String(start))
+        XCTAssertTrue(start.contains("\"precision\":\"bf16\"") && start.contains("\"bf16_unit\":\"\(InstructionSet.bf16Unit!.rawValue)\""), String(start))
         let checkpoint = one.appendingPathComponent("checkpoints/" + Checkpoint.folderName(step: 15))
         XCTAssertEqual(Checkpoint.peekConfig(checkpoint.path)?.precision, .bf16)
         let resumed = dir.appendingPathComponent("resumed")
@@ -108,6 +108,39 @@ final class BF16TrainingTests: XCTestCase {
         let bad = try TestSupport.ptrain(["train", "--config", try Self.config(dir, precision: "fp16"), "-q"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("training.precision") && bad.stderr.contains("fp16"), bad.stderr)
+    }
+
+    /// PTRAIN_BF16_UNIT (read where the level has a bf16 unit): a name that is not a unit, or a unit this
+    /// CPU lacks, is one line and exit 2 before anything runs; on an AMX CPU the vector unit can be asked
+    /// for and is what runs (topo and the start record name it) and gives other bits than the tiles.
+    func testBF16UnitOverride() throws {
+        let best = InstructionSet.bf16Unit(level: InstructionSet.current, available: InstructionSet.cpuFeatures)
+        guard best != nil else { throw XCTSkip("PTRAIN_BF16_UNIT is read only where the level has a bf16 unit; this CPU or PTRAIN_ISA has none") }
+        let bogus = try TestSupport.ptrain(["topo"], environment: ["PTRAIN_BF16_UNIT": "tpu"])
+        XCTAssertEqual(bogus.status, 2, bogus.stderr)
+        XCTAssertEqual(bogus.stderr.split(separator: "\n").count, 1, bogus.stderr)
+        XCTAssertTrue(bogus.stderr.contains("PTRAIN_BF16_UNIT=tpu is not a bf16 unit"), bogus.stderr)
+        if best != .amx {
+            let amx = try TestSupport.ptrain(["topo"], environment: ["PTRAIN_BF16_UNIT": "amx"])
+            XCTAssertEqual(amx.status, 2, amx.stderr)
+            XCTAssertTrue(amx.stderr.contains("PTRAIN_BF16_UNIT=amx, but this CPU and level do not have it"), amx.stderr)
+        }
+        guard best == .amx, InstructionSet.bf16Unit == .amx else {
+            throw XCTSkip("the vector-unit override of an AMX CPU needs AMX tiles (this CPU's best bf16 unit: \(best?.rawValue ?? "none"))")
+        }
+        let dir = TestSupport.temporaryDirectory("bf16-unit")
+        let config = try Self.config(dir, epochs: 1)
+        let topo = try TestSupport.ptrain(["topo", "--format", "json"], environment: ["PTRAIN_BF16_UNIT": "avx512bf16"])
+        XCTAssertEqual(topo.status, 0, topo.stderr)
+        XCTAssertTrue(topo.stdout.contains("\"bf16_unit\":\"avx512bf16\""), topo.stdout)
+        let vector = dir.appendingPathComponent("vector"), tiles = dir.appendingPathComponent("tiles")
+        let v = try TestSupport.ptrain(["train", "--config", config, "--output", vector.path, "-q"], environment: ["PTRAIN_BF16_UNIT": "avx512bf16"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        let t = try TestSupport.ptrain(["train", "--config", config, "--output", tiles.path, "-q"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let start = try String(contentsOf: vector.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        XCTAssertTrue(start.contains("\"bf16_unit\":\"avx512bf16\""), String(start))
+        XCTAssertNotEqual(try weights(vector), try weights(tiles), "the two units add in different orders: their weights should differ")
     }
 
     /// 2 ranks x 1 thread give the weights of one process with 2 threads (needs the MPI build).

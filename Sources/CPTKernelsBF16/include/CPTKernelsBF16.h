@@ -1,11 +1,14 @@
-// bf16 kernels (AVX512_BF16: vdpbf16ps, vcvtneps2bf16). Call only when `pt_bf16_available()` (CPTSupport)
-// is 1: the code runs AVX-512 BF16 instructions unconditionally.
+// bf16 kernels (AVX512_BF16: vdpbf16ps, vcvtneps2bf16; AMX-BF16: tdpbf16ps). Call only when
+// `pt_bf16_unit()` (CPTSupport) is not 0: the code runs AVX-512 BF16 instructions unconditionally, and
+// AMX tiles when the unit is 2.
 //
 // Numbers (docs/ARCHITECTURE.md, "bf16"): every operand is rounded fp32 -> bf16 to nearest even
-// (vcvtneps2bf16: zero and denormal inputs become a signed zero, NaN stays a quiet NaN); every output
-// element is a chain of fp32 adds of exact bf16 x bf16 products in increasing reduction index, two per
-// vdpbf16ps (the reduction padded with one zero product when its length is odd), starting from 0 or from
-// the destination (per function below). The order depends only on the shapes.
+// (vcvtneps2bf16: zero and denormal inputs become a signed zero, NaN stays a quiet NaN); with the vector
+// unit (1) every output element is a chain of fp32 adds of exact bf16 x bf16 products in increasing
+// reduction index, two per vdpbf16ps (the reduction padded with one zero product when its length is
+// odd), starting from 0 or from the destination (per function below); with AMX tiles (2) the
+// reduction runs in blocks of 32 (zero-padded): per block an fp32 chain over its even and one over
+// its odd elements, each from 0, then acc + (even + odd). The order depends only on the shapes.
 #ifndef CPTKERNELSBF16_H
 #define CPTKERNELSBF16_H
 
@@ -24,6 +27,10 @@ void pt_bf16_round(const float *src, uint16_t *dst, long count);
 float pt_bf16_peak_loop(long iterations);
 /// Flops of one iteration of `pt_bf16_peak_loop`.
 long pt_bf16_peak_flops_per_iteration(void);
+/// AMX peak loop (unit 2 only): `iterations` x 4 independent tdpbf16ps (16 x 16 x 32 products each).
+float pt_bf16_tiles_peak_loop(long iterations);
+/// Flops of one iteration of `pt_bf16_tiles_peak_loop`.
+long pt_bf16_tiles_peak_flops_per_iteration(void);
 
 /// Bytes of scratch the three convolution passes need for calls with up to `mb` samples.
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb);

@@ -7,11 +7,19 @@
 
 /// The level chosen at start-up (before main): PTRAIN_ISA, or the best the CPU runs.
 int pt_isa_level(void);
-/// The bf16 unit chosen at start-up with the level: 1 when the level is avx512 and the CPU has
-/// AVX512_BF16 (vdpbf16ps), else 0 (no bf16 training). Room for AMX tiles as a further unit.
+/// The bf16 unit chosen at start-up with the level: 2 (AMX tiles, tdpbf16ps) when the level is
+/// avx512 and the CPU has AVX512_BF16, AMX-TILE and AMX-BF16 and Linux grants the tile state; 1 when
+/// it has AVX512_BF16 (vdpbf16ps) only; 0 otherwise (no bf16 training). PTRAIN_BF16_UNIT=avx512bf16
+/// picks the vector unit on an AMX CPU (its bits are those of every other AVX512_BF16 CPU).
 int pt_bf16_unit(void);
-/// The bf16 unit for a level on a CPU with the features `available` (comma-separated names).
+/// The best bf16 unit for a level on a CPU with the features `available` (comma-separated names).
 int pt_bf16_unit_for(int level, const char *available);
+/// The unit for `requested` (PTRAIN_BF16_UNIT: "amx", "avx512bf16", or NULL/"" for `best`); -1 with a
+/// one-line message when it is not a unit name or `best` (the CPU and level) does not reach it. With
+/// `best` 0 (no bf16 at this level) the request is not looked at: 0.
+int pt_select_bf16_unit(const char *requested, int best, char *message, int capacity);
+/// "avx512bf16" (1), "amx" (2), "" otherwise.
+const char *pt_bf16_unit_name(int unit);
 /// "baseline", "avx2", "avx512" ("" for other numbers).
 const char *pt_level_name(int level);
 /// The features the compiler may use for a level (comma-separated; '~' marks intrinsic-only ones,

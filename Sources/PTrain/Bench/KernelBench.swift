@@ -78,10 +78,10 @@ public func runKernelBench(quick: Bool = false, filter: String? = nil) -> [Kerne
         }
     }
 
-    // bf16 (with a bf16 unit): its own peak (vdpbf16ps), then the same convolutions with bf16 operands,
+    // bf16 (with a bf16 unit): its own peak (vdpbf16ps, or tdpbf16ps with AMX), then the same convolutions with bf16 operands,
     // each as a share of the bf16 peak.
     if let unit = InstructionSet.bf16Unit, let bf16Peak = measureBF16Peak(seconds: quick ? 0.1 : 0.3) {
-        results.append(KernelBenchResult(name: "bf16-peak [\(unit.rawValue), 24 chains]", pass: "peak", gflops: bf16Peak,
+        results.append(KernelBenchResult(name: "bf16-peak [\(unit.rawValue), \(unit == .amx ? "4 tiles" : "24 chains")]", pass: "peak", gflops: bf16Peak,
                                          percent_of_peak: 100))
         for (name, g) in kernelBenchConvolutions where keep(name) {
             let kernel = ConvKernel(geometry: g)

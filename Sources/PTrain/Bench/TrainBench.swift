@@ -327,8 +327,10 @@ public func formatMeter(_ r: TrainBenchResult) -> String {
         + "BN, ReLU, pooling, adds not counted); step "
         + String(format: "%.1f GFLOP/s", r.step_gflops) + " in \(r.precision)"
     if r.peak_gflops_per_core > 0 {
+        // The peak's instructions: the bf16 unit's (avx512bf16 or amx), else the level's FMA.
+        let unit = r.peak_precision == "bf16" ? InstructionSet.bf16Unit?.rawValue : nil
         line += String(format: " = %.1f%% of %d x %.1f GFLOP/s", r.percent_of_peak, r.threads * r.processes, r.peak_gflops_per_core)
-            + " (\(r.peak_precision) peak per core, \(InstructionSet.current.name))"
+            + " (\(r.peak_precision) peak per core, \(unit ?? InstructionSet.current.name))"
         if r.peak_precision != r.precision { line += "; no \(r.precision) peak at this level, held against fp32" }
         line += String(format: "; by CPU time %.1f images/s, %.1f%%", r.images_per_sec_cpu, r.percent_of_peak_cpu)
     }
