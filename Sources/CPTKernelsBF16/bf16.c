@@ -976,7 +976,8 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
 //   e = s * q + i * piw), so A is 16 pixels x 32 of them and B the matching weights (zero for j >= kw
 //   or c >= ic): per output, kernel rows in order, each row's run in blocks of 32, one tdpbf16ps each.
 // - Weight gradient: dW of kernel row i, rows o, columns (j, c) = chain over samples, and over each
-//   sample's wide pixels in blocks of 32 (dout zero at x >= ow and past the last row), one tdpbf16ps
+//   sample's wide pixels (Q of them, rounded up to 32) in blocks of 32 (dout zero at x >= ow and past
+//   the last row), one tdpbf16ps
 //   per block; B comes from a pair image PI[e][c] = (X[e][c], X[e + s][c]), columns (j, c) of one
 //   pixel pair contiguous.
 
@@ -1180,7 +1181,7 @@ static void tiles_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
                     _tile_loadd(0, c00, cstride);
                     if (two_c) _tile_loadd(1, c00 + 16, cstride);
                     if (two_o) { _tile_loadd(2, c10, cstride); if (two_c) _tile_loadd(3, c10 + 16, cstride); }
-                    for (int kb = 0; kb < t.Qt / 32; kb++) {
+                    for (int kb = 0; kb < (t.Q + 31) / 32; kb++) {
                         const uint32_t *bk = b0 + 32L * t.s * kb * t.icp;
                         _tile_loadd(4, a0 + kb * 32, dstride);
                         _tile_loadd(6, bk, bstride);

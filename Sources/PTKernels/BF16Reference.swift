@@ -188,14 +188,14 @@ public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafeP
 /// dW[o][r] = chain starting from dW[o][r], over samples in order and each sample's pixels in order
 /// (each sample's chain padded to an even length) of dout x in; bias: `bf16BiasSumsReference`. With
 /// amx and equal strides (`bf16TilesDirect`) each sample's pixels are taken wide: q = y * piw + x
-/// over the padded width piw, q < oh * piw rounded up to 64, in blocks of 32; dout is 0 at x >= ow
+/// over the padded width piw, q < oh * piw rounded up to 32, in blocks of 32; dout is 0 at x >= ow
 /// and past the last row, and the input of tap (i, j) is read at e = s * q + i * piw + j of the
 /// zero-padded plane (0 outside it), so the padding columns add products 0 x in.
 public func bf16ConvBackwardWeightsReference(_ g: ConvGeometry, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                                              weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?) {
     let k = g.reduction, khw = g.kh * g.kw, p = g.oh * g.ow
     if bf16TilesDirect(g) {
-        let pih = g.ih + 2 * g.ph, piw = g.iw + 2 * g.pw, wide = (g.oh * piw + 63) / 64 * 64
+        let pih = g.ih + 2 * g.ph, piw = g.iw + 2 * g.pw, wide = (g.oh * piw + 31) / 32 * 32
         for o in 0..<g.oc {
             for r in 0..<k {
                 let c = r / khw, i = (r % khw) / g.kw, j = r % g.kw
