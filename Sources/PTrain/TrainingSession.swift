@@ -63,6 +63,9 @@ public final class TrainingSession {
     public let options: Options
     /// The checkpoint this session continues from, or nil.
     public let resumedFrom: String?
+    /// Set when a bf16 checkpoint was written on another bf16 unit than this process has: one line
+    /// for the caller to show (the run goes on, with this unit's bits).
+    public let resumeWarning: String?
     /// The run folder (rank 0 only).
     public let runFolder: RunFolder?
     public let checkpointDirectory: String
@@ -112,6 +115,12 @@ public final class TrainingSession {
         if let path = options.dataPath { config.data.path = path }
         self.config = config
         resumedFrom = restore?.folder
+        if let restore, config.precision == .bf16, let saved = restore.manifest.bf16Unit,
+           let unit = InstructionSet.bf16Unit, saved != unit.rawValue {
+            resumeWarning = "\(restore.folder): written with the bf16 unit \(saved), resumed with \(unit.rawValue): the two add in different orders, so the weights leave the bits of an uninterrupted \(saved) run (PTRAIN_BF16_UNIT=\(saved) keeps them where this CPU has that unit)"
+        } else {
+            resumeWarning = nil
+        }
         // Before any data is read: a precision this CPU cannot run is one line (exit 2 in `ptrain`).
         if let reason = config.precision.unavailableReason { throw PrecisionUnavailable(reason) }
         let sets = try data ?? loadData(config)

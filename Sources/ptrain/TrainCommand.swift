@@ -122,6 +122,7 @@ struct Train: ParsableCommand {
         let pool = try makeWorkerPool(threads: threads, maximum: shards.map { max(1, $0 / communicator.size) },
                                       warn: { if leader || communicator.size > 1 { warn($0) } })
         let session = try TrainingSession(config: config, pool: pool, communicator: communicator, options: options)
+        if let warning = session.resumeWarning, leader { warn(warning) }
         let trainer = session.trainer
         if session.idleWorkers > 0 && (leader || communicator.size > 1) {
             let shards = trainer.localShards, idle = session.idleWorkers

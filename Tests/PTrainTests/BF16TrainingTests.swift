@@ -69,6 +69,7 @@ final class BF16TrainingTests: XCTestCase {
         let resumed = dir.appendingPathComponent("resumed")
         let r = try TestSupport.ptrain(["train", "--resume", checkpoint.path, "--threads", "3", "--output", resumed.path, "-q"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("written with the bf16 unit"), "no unit warning on the same unit: \(r.stderr)")
         XCTAssertEqual(try weights(resumed), reference, "bf16 weights differ after resuming at step 15 with 3 threads")
         // --precision cannot change a resumed run.
         let change = try TestSupport.ptrain(["train", "--resume", checkpoint.path, "--precision", "fp32", "-q"])
@@ -136,8 +137,16 @@ final class BF16TrainingTests: XCTestCase {
         let vector = dir.appendingPathComponent("vector"), tiles = dir.appendingPathComponent("tiles")
         let v = try TestSupport.ptrain(["train", "--config", config, "--output", vector.path, "-q"], environment: ["PTRAIN_BF16_UNIT": "avx512bf16"])
         XCTAssertEqual(v.status, 0, v.stderr)
-        let t = try TestSupport.ptrain(["train", "--config", config, "--output", tiles.path, "-q"])
+        let t = try TestSupport.ptrain(["train", "--config", config, "--output", tiles.path, "-q",
+                                        "--checkpoint-every", "5", "--keep-checkpoints", "0"])
         XCTAssertEqual(t.status, 0, t.stderr)
+        // A tile-unit checkpoint records its unit; resumed on the vector unit it trains on, with one warning line.
+        let checkpoint = tiles.appendingPathComponent("checkpoints/" + Checkpoint.folderName(step: 15))
+        XCTAssertEqual(try Checkpoint.readManifest(checkpoint.path).bf16Unit, "amx")
+        let other = try TestSupport.ptrain(["train", "--resume", checkpoint.path, "--output", dir.appendingPathComponent("other").path, "-q"],
+                                           environment: ["PTRAIN_BF16_UNIT": "avx512bf16"])
+        XCTAssertEqual(other.status, 0, other.stderr)
+        XCTAssertTrue(other.stderr.contains("written with the bf16 unit amx, resumed with avx512bf16"), other.stderr)
         let start = try String(contentsOf: vector.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
         XCTAssertTrue(start.contains("\"bf16_unit\":\"avx512bf16\""), String(start))
         XCTAssertNotEqual(try weights(vector), try weights(tiles), "the two units add in different orders: their weights should differ")

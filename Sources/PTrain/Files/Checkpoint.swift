@@ -4,6 +4,7 @@
 import CZlib
 import Foundation
 import PTFiles
+import PTKernels
 import PTModel
 import PTTensor
 
@@ -19,6 +20,9 @@ public struct CheckpointManifest: Codable, Equatable {
     public var rng: RNGState
     /// File name -> size and CRC-32 of each data file in the checkpoint.
     public var files: [String: FileSum]
+    /// The bf16 unit of a bf16 run ("avx512bf16", "amx"; absent for fp32 and older checkpoints): the
+    /// two units add in different orders, so a resume on the other one leaves these bits.
+    public var bf16Unit: String? = nil
 
     public struct RNGState: Codable, Equatable {
         public var generator = "xoshiro256** seeded by splitmix64(seed ^ stream)"
@@ -84,7 +88,8 @@ public enum Checkpoint {
                 config: trainer.config.yaml, progress: trainer.progress,
                 rng: .init(seed: trainer.config.seed, shuffleStream: "epochPermutation(seed, epoch)"),
                 files: [weightsFile: .init(bytes: weights.count, crc32: crc32(weights)),
-                        optimizerFile: .init(bytes: optimizer.count, crc32: crc32(optimizer))])
+                        optimizerFile: .init(bytes: optimizer.count, crc32: crc32(optimizer))],
+                bf16Unit: trainer.config.precision == .bf16 ? InstructionSet.bf16Unit?.rawValue : nil)
             try AtomicFile.write(try JSON.bytes(manifest, pretty: true), to: "\(staging)/\(manifestFile)")
             // A checkpoint of the same step (a rerun) is moved aside, not deleted, until the new one is in place.
             let aside = "\(directory)/.\(name).old-\(getpid())"
