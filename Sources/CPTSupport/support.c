@@ -156,8 +156,6 @@ int pt_bf16_unit_for(int level, const char *available) {
     return list_contains(available, "amxtile", strlen("amxtile")) && list_contains(available, "amxbf16", strlen("amxbf16")) ? 2 : 1;
 }
 
-const char *pt_bf16_unit_name(int unit) { return unit == 1 ? "avx512bf16" : unit == 2 ? "amx" : ""; }
-
 #if defined(__x86_64__) && defined(__linux__)
 #include <sys/syscall.h>
 /* Linux hands out the AMX tile data state only on request (arch_prctl ARCH_REQ_XCOMP_PERM with

@@ -144,16 +144,17 @@ public func bf16BackwardDataIsTransposed(_ g: ConvGeometry) -> Bool {
 public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                           inputGrad: UnsafeMutablePointer<Float>) {
     let khw = g.kh * g.kw, p = g.oh * g.ow
+    // The transposed convolution (stride 1): dout padded by kernel - 1 - padding, weights flipped.
+    let transposed = ConvGeometry(mb: 1, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw,
+                                  ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
     for s in 0..<g.mb {
         for c in 0..<g.ic {
             for iy in 0..<g.ih {
                 for ix in 0..<g.iw {
                     var v: Float = 0
-                    if bf16BackwardDataIsTransposed(g) && InstructionSet.bf16Unit == .amx {
+                    if bf16BackwardDataIsTransposed(g) && bf16TilesDirect(transposed) {
                         // The transposed convolution's forward on the amx direct path.
-                        let t = ConvGeometry(mb: 1, ic: g.oc, oc: g.ic, ih: g.oh, iw: g.ow, kh: g.kh, kw: g.kw, sh: 1, sw: 1,
-                                             ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw)
-                        v = bf16TilesForwardChain(t, y: iy, x: ix, input: { o, yy, xx in
+                        v = bf16TilesForwardChain(transposed, y: iy, x: ix, input: { o, yy, xx in
                             yy < 0 || yy >= g.oh || xx < 0 || xx >= g.ow ? 0 : outputGrad[(s * g.oc + o) * p + yy * g.ow + xx]
                         }, weight: { o, a, b in weight[(o * g.ic + c) * khw + (g.kh - 1 - a) * g.kw + (g.kw - 1 - b)] })
                     } else if bf16BackwardDataIsTransposed(g) {

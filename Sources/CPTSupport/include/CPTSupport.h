@@ -18,8 +18,6 @@ int pt_bf16_unit_for(int level, const char *available);
 /// one-line message when it is not a unit name or `best` (the CPU and level) does not reach it. With
 /// `best` 0 (no bf16 at this level) the request is not looked at: 0.
 int pt_select_bf16_unit(const char *requested, int best, char *message, int capacity);
-/// "avx512bf16" (1), "amx" (2), "" otherwise.
-const char *pt_bf16_unit_name(int unit);
 /// "baseline", "avx2", "avx512" ("" for other numbers).
 const char *pt_level_name(int level);
 /// The features the compiler may use for a level (comma-separated; '~' marks intrinsic-only ones,
