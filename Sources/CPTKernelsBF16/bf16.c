@@ -1377,3 +1377,75 @@ void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float
     // M = batch, N = inputs, reduction = neurons: B(o, i) = w[o][i] (adjacent lanes).
     gemm_packed_a(batch, inputs, neurons, s.pa, s.wbf, s.t2, s.t1, dx, inputs, 0, NULL, s.pb);
 }
+
+// Prepared weights (vector unit): the two packed forms of W the forward and the input gradient read
+// as B, made once for as long as the weights stay the same (a training step) instead of in every
+// call. The packed words are those `gemm_packed_a` packs per column block, and each output is still
+// one `ukernel` chain over the whole reduction, so the bits are those of the calls above.
+
+/// Words of one packed B operand with N columns (whole 32-column panels) over a reduction of R.
+static size_t prepacked_words(int N, int R) { return (size_t)((N + NR - 1) / NR * NR) * (size_t)((R + 1) / 2); }
+
+size_t pt_bf16_dense_prepared_bytes(int inputs, int neurons) {
+    if (use_tiles()) return 0;
+    return align64(prepacked_words(neurons, inputs) * 4) + align64(prepacked_words(inputs, neurons) * 4) + 64;
+}
+
+typedef struct { uint32_t *forward, *data; } dense_prepared;
+
+static dense_prepared prepared_split(int inputs, int neurons, void *prepared) {
+    char *s = (char *)(((uintptr_t)prepared + 63) & ~(uintptr_t)63);
+    dense_prepared r;
+    r.forward = bump(&s, prepacked_words(neurons, inputs) * 4);
+    r.data = bump(&s, prepacked_words(inputs, neurons) * 4);
+    return r;
+}
+
+/// C[M][N] (ldc) = (load ? C : 0) + A x B, A packed whole in `pa`, B packed whole in `pb` (its 32-column
+/// panels in order, as `pack_b` writes them).
+static void gemm_prepacked(int M, int N, int R, const uint32_t *pa, const uint32_t *pb, float *c, long ldc, int load) {
+    int kp = (R + 1) / 2;
+    for (int j = 0; j < N; j += NR) {
+        int nr = N - j < NR ? N - j : NR;
+        for (int m0 = 0; m0 < M; m0 += MR)
+            ukernel(kp, pa + (size_t)(m0 / MR) * MR * kp, pb + (size_t)j * kp, c + (long)m0 * ldc + j, ldc, M - m0 < MR ? M - m0 : MR,
+                    nr, load, NULL);
+    }
+}
+
+void pt_bf16_dense_prepare(int inputs, int neurons, const float *w, void *prepared, void *scratch) {
+    dense_prepared p = prepared_split(inputs, neurons, prepared);
+    dense_scratch s = dense_split(1, inputs, neurons, scratch);
+    pt_bf16_round(w, s.wbf, (long)neurons * inputs);
+    // Forward: B(i, o) = w[o][i] (lanes o, reduction i); input gradient: B(o, i) = w[o][i] (lanes i, reduction o).
+    for (int o = 0; o < neurons; o++) s.t1[o] = o * inputs;
+    for (int i = 0; i < inputs; i++) s.t2[i] = i;
+    int kpi = (inputs + 1) / 2, kpo = (neurons + 1) / 2;
+    for (int j = 0; j < neurons; j += NR) pack_b(s.wbf, s.t1, s.t2, j, neurons, inputs, p.forward + (size_t)j * kpi);
+    for (int j = 0; j < inputs; j += NR) pack_b(s.wbf, s.t2, s.t1, j, inputs, neurons, p.data + (size_t)j * kpo);
+}
+
+void pt_bf16_dense_forward_prepared(int batch, int inputs, int neurons, const float *x, const void *prepared,
+                                    const float *bias, float *y, void *scratch) {
+    dense_prepared p = prepared_split(inputs, neurons, (void *)prepared);
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    pt_bf16_round(x, s.xbf, (long)batch * inputs);
+    for (int b = 0; b < batch; b++) s.t0[b] = b * inputs;
+    pt_view xv = { s.xbf, s.t0, NULL };
+    pack_a_all(xv, batch, inputs, s.pa);
+    gemm_prepacked(batch, neurons, inputs, s.pa, p.forward, y, neurons, 0);
+    if (bias)
+        for (int b = 0; b < batch; b++)
+            for (int o = 0; o < neurons; o++) y[(long)b * neurons + o] += bias[o];
+}
+
+void pt_bf16_dense_backward_data_prepared(int batch, int inputs, int neurons, const float *dy, const void *prepared,
+                                          float *dx, void *scratch) {
+    dense_prepared p = prepared_split(inputs, neurons, (void *)prepared);
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    pt_bf16_round(dy, s.ybf, (long)batch * neurons);
+    for (int b = 0; b < batch; b++) s.t0[b] = b * neurons;
+    pt_view gv = { s.ybf, s.t0, NULL };
+    pack_a_all(gv, batch, neurons, s.pa);
+    gemm_prepacked(batch, inputs, neurons, s.pa, p.data, dx, inputs, 0);
+}

@@ -192,6 +192,36 @@ public func bf16DenseBackwardData(batch: Int, inputs: Int, neurons: Int, outputG
     pt_bf16_dense_backward_data(Int32(batch), Int32(inputs), Int32(neurons), outputGrad, weight, inputGrad, scratch)
 }
 
+/// Floats of a dense layer's prepared weights (its bf16 weights packed for the forward and the input
+/// gradient, made once while the weights stay the same); 0 where the unit has no prepared path (tiles).
+public func bf16DensePreparedCount(inputs: Int, neurons: Int) -> Int {
+    requireBF16()
+    let bytes = pt_bf16_dense_prepared_bytes(Int32(inputs), Int32(neurons))
+    return bytes == 0 ? 0 : (bytes + 3) / 4 + 16
+}
+
+/// Fills `prepared` (`bf16DensePreparedCount` floats) from the weights; `scratch`: `bf16DenseScratchCount` floats.
+public func bf16DensePrepare(inputs: Int, neurons: Int, weight: UnsafePointer<Float>, prepared: UnsafeMutablePointer<Float>,
+                             scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_prepare(Int32(inputs), Int32(neurons), weight, prepared, scratch)
+}
+
+/// `bf16DenseForward` from the prepared weights: the same bits.
+public func bf16DenseForward(batch: Int, inputs: Int, neurons: Int, x: UnsafePointer<Float>, prepared: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_forward_prepared(Int32(batch), Int32(inputs), Int32(neurons), x, prepared, bias, y, scratch)
+}
+
+/// `bf16DenseBackwardData` from the prepared weights: the same bits.
+public func bf16DenseBackwardData(batch: Int, inputs: Int, neurons: Int, outputGrad: UnsafePointer<Float>,
+                                  prepared: UnsafePointer<Float>, inputGrad: UnsafeMutablePointer<Float>,
+                                  scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_backward_data_prepared(Int32(batch), Int32(inputs), Int32(neurons), outputGrad, prepared, inputGrad, scratch)
+}
+
 /// GFLOP/s of the bf16 unit's peak loop on the calling thread, timed like `measureFMAPeak`: the best
 /// of many ~1 ms slices of thread CPU time. avx512bf16: 24 independent `vdpbf16ps` zmm chains, 64
 /// flops each (16 lanes x 2 products x multiply + add); amx: 4 independent `tdpbf16ps` tiles, 16,384

@@ -36,6 +36,13 @@ public struct LayerCall {
     /// The precision of the workspace making the call (`Workspace.precision`): only layers with a
     /// bf16 path (convolution, dense) look at it.
     public var precision: Precision = .fp32
+    /// This layer's prepared weights in this workspace (`Layer.preparedWeightsCount` floats: work derived
+    /// from the weights alone, such as bf16 copies rounded and packed), or nil: none kept.
+    public var preparedWeights: UnsafeMutablePointer<Float>?
+    /// Whether `preparedWeights` already holds what the current weights give (made by an earlier call
+    /// while the weights stayed the same, see `Workspace.weightsVersion`); when false the layer makes
+    /// it again before using it.
+    public var preparedWeightsCurrent = false
     /// Seed for this layer's random noise in this call (see `Workspace.noiseSeed`).
     public var noiseSeed: UInt64 = 0
     /// The model's flat state buffer (batch normalisation's running statistics; use
@@ -87,6 +94,9 @@ public protocol Layer: Sendable {
     func scratchCount(maxBatch: Int) -> Int
     /// Scratch floats at `precision` (default: `scratchCount(maxBatch:)`; layers with a bf16 path add theirs).
     func scratchCount(maxBatch: Int, precision: Precision) -> Int
+    /// Floats of prepared weights a workspace keeps for this layer at `precision` (see
+    /// `LayerCall.preparedWeights`; default 0: none).
+    func preparedWeightsCount(precision: Precision) -> Int
     /// Saved indices needed for `batch` samples (max pooling's argmax).
     func indexCount(batch: Int) -> Int
     /// Fills this layer's parameters (weights from `rng`, biases zero).
@@ -104,6 +114,7 @@ extension Layer {
     public func initializeState(_ state: UnsafeMutablePointer<Float>) {}
     public func scratchCount(maxBatch: Int) -> Int { 0 }
     public func scratchCount(maxBatch: Int, precision: Precision) -> Int { scratchCount(maxBatch: maxBatch) }
+    public func preparedWeightsCount(precision: Precision) -> Int { 0 }
     public func indexCount(batch: Int) -> Int { 0 }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
 }

@@ -39,6 +39,16 @@ public final class Workspace: @unchecked Sendable {
 
     /// The precision of the convolution and dense products (`LayerCall.precision`).
     public let precision: Precision
+    /// Per layer: its prepared weights (`Layer.preparedWeightsCount`), or nil; and the weights version
+    /// they were made for (0: none).
+    let preparedWeights: [AlignedBuffer?]
+    let preparedVersions: UnsafeMutablePointer<UInt64>
+    /// The version of the parameters the next calls see, or nil (the default): layers then make their
+    /// prepared weights (`LayerCall.preparedWeights`) again in every call. With a version, a layer makes
+    /// them in its first call of that version and uses them in the later ones (the step's other shards,
+    /// its backward). The step engine sets a new version (> 0) for each training step: whoever changes
+    /// the parameters between calls with one version gets calls on stale prepared weights.
+    public var weightsVersion: UInt64?
 
     /// `precision: .bf16` needs the bf16 unit (`Precision.unavailableReason` is nil).
     public init(model: Model, precision: Precision = .fp32) {
@@ -48,6 +58,12 @@ public final class Workspace: @unchecked Sendable {
         batchNorms = model.layers.map { $0 as? BatchNorm }
         batchNormSaved = batchNorms.map { $0.map { BatchNormSaved(channels: $0.channels) } }
         self.precision = precision
+        preparedWeights = model.layers.map { layer in
+            let n = layer.preparedWeightsCount(precision: precision)
+            return n > 0 ? AlignedBuffer(count: n) : nil
+        }
+        preparedVersions = .allocate(capacity: max(1, model.layers.count))
+        preparedVersions.initialize(repeating: 0, count: max(1, model.layers.count))
         let mb = model.maxBatch
         var acts = [AlignedBuffer(count: mb * model.inputShape.count)]
         var grads = [AlignedBuffer(count: 0)]
@@ -111,6 +127,7 @@ public final class Workspace: @unchecked Sendable {
         for p in inputLists { p.deallocate() }
         for p in inputGradLists { p.deallocate() }
         labels.deallocate()
+        preparedVersions.deallocate()
         for saved in batchNormSaved { saved?.deallocate() }
     }
 
@@ -144,6 +161,13 @@ public final class Workspace: @unchecked Sendable {
         c.inputGradList = inputGradLists[i]
         c.training = training
         c.precision = precision
+        if let prepared = preparedWeights[i] {
+            // This call makes them when they are not current, so they are current for the version after it.
+            c.preparedWeights = prepared.pointer
+            let version = weightsVersion ?? 0
+            c.preparedWeightsCurrent = version != 0 && preparedVersions[i] == version
+            preparedVersions[i] = version
+        }
         c.noiseSeed = noiseSeed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
         c.state = state
         c.shardStats = shardStats.map { $0 + model.statsOffsets[i] }

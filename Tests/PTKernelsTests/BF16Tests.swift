@@ -153,6 +153,20 @@ final class BF16Tests: XCTestCase {
             bf16DenseBackwardDataReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, outputGrad: dy.pointer,
                                            weight: w.pointer, inputGrad: dxRef.pointer)
             assertSame(dx, dxRef, "\(label) backward data")
+            // From the prepared weights (the vector unit keeps them; the tile unit has none): the same bits.
+            let preparedCount = bf16DensePreparedCount(inputs: s.inputs, neurons: s.neurons)
+            guard preparedCount > 0 else { continue }
+            let prepared = Buffer(preparedCount, fill: .nan)
+            bf16DensePrepare(inputs: s.inputs, neurons: s.neurons, weight: w.pointer, prepared: prepared.pointer, scratch: scratch.pointer)
+            for round in 0..<2 {
+                let yp = Buffer(s.batch * s.neurons, fill: .nan), dxp = Buffer(s.batch * s.inputs, fill: .nan)
+                bf16DenseForward(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer, prepared: prepared.pointer,
+                                 bias: b.pointer, y: yp.pointer, scratch: scratch.pointer)
+                assertSame(yp, yRef, "\(label) forward, prepared weights (call \(round))")
+                bf16DenseBackwardData(batch: s.batch, inputs: s.inputs, neurons: s.neurons, outputGrad: dy.pointer,
+                                      prepared: prepared.pointer, inputGrad: dxp.pointer, scratch: scratch.pointer)
+                assertSame(dxp, dxRef, "\(label) backward data, prepared weights (call \(round))")
+            }
         }
     }
 

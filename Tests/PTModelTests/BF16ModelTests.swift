@@ -96,4 +96,57 @@ final class BF16ModelTests: XCTestCase {
         XCTAssertTrue(differs, "bf16 logits equal the fp32 ones: the bf16 path did not run")
         print("bf16 logits: largest difference / bound = \(worst)")
     }
+
+    /// A bf16 workspace keeps a dense layer's prepared weights while `weightsVersion` stays the same:
+    /// the same bits as preparing them in every call (version nil), made again under a new version,
+    /// and really kept (changed weights under the old version still give the old weights' result).
+    func testPreparedWeightsFollowTheVersion() throws {
+        guard InstructionSet.bf16Unit != nil else {
+            throw XCTSkip("needs AVX512_BF16 (vdpbf16ps) on the avx512 level: this CPU or PTRAIN_ISA=\(InstructionSet.current.name) lacks it")
+        }
+        let input = Shape(channels: 1, height: 6, width: 6), batch = 4
+        let specs: [LayerSpec] = [.flatten, .dense(neurons: 40, initializer: .he), .relu, .dense(neurons: 24, initializer: .he), .relu,
+                                  .dense(neurons: 16, initializer: .he)]   // every dense layer in bf16 (>= 16 neurons)
+        let model = try Model(input: input, layers: specs, maxBatch: batch)
+        let kept = model.layers.map { $0.preparedWeightsCount(precision: .bf16) }
+        guard kept.contains(where: { $0 > 0 }) else { throw XCTSkip("this bf16 unit (\(InstructionSet.bf16Unit!)) keeps no prepared weights") }
+        XCTAssertEqual(model.layers.map { $0.preparedWeightsCount(precision: .fp32) }, [Int](repeating: 0, count: model.layers.count))
+        let a = AlignedBuffer(count: model.parameterCount), b = AlignedBuffer(count: model.parameterCount)
+        model.initialize(a, seed: 1)
+        model.initialize(b, seed: 2)
+        var rng = Xoshiro256(seed: 5)
+        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        let labels = (0..<batch).map { Int32($0 * 5 % 16) }
+        /// Logits, then the parameter gradients, of one forward and backward of `ws` with `params`.
+        func step(_ ws: Workspace, _ params: AlignedBuffer) -> [UInt32] {
+            ws.input.update(from: x, count: x.count)
+            ws.labels.update(from: labels, count: batch)
+            ws.training = true
+            let grads = AlignedBuffer(count: model.parameterCount)
+            ws.forward(batch: batch, parameters: params.pointer)
+            let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
+            _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+            return (logits + grads.array).map(\.bitPattern)
+        }
+        let plain = Workspace(model: model, precision: .bf16)
+        let fromA = step(plain, a), fromB = step(plain, b)
+        XCTAssertNotEqual(fromA, fromB)
+        let ws = Workspace(model: model, precision: .bf16)
+        ws.weightsVersion = 1
+        XCTAssertEqual(step(ws, a), fromA, "first call of a version")
+        XCTAssertEqual(step(ws, a), fromA, "kept weights, same version")
+        XCTAssertEqual(kept.map { $0 > 0 }, model.layers.map { $0 is Dense })
+        // Logits from the kept (a) weights (the biases, read as they are, are zero in both); the weight
+        // gradients read no prepared weights.
+        let stale = step(ws, b)
+        XCTAssertEqual(Array(stale.prefix(batch * model.classes)), Array(fromA.prefix(batch * model.classes)),
+                       "weights changed under one version: the kept ones are used")
+        ws.weightsVersion = 2
+        XCTAssertEqual(step(ws, b), fromB, "a new version prepares again")
+        ws.weightsVersion = nil
+        XCTAssertEqual(step(ws, a), fromA, "no version: prepared in every call")
+        ws.weightsVersion = 2
+        XCTAssertEqual(step(ws, a), fromA, "a call without a version leaves nothing current")
+    }
 }

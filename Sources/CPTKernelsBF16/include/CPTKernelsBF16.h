@@ -61,5 +61,16 @@ void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const fl
 /// dx[b][i] = chain over o of dy[b][o] w[o][i] (from 0).
 void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float *dy, const float *w, float *dx,
                                  void *scratch);
+/// Bytes of a dense layer's prepared weights (the bf16 W packed for the forward and for the input
+/// gradient, made once while the weights stay the same); 0 on the tile unit, which has no prepared path.
+size_t pt_bf16_dense_prepared_bytes(int inputs, int neurons);
+/// Fills `prepared` from w (scratch: `pt_bf16_dense_scratch_bytes` for any batch).
+void pt_bf16_dense_prepare(int inputs, int neurons, const float *w, void *prepared, void *scratch);
+/// `pt_bf16_dense_forward` with w's prepared form (same bits).
+void pt_bf16_dense_forward_prepared(int batch, int inputs, int neurons, const float *x, const void *prepared,
+                                    const float *bias, float *y, void *scratch);
+/// `pt_bf16_dense_backward_data` with w's prepared form (same bits).
+void pt_bf16_dense_backward_data_prepared(int batch, int inputs, int neurons, const float *dy, const void *prepared,
+                                          float *dx, void *scratch);
 
 #endif

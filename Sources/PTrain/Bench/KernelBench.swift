@@ -31,7 +31,9 @@ public let kernelBenchConvolutions: [(name: String, geometry: ConvGeometry)] = [
     ("cifar-32to32-32x32", ConvGeometry(mb: 128, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-32to64-16x16", ConvGeometry(mb: 128, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("cifar-64to64-16x16", ConvGeometry(mb: 128, ic: 64, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1)),
-    // ResNet-20 (CIFAR, shards of 16): the 8x8 stage, the two strided 3x3 layers and a strided 1x1 shortcut.
+    // ResNet-20 (CIFAR, shards of 16): the 16-channel 32x32 stage, the 8x8 stage, the two strided 3x3
+    // layers and a strided 1x1 shortcut.
+    ("resnet20-16to16-32x32", ConvGeometry(mb: 16, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("resnet20-64to64-8x8", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1)),
     ("resnet20-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1)),
     ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1)),

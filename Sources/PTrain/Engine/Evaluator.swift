@@ -133,6 +133,7 @@ public final class Evaluator: ParallelJob {
         ws.state = state
         ws.shardStats = nil
         ws.noiseSeed = shardNoiseSeed(0, shard: s)
+        ws.weightsVersion = nil
         ws.forward(batch: n, parameters: parameters)
         let result = ws.loss(batch: n, gradScale: 1 / Float(chunk.batch), computeGradient: false)
         shardLoss[s] = result.loss

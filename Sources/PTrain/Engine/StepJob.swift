@@ -243,6 +243,9 @@ final class StepJob: ParallelJob {
         ws.state = state
         ws.shardStats = statsPerShard > 0 ? shardStats + s * statsPerShard : nil
         ws.noiseSeed = shardNoiseSeed(step.noiseBase, shard: s)
+        // The weights stay the same through the step (the exchange writes the next step's after its
+        // last backward, or behind the next forward's waits): layers prepare them once per step.
+        ws.weightsVersion = UInt64(generation)
         exchange.forward(ws, batch: n, worker: worker)
         let result = ws.loss(batch: n, gradScale: 1 / Float(step.batch), computeGradient: true)
         shardLoss[s] = result.loss
