@@ -600,9 +600,10 @@ static inline void direct_forward_tile(int kp, const uint32_t *a, const uint32_t
 #undef STOREROW
 }
 
-/// Forward with weights already rounded: wbf [oc][K].
+/// Forward with weights already rounded: wbf [oc][K]; or (vector unit) with them already packed as A
+/// (`prepacked`, what `pack_a_all` makes of wbf; wbf is then not read).
 static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
-                            float *out, char *s) {
+                            float *out, char *s, const uint32_t *prepacked) {
     conv_dims d = dims(g);
     s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
     uint32_t *pa = bump(&s, packed_a_bytes(g.oc, d.K));
@@ -611,9 +612,13 @@ static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, co
     bump(&s, (size_t)g.oc * d.K * 2 + 32);   // (the caller's rounded weights live here)
     if (tiles_direct(g)) { tiles_forward(g, mb, in, wbf, bias, out, s); return; }
     int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
-    for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
-    pt_view wv = { wbf, rows, NULL };
-    pack_a_all(wv, g.oc, d.K, pa);
+    if (prepacked) {
+        pa = (uint32_t *)prepacked;
+    } else {
+        for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
+        pt_view wv = { wbf, rows, NULL };
+        pack_a_all(wv, g.oc, d.K, pa);
+    }
     conv_offsets(g, d, koff, poff);
     memset(pad, 0, (size_t)(d.sample + 16) * 2);
     int kp = (d.K + 1) / 2, images = 0;
@@ -659,7 +664,7 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
                           float *out, void *scratch) {
     uint16_t *wbf = rounded_weights_slot(g, scratch);
     pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
-    forward_rounded(g, mb, in, wbf, bias, out, scratch);
+    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL);
 }
 
 static int transposed_data(pt_bf16_conv_geometry g) {
@@ -722,26 +727,41 @@ static void col2im_rows(pt_bf16_conv_geometry g, const float *col, float *din, i
         }
 }
 
-void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
-                                void *scratch) {
-    conv_dims d = dims(g);
+/// W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], rounded: the transposed convolution's weights.
+static void flipped_weights(pt_bf16_conv_geometry g, const float *w, uint16_t *wt) {
     int khw = g.kh * g.kw;
+    uint16_t tmp[16];
+    for (int o = 0; o < g.oc; o++)
+        for (int c = 0; c < g.ic; c++) {
+            const float *src = w + ((long)o * g.ic + c) * khw;
+            uint16_t *dst = wt + ((long)c * g.oc + o) * khw;
+            for (int q = 0; q < khw; q += 16) {
+                int n = khw - q < 16 ? khw - q : 16;
+                pt_bf16_round(src + q, tmp, n);
+                for (int e = 0; e < n; e++) dst[khw - 1 - (q + e)] = tmp[e];
+            }
+        }
+}
+
+/// The unfolding input gradient's A operand: W^T [K][oc] from the rounded wbf, packed (rows, roff: K and oc ints).
+static void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32_t *rows, int32_t *roff, uint32_t *pa) {
+    conv_dims d = dims(g);
+    for (int k = 0; k < d.K; k++) rows[k] = k;
+    for (int o = 0; o < g.oc; o++) roff[o] = o * d.K;
+    pt_view wv = { wbf, rows, roff };
+    pack_a_all(wv, d.K, g.oc, pa);
+}
+
+/// The input gradient; `prepacked`: the weights as `pt_bf16_conv_prepare` packs them for it, or NULL.
+static void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
+                          const uint32_t *prepacked) {
+    conv_dims d = dims(g);
     if (transposed_data(g)) {
-        // W'[c][o][i][j] = W[o][c][kh-1-i][kw-1-j], rounded, then the transposed convolution's forward.
+        // The transposed convolution's forward, with the flipped weights.
         pt_bf16_conv_geometry t = transposed(g);
         uint16_t *wt = rounded_weights_slot(t, scratch);
-        uint16_t tmp[16];
-        for (int o = 0; o < g.oc; o++)
-            for (int c = 0; c < g.ic; c++) {
-                const float *src = w + ((long)o * g.ic + c) * khw;
-                uint16_t *dst = wt + ((long)c * g.oc + o) * khw;
-                for (int q = 0; q < khw; q += 16) {
-                    int n = khw - q < 16 ? khw - q : 16;
-                    pt_bf16_round(src + q, tmp, n);
-                    for (int e = 0; e < n; e++) dst[khw - 1 - (q + e)] = tmp[e];
-                }
-            }
-        forward_rounded(t, mb, dout, wt, NULL, din, scratch);
+        if (!prepacked) flipped_weights(g, w, wt);
+        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked);
         return;
     }
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -751,11 +771,12 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
     uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 32);
     float *col = bump(&s, (size_t)d.K * d.P * 4);
     int32_t *rows = bump(&s, (size_t)d.K * 4), *roff = bump(&s, (size_t)g.oc * 4), *lane = bump(&s, (size_t)d.P * 4);
-    pt_bf16_round(w, wbf, (long)g.oc * d.K);
-    for (int k = 0; k < d.K; k++) rows[k] = k;
-    for (int o = 0; o < g.oc; o++) roff[o] = o * d.K;
-    pt_view wv = { wbf, rows, roff };
-    pack_a_all(wv, d.K, g.oc, pa);
+    if (prepacked) {
+        pa = (uint32_t *)prepacked;
+    } else {
+        pt_bf16_round(w, wbf, (long)g.oc * d.K);
+        pack_transposed_weights(g, wbf, rows, roff, pa);
+    }
     for (int o = 0; o < g.oc; o++) roff[o] = o * d.P;
     for (int q = 0; q < d.P; q++) lane[q] = q;
     long inSize = (long)g.ic * g.ih * g.iw;
@@ -806,6 +827,76 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
                     }
                 }
     }
+}
+
+void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
+                                void *scratch) {
+    backward_data(g, mb, dout, w, din, scratch, NULL);
+}
+
+// Prepared weights (vector unit): the weights rounded and packed as the forward's A and as the input
+// gradient's (flipped for the transposed forward, or W^T for the unfolding path), made once while the
+// weights stay the same; the packed words are those each call packs, so the bits are the same.
+
+static size_t prepared_data_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    if (transposed_data(g)) { pt_bf16_conv_geometry t = transposed(g); return packed_a_bytes(t.oc, dims(t).K); }
+    return packed_a_bytes(d.K, g.oc);
+}
+
+size_t pt_bf16_conv_prepared_bytes(pt_bf16_conv_geometry g) {
+    if (use_tiles()) return 0;
+    return align64(packed_a_bytes(g.oc, dims(g).K)) + align64(prepared_data_bytes(g)) + 64;
+}
+
+static size_t prepare_scratch_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    int n = d.K > g.oc ? d.K : g.oc; if (g.ic > n) n = g.ic;
+    return 2 * align64((size_t)g.oc * d.K * 2 + 32) + 2 * align64((size_t)n * 4) + 64;
+}
+
+static void prepared_split_conv(pt_bf16_conv_geometry g, const void *prepared, uint32_t **forward, uint32_t **data) {
+    char *s = (char *)(((uintptr_t)prepared + 63) & ~(uintptr_t)63);
+    *forward = bump(&s, packed_a_bytes(g.oc, dims(g).K));
+    *data = bump(&s, prepared_data_bytes(g));
+}
+
+void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepared, void *scratch) {
+    conv_dims d = dims(g);
+    uint32_t *forward, *data;
+    prepared_split_conv(g, prepared, &forward, &data);
+    char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    uint16_t *wbf = bump(&s, (size_t)g.oc * d.K * 2 + 32), *wt = bump(&s, (size_t)g.oc * d.K * 2 + 32);
+    int n = d.K > g.oc ? d.K : g.oc; if (g.ic > n) n = g.ic;
+    int32_t *rows = bump(&s, (size_t)n * 4), *roff = bump(&s, (size_t)n * 4);
+    pt_bf16_round(w, wbf, (long)g.oc * d.K);
+    for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
+    pt_view wv = { wbf, rows, NULL };
+    pack_a_all(wv, g.oc, d.K, forward);
+    if (transposed_data(g)) {
+        pt_bf16_conv_geometry t = transposed(g);
+        int tk = dims(t).K;
+        flipped_weights(g, w, wt);
+        for (int c = 0; c < g.ic; c++) rows[c] = c * tk;
+        pt_view tv = { wt, rows, NULL };
+        pack_a_all(tv, t.oc, tk, data);
+    } else {
+        pack_transposed_weights(g, wbf, rows, roff, data);
+    }
+}
+
+void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float *in, const void *prepared, const float *bias,
+                                   float *out, void *scratch) {
+    uint32_t *forward, *data;
+    prepared_split_conv(g, prepared, &forward, &data);
+    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward);
+}
+
+void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
+                                         void *scratch) {
+    uint32_t *forward, *data;
+    prepared_split_conv(g, prepared, &forward, &data);
+    backward_data(g, mb, dout, NULL, din, scratch, data);
 }
 
 /// Backward weights, direct form (ic a multiple of 16, even output width): no packing. The reduction
@@ -1326,9 +1417,10 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
 
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb) {
     (void)mb;
-    size_t f = forward_bytes(g), dd = data_bytes(g), w = weights_bytes(g);
+    size_t f = forward_bytes(g), dd = data_bytes(g), w = weights_bytes(g), p = prepare_scratch_bytes(g);
     size_t m = f > dd ? f : dd;
-    return (m > w ? m : w) + 64;
+    m = m > w ? m : w;
+    return (m > p ? m : p) + 64;
 }
 
 // MARK: dense

@@ -143,6 +143,34 @@ extension ConvKernel {
         }
     }
 
+    /// Floats of this convolution's prepared weights (its bf16 weights packed for the forward and the
+    /// input gradient, made once while the weights stay the same); 0 where the unit has no prepared path (tiles).
+    public var bf16PreparedCount: Int {
+        requireBF16()
+        let bytes = pt_bf16_conv_prepared_bytes(geometry.bf16)
+        return bytes == 0 ? 0 : (bytes + 3) / 4 + 16
+    }
+
+    /// Fills `prepared` (`bf16PreparedCount` floats) from the weights; `scratch`: `bf16ScratchCount` floats.
+    public func bf16Prepare(weight: UnsafePointer<Float>, prepared: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_prepare(geometry.bf16, weight, prepared, scratch)
+    }
+
+    /// `bf16Forward` from the prepared weights: the same bits.
+    public func bf16Forward(mb: Int, input: UnsafePointer<Float>, prepared: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_forward_prepared(geometry.bf16, Int32(mb), input, prepared, bias, output, scratch)
+    }
+
+    /// `bf16BackwardData` from the prepared weights: the same bits.
+    public func bf16BackwardData(mb: Int, outputGrad: UnsafePointer<Float>, prepared: UnsafePointer<Float>,
+                                 inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_backward_data_prepared(geometry.bf16, Int32(mb), outputGrad, prepared, inputGrad, scratch)
+    }
+
     /// bf16 forward: see `bf16ConvForwardReference` (same bits).
     public func bf16Forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                             output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

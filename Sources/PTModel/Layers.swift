@@ -50,9 +50,29 @@ public struct Conv2D: Layer {
         (p + parameters[1].offset).update(repeating: 0, count: parameters[1].count)
     }
 
+    /// In a bf16 workspace, when the forward or the input gradient runs in bf16: the weights rounded and
+    /// packed for both, kept while the weights stay the same (one training step) instead of made in every
+    /// call (see `Dense.preparedWeightsCount`).
+    public func preparedWeightsCount(precision: Precision) -> Int {
+        let p = kernel.bf16Passes
+        return precision == .bf16 && (p.forward || p.backwardData) ? kernel.bf16PreparedCount : 0
+    }
+
+    /// The prepared weights of a bf16 call, made first when they are not current; nil: none kept.
+    func prepared(_ c: LayerCall) -> UnsafePointer<Float>? {
+        guard let p = c.preparedWeights else { return nil }
+        if !c.preparedWeightsCurrent { kernel.bf16Prepare(weight: c.parameters + parameters[0].offset, prepared: p, scratch: c.scratch) }
+        return UnsafePointer(p)
+    }
+
     public func forward(_ c: LayerCall) {
-        kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset,
-                       bias: c.parameters + parameters[1].offset, output: c.output, scratch: c.scratch, precision: c.precision)
+        let bias = c.parameters + parameters[1].offset
+        if c.precision == .bf16 && kernel.bf16Passes.forward, let p = prepared(c) {
+            kernel.bf16Forward(mb: c.batch, input: c.input, prepared: p, bias: bias, output: c.output, scratch: c.scratch)
+            return
+        }
+        kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset, bias: bias, output: c.output,
+                       scratch: c.scratch, precision: c.precision)
     }
 
     public func backward(_ c: LayerCall) {
@@ -60,10 +80,13 @@ public struct Conv2D: Layer {
         kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
                                weightGrad: c.gradients + parameters[0].offset,
                                biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch, precision: c.precision)
-        if let dIn = c.inputGrad {
-            kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
-                                inputGrad: dIn, scratch: c.scratch, precision: c.precision)
+        guard let dIn = c.inputGrad else { return }
+        if c.precision == .bf16 && kernel.bf16Passes.backwardData, let p = prepared(c) {
+            kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, scratch: c.scratch)
+            return
         }
+        kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
+                            inputGrad: dIn, scratch: c.scratch, precision: c.precision)
     }
 }
 

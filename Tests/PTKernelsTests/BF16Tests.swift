@@ -121,6 +121,20 @@ final class BF16Tests: XCTestCase {
             let y2 = Buffer(g.outputCount)
             kernel.bf16Forward(mb: mb, input: x.pointer, weight: w.pointer, bias: b.pointer, output: y2.pointer, scratch: scratch.pointer)
             assertIdentical(y, y2, "\(label) forward twice")
+            // From the prepared weights (the vector unit keeps them; the tile unit has none): the same bits,
+            // call after call (the prepared weights are only read).
+            guard kernel.bf16PreparedCount > 0 else { continue }
+            let prepared = Buffer(kernel.bf16PreparedCount, fill: .nan)
+            kernel.bf16Prepare(weight: w.pointer, prepared: prepared.pointer, scratch: scratch.pointer)
+            for call in 0..<2 {
+                let yp = Buffer(g.outputCount, fill: .nan), dxp = Buffer(g.inputCount, fill: .nan)
+                kernel.bf16Forward(mb: mb, input: x.pointer, prepared: prepared.pointer, bias: b.pointer, output: yp.pointer,
+                                   scratch: scratch.pointer)
+                assertSame(yp, yRef, "\(label) forward, prepared weights (call \(call))")
+                kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, prepared: prepared.pointer, inputGrad: dxp.pointer,
+                                        scratch: scratch.pointer)
+                assertSame(dxp, dxRef, "\(label) backward data, prepared weights (call \(call))")
+            }
         }
     }
 

@@ -97,16 +97,19 @@ final class BF16ModelTests: XCTestCase {
         print("bf16 logits: largest difference / bound = \(worst)")
     }
 
-    /// A bf16 workspace keeps a dense layer's prepared weights while `weightsVersion` stays the same:
+    /// A bf16 workspace keeps conv and dense layers' prepared weights while `weightsVersion` stays the same:
     /// the same bits as preparing them in every call (version nil), made again under a new version,
     /// and really kept (changed weights under the old version still give the old weights' result).
     func testPreparedWeightsFollowTheVersion() throws {
         guard InstructionSet.bf16Unit != nil else {
             throw XCTSkip("needs AVX512_BF16 (vdpbf16ps) on the avx512 level: this CPU or PTRAIN_ISA=\(InstructionSet.current.name) lacks it")
         }
-        let input = Shape(channels: 1, height: 6, width: 6), batch = 4
-        let specs: [LayerSpec] = [.flatten, .dense(neurons: 40, initializer: .he), .relu, .dense(neurons: 24, initializer: .he), .relu,
-                                  .dense(neurons: 16, initializer: .he)]   // every dense layer in bf16 (>= 16 neurons)
+        let input = Shape(channels: 16, height: 6, width: 6), batch = 4
+        // Every conv and dense pass that reads the weights in bf16 (>= 16 channels and neurons).
+        let specs: [LayerSpec] = [.conv(features: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, initializer: .he), .relu,
+                                  .conv(features: 16, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1, initializer: .he), .relu,
+                                  .flatten, .dense(neurons: 40, initializer: .he), .relu, .dense(neurons: 24, initializer: .he), .relu,
+                                  .dense(neurons: 16, initializer: .he)]
         let model = try Model(input: input, layers: specs, maxBatch: batch)
         let kept = model.layers.map { $0.preparedWeightsCount(precision: .bf16) }
         guard kept.contains(where: { $0 > 0 }) else { throw XCTSkip("this bf16 unit (\(InstructionSet.bf16Unit!)) keeps no prepared weights") }
@@ -136,7 +139,7 @@ final class BF16ModelTests: XCTestCase {
         ws.weightsVersion = 1
         XCTAssertEqual(step(ws, a), fromA, "first call of a version")
         XCTAssertEqual(step(ws, a), fromA, "kept weights, same version")
-        XCTAssertEqual(kept.map { $0 > 0 }, model.layers.map { $0 is Dense })
+        XCTAssertEqual(kept.map { $0 > 0 }, model.layers.map { $0 is Dense || $0 is Conv2D })
         // Logits from the kept (a) weights (the biases, read as they are, are zero in both); the weight
         // gradients read no prepared weights.
         let stale = step(ws, b)

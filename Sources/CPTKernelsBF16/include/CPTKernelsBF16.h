@@ -42,6 +42,17 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
 /// order) of the unfolded products, each a chain over o.
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
                                 void *scratch);
+/// Bytes of a convolution's prepared weights (rounded and packed for the forward and the input
+/// gradient, made once while the weights stay the same); 0 on the tile unit, which has no prepared path.
+size_t pt_bf16_conv_prepared_bytes(pt_bf16_conv_geometry g);
+/// Fills `prepared` from w (scratch: `pt_bf16_conv_scratch_bytes`).
+void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepared, void *scratch);
+/// `pt_bf16_conv_forward` with w's prepared form (same bits).
+void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float *in, const void *prepared, const float *bias,
+                                   float *out, void *scratch);
+/// `pt_bf16_conv_backward_data` with w's prepared form (same bits).
+void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
+                                         void *scratch);
 /// dw[o][k] += chain over samples, then pixels of each sample (padded to even per sample), starting
 /// from dw; db[o] (if not NULL) += fp32 sum of dout (see `pt_bf16_bias_sums`).
 void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
