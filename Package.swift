@@ -65,8 +65,10 @@ let package = Package(
         .target(name: "CPTKernelsBF16", dependencies: ["CPTSupport"],
                 cSettings: [.unsafeFlags(["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
                                           "-mamx-tile", "-mamx-bf16", "-O3"])]),
+        // Header-only: the Swift kernels' software prefetch (inlined).
+        .target(name: "CPTPrefetch"),
         // Hot path: GEMM, convolution, pooling, activations, optimizer updates, generic over the level.
-        .target(name: "PTKernelsCore",
+        .target(name: "PTKernelsCore", dependencies: ["CPTPrefetch"],
                 swiftSettings: checked + kernelFlags + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
         // The kernels specialised for each level, each module built for its CPU.
         .target(name: "PTKernelsAVX2", dependencies: ["PTKernelsCore"],

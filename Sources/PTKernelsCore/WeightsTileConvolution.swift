@@ -55,8 +55,13 @@ extension ConvKernel {
         padded.update(repeating: 0, count: g.ic * planeStride)
         acc.update(repeating: 0, count: k * oc)
         let inSize = g.ic * g.ih * g.iw, outSize = oc * p
+        // Tile calls per sample, among which the next sample's lines are spread.
+        let calls = (groupsTotal + tg - 1) / tg * ((oc + L.width * nv - 1) / (L.width * nv))
         for s in 0..<mb {
             let x = input + s * inSize, dy = outputGrad + s * outSize
+            var next = s + 1 < mb ? NextSampleLines(x + inSize, count: inSize, dy + outSize, count2: outSize)
+                                  : NextSampleLines(nil, count: 0, nil, count2: 0)
+            let linesPerCall = (next.lines + calls - 1) / calls
             for c in 0..<g.ic {
                 for y in 0..<g.ih {
                     copyFloats(padded + c * planeStride + (y + g.ph) * wp + g.pw, x + (c * g.ih + y) * g.iw, g.iw)
@@ -87,6 +92,7 @@ extension ConvKernel {
                 }
                 var ob = 0
                 while ob < oc {
+                    next.fetch(lines: linesPerCall)
                     L.weightsTile(kw: g.kw, groups: tg, nv: nv, img: padded, groupOffsets: offsets, dyT: dyT + ob, ldy: oc, oh: oh,
                                   ow: ow, rowStep: g.sh * wp, colStep: g.sw, acc: acc + g0 * g.kw * oc + ob, ldacc: oc, groups: groups)
                     ob += L.width * nv
