@@ -1545,15 +1545,20 @@ void pt_bf16_dense_prepare(int inputs, int neurons, const float *w, void *prepar
     for (int j = 0; j < inputs; j += NR) pack_b(s.wbf, s.t2, s.t1, j, inputs, neurons, p.data + (size_t)j * kpo);
 }
 
+/// c[batch][N] = rows (batch x R, fp32) x B, B prepacked: the rows rounded into bf and packed as A.
+static void rows_times_prepacked(int batch, int R, int N, const float *rows, uint16_t *bf, dense_scratch s, const uint32_t *pb,
+                                 float *c) {
+    pt_bf16_round(rows, bf, (long)batch * R);
+    for (int b = 0; b < batch; b++) s.t0[b] = b * R;
+    pt_view v = { bf, s.t0, NULL };
+    pack_a_all(v, batch, R, s.pa);
+    gemm_prepacked(batch, N, R, s.pa, pb, c, N, 0);
+}
+
 void pt_bf16_dense_forward_prepared(int batch, int inputs, int neurons, const float *x, const void *prepared,
                                     const float *bias, float *y, void *scratch) {
-    dense_prepared p = prepared_split(inputs, neurons, (void *)prepared);
     dense_scratch s = dense_split(batch, inputs, neurons, scratch);
-    pt_bf16_round(x, s.xbf, (long)batch * inputs);
-    for (int b = 0; b < batch; b++) s.t0[b] = b * inputs;
-    pt_view xv = { s.xbf, s.t0, NULL };
-    pack_a_all(xv, batch, inputs, s.pa);
-    gemm_prepacked(batch, neurons, inputs, s.pa, p.forward, y, neurons, 0);
+    rows_times_prepacked(batch, inputs, neurons, x, s.xbf, s, prepared_split(inputs, neurons, (void *)prepared).forward, y);
     if (bias)
         for (int b = 0; b < batch; b++)
             for (int o = 0; o < neurons; o++) y[(long)b * neurons + o] += bias[o];
@@ -1561,11 +1566,6 @@ void pt_bf16_dense_forward_prepared(int batch, int inputs, int neurons, const fl
 
 void pt_bf16_dense_backward_data_prepared(int batch, int inputs, int neurons, const float *dy, const void *prepared,
                                           float *dx, void *scratch) {
-    dense_prepared p = prepared_split(inputs, neurons, (void *)prepared);
     dense_scratch s = dense_split(batch, inputs, neurons, scratch);
-    pt_bf16_round(dy, s.ybf, (long)batch * neurons);
-    for (int b = 0; b < batch; b++) s.t0[b] = b * neurons;
-    pt_view gv = { s.ybf, s.t0, NULL };
-    pack_a_all(gv, batch, neurons, s.pa);
-    gemm_prepacked(batch, inputs, neurons, s.pa, p.data, dx, inputs, 0);
+    rows_times_prepacked(batch, neurons, inputs, dy, s.ybf, s, prepared_split(inputs, neurons, (void *)prepared).data, dx);
 }
