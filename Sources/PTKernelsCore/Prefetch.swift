@@ -8,15 +8,20 @@ import CPTPrefetch
 @usableFromInline struct NextSampleLines {
     var p: UnsafeRawPointer, end: UnsafeRawPointer, p2: UnsafeRawPointer, end2: UnsafeRawPointer
 
-    /// The lines of `a[0..<count]`, then of `b[0..<count2]`; nothing when `a` is nil (no next sample).
-    @inline(__always) init(_ a: UnsafePointer<Float>?, count: Int, _ b: UnsafePointer<Float>?, count2: Int) {
-        guard let a, let b else {
-            let z = UnsafeRawPointer(bitPattern: 64)!
-            (p, end, p2, end2) = (z, z, z, z)
-            return
-        }
+    /// The lines of `a[0..<count]`, then of `b[0..<count2]`.
+    @inline(__always) init(_ a: UnsafePointer<Float>, count: Int, _ b: UnsafePointer<Float>, count2: Int) {
         (p, end) = (UnsafeRawPointer(a), UnsafeRawPointer(a + count))
         (p2, end2) = (UnsafeRawPointer(b), UnsafeRawPointer(b + count2))
+    }
+
+    /// No lines (no next sample).
+    @usableFromInline static var none: NextSampleLines {
+        let z = UnsafeRawPointer(bitPattern: 64)!
+        return NextSampleLines(p: z, end: z, p2: z, end2: z)
+    }
+
+    @inline(__always) init(p: UnsafeRawPointer, end: UnsafeRawPointer, p2: UnsafeRawPointer, end2: UnsafeRawPointer) {
+        (self.p, self.end, self.p2, self.end2) = (p, end, p2, end2)
     }
 
     /// Lines left to fetch.

@@ -59,8 +59,7 @@ extension ConvKernel {
         let calls = (groupsTotal + tg - 1) / tg * ((oc + L.width * nv - 1) / (L.width * nv))
         for s in 0..<mb {
             let x = input + s * inSize, dy = outputGrad + s * outSize
-            var next = s + 1 < mb ? NextSampleLines(x + inSize, count: inSize, dy + outSize, count2: outSize)
-                                  : NextSampleLines(nil, count: 0, nil, count2: 0)
+            var next = s + 1 < mb ? NextSampleLines(x + inSize, count: inSize, dy + outSize, count2: outSize) : .none
             let linesPerCall = (next.lines + calls - 1) / calls
             for c in 0..<g.ic {
                 for y in 0..<g.ih {

@@ -67,6 +67,17 @@ public struct LayerCall {
     }
 }
 
+extension LayerCall {
+    /// The layer's prepared weights for this call, made first by `make` (given the buffer to fill)
+    /// when they are not current; nil when the workspace keeps none for the layer.
+    @inline(__always)
+    public func currentPreparedWeights(_ make: (UnsafeMutablePointer<Float>) -> Void) -> UnsafePointer<Float>? {
+        guard let p = preparedWeights else { return nil }
+        if !preparedWeightsCurrent { make(p) }
+        return UnsafePointer(p)
+    }
+}
+
 /// A network layer: shapes, parameters, forward and backward.
 public protocol Layer: Sendable {
     /// Unique name within the model, e.g. "conv1", "pool2", "dense3".

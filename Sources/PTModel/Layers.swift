@@ -58,11 +58,9 @@ public struct Conv2D: Layer {
         return precision == .bf16 && (p.forward || p.backwardData) ? kernel.bf16PreparedCount : 0
     }
 
-    /// The prepared weights of a bf16 call, made first when they are not current; nil: none kept.
+    /// The prepared weights of a bf16 call (see `LayerCall.currentPreparedWeights`).
     func prepared(_ c: LayerCall) -> UnsafePointer<Float>? {
-        guard let p = c.preparedWeights else { return nil }
-        if !c.preparedWeightsCurrent { kernel.bf16Prepare(weight: c.parameters + parameters[0].offset, prepared: p, scratch: c.scratch) }
-        return UnsafePointer(p)
+        c.currentPreparedWeights { kernel.bf16Prepare(weight: c.parameters + parameters[0].offset, prepared: $0, scratch: c.scratch) }
     }
 
     public func forward(_ c: LayerCall) {
@@ -211,14 +209,12 @@ public struct Dense: Layer {
         precision == .bf16 && bf16Applies ? bf16DensePreparedCount(inputs: inputs, neurons: neurons) : 0
     }
 
-    /// The prepared weights of a bf16 call, made first when they are not current; nil: none kept.
+    /// The prepared weights of a bf16 call (see `LayerCall.currentPreparedWeights`).
     func prepared(_ c: LayerCall) -> UnsafePointer<Float>? {
-        guard let p = c.preparedWeights else { return nil }
-        if !c.preparedWeightsCurrent {
-            bf16DensePrepare(inputs: inputs, neurons: neurons, weight: c.parameters + parameters[0].offset, prepared: p,
+        c.currentPreparedWeights {
+            bf16DensePrepare(inputs: inputs, neurons: neurons, weight: c.parameters + parameters[0].offset, prepared: $0,
                              scratch: c.scratch)
         }
-        return UnsafePointer(p)
     }
 
     public func forward(_ c: LayerCall) {
