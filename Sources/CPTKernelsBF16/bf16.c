@@ -676,8 +676,150 @@ static pt_bf16_conv_geometry transposed(pt_bf16_conv_geometry g) {
     return t;
 }
 
+// MARK: planar input gradient
+
+/// Input gradient, planar form, for narrow layers where the GEMM forms would mostly multiply padding
+/// (LeNet's conv2: 6 input channels on 14x14, 5x5 taps): stride 1, padding <= kernel - 1, ic < 16,
+/// oc even, input rows of at most 16 pixels. One zmm holds 16 pixels of one input-gradient row (lanes
+/// past iw are computed and not stored); a pair is two output channels (o, o + 1) at one tap, so the
+/// word of lane x for tap (a, b) of the flipped kernel and pair op is Q[op][y][x + b] = (dout[2op][y][x + b - tw]
+/// high, dout[2op + 1][y][x + b - tw] low), y = iy - th + a (th = kh - 1 - ph, tw = kw - 1 - pw), from a
+/// per-sample copy of dout with zero columns around each row; the weight pair is broadcast. The chain of
+/// each input pixel runs over the taps (a, b) whose dout row y exists (a, then b, then o increasing, from
+/// 0): rows outside dout are skipped, not multiplied by zero (`bf16ConvBackwardDataReference`). Register
+/// tile: 4 rows x 6 channels; per tap and pair, 6 weight broadcasts and one word vector per row feed
+/// 24 vdpbf16ps (masked off for a row that does not take the tap row).
+#define PLANAR_ROWS 4
+#define PLANAR_CHANNELS 6
+#define PLANAR_WIDTH 32
+
+static int planar_data(pt_bf16_conv_geometry g) {
+    return transposed_data(g) && g.ic < 16 && g.oc % 2 == 0 && g.iw <= 16 && g.kw <= PLANAR_WIDTH - 15 && g.iw + g.pw <= PLANAR_WIDTH;
+}
+
+static size_t planar_table_words(pt_bf16_conv_geometry g) {
+    int blocks = (g.ic + PLANAR_CHANNELS - 1) / PLANAR_CHANNELS;
+    return (size_t)blocks * g.kh * g.kw * (g.oc / 2) * PLANAR_CHANNELS;
+}
+
+static size_t planar_bytes(pt_bf16_conv_geometry g) {
+    return align64(planar_table_words(g) * 4) + align64((size_t)g.oc * g.ic * g.kh * g.kw * 2 + 32)
+         + align64((size_t)(g.oc / 2) * g.oh * PLANAR_WIDTH * 4) + 64;
+}
+
+/// table[cb][a][b][op][cc] = (W[2op][c][kh-1-a][kw-1-b] high, W[2op+1][c][kh-1-a][kw-1-b] low), c = 6 cb + cc,
+/// 0 past ic; wbf: the rounded weights.
+static void planar_table(pt_bf16_conv_geometry g, const uint16_t *wbf, uint32_t *table) {
+    int khw = g.kh * g.kw, ops = g.oc / 2;
+    long k = 0;
+    for (int c0 = 0; c0 < g.ic; c0 += PLANAR_CHANNELS)
+        for (int a = 0; a < g.kh; a++)
+            for (int b = 0; b < g.kw; b++) {
+                int t = (g.kh - 1 - a) * g.kw + (g.kw - 1 - b);
+                for (int op = 0; op < ops; op++)
+                    for (int cc = 0; cc < PLANAR_CHANNELS; cc++, k++) {
+                        int c = c0 + cc;
+                        table[k] = c < g.ic ? (uint32_t)wbf[((long)(2 * op) * g.ic + c) * khw + t] << 16
+                                                  | wbf[((long)(2 * op + 1) * g.ic + c) * khw + t]
+                                            : 0;
+                    }
+            }
+}
+
+/// Adds tap row a into the tile: tile row r reads the words at row[r] (pair plane 0; planes `plane`
+/// words apart) under mask k[r]: all lanes, or none for a row that does not take this tap row (its
+/// dout row does not exist, or the row is past the input), whose accumulators stay as they are (merge
+/// masking: no step, no rounding). w is the table at tap row a; the six weight pairs of a tap stay in
+/// registers for all the rows (24 accumulators + 6 + 1 of the 32 zmm).
+static inline __attribute__((always_inline)) void planar_tap_row(int kw, int ops, const uint32_t *const row[PLANAR_ROWS],
+                                                                 const __mmask16 k[PLANAR_ROWS], long plane, const uint32_t *w,
+                                                                 __m512 acc[PLANAR_ROWS][PLANAR_CHANNELS]) {
+    for (int b = 0; b < kw; b++)
+        for (int op = 0; op < ops; op++) {
+            const uint32_t *wt = w + (long)(b * ops + op) * PLANAR_CHANNELS;
+            __m512bh wv[PLANAR_CHANNELS];
+#pragma clang loop unroll(full)
+            for (int cc = 0; cc < PLANAR_CHANNELS; cc++) wv[cc] = (__m512bh)_mm512_set1_epi32((int)wt[cc]);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < PLANAR_ROWS; r++) {
+                __m512bh v = (__m512bh)_mm512_loadu_si512(row[r] + op * plane + b);
+#pragma clang loop unroll(full)
+                for (int cc = 0; cc < PLANAR_CHANNELS; cc++) acc[r][cc] = _mm512_mask_dpbf16_ps(acc[r][cc], k[r], v, wv[cc]);
+            }
+        }
+}
+
+/// Q[op][y][tw + x] = (dout[2op][y][x] high, dout[2op + 1][y][x] low) for one sample (the other words stay 0).
+static void planar_words(pt_bf16_conv_geometry g, const float *dn, uint32_t *q) {
+    long P = (long)g.oh * g.ow, plane = (long)g.oh * PLANAR_WIDTH;
+    int tw = g.kw - 1 - g.pw;
+    for (int op = 0; op < g.oc / 2; op++)
+        for (int y = 0; y < g.oh; y++) {
+            const float *hi = dn + 2 * op * P + (long)y * g.ow, *lo = hi + P;
+            uint32_t *dst = q + op * plane + (long)y * PLANAR_WIDTH + tw;
+            for (int x = 0; x < g.ow; x += 16) {
+                __mmask16 m = (__mmask16)(g.ow - x >= 16 ? 0xFFFF : (1u << (g.ow - x)) - 1);
+                __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi + x)));
+                __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo + x)));
+                _mm512_mask_storeu_epi32(dst + x, m, _mm512_or_si512(_mm512_slli_epi32(h, 16), l));
+            }
+        }
+}
+
+/// The planar input gradient; `prepared`: the table as `pt_bf16_conv_prepare` makes it, or NULL.
+static void planar_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
+                                 const uint32_t *prepared) {
+    char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    uint32_t *table = bump(&s, planar_table_words(g) * 4);
+    uint16_t *wbf = bump(&s, (size_t)g.oc * g.ic * g.kh * g.kw * 2 + 32);
+    int ops = g.oc / 2, th = g.kh - 1 - g.ph;
+    long plane = (long)g.oh * PLANAR_WIDTH;
+    uint32_t *q = bump(&s, (size_t)ops * plane * 4);
+    if (prepared) {
+        table = (uint32_t *)prepared;
+    } else {
+        pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
+        planar_table(g, wbf, table);
+    }
+    memset(q, 0, (size_t)ops * plane * 4);
+    long P = (long)g.oh * g.ow, inSize = (long)g.ic * g.ih * g.iw;
+    long wrow = (long)g.kw * ops * PLANAR_CHANNELS, wblock = g.kh * wrow;
+    __mmask16 store = (__mmask16)(g.iw >= 16 ? 0xFFFF : (1u << g.iw) - 1);
+    for (int n = 0; n < mb; n++) {
+        planar_words(g, dout + n * g.oc * P, q);
+        float *dst = din + n * inSize;
+        for (int c0 = 0; c0 < g.ic; c0 += PLANAR_CHANNELS) {
+            int nc = g.ic - c0 < PLANAR_CHANNELS ? g.ic - c0 : PLANAR_CHANNELS;
+            const uint32_t *tb = table + (c0 / PLANAR_CHANNELS) * wblock;
+            for (int iy0 = 0; iy0 < g.ih; iy0 += PLANAR_ROWS) {
+                int nr = g.ih - iy0 < PLANAR_ROWS ? g.ih - iy0 : PLANAR_ROWS;
+                __m512 acc[PLANAR_ROWS][PLANAR_CHANNELS];
+                for (int r = 0; r < PLANAR_ROWS; r++)
+                    for (int cc = 0; cc < PLANAR_CHANNELS; cc++) acc[r][cc] = _mm512_setzero_ps();
+                // Tap rows in order; tile row r takes tap row a where its dout row y0 + r = iy0 + r - th + a exists.
+                for (int a = 0; a < g.kh; a++) {
+                    int y0 = iy0 - th + a, any = 0;
+                    const uint32_t *row[PLANAR_ROWS];
+                    __mmask16 k[PLANAR_ROWS];
+                    for (int r = 0; r < PLANAR_ROWS; r++) {
+                        int takes = r < nr && y0 + r >= 0 && y0 + r < g.oh;
+                        row[r] = q + (long)(takes ? y0 + r : 0) * PLANAR_WIDTH;
+                        k[r] = takes ? 0xFFFF : 0;
+                        any |= takes;
+                    }
+                    if (any) planar_tap_row(g.kw, ops, row, k, plane, tb + a * wrow, acc);
+                }
+                for (int r = 0; r < nr; r++)
+                    for (int cc = 0; cc < nc; cc++)
+                        _mm512_mask_storeu_ps(dst + ((long)(c0 + cc) * g.ih + iy0 + r) * g.iw, store, acc[r][cc]);
+            }
+        }
+    }
+}
+
 static size_t data_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
+    if (planar_data(g)) return planar_bytes(g);
     if (transposed_data(g)) return forward_bytes(transposed(g));
     // dcol [K][P] = W^T x dout: A = rounded weights read transposed, B = the sample's rounded dout.
     return align64(packed_a_bytes(d.K, g.oc)) + align64(packed_b_bytes(d.P, g.oc)) + align64((size_t)g.oc * d.K * 2 + 32)
@@ -756,6 +898,10 @@ static void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf
 static void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
                           const uint32_t *prepacked) {
     conv_dims d = dims(g);
+    if (planar_data(g)) {
+        planar_backward_data(g, mb, dout, w, din, scratch, prepacked);
+        return;
+    }
     if (transposed_data(g)) {
         // The transposed convolution's forward, with the flipped weights.
         pt_bf16_conv_geometry t = transposed(g);
@@ -835,11 +981,12 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
 }
 
 // Prepared weights (vector unit): the weights rounded and packed as the forward's A and as the input
-// gradient's (flipped for the transposed forward, or W^T for the unfolding path), made once while the
+// gradient's (the planar form's pair table, flipped for the transposed forward, or W^T for the unfolding path), made once while the
 // weights stay the same; the packed words are those each call packs, so the bits are the same.
 
 static size_t prepared_data_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
+    if (planar_data(g)) return planar_table_words(g) * 4;
     if (transposed_data(g)) { pt_bf16_conv_geometry t = transposed(g); return packed_a_bytes(t.oc, dims(t).K); }
     return packed_a_bytes(d.K, g.oc);
 }
@@ -873,7 +1020,9 @@ void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepare
     for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
     pt_view wv = { wbf, rows, NULL };
     pack_a_all(wv, g.oc, d.K, forward);
-    if (transposed_data(g)) {
+    if (planar_data(g)) {
+        planar_table(g, wbf, data);
+    } else if (transposed_data(g)) {
         pt_bf16_conv_geometry t = transposed(g);
         int tk = dims(t).K;
         flipped_weights(g, w, wt);

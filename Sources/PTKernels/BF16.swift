@@ -86,7 +86,9 @@ public struct BF16Passes: Sendable, Equatable {
 
 extension ConvKernel {
     /// The passes that run in bf16: those whose GEMM has at least 16 rows (two 8-row register tiles):
-    /// forward and backward weights need oc >= 16, backward data ic >= 16. With fewer rows most of the
+    /// forward and backward weights need oc >= 16, backward data ic >= 16, or the planar form
+    /// (`bf16BackwardDataIsPlanar`: LeNet conv2's input gradient at 96-106 GFLOP/s against 53-68 in fp32,
+    /// counting useful products, Zen 4, `bench kernels`). With fewer rows most of the
     /// 8 x 32 tile multiplies padding and the fp32 direct kernels are faster (AMD Zen 4, one thread,
     /// `ptrain bench kernels`, GFLOP/s fp32 vs bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1,
     /// backward weights 65.1 vs 27.0; LeNet conv2 (6 -> 16) backward data 52.2 vs 19.5; but conv2
@@ -96,7 +98,7 @@ extension ConvKernel {
     /// step in fp32 against 2.19 ms with bf16 weights (1 thread, `bench train --profile`).
     public var bf16Passes: BF16Passes {
         let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5
-        return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16,
+        return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16 || bf16BackwardDataIsPlanar(geometry),
                           backwardWeights: geometry.oc >= 16 && !fp32WeightsTile)
     }
 

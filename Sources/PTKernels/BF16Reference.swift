@@ -138,7 +138,16 @@ public func bf16BackwardDataIsTransposed(_ g: ConvGeometry) -> Bool {
     g.sh == 1 && g.sw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1
 }
 
-/// Input gradient (overwritten). Transposed form: chain over (o, i, j) of dout (padded by k - 1 - p)
+/// Whether the bf16 backward data runs in the planar form (a narrow layer: stride 1, padding <= kernel - 1,
+/// ic < 16, oc even, input rows of at most 16 pixels; both units): see `bf16ConvBackwardDataReference`.
+public func bf16BackwardDataIsPlanar(_ g: ConvGeometry) -> Bool {
+    bf16BackwardDataIsTransposed(g) && g.ic < 16 && g.oc % 2 == 0 && g.iw <= 16 && g.kw <= 17 && g.iw + g.pw <= 32
+}
+
+/// Input gradient (overwritten). Planar form (`bf16BackwardDataIsPlanar`, either unit): one vector chain
+/// from 0 over the taps (a, b) of the flipped kernel whose dout row iy - (kh - 1 - ph) + a exists (rows
+/// outside dout are skipped), a then b, and for each tap over o in increasing order (pairs (o, o + 1));
+/// dout columns outside it read 0. Transposed form: chain over (o, i, j) of dout (padded by k - 1 - p)
 /// x W[o][c][kh-1-i][kw-1-j] from 0. Otherwise: for each tap (c, i, j) in order whose output pixel
 /// lands on the input pixel, a chain over o of W[o][c][i][j] x dout, added (fp32) into a sum from 0.
 public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -152,7 +161,20 @@ public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafeP
             for iy in 0..<g.ih {
                 for ix in 0..<g.iw {
                     var v: Float = 0
-                    if bf16BackwardDataIsTransposed(g) && bf16TilesDirect(transposed) {
+                    if bf16BackwardDataIsPlanar(g) {
+                        let th = g.kh - 1 - g.ph, tw = g.kw - 1 - g.pw
+                        let aLo = max(0, th - iy), aHi = min(g.kh - 1, th + g.oh - 1 - iy)
+                        let perRow = g.kw * g.oc
+                        func tap(_ r: Int) -> (a: Int, b: Int, o: Int) { (aLo + r / perRow, (r % perRow) / g.oc, r % g.oc) }
+                        v = bf16ChainReference(start: 0, count: max(0, aHi - aLo + 1) * perRow, unit: .avx512bf16, { r in
+                            let (a, b, o) = tap(r)
+                            let y = iy - th + a, x = ix - tw + b
+                            return x < 0 || x >= g.ow ? 0 : outputGrad[(s * g.oc + o) * p + y * g.ow + x]
+                        }, { r in
+                            let (a, b, o) = tap(r)
+                            return weight[(o * g.ic + c) * khw + (g.kh - 1 - a) * g.kw + (g.kw - 1 - b)]
+                        })
+                    } else if bf16BackwardDataIsTransposed(g) && bf16TilesDirect(transposed) {
                         // The transposed convolution's forward on the amx direct path.
                         v = bf16TilesForwardChain(transposed, y: iy, x: ix, input: { o, yy, xx in
                             yy < 0 || yy >= g.oh || xx < 0 || xx >= g.ow ? 0 : outputGrad[(s * g.oc + o) * p + yy * g.ow + xx]

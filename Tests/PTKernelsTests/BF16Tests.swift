@@ -95,6 +95,10 @@ final class BF16Tests: XCTestCase {
             ("resnet 32->64 stride 2", ConvGeometry(mb: 2, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
             ("resnet 1x1 stride 2 shortcut", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 16, iw: 16, kh: 1, kw: 1, sh: 2, sw: 2), 2),
             ("stride 2 wide rows", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 6, iw: 40, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 1),
+            // The planar input gradient (lenet-conv2 above too): three channel blocks, one partial, full
+            // 16-pixel rows, kh != kw with padding; and a single channel, rows that take few tap rows.
+            ("planar 13ch pad", ConvGeometry(mb: 2, ic: 13, oc: 6, ih: 9, iw: 16, kh: 3, kw: 5, ph: 1, pw: 2), 2),
+            ("planar ic 1 tall kernel", ConvGeometry(mb: 1, ic: 1, oc: 2, ih: 3, iw: 7, kh: 4, kw: 3, ph: 3), 1),
         ]
         for (label, g0, mb) in cases {
             let g = g0.with(mb: mb)
@@ -109,7 +113,8 @@ final class BF16Tests: XCTestCase {
             let dx = Buffer(g.inputCount, fill: .nan), dxRef = Buffer(g.inputCount)
             kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dx.pointer, scratch: scratch.pointer)
             bf16ConvBackwardDataReference(g, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dxRef.pointer)
-            assertSame(dx, dxRef, "\(label) backward data (\(bf16BackwardDataIsTransposed(g) ? "transposed" : "col2im"))")
+            let form = bf16BackwardDataIsPlanar(g) ? "planar" : bf16BackwardDataIsTransposed(g) ? "transposed" : "col2im"
+            assertSame(dx, dxRef, "\(label) backward data (\(form))")
             let dw = Buffer(random: g.weightCount, seed: 5), db = Buffer(random: g.oc, seed: 6)
             let dwRef = dw.copy(), dbRef = db.copy()
             kernel.bf16BackwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer, biasGrad: db.pointer,
