@@ -38,7 +38,9 @@ size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb);
 void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
                           float *out, void *scratch);
 /// din (overwritten): stride 1 with padding <= kernel - 1: the forward of the transposed convolution
-/// (chain over (o, i, j) of dout x flipped w); otherwise per input pixel, the sum (fp32, taps in (i, j)
+/// (chain over (o, i, j) of dout x flipped w), or for ic < 16, oc even and iw <= 16 the planar form (on
+/// either unit one vector chain over (i, j, o) of the flipped kernel, kernel rows i whose dout row
+/// exists only); otherwise per input pixel, the sum (fp32, taps in (i, j)
 /// order) of the unfolded products, each a chain over o.
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
                                 void *scratch);
