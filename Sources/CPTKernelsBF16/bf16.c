@@ -515,9 +515,11 @@ static size_t tiles_forward_bytes(pt_bf16_conv_geometry g);
 static void tiles_forward(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
                           float *out, char *s);
 
+static int lanes_forward(pt_bf16_conv_geometry g);
+
 static size_t forward_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
-    size_t direct = direct_forward(g) ? DIRECT_IMAGES * align64((size_t)(d.sample + 16) * 4) + align64((size_t)(d.K + 1) / 2 * 8)
+    size_t direct = direct_forward(g) || lanes_forward(g) ? align64(32 * 16 * 4) + DIRECT_IMAGES * align64((size_t)(d.sample + 16) * 4) + align64((size_t)(d.K + 1) / 2 * 8)
                                         + align64((size_t)(d.K + 1) / 2) : 0;
     return align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2)
          + align64((size_t)g.oc * d.K * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
@@ -602,6 +604,89 @@ static inline void direct_forward_tile(int kp, const uint32_t *a, const uint32_t
 
 /// Forward with weights already rounded: wbf [oc][K]; or (vector unit) with them already packed as A
 /// (`prepacked`, what `pack_a_all` makes of wbf; wbf is then not read).
+/// Transposes 16 x 16 32-bit words in place (r[i] lane j -> r[j] lane i).
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/// Forward with output channels on the lanes, for few input channels and narrow output rows (ic < 16,
+/// oc a multiple of 16, column stride 1, output width 8, 10 or 12; vector unit): LeNet's conv2 (6 -> 16,
+/// 10x10 outputs), where 32-pixel B tiles would be mostly padding. One zmm holds 16 output channels of
+/// one pixel: A (16 channels' pair of the reduction) is one word from each of the two packed 8-row
+/// panels, B one word of the direct form's pair images (`direct_forward`), broadcast per pixel. Tile:
+/// two output rows (R * W <= 24 accumulators), transposed to the channels' planes through the scratch.
+/// Same pairs, same chains as the packed GEMM: the same bits.
+static int lanes_forward(pt_bf16_conv_geometry g) {
+    return !use_tiles() && g.ic < 16 && g.oc % 16 == 0 && g.sw == 1 && (g.ow == 8 || g.ow == 10 || g.ow == 12);
+}
+
+static inline __attribute__((always_inline)) void lanes_forward_tile(const int R, const int W, int kp, const uint32_t *a0,
+                                                                     const uint32_t *a1, const uint32_t *const *bptr, long off,
+                                                                     long next, float *t) {
+    __m512 acc[24];
+#pragma clang loop unroll(full)
+    for (int q = 0; q < R * W; q++) acc[q] = _mm512_setzero_ps();
+    for (int p = 0; p < kp; p++) {
+        __m512bh A = (__m512bh)_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a0 + p * MR))),
+                                                  _mm256_loadu_si256((const __m256i *)(a1 + p * MR)), 1);
+        const uint32_t *b = bptr[p] + off;
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++)
+#pragma clang loop unroll(full)
+            for (int x = 0; x < W; x++)
+                acc[r * W + x] = _mm512_dpbf16_ps(acc[r * W + x], A, (__m512bh)_mm512_set1_epi32((int)b[r * next + x]));
+    }
+#pragma clang loop unroll(full)
+    for (int q = 0; q < R * W; q++) _mm512_store_ps(t + q * 16, acc[q]);
+}
+
+/// One sample's lanes forward (see `lanes_forward`); t: 32 x 16 floats of 64-byte aligned scratch.
+static void lanes_forward_sample(pt_bf16_conv_geometry g, int kp, const uint32_t *pa, const uint32_t *const *bptr, long piw,
+                                 const float *bias, float *out, float *t) {
+    long P = (long)g.oh * g.ow;
+    for (int o0 = 0; o0 < g.oc; o0 += 16) {
+        const uint32_t *a0 = pa + (size_t)(o0 / MR) * MR * kp, *a1 = a0 + (size_t)MR * kp;
+        for (int y0 = 0; y0 < g.oh; y0 += 2) {
+            int rows = g.oh - y0 >= 2 ? 2 : 1, n = rows * g.ow;
+            long off = (long)y0 * g.sh * piw, next = (long)g.sh * piw;
+            switch (g.ow * 2 + rows) {
+            case 8 * 2 + 2: lanes_forward_tile(2, 8, kp, a0, a1, bptr, off, next, t); break;
+            case 8 * 2 + 1: lanes_forward_tile(1, 8, kp, a0, a1, bptr, off, next, t); break;
+            case 10 * 2 + 2: lanes_forward_tile(2, 10, kp, a0, a1, bptr, off, next, t); break;
+            case 10 * 2 + 1: lanes_forward_tile(1, 10, kp, a0, a1, bptr, off, next, t); break;
+            case 12 * 2 + 2: lanes_forward_tile(2, 12, kp, a0, a1, bptr, off, next, t); break;
+            default: lanes_forward_tile(1, 12, kp, a0, a1, bptr, off, next, t); break;
+            }
+            // t[q][o] -> out[o0 + o][pixel y0 * ow + q], 16 pixels at a time (rows past n read zeros).
+            for (int q0 = 0; q0 < n; q0 += 16) {
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) r[i] = q0 + i < n ? _mm512_load_si512(t + (q0 + i) * 16) : _mm512_setzero_si512();
+                transpose16(r);
+                __mmask16 m = (__mmask16)(n - q0 >= 16 ? 0xFFFF : (1u << (n - q0)) - 1);
+                for (int o = 0; o < 16; o++) {
+                    __m512 v = _mm512_castsi512_ps(r[o]);
+                    if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[o0 + o]));
+                    _mm512_mask_storeu_ps(out + (o0 + o) * P + (long)y0 * g.ow + q0, m, v);
+                }
+            }
+        }
+    }
+}
+
 static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
                             float *out, char *s, const uint32_t *prepacked) {
     conv_dims d = dims(g);
@@ -625,7 +710,9 @@ static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, co
     int32_t delta[DIRECT_IMAGES];
     uint32_t *image[DIRECT_IMAGES];
     const uint32_t **bptr = NULL;
-    if (direct_forward(g)) {
+    int lanes = lanes_forward(g);
+    float *tile = lanes ? bump(&s, 32 * 16 * 4) : NULL;
+    if (direct_forward(g) || lanes) {
         for (int i = 0; i < DIRECT_IMAGES; i++) image[i] = bump(&s, (size_t)(d.sample + 16) * 4);
         bptr = bump(&s, (size_t)kp * 8);
         uint8_t *which = bump(&s, (size_t)kp);
@@ -641,6 +728,10 @@ static void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, co
             continue;
         }
         for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
+        if (lanes) {
+            lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, o, tile);
+            continue;
+        }
         long insize = (long)g.ic * g.ih * g.iw;
         next_lines pf = n + 1 < mb ? next_sample_lines(in + (n + 1) * insize, insize, NULL, 0) : no_next_lines;
         for (int q0 = 0; q0 < d.P; q0 += 32) {
@@ -1069,9 +1160,13 @@ static int channels_last_weights(pt_bf16_conv_geometry g) {
 
 static size_t tiles_weights_bytes(pt_bf16_conv_geometry g);
 
+static int lanes_weights(pt_bf16_conv_geometry g);
+static size_t lanes_weights_bytes(pt_bf16_conv_geometry g);
+
 static size_t weights_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
     if (tiles_direct(g)) return tiles_weights_bytes(g);
+    if (lanes_weights(g)) return lanes_weights_bytes(g);
     size_t reordered = direct_weights(g) || channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
     if (direct_weights(g))
         return align64((size_t)(d.sample + 64) * 2) + align64((size_t)d.sample * 4) + align64((size_t)g.oc * d.P * 2 + 64)
@@ -1081,24 +1176,6 @@ static size_t weights_bytes(pt_bf16_conv_geometry g) {
          + reordered + 64;
 }
 
-/// Transposes 16 x 16 32-bit words in place (r[i] lane j -> r[j] lane i).
-static inline void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]); }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]); r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]); r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-    }
-}
 
 /// The pair words of the padded bf16 sample `pad` (see `direct_weights`) that a pair reads: rows a tap
 /// reads, columns X < (ow - 2) * sw + kw. Per 16 channels x 16 columns: one load and one permute per
@@ -1190,6 +1267,104 @@ static inline void direct_weights_tile(int np, const int32_t *poff, const uint32
 #define STOREROW(r) if (r < mr) { _mm512_storeu_ps(c + r * ldc, c##r##0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c##r##1); }
     STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
 #undef STOREROW
+}
+
+// MARK: backward weights, output channels on the lanes
+
+/// Backward weights of a layer with few input channels (ic < 16, oc a multiple of 16, even output
+/// width, 3x3 or 5x5; vector unit): LeNet's conv2 (6 -> 16), the 3 -> 16 / 3 -> 32 first layers of CIFAR
+/// nets, where the GEMM forms' tiles are mostly padding (K = 27 or 150 columns). One zmm holds 16 output
+/// channels of one tap (k = (c, i, j)), a pair is two adjacent pixels (q, q + 1) of one output row. A:
+/// dout rounded with its pair halves swapped, transposed to channels-last words D[p][o]; B: one word of
+/// the pair image I[e] = (pad[e], pad[e + sw]) of the sample's padded planes, broadcast per tap and
+/// pair. Tile: every tap of 3 channels (3x3) or of one (5x5), 27 or 25 accumulators and one A load per
+/// pair. dW is read into and written back from [k][o] around the samples. Same pairs, same chains as
+/// the packed GEMM (over the samples in order, each sample's pixels in order): the same bits.
+static int lanes_weights(pt_bf16_conv_geometry g) {
+    return !use_tiles() && g.ic < 16 && g.oc % 16 == 0 && g.ow % 2 == 0 && g.kh == g.kw && (g.kw == 3 || g.kw == 5);
+}
+
+int pt_bf16_conv_weights_on_lanes(pt_bf16_conv_geometry g) { return lanes_weights(g); }
+
+static size_t lanes_weights_bytes(pt_bf16_conv_geometry g) {
+    conv_dims d = dims(g);
+    return align64((size_t)(d.sample + 64) * 2) + align64((size_t)(d.sample + 64) * 4) + align64((size_t)g.oc * d.P * 2 + 64)
+         + align64((size_t)(d.P / 2) * g.oc * 4) + align64((size_t)d.K * g.oc * 4) + 64;
+}
+
+/// acc[t][o0..o0+15] (rows oc floats apart; t = (cc, i, j) over ct channels from the image's first) +=
+/// chain over the sample's pixel pairs of D[p][o] x I[tap t at pair p].
+static inline __attribute__((always_inline)) void lanes_weights_tile(const int ct, const int kw, pt_bf16_conv_geometry g, conv_dims d,
+                                                                     const uint32_t *img, const uint32_t *D, float *acc) {
+    __m512 a[27];
+    const int n = ct * kw * kw;
+#pragma clang loop unroll(full)
+    for (int t = 0; t < n; t++) a[t] = _mm512_loadu_ps(acc + (long)t * g.oc);
+    int half = g.ow / 2;
+    for (int y = 0; y < g.oh; y++) {
+        const uint32_t *row = img + (long)y * g.sh * d.piw, *dy = D + (long)y * half * g.oc;
+        for (int xp = 0; xp < half; xp++) {
+            __m512bh A = (__m512bh)_mm512_loadu_si512(dy + (long)xp * g.oc);
+            const uint32_t *e = row + 2 * xp * g.sw;
+#pragma clang loop unroll(full)
+            for (int cc = 0; cc < ct; cc++)
+#pragma clang loop unroll(full)
+                for (int i = 0; i < kw; i++) {
+                    const uint32_t *er = e + cc * d.plane + (long)i * d.piw;
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < kw; j++) {
+                        int t = (cc * kw + i) * kw + j;
+                        a[t] = _mm512_dpbf16_ps(a[t], A, (__m512bh)_mm512_set1_epi32((int)er[j]));
+                    }
+                }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int t = 0; t < n; t++) _mm512_storeu_ps(acc + (long)t * g.oc, a[t]);
+}
+
+static void lanes_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw, char *s) {
+    conv_dims d = dims(g);
+    uint16_t *pad = bump(&s, (size_t)(d.sample + 64) * 2);
+    uint32_t *img = bump(&s, (size_t)(d.sample + 64) * 4);
+    uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 64);
+    int half = d.P / 2;
+    uint32_t *D = bump(&s, (size_t)half * g.oc * 4);
+    float *acc = bump(&s, (size_t)d.K * g.oc * 4);
+    memset(pad, 0, (size_t)(d.sample + 64) * 2);
+    for (int o = 0; o < g.oc; o++)
+        for (int k = 0; k < d.K; k++) acc[(long)k * g.oc + o] = dw[(long)o * d.K + k];
+    int ct = g.kw == 3 ? 3 : 1;
+    const uint32_t *w32 = (const uint32_t *)dbf;
+    for (int n = 0; n < mb; n++) {
+        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
+        build_image(pad, d.sample, g.sw, img);
+        round_swapped(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
+        // D[p][o] = word p of dout row o: 16 x 16 blocks transposed, the last pairs one by one.
+        for (int o0 = 0; o0 < g.oc; o0 += 16) {
+            int p0 = 0;
+            for (; p0 + 16 <= half; p0 += 16) {
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(w32 + (long)(o0 + i) * half + p0);
+                transpose16(r);
+                for (int i = 0; i < 16; i++) _mm512_storeu_si512(D + (long)(p0 + i) * g.oc + o0, r[i]);
+            }
+            for (; p0 < half; p0++)
+                for (int i = 0; i < 16; i++) D[(long)p0 * g.oc + o0 + i] = w32[(long)(o0 + i) * half + p0];
+        }
+        for (int o0 = 0; o0 < g.oc; o0 += 16)
+            for (int c0 = 0; c0 < g.ic; c0 += ct) {
+                int m = g.ic - c0 < ct ? g.ic - c0 : ct;
+                const uint32_t *ic0 = img + c0 * d.plane;
+                float *a0 = acc + (long)c0 * g.kh * g.kw * g.oc + o0;
+                if (g.kw == 5) lanes_weights_tile(1, 5, g, d, ic0, D + o0, a0);
+                else if (m == 3) lanes_weights_tile(3, 3, g, d, ic0, D + o0, a0);
+                else if (m == 2) lanes_weights_tile(2, 3, g, d, ic0, D + o0, a0);
+                else lanes_weights_tile(1, 3, g, d, ic0, D + o0, a0);
+            }
+    }
+    for (int o = 0; o < g.oc; o++)
+        for (int k = 0; k < d.K; k++) dw[(long)o * d.K + k] = acc[(long)k * g.oc + o];
 }
 
 static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
@@ -1504,6 +1679,11 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
     }
     if (direct_weights(g)) {
         direct_backward_weights(g, mb, in, dout, dw, s);
+        if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
+        return;
+    }
+    if (lanes_weights(g)) {
+        lanes_backward_weights(g, mb, in, dout, dw, s);
         if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
         return;
     }

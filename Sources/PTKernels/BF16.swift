@@ -98,6 +98,7 @@ extension ConvKernel {
     /// step in fp32 against 2.19 ms with bf16 weights (1 thread, `bench train --profile`).
     public var bf16Passes: BF16Passes {
         let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5
+            && (InstructionSet.bf16Unit == nil || pt_bf16_conv_weights_on_lanes(geometry.bf16) == 0)
         return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16 || bf16BackwardDataIsPlanar(geometry),
                           backwardWeights: geometry.oc >= 16 && !fp32WeightsTile)
     }

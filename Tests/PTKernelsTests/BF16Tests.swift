@@ -99,6 +99,14 @@ final class BF16Tests: XCTestCase {
             // 16-pixel rows, kh != kw with padding; and a single channel, rows that take few tap rows.
             ("planar 13ch pad", ConvGeometry(mb: 2, ic: 13, oc: 6, ih: 9, iw: 16, kh: 3, kw: 5, ph: 1, pw: 2), 2),
             ("planar ic 1 tall kernel", ConvGeometry(mb: 1, ic: 1, oc: 2, ih: 3, iw: 7, kh: 4, kw: 3, ph: 3), 1),
+            // Backward weights with output channels on the lanes (lenet-conv2 above too): a CIFAR first
+            // layer (two blocks of 16 output channels, 16-pair transposes), stride 2 with 3 + 2 channels.
+            ("cifar first layer 3->32", ConvGeometry(mb: 2, ic: 3, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
+            ("lanes stride 2, 5 channels", ConvGeometry(mb: 2, ic: 5, oc: 16, ih: 11, iw: 12, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+            // The forward with output channels on the lanes (lenet-conv2 above too: 10 wide): 12 wide with an
+            // odd number of rows (a one-row tile last) and two blocks of 16 channels; 8 wide.
+            ("lanes forward 12 wide odd rows", ConvGeometry(mb: 2, ic: 5, oc: 32, ih: 9, iw: 14, kh: 3, kw: 3, ph: 1), 2),
+            ("lanes forward 8 wide", ConvGeometry(mb: 1, ic: 2, oc: 16, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 1),
         ]
         for (label, g0, mb) in cases {
             let g = g0.with(mb: mb)

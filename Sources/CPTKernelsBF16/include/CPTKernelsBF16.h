@@ -59,6 +59,9 @@ void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const 
 /// from dw; db[o] (if not NULL) += fp32 sum of dout (see `pt_bf16_bias_sums`).
 void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
                                    float *db, void *scratch);
+/// Whether `pt_bf16_conv_backward_weights` runs g with output channels on the vector lanes (few input
+/// channels; the vector unit): the choice of which passes run in bf16 asks (ConvKernel.bf16Passes).
+int pt_bf16_conv_weights_on_lanes(pt_bf16_conv_geometry g);
 /// db[o] += for each sample s, pixel block: 16 fp32 lanes (lane l adds pixels q = l mod 16 of q < P/16*16,
 /// in sample then pixel order); the lanes summed 0..15 in order, then the tail pixels (sample order), one add.
 void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db);
