@@ -87,15 +87,16 @@ public struct BF16Passes: Sendable, Equatable {
 extension ConvKernel {
     /// The passes that run in bf16: those whose GEMM has at least 16 rows (two 8-row register tiles):
     /// forward and backward weights need oc >= 16, backward data ic >= 16, or the planar form
-    /// (`bf16BackwardDataIsPlanar`: LeNet conv2's input gradient at 96-106 GFLOP/s against 53-68 in fp32,
-    /// counting useful products, Zen 4, `bench kernels`). With fewer rows most of the
-    /// 8 x 32 tile multiplies padding and the fp32 direct kernels are faster (AMD Zen 4, one thread,
-    /// `ptrain bench kernels`, GFLOP/s fp32 vs bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1,
-    /// backward weights 65.1 vs 27.0; LeNet conv2 (6 -> 16) backward data 52.2 vs 19.5; but conv2
-    /// forward 76.4 vs 76.1, CIFAR 3 -> 32 forward 96.1 vs 137.3). Backward weights of a 5x5 layer that the
-    /// fp32 `weightsTiles` entry takes (LeNet conv2, mnist-fast's conv2) stay fp32: that tile does LeNet
-    /// conv2's at 92-95 GFLOP/s against 87.6 in bf16, and mnist-fast b128's conv2 backward was 2.07 ms a
-    /// step in fp32 against 2.19 ms with bf16 weights (1 thread, `bench train --profile`).
+    /// (`bf16BackwardDataIsPlanar`). With fewer rows most of the 8 x 32 tile multiplies padding and the
+    /// fp32 direct kernels are faster (AMD Zen 4, one thread, `ptrain bench kernels`, GFLOP/s fp32 vs
+    /// bf16: LeNet conv1 (1 -> 6) backward data 51.8 vs 10.1, backward weights 65.1 vs 27.0). Layers with
+    /// few input channels have kernels of their own in bf16 (Zen 4, `bench kernels`, LeNet conv2 6 -> 16,
+    /// GFLOP/s counting useful products): the planar input gradient 96-108 against fp32's 53-68, and with
+    /// the output channels on the vector lanes (`pt_bf16_conv_weights_on_lanes`, and the forward for
+    /// output rows 8-12 wide) backward weights 160-189 against fp32 `weightsTiles`' 90 and forward 181-188
+    /// against the GEMM's 92. Backward weights of a 5x5 layer that the fp32 `weightsTiles` entry takes
+    /// stay fp32 where the lanes kernel does not apply (the AMX unit): that tile beat the bf16 GEMM there
+    /// (92-95 against 87.6 GFLOP/s for LeNet conv2).
     public var bf16Passes: BF16Passes {
         let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5
             && (InstructionSet.bf16Unit == nil || pt_bf16_conv_weights_on_lanes(geometry.bf16) == 0)
