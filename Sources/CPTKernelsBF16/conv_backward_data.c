@@ -31,6 +31,8 @@ int planar_data(pt_bf16_conv_geometry g) {
     return transposed_data(g) && g.ic < 16 && g.oc % 2 == 0 && g.iw <= 16 && g.kw <= PLANAR_WIDTH - 15 && g.iw + g.pw <= PLANAR_WIDTH;
 }
 
+int pt_bf16_conv_backward_data_planar(pt_bf16_conv_geometry g) { return planar_data(g); }
+
 size_t planar_table_words(pt_bf16_conv_geometry g) {
     int blocks = (g.ic + PLANAR_CHANNELS - 1) / PLANAR_CHANNELS;
     return (size_t)blocks * g.kh * g.kw * (g.oc / 2) * PLANAR_CHANNELS;

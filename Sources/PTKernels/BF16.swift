@@ -98,10 +98,22 @@ extension ConvKernel {
     /// stay fp32 where the lanes kernel does not apply (the AMX unit): that tile beat the bf16 GEMM there
     /// (92-95 against 87.6 GFLOP/s for LeNet conv2).
     public var bf16Passes: BF16Passes {
-        let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5
-            && (InstructionSet.bf16Unit == nil || pt_bf16_conv_weights_on_lanes(geometry.bf16) == 0)
-        return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16 || bf16BackwardDataIsPlanar(geometry),
+        let fp32WeightsTile = backwardWeightsImplementation == .weightsTiles && geometry.kw == 5 && !bf16WeightsOnLanes
+        return BF16Passes(forward: geometry.oc >= 16, backwardData: geometry.ic >= 16 || bf16BackwardDataPlanar,
                           backwardWeights: geometry.oc >= 16 && !fp32WeightsTile)
+    }
+
+    /// Whether the bf16 kernels take this input gradient in the planar form (asked of them; false
+    /// without the bf16 unit, whose code must not run). `bf16BackwardDataIsPlanar` states the same rule
+    /// for the reference; `BF16Tests` checks that the two agree.
+    public var bf16BackwardDataPlanar: Bool {
+        InstructionSet.bf16Unit != nil && pt_bf16_conv_backward_data_planar(geometry.bf16) != 0
+    }
+
+    /// Whether the bf16 kernels run this weight gradient with the output channels on the vector lanes
+    /// (asked of them; false without the bf16 unit). Same chains as the GEMM, so the reference has no rule of its own.
+    public var bf16WeightsOnLanes: Bool {
+        InstructionSet.bf16Unit != nil && pt_bf16_conv_weights_on_lanes(geometry.bf16) != 0
     }
 
     /// Floats of scratch the bf16 passes need (any mb <= geometry.mb).

@@ -151,6 +151,33 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// The kernels' planar choice and the reference's rule (`bf16BackwardDataIsPlanar`) agree on every
+    /// geometry of a sweep around the rule's edges (channels, row width, padding, kernel, stride).
+    func testPlanarChoiceMatchesReference() throws {
+        try requireUnit()
+        var checked = 0, planar = 0
+        for ic in [1, 6, 15, 16] {
+            for oc in [1, 2, 16, 17] {
+                for iw in [1, 5, 16, 17, 30] {
+                    for (kh, kw) in [(1, 1), (3, 3), (4, 3), (5, 5), (3, 17), (3, 18)] {
+                        for (ph, pw) in [(0, 0), (1, 2), (2, 16), (3, 3)] {
+                            for s in [1, 2] {
+                                let g = ConvGeometry(mb: 1, ic: ic, oc: oc, ih: 7, iw: iw, kh: kh, kw: kw, sh: s, sw: s, ph: ph, pw: pw)
+                                guard g.isValid else { continue }
+                                let kernels = ConvKernel(geometry: g).bf16BackwardDataPlanar
+                                XCTAssertEqual(kernels, bf16BackwardDataIsPlanar(g), "\(g)")
+                                checked += 1
+                                if kernels { planar += 1 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(planar, 0)
+        XCTAssertGreaterThan(checked - planar, 0)
+    }
+
     func testDenseMatchesReference() throws {
         try requireUnit()
         let shapes: [(batch: Int, inputs: Int, neurons: Int)] = [

@@ -44,6 +44,9 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
 /// order) of the unfolded products, each a chain over o.
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
                                 void *scratch);
+/// Whether `pt_bf16_conv_backward_data` runs g in the planar form (ConvKernel.bf16Passes asks; the
+/// reference states the same rule, `bf16BackwardDataIsPlanar`, and a test checks they agree).
+int pt_bf16_conv_backward_data_planar(pt_bf16_conv_geometry g);
 /// Bytes of a convolution's prepared weights (rounded and packed for the forward and the input
 /// gradient, made once while the weights stay the same); 0 on the tile unit, which has no prepared path.
 size_t pt_bf16_conv_prepared_bytes(pt_bf16_conv_geometry g);
