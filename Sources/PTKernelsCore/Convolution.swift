@@ -44,8 +44,13 @@ public struct ConvKernel: Sendable {
     public enum Forward: String, ConvImplementationList {
         /// 1x1, stride 1, no padding: the input of one sample *is* the GEMM operand (W[oc][ic] x in[ic][P]).
         case pointwiseGemm
-        /// 3x3, stride 1, padding <= 2, ic and oc >= 32, >= 256 output pixels: Winograd F(2x2, 3x3), 16
-        /// multiply-adds per 2x2 output tile and channel pair instead of 36 (WinogradConvolution.swift).
+        /// 3x3 on 8x8 planes, padding 1, ic and oc >= 32 (ResNet-20's 64-channel stage): `winograd`'s sums,
+        /// the plane's 16 tiles transformed as the lanes of one vector, where `winograd`'s transforms of
+        /// 4-tile rows leave half of each vector empty (`winograd8x8Applies`).
+        case winograd8x8
+        /// 3x3, stride 1, padding <= 2, ic and oc >= 32, >= 256 output pixels (or the 8x8 planes above):
+        /// Winograd F(2x2, 3x3), 16 multiply-adds per 2x2 output tile and channel pair instead of 36
+        /// (WinogradConvolution.swift).
         case winograd
         /// Where `direct` applies and its layout computes enough dropped columns (LeNet conv2: 9 vectors
         /// of 16 for 100 pixels): the direct tiles over shifted copies of the input planes, stored straight
@@ -75,6 +80,7 @@ public struct ConvKernel: Sendable {
             switch self {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
             case .winograd: return ConvKernel.winogradApplies(g)
+            case .winograd8x8: return ConvKernel.winograd8x8Applies(g)
             case .shiftedPlanes: return ConvKernel.forwardShiftedPlanes(g)
             case .direct:
                 return g.sh == 1 && g.sw == 1 && (g.oc <= 16 || ConvKernel.outputRowsAreWholeVectors(g))
@@ -285,7 +291,7 @@ public struct ConvKernel: Sendable {
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.oc, n: p, k: g.ic)
         case .direct: return Self.directScratchCount(g)
         case .tapPlanes: return tapPlanesScratchCount
-        case .winograd: return winogradScratchCount
+        case .winograd, .winograd8x8: return winogradScratchCount
         case .shiftedPlanes: return shiftedForwardScratchCount
         case .im2colGemmPerSample:
             return _packedACount(m: g.oc, n: p, k: g.reduction) + 16 + g.reduction * p
@@ -343,6 +349,8 @@ public struct ConvKernel: Sendable {
             tapPlanesForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .winograd:
             winogradForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
+        case .winograd8x8:
+            winogradForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch, planes8x8: true)
         case .shiftedPlanes:
             shiftedForward(L.self, mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
         case .pointwiseGemm:

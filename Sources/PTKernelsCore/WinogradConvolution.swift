@@ -32,7 +32,23 @@ extension ConvKernel {
     /// of the 8-tile transform vectors empty): those keep `direct` / `tapPlanes`.
     static func winogradApplies(_ g: ConvGeometry) -> Bool {
         g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph <= 2 && g.pw <= 2
-            && g.ic >= winogradMinChannels && g.oc >= winogradMinChannels && g.oh * g.ow >= winogradMinPixels
+            && g.ic >= winogradMinChannels && g.oc >= winogradMinChannels
+            && (g.oh * g.ow >= winogradMinPixels || winograd8x8Applies(g))
+    }
+
+    /// The `winograd8x8` forward entry's predicate: 3x3, stride 1, 8x8 input planes with padding 1 (so 8x8
+    /// outputs, 4 x 4 tiles a plane), ic and oc >= 32, ic + oc <= 768 (a whole sample's 16 tiles within one
+    /// group's target). Its transforms (`winograd8x8Input`, `winograd8x8Output`) take the plane's 16 tiles
+    /// as the lanes of one vector and do per element the operations of `winograd`'s, in the same order:
+    /// the same bits. `ptrain bench kernels --filter 64to64-8x8` (AMD EPYC Zen 4, AVX-512, 1 thread),
+    /// GFLOP/s of direct-conv FLOPs: forward `tapPlanes` 100.6, `winograd` 93.5-99.2 (its transforms of
+    /// 4-tile rows took more time than its products), `winograd8x8` 150.8-150.9; backward data through
+    /// the transposed forward 99.1 -> 148.5-149.4. The same form for 16x16 planes (two tile rows a vector)
+    /// was tried: cifar 32->64 backward data 127.5 -> 148, but no change in ResNet-20's or cifar-small's
+    /// step (`bench train`, 3 interleaved rounds), so 16x16 planes keep `winograd`.
+    static func winograd8x8Applies(_ g: ConvGeometry) -> Bool {
+        g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ih == 8 && g.iw == 8 && g.ph == 1 && g.pw == 1
+            && g.ic >= winogradMinChannels && g.oc >= winogradMinChannels && winogradTargetTiles(g) >= 16
     }
 
     /// Fewest input and output channels for `winograd`.
@@ -85,7 +101,7 @@ extension ConvKernel {
     /// Scratch floats of `winogradForward` (any mb <= geometry.mb, any level).
     var winogradScratchCount: Int {
         let g = geometry
-        let (th, tw) = Self.winogradTiles(g)
+        let tw = Self.winogradTiles(g).tw
         let rows = Self.winogradPaddedRows(g.oc), cols = Self.winogradPaddedColumns(winogradGroup * winogradChunkRows * tw)
         let packedU = 16 * roundUp(_packedACount(m: g.oc, n: 1, k: g.ic), 16)
         let plainU = 25 * roundUp(g.oc * g.ic, 16)   // and the transposed taps
@@ -97,7 +113,7 @@ extension ConvKernel {
 
     func winogradForward<L: KernelLevel>(_ level: L.Type, mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                          bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                                         scratch: UnsafeMutablePointer<Float>) {
+                                         scratch: UnsafeMutablePointer<Float>, planes8x8: Bool = false) {
         let g = geometry
         let (ic, oc) = (g.ic, g.oc)
         let (th, tw) = Self.winogradTiles(g)
@@ -155,6 +171,17 @@ extension ConvKernel {
                 let rows = 2 * (ty1 - ty0) + 2
                 // Input transform, plane by plane, into the packed-B panels of V.
                 for t in 0..<count {
+                    if planes8x8 {
+                        // winograd8x8: the plane's 16 tiles are columns t * 16 ..< t * 16 + 16 (8 + 8, each half
+                        // within one panel: nr is a multiple of 8 at every level).
+                        let n0 = t * 16
+                        let at0 = (n0 / nr) * (ic * nr) + n0 % nr, at1 = ((n0 + 8) / nr) * (ic * nr) + (n0 + 8) % nr
+                        for c in 0..<ic {
+                            Self.winograd8x8Input(input + ((s0 + t) * ic + c) * 64, dst: vBase + at0 + c * nr,
+                                                  secondHalf: at1 - at0, posStride: vPosStride)
+                        }
+                        continue
+                    }
                     for c in 0..<ic {
                         let plane = input + ((s0 + t) * ic + c) * inPlane
                         for r in 0..<rows {
@@ -228,6 +255,12 @@ extension ConvKernel {
                 // Output transform y = A^T M A + bias, tile row by tile row.
                 for t in 0..<count {
                     let out = output + (s0 + t) * oc * outPlane
+                    if planes8x8 {
+                        for o in 0..<oc {
+                            winograd8x8Output(mBase + o * cols + t * 16, posStride: mPosStride, bias: bias?[o] ?? 0, plane: out + o * 64)
+                        }
+                        continue
+                    }
                     for o in 0..<oc {
                         let b: Float = bias?[o] ?? 0
                         let plane = out + o * outPlane
@@ -324,6 +357,96 @@ extension ConvKernel {
             }
         }
     }
+}
+
+extension ConvKernel {
+    /// V = B^T d B of the 16 tiles of one 8x8 input plane (padding 1), tile (ty, tx) in lane 4 ty + tx: lane l
+    /// of position p goes to dst[p * posStride + l] for l < 8 and to dst[p * posStride + secondHalf + l - 8]
+    /// for l >= 8. Per element the operations of `winogradRowTransforms` then `winogradColumnTransform`:
+    /// row transform h_i[j] of padded row 2 ty + i from its columns 2 tx + 0 ..< 4 (d0..d3: d0 - d2,
+    /// d1 + d2, d2 - d1, d1 - d3), then the column transform of h_0..h_3 (h0 - h2, h1 + h2, h2 - h1,
+    /// h1 - h3), zero lanes standing for the padding as zeros do in `winograd`'s padded copy.
+    @inline(__always)
+    static func winograd8x8Input(_ plane: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>, secondHalf: Int,
+                                 posStride: Int) {
+        typealias V16 = SIMD16<Float>
+        typealias V8 = SIMD8<Float>
+        typealias V4 = SIMD4<Float>
+        typealias H = (V16, V16, V16, V16)
+        let raw = UnsafeRawPointer(plane)
+        let x0 = raw.loadUnaligned(fromByteOffset: 0, as: V16.self), x1 = raw.loadUnaligned(fromByteOffset: 64, as: V16.self)
+        let x2 = raw.loadUnaligned(fromByteOffset: 128, as: V16.self), x3 = raw.loadUnaligned(fromByteOffset: 192, as: V16.self)
+        /// Columns 2 tx + jj - 1 (tx = 0 ..< 4) of a row, 0 outside.
+        @inline(__always) func columns(_ v: V8, _ jj: Int) -> V4 {
+            switch jj {
+            case 0: return V4(0, v[1], v[3], v[5])
+            case 1: return v.evenHalf
+            case 2: return v.oddHalf
+            default: return V4(v[2], v[4], v[6], 0)
+            }
+        }
+        /// The row transform (d0 - d2, d1 + d2, d2 - d1, d1 - d3) of padded rows 2 ty + i, whose input rows
+        /// 2 ty + i - 1 for ty = 0 ..< 4 are a, b, c, e: d(jj)[lane (ty, tx)] = padded[2 ty + i][2 tx + jj].
+        @inline(__always) func rowTransform(_ a: V8, _ b: V8, _ c: V8, _ e: V8) -> H {
+            @inline(__always) func d(_ jj: Int) -> V16 {
+                V16(lowHalf: V8(lowHalf: columns(a, jj), highHalf: columns(b, jj)),
+                    highHalf: V8(lowHalf: columns(c, jj), highHalf: columns(e, jj)))
+            }
+            let d0 = d(0), d1 = d(1), d2 = d(2), d3 = d(3)
+            return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+        }
+        let zero = V8()
+        let h0 = rowTransform(zero, x0.highHalf, x1.highHalf, x2.highHalf)     // input rows -1, 1, 3, 5
+        let h1 = rowTransform(x0.lowHalf, x1.lowHalf, x2.lowHalf, x3.lowHalf)  // 0, 2, 4, 6
+        let h2 = rowTransform(x0.highHalf, x1.highHalf, x2.highHalf, x3.highHalf)
+        let h3 = rowTransform(x1.lowHalf, x2.lowHalf, x3.lowHalf, zero)
+        let out = UnsafeMutableRawPointer(dst)
+        let ps = 4 * posStride, second = 4 * secondHalf
+        @inline(__always) func store(_ pos: Int, _ v: V16) {
+            out.storeBytes(of: v.lowHalf, toByteOffset: pos * ps, as: V8.self)
+            out.storeBytes(of: v.highHalf, toByteOffset: pos * ps + second, as: V8.self)
+        }
+        @inline(__always) func column(_ j: Int, _ r0: V16, _ r1: V16, _ r2: V16, _ r3: V16) {
+            store(j, r0 - r2)
+            store(4 + j, r1 + r2)
+            store(8 + j, r2 - r1)
+            store(12 + j, r1 - r3)
+        }
+        column(0, h0.0, h1.0, h2.0, h3.0)
+        column(1, h0.1, h1.1, h2.1, h3.1)
+        column(2, h0.2, h1.2, h2.2, h3.2)
+        column(3, h0.3, h1.3, h2.3, h3.3)
+    }
+}
+
+/// y = A^T M A + bias of the 16 tiles of one 8x8 output plane (lanes 4 ty + tx, as `winograd8x8Input`):
+/// `m` points at M[0][o][the plane's first tile] (positions `posStride` apart), `plane` at its 64 outputs.
+/// Per element the operations of `winogradOutputRow`.
+@inline(__always)
+func winograd8x8Output(_ m: UnsafePointer<Float>, posStride: Int, bias: Float, plane: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
+    let p = UnsafeRawPointer(m)
+    @inline(__always) func ld(_ pos: Int) -> V { p.loadUnaligned(fromByteOffset: pos * posStride * 4, as: V.self) }
+    let vb = V(repeating: bias)
+    let m0 = ld(0), m1 = ld(1), m2 = ld(2), m3 = ld(3), m4 = ld(4), m5 = ld(5), m6 = ld(6), m7 = ld(7)
+    let m8 = ld(8), m9 = ld(9), m10 = ld(10), m11 = ld(11), m12 = ld(12), m13 = ld(13), m14 = ld(14), m15 = ld(15)
+    let a0 = (m0 + m4) + m8, a1 = (m1 + m5) + m9
+    let a2 = (m2 + m6) + m10, a3 = (m3 + m7) + m11
+    let y00 = ((a0 + a1) + a2) + vb, y01 = ((a1 - a2) - a3) + vb
+    let b0 = (m4 - m8) - m12, b1 = (m5 - m9) - m13
+    let b2 = (m6 - m10) - m14, b3 = (m7 - m11) - m15
+    let y10 = ((b0 + b1) + b2) + vb, y11 = ((b1 - b2) - b3) + vb
+    // Output rows 2 ty and 2 ty + 1 (one vector, lanes 4 ty ..< 4 ty + 4): each tile's two columns side by side.
+    let out = UnsafeMutableRawPointer(plane)
+    @inline(__always) func rows(_ ty: Int) -> V {
+        let l = 4 * ty
+        return V(y00[l], y01[l], y00[l + 1], y01[l + 1], y00[l + 2], y01[l + 2], y00[l + 3], y01[l + 3],
+                 y10[l], y11[l], y10[l + 1], y11[l + 1], y10[l + 2], y11[l + 2], y10[l + 3], y11[l + 3])
+    }
+    out.storeBytes(of: rows(0), toByteOffset: 0, as: V.self)
+    out.storeBytes(of: rows(1), toByteOffset: 64, as: V.self)
+    out.storeBytes(of: rows(2), toByteOffset: 128, as: V.self)
+    out.storeBytes(of: rows(3), toByteOffset: 192, as: V.self)
 }
 
 /// One tile row of y = A^T M A + bias, 8 tiles at a time: `m` points at M[0][o][first tile of the row];

@@ -79,6 +79,11 @@ final class ConvolutionTests: XCTestCase {
         ("winograd pad 2", ConvGeometry(mb: 2, ic: 32, oc: 40, ih: 15, iw: 16, kh: 3, kw: 3, ph: 2, pw: 2), 1),
         ("winograd pad 1x0", ConvGeometry(mb: 2, ic: 32, oc: 32, ih: 16, iw: 20, kh: 3, kw: 3, ph: 1, pw: 0), 2),
         ("winograd two k-blocks", ConvGeometry(mb: 1, ic: 400, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+        // 8x8 planes, padding 1: winograd8x8 (a plane's 16 tiles as the lanes of a vector), and `winograd` forced
+        // on the same geometry. ResNet-20's stage with a partial last group (6 samples a group at AVX-512; at
+        // AVX2 24-tile panels, so a plane's tiles straddle two panels); odd channel counts.
+        ("winograd8x8 resnet20 64ch partial group", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 7),
+        ("winograd8x8 odd channels", ConvGeometry(mb: 3, ic: 33, oc: 37, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 3),
     ]
 
     /// Every applicable entry of every pass's list, forced one at a time (the other passes keep their
@@ -187,7 +192,7 @@ final class ConvolutionTests: XCTestCase {
             ("stride 2, few input channels", ConvGeometry(mb: 8, ic: 4, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
              .tapPlanes, .im2colGemm, .im2colGemm),
             ("resnet20-64to64-8x8", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1),
-             .tapPlanes, .transposedForward, .weightsTiles),
+             .winograd8x8, .transposedForward, .weightsTiles),
             ("resnet20-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
              .tapPlanes, .im2colGemm, .weightsTiles),
             ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
@@ -209,7 +214,32 @@ final class ConvolutionTests: XCTestCase {
                        "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(winograd)")
         XCTAssertEqual(layers[11].0, "resnet20-64to64-8x8")
-        XCTAssertEqual(ConvKernel(geometry: layers[11].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(tapPlanes)")
+        XCTAssertEqual(ConvKernel(geometry: layers[11].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(winograd8x8)")
+    }
+
+    /// winograd8x8 is `winograd` with other loops: the same bits on every geometry it takes (whole and
+    /// partial groups, odd channel counts), with and without bias (a mutation of any one transform
+    /// step shows here, and not only as an error within the sweep's tolerance).
+    func testWinograd8x8GivesWinogradsBits() {
+        var labels: [String] = []
+        for (label, geometry, mb) in Self.cases where ConvKernel.Forward.winograd8x8.isApplicable(geometry) {
+            XCTAssertTrue(ConvKernel.Forward.winograd.isApplicable(geometry), label)
+            let g = geometry.with(mb: mb)
+            let x = Buffer(random: g.inputCount, seed: 31), w = Buffer(random: g.weightCount, seed: 32)
+            let bias = Buffer(random: g.oc, seed: 33)
+            for b in [bias.pointer, nil] as [UnsafeMutablePointer<Float>?] {
+                var outs: [Buffer] = []
+                for entry in [ConvKernel.Forward.winograd8x8, .winograd] {
+                    let kernel = ConvKernel(geometry: geometry, forward: entry)
+                    let scratch = Buffer(kernel.scratchCount + 1, fill: .nan), y = Buffer(g.outputCount, fill: .nan)
+                    kernel.forward(mb: mb, input: x.pointer, weight: w.pointer, bias: b, output: y.pointer, scratch: scratch.pointer)
+                    outs.append(y)
+                }
+                assertIdentical(outs[0], outs[1], "\(label) bias \(b != nil)")
+            }
+            labels.append(label)
+        }
+        XCTAssertEqual(labels, ["winograd8x8 resnet20 64ch partial group", "winograd8x8 odd channels"])
     }
 
     /// Winograd F(2x2, 3x3) against its own error bound, per output, in Double: with the absolute-value

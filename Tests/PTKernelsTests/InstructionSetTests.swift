@@ -137,9 +137,11 @@ final class InstructionSetTests: XCTestCase {
         // Winograd's own multiply-adds: 16 per 2x2 tile and channel pair (36 for the direct count).
         let cifar = ConvGeometry(mb: 8, ic: 32, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1)
         let lenet = ConvGeometry(mb: 16, ic: 1, oc: 6, ih: 28, iw: 28, kh: 5, kw: 5, ph: 2, pw: 2)
+        let stage3 = ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1)
         for (name, g, entry, flops) in [
             ("cifar 32->32", cifar, ConvKernel.Forward.direct, Double(cifar.forwardFlops)),
             ("cifar 32->32 winograd", cifar, .winograd, Double(cifar.forwardFlops) * 16 / 36),
+            ("resnet20 64->64 8x8 winograd8x8", stage3, .winograd8x8, Double(stage3.forwardFlops) * 16 / 36),
             ("lenet conv1", lenet, .direct, Double(lenet.forwardFlops))] {
             let kernel = ConvKernel(geometry: g, forward: entry)
             let x = Buffer(random: g.inputCount, seed: 5), w = Buffer(random: g.weightCount, seed: 6), y = Buffer(g.outputCount)
