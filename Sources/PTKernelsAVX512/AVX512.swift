@@ -62,6 +62,7 @@ public enum AVX512: KernelLevel {
     public static func weightsTileShape(oc: Int, kw: Int) -> (groups: Int, nv: Int) {
         if kw == 5 { return (5, 1) }   // 25 zmm accumulators
         let v = oc / 16
+        if v == 1 { return (8, 1) }    // 24 zmm accumulators
         if v % 4 == 0 { return (2, 4) }
         if v % 3 == 0 { return (3, 3) }
         return (4, 2)
@@ -74,6 +75,7 @@ public enum AVX512: KernelLevel {
         case (3, 2, 4): WeightsTile<Self, 2, 3, 4>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
         case (3, 3, 3): WeightsTile<Self, 3, 3, 3>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
         case (3, 4, 2): WeightsTile<Self, 4, 3, 2>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
+        case (3, 8, 1): WeightsTile<Self, 8, 3, 1>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
         case (5, 5, 1): WeightsTile<Self, 5, 5, 1>.run(img: img, groupOffsets: groupOffsets, dyT: dyT, ldy: ldy, oh: oh, ow: ow, rowStep: rowStep, colStep: colStep, acc: acc, ldacc: ldacc, groups: groups)
         default: fatalError("avx512: unlisted weights tile \(kw)-wide \(tg)x\(nv)")
         }

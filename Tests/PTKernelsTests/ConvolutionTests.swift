@@ -52,6 +52,9 @@ final class ConvolutionTests: XCTestCase {
         ("weights tiles 3x3x3 stride 2", ConvGeometry(mb: 3, ic: 8, oc: 48, ih: 5, iw: 6, kh: 2, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 3),
         ("weights tiles 2x3x4 pad larger than overhang", ConvGeometry(mb: 2, ic: 10, oc: 64, ih: 6, iw: 9, kh: 1, kw: 3, pw: 4), 1),
         ("weights tiles oc 128", ConvGeometry(mb: 1, ic: 8, oc: 128, ih: 4, iw: 4, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+        // One vector of output channels (ResNet-20's first stage; 8 groups a tile at AVX-512, a partial last tile).
+        ("weights tiles oc 16", ConvGeometry(mb: 3, ic: 16, oc: 16, ih: 9, iw: 12, kh: 3, kw: 3, ph: 1, pw: 1), 3),
+        ("weights tiles oc 16 conv1d group tail", ConvGeometry(mb: 2, ic: 17, oc: 16, ih: 1, iw: 20, kh: 1, kw: 3, pw: 1), 2),
         ("weights tiles conv1d stride 2", ConvGeometry(mb: 2, ic: 8, oc: 32, ih: 1, iw: 20, kh: 1, kw: 3, sw: 2, pw: 1), 2),
         // 5x5 kernels, oc a multiple of 16, ic >= 6: the 5-wide weights tiles (LeNet conv2; oc 32 runs two
         // vector blocks of channels, padding and stride the image's row and column steps).
@@ -182,6 +185,8 @@ final class ConvolutionTests: XCTestCase {
             ("resnet-64to64-56x56", ConvGeometry(mb: 8, ic: 64, oc: 64, ih: 56, iw: 56, kh: 3, kw: 3, ph: 1, pw: 1),
              .winograd, .transposedForward, .weightsTiles),
             ("resnet20-16to16-32x32", ConvGeometry(mb: 16, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1),
+             .direct, .transposedForward, .weightsTiles),
+            ("xo-8to16-8x8", ConvGeometry(mb: 16, ic: 8, oc: 16, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1),
              .direct, .transposedForward, .direct),
             ("resnet20-32to32-16x16", ConvGeometry(mb: 16, ic: 32, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1),
              .winograd, .transposedForward, .weightsTiles),
@@ -213,8 +218,8 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(ConvKernel(geometry: layers[1].1).implementationName(.backwardData, vectorWidth: 16),
                        "transposedForward(direct.paddedWidth)")
         XCTAssertEqual(resnet.implementationName(.backwardData, vectorWidth: 8), "transposedForward(winograd)")
-        XCTAssertEqual(layers[11].0, "resnet20-64to64-8x8")
-        XCTAssertEqual(ConvKernel(geometry: layers[11].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(winograd8x8)")
+        XCTAssertEqual(layers[12].0, "resnet20-64to64-8x8")
+        XCTAssertEqual(ConvKernel(geometry: layers[12].1).implementationName(.backwardData, vectorWidth: 16), "transposedForward(winograd8x8)")
     }
 
     /// winograd8x8 is `winograd` with other loops: the same bits on every geometry it takes (whole and
