@@ -13,11 +13,13 @@ enum TestSupport {
     /// The folder holding the test bundle, where SwiftPM also puts the `ptrain` executable.
     static let productsDirectory: URL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
 
-    /// A new empty temporary folder.
+    /// A new empty temporary folder, removed with its contents when the test process exits (set
+    /// PTRAIN_KEEP_TEST_FOLDERS=1 to keep them, e.g. to look into a failure).
     static func temporaryDirectory(_ name: String = #function) -> URL {
         let safe = name.filter { $0.isLetter || $0.isNumber }
         let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ptrain-test-\(safe)-\(UUID().uuidString.prefix(8))")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        TemporaryFolders.shared.add(url)
         return url
     }
 
@@ -201,5 +203,28 @@ struct MPILauncher {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         return (seconds, process.terminationStatus)
+    }
+}
+
+/// The folders `TestSupport.temporaryDirectory` made, removed at exit (every test run left ~100 behind).
+private final class TemporaryFolders: @unchecked Sendable {
+    static let shared = TemporaryFolders()
+    private let lock = NSLock()
+    private var urls: [URL] = []
+
+    private init() { atexit { TemporaryFolders.shared.removeAll() } }
+
+    func add(_ url: URL) {
+        lock.lock()
+        urls.append(url)
+        lock.unlock()
+    }
+
+    func removeAll() {
+        guard ProcessInfo.processInfo.environment["PTRAIN_KEEP_TEST_FOLDERS"] == nil else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        for url in urls { try? FileManager.default.removeItem(at: url) }
+        urls.removeAll()
     }
 }
