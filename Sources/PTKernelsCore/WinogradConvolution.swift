@@ -23,13 +23,14 @@
 
 extension ConvKernel {
     /// The `winograd` forward entry's predicate: 3x3, stride 1, padding <= 2, ic and oc >= 32 and at least
-    /// 256 output pixels a sample. Per layer, CPU ms per step of `ptrain bench train --profile` (batch 128,
+    /// 256 output pixels a sample, or the 8x8 planes of `winograd8x8` (which comes first in the list; this
+    /// entry forced there gives the same bits, tested). Per layer, CPU ms per step of `ptrain bench train --profile` (batch 128,
     /// one thread, AVX-512, AMD EPYC Zen 4 shared with other jobs), direct/tapPlanes -> winograd:
     /// cifar-small 32->64 16x16 forward 11.5 -> 8.4, 64->64 16x16 forward 22.8 -> 14.9, backward 46.5 -> 38.5,
     /// 32->32 32x32 forward 22.2 -> 21.7; ResNet-20's 32-channel 16x16 stage forward 32.7 -> 30.3 (6 layers),
     /// but its 16-channel 32x32 stage 34.1 -> 36.1 (k = 16 keeps the register tiles' stores and the
-    /// transforms' traffic too large a share) and its 64-channel 8x8 stage 35.1 -> 35.4 (tw = 4 leaves half
-    /// of the 8-tile transform vectors empty): those keep `direct` / `tapPlanes`.
+    /// transforms' traffic too large a share: it keeps `direct`) and its 64-channel 8x8 stage 35.1 -> 35.4
+    /// (tw = 4 leaves half of the 8-tile transform vectors empty: `winograd8x8` takes those planes).
     static func winogradApplies(_ g: ConvGeometry) -> Bool {
         g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph <= 2 && g.pw <= 2
             && g.ic >= winogradMinChannels && g.oc >= winogradMinChannels
