@@ -103,6 +103,10 @@ public struct ConvKernel: Sendable {
         /// transposed weights, padding k-1-p), which needs no col2im scatter; that forward runs the
         /// `Forward` entry of the transposed geometry (see `backwardDataAsTransposedForward`).
         case transposedForward
+        /// 3x3, stride 2, padding 1, input planes twice the output (ResNet's strided 3x3 layers): the four
+        /// phases of the input gradient as register tiles over the output gradient, 9 multiply-adds per
+        /// channel pair and position, no col2im (StridedPhaseConvolution.swift).
+        case stridedPhases
         /// Groups of samples: one GEMM W^T x dOut into an unfolded matrix, then col2im. Any geometry.
         case im2colGemm
         /// The plain loops of `convBackwardDataReference`.
@@ -113,6 +117,7 @@ public struct ConvKernel: Sendable {
             case .pointwiseGemm: return ConvKernel.isPointwise(g)
             case .stridedPointwise: return ConvKernel.isStridedPointwise(g)
             case .transposedForward: return ConvKernel.backwardDataAsTransposedForward(g)
+            case .stridedPhases: return ConvKernel.stridedPhasesApply(g)
             case .im2colGemm, .reference: return true
             }
         }
@@ -311,6 +316,7 @@ public struct ConvKernel: Sendable {
         case .pointwiseGemm: return sgemmWorkspaceCount(m: g.ic, n: p, k: g.oc)
         case .stridedPointwise: return 16 + roundUp(g.ic * p, 16) + sgemmWorkspaceCount(m: g.ic, n: p, k: g.oc)
         case .transposedForward: return g.weightCount + 16 + transposedKernel.forwardScratchCount
+        case .stridedPhases: return stridedPhasesScratchCount
         case .im2colGemm:
             let n = groupSize * p, k = g.reduction
             return k * n + g.oc * n + sgemmWorkspaceCount(m: k, n: n, k: g.oc) + 32
@@ -445,6 +451,8 @@ public struct ConvKernel: Sendable {
             }
             transposedKernel._forward(L.self, mb: mb, input: outputGrad, weight: wt, bias: nil, output: inputGrad,
                                      scratch: wt + g.weightCount)
+        case .stridedPhases:
+            stridedPhasesBackwardData(L.self, mb: mb, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad, scratch: scratch)
         case .im2colGemm:
             let k = g.reduction
             var s0 = 0

@@ -24,8 +24,8 @@
 extension ConvKernel {
     /// The `winograd` forward entry's predicate: 3x3, stride 1, padding <= 2, ic and oc >= 32 and at least
     /// 256 output pixels a sample, or the 8x8 planes of `winograd8x8` (which comes first in the list; this
-    /// entry forced there gives the same bits, tested). Per layer, CPU ms per step of `ptrain bench train --profile` (batch 128,
-    /// one thread, AVX-512, AMD EPYC Zen 4 shared with other jobs), direct/tapPlanes -> winograd:
+    /// entry forced there gives the same bits, tested). Per layer, CPU ms per step of `ptrain bench train
+    /// --profile` (batch 128, one thread, AVX-512, AMD EPYC Zen 4 shared with other jobs), direct/tapPlanes -> winograd:
     /// cifar-small 32->64 16x16 forward 11.5 -> 8.4, 64->64 16x16 forward 22.8 -> 14.9, backward 46.5 -> 38.5,
     /// 32->32 32x32 forward 22.2 -> 21.7; ResNet-20's 32-channel 16x16 stage forward 32.7 -> 30.3 (6 layers),
     /// but its 16-channel 32x32 stage 34.1 -> 36.1 (k = 16 keeps the register tiles' stores and the

@@ -82,6 +82,12 @@ final class ConvolutionTests: XCTestCase {
         ("winograd pad 2", ConvGeometry(mb: 2, ic: 32, oc: 40, ih: 15, iw: 16, kh: 3, kw: 3, ph: 2, pw: 2), 1),
         ("winograd pad 1x0", ConvGeometry(mb: 2, ic: 32, oc: 32, ih: 16, iw: 20, kh: 3, kw: 3, ph: 1, pw: 0), 2),
         ("winograd two k-blocks", ConvGeometry(mb: 1, ic: 400, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+        // 3x3 stride 2 padding 1 on planes twice the output: backward data by phases (StridedPhaseConvolution.swift):
+        // ResNet-20's 16 -> 32 layer (16-wide rows), 8-wide rows with channel counts that leave partial tiles,
+        // and an output of 6 rows (48 positions: vectors spanning rows at AVX-512).
+        ("strided phases resnet20 16->32", ConvGeometry(mb: 3, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 3),
+        ("strided phases 8-wide rows odd channels", ConvGeometry(mb: 2, ic: 7, oc: 5, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+        ("strided phases 6 rows", ConvGeometry(mb: 2, ic: 3, oc: 9, ih: 12, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 1),
         // 8x8 planes, padding 1: winograd8x8 (a plane's 16 tiles as the lanes of a vector), and `winograd` forced
         // on the same geometry. ResNet-20's stage with a partial last group (6 samples a group at AVX-512; at
         // AVX2 24-tile panels, so a plane's tiles straddle two panels); odd channel counts.
@@ -193,15 +199,15 @@ final class ConvolutionTests: XCTestCase {
             ("pointwise-256to64-56x56", ConvGeometry(mb: 8, ic: 256, oc: 64, ih: 56, iw: 56, kh: 1, kw: 1),
              .pointwiseGemm, .pointwiseGemm, .pointwiseGemm),
             ("stride 2", ConvGeometry(mb: 8, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .tapPlanes, .im2colGemm, .weightsTiles),
+             .tapPlanes, .stridedPhases, .weightsTiles),
             ("stride 2, few input channels", ConvGeometry(mb: 8, ic: 4, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .tapPlanes, .im2colGemm, .im2colGemm),
+             .tapPlanes, .stridedPhases, .im2colGemm),
             ("resnet20-64to64-8x8", ConvGeometry(mb: 16, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1),
              .winograd8x8, .transposedForward, .weightsTiles),
             ("resnet20-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .tapPlanes, .im2colGemm, .weightsTiles),
+             .tapPlanes, .stridedPhases, .weightsTiles),
             ("resnet20-32to64-s2", ConvGeometry(mb: 16, ic: 32, oc: 64, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-             .tapPlanes, .im2colGemm, .weightsTiles),
+             .tapPlanes, .stridedPhases, .weightsTiles),
             ("resnet20-shortcut-16to32-s2", ConvGeometry(mb: 16, ic: 16, oc: 32, ih: 32, iw: 32, kh: 1, kw: 1, sh: 2, sw: 2),
              .im2colGemmPerSample, .stridedPointwise, .stridedPointwise),
         ]
