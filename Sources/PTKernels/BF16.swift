@@ -126,39 +126,6 @@ extension ConvKernel {
             ? max(scratchCount, bf16ScratchCount) : scratchCount
     }
 
-    /// The forward pass at `precision`: bf16 where `bf16Passes` says so, else the fp32 implementation list.
-    public func forward(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, precision: Precision) {
-        if precision == .bf16 && bf16Passes.forward {
-            bf16Forward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
-        } else {
-            forward(mb: mb, input: input, weight: weight, bias: bias, output: output, scratch: scratch)
-        }
-    }
-
-    /// The input gradient at `precision` (see `forward(…, precision:)`).
-    public func backwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                             inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, precision: Precision) {
-        if precision == .bf16 && bf16Passes.backwardData {
-            bf16BackwardData(mb: mb, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad, scratch: scratch)
-        } else {
-            backwardData(mb: mb, outputGrad: outputGrad, weight: weight, inputGrad: inputGrad, scratch: scratch)
-        }
-    }
-
-    /// The weight and bias gradients at `precision` (see `forward(…, precision:)`).
-    public func backwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
-                                weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,
-                                scratch: UnsafeMutablePointer<Float>, precision: Precision) {
-        if precision == .bf16 && bf16Passes.backwardWeights {
-            bf16BackwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad,
-                                scratch: scratch)
-        } else {
-            backwardWeights(mb: mb, input: input, outputGrad: outputGrad, weightGrad: weightGrad, biasGrad: biasGrad,
-                            scratch: scratch)
-        }
-    }
-
     /// Floats of this convolution's prepared weights (its bf16 weights packed for the forward and the
     /// input gradient, made once while the weights stay the same); 0 where the unit has no prepared path (tiles).
     public var bf16PreparedCount: Int {

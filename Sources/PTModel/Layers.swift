@@ -15,6 +15,9 @@ public struct Conv2D: Layer {
     public let parameters: [ParameterTensor]
     public let kernel: ConvKernel
     public let initializer: Initializer
+    /// `kernel.bf16Passes`, chosen once: which passes run in bf16 in a bf16 workspace (the kernels are
+    /// asked in C for the narrow-layer forms, so not in every call of the step).
+    public let bf16Passes: BF16Passes
 
     /// - Parameters: `maxBatch` is the largest number of samples one call will see (the shard size).
     public init(name: String, input: Shape, features: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
@@ -25,6 +28,7 @@ public struct Conv2D: Layer {
         let g = ConvGeometry(mb: maxBatch, ic: input.channels, oc: features, ih: input.height, iw: input.width,
                              kh: kernelSize.0, kw: kernelSize.1, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1)
         kernel = ConvKernel(geometry: g)
+        bf16Passes = kernel.bf16Passes
         outputShape = Shape(channels: features, height: g.oh, width: g.ow)
         let w = ParameterTensor(name: "\(name).weight", shape: [features, input.channels, kernelSize.0, kernelSize.1],
                                 offset: parameterOffset)
@@ -54,8 +58,7 @@ public struct Conv2D: Layer {
     /// packed for both, kept while the weights stay the same (one training step) instead of made in every
     /// call (see `Dense.preparedWeightsCount`).
     public func preparedWeightsCount(precision: Precision) -> Int {
-        let p = kernel.bf16Passes
-        return precision == .bf16 && (p.forward || p.backwardData) ? kernel.bf16PreparedCount : 0
+        precision == .bf16 && (bf16Passes.forward || bf16Passes.backwardData) ? kernel.bf16PreparedCount : 0
     }
 
     /// The prepared weights of a bf16 call (see `LayerCall.currentPreparedWeights`).
@@ -64,27 +67,40 @@ public struct Conv2D: Layer {
     }
 
     public func forward(_ c: LayerCall) {
-        let bias = c.parameters + parameters[1].offset
-        if c.precision == .bf16 && kernel.bf16Passes.forward, let p = prepared(c) {
-            kernel.bf16Forward(mb: c.batch, input: c.input, prepared: p, bias: bias, output: c.output, scratch: c.scratch)
+        let weight = c.parameters + parameters[0].offset, bias = c.parameters + parameters[1].offset
+        if c.precision == .bf16 && bf16Passes.forward {
+            if let p = prepared(c) {
+                kernel.bf16Forward(mb: c.batch, input: c.input, prepared: p, bias: bias, output: c.output, scratch: c.scratch)
+            } else {
+                kernel.bf16Forward(mb: c.batch, input: c.input, weight: weight, bias: bias, output: c.output, scratch: c.scratch)
+            }
             return
         }
-        kernel.forward(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset, bias: bias, output: c.output,
-                       scratch: c.scratch, precision: c.precision)
+        kernel.forward(mb: c.batch, input: c.input, weight: weight, bias: bias, output: c.output, scratch: c.scratch)
     }
 
     public func backward(_ c: LayerCall) {
-        // At c.precision: in a bf16 workspace the passes `ConvKernel.bf16Passes` names run in bf16.
-        kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad,
-                               weightGrad: c.gradients + parameters[0].offset,
-                               biasGrad: c.gradients + parameters[1].offset, scratch: c.scratch, precision: c.precision)
+        // In a bf16 workspace the passes `bf16Passes` names run in bf16, the others in fp32.
+        let bf16 = c.precision == .bf16
+        let weight = c.parameters + parameters[0].offset
+        let dW = c.gradients + parameters[0].offset, dB = c.gradients + parameters[1].offset
+        if bf16 && bf16Passes.backwardWeights {
+            kernel.bf16BackwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad, weightGrad: dW, biasGrad: dB,
+                                       scratch: c.scratch)
+        } else {
+            kernel.backwardWeights(mb: c.batch, input: c.input, outputGrad: c.outputGrad, weightGrad: dW, biasGrad: dB,
+                                   scratch: c.scratch)
+        }
         guard let dIn = c.inputGrad else { return }
-        if c.precision == .bf16 && kernel.bf16Passes.backwardData, let p = prepared(c) {
-            kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, scratch: c.scratch)
+        if bf16 && bf16Passes.backwardData {
+            if let p = prepared(c) {
+                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, scratch: c.scratch)
+            } else {
+                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, scratch: c.scratch)
+            }
             return
         }
-        kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: c.parameters + parameters[0].offset,
-                            inputGrad: dIn, scratch: c.scratch, precision: c.precision)
+        kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, scratch: c.scratch)
     }
 }
 
