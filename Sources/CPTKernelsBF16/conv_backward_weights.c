@@ -72,46 +72,41 @@ static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const uint16_t *pa
     }
 }
 
-/// One tile of the direct backward weights: C[0..<mr][16 * groups] (ldc) += chain over the sample's np
-/// pixel pairs; row r's pair p is a[r][p] (rows >= mr read row 0, not stored); group h's pair p at
+/// One tile of the direct backward weights: C[0..<mr][16 * G] (ldc) += chain over the sample's np pixel
+/// pairs; row r's pair p is a[r][p] (rows >= mr read row 0, not stored); group h's pair p at
 /// pairs[poff[p] + gbase[h]] (one loop over all pairs: rows of 4 pairs (8x8 planes) would end a loop
-/// every 64 vdpbf16ps).
-static inline void direct_weights_tile(int np, const int32_t *poff, const uint32_t *a, long lda, int mr,
-                                       const uint32_t *pairs, const int32_t *gbase, int groups, float *c, long ldc,
-                                       next_lines *pf) {
-    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-    const uint32_t *a0 = a, *a1 = a + (mr > 1) * lda, *a2 = a + (mr > 2) * 2 * lda, *a3 = a + (mr > 3) * 3 * lda,
-                   *a4 = a + (mr > 4) * 4 * lda, *a5 = a + (mr > 5) * 5 * lda, *a6 = a + (mr > 6) * 6 * lda,
-                   *a7 = a + (mr > 7) * 7 * lda;
-    __mmask16 m1 = groups > 1 ? 0xFFFF : 0;
-#define LOADROW(r) \
-    if (r < mr) { c##r##0 = _mm512_loadu_ps(c + r * ldc); c##r##1 = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16); } \
-    else { c##r##0 = _mm512_setzero_ps(); c##r##1 = _mm512_setzero_ps(); }
-    LOADROW(0) LOADROW(1) LOADROW(2) LOADROW(3) LOADROW(4) LOADROW(5) LOADROW(6) LOADROW(7)
-#undef LOADROW
-    const uint32_t *b0p = pairs + gbase[0], *b1p = pairs + gbase[groups > 1 ? 1 : 0];
-    if (groups > 1) {
-        for (int p = 0; p < np; p++) {
-            long off = poff[p];
-            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b0p + off), b1 = (__m512bh)_mm512_loadu_si512(b1p + off);
-            fetch_next_line(pf);
-#define STEP(r) { __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a##r[p]); \
-              c##r##0 = _mm512_dpbf16_ps(c##r##0, ar, b0); c##r##1 = _mm512_dpbf16_ps(c##r##1, ar, b1); }
-            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
-#undef STEP
-        }
-    } else {
-        for (int p = 0; p < np; p++) {
-            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b0p + poff[p]);
-            fetch_next_line(pf);
-#define STEP(r) { c##r##0 = _mm512_dpbf16_ps(c##r##0, (__m512bh)_mm512_set1_epi32((int)a##r[p]), b0); }
-            STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
-#undef STEP
+/// every 64 vdpbf16ps). G = 3 (24 accumulators) loads 11 operands per 24 vdpbf16ps where G = 2 loads 10 per 16.
+static inline __attribute__((always_inline)) void direct_weights_tile(const int G, int np, const int32_t *poff, const uint32_t *a,
+                                                                      long lda, int mr, const uint32_t *pairs,
+                                                                      const int32_t *gbase, float *c, long ldc, next_lines *pf) {
+    __m512 acc[MR][3];
+    const uint32_t *ar[MR], *bp[3];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) ar[r] = a + (mr > r) * r * lda;
+#pragma clang loop unroll(full)
+    for (int h = 0; h < G; h++) bp[h] = pairs + gbase[h];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++)
+#pragma clang loop unroll(full)
+        for (int h = 0; h < G; h++) acc[r][h] = r < mr ? _mm512_loadu_ps(c + r * ldc + 16 * h) : _mm512_setzero_ps();
+    for (int p = 0; p < np; p++) {
+        long off = poff[p];
+        __m512bh b[3];
+#pragma clang loop unroll(full)
+        for (int h = 0; h < G; h++) b[h] = (__m512bh)_mm512_loadu_si512(bp[h] + off);
+        fetch_next_line(pf);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < MR; r++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)ar[r][p]);
+#pragma clang loop unroll(full)
+            for (int h = 0; h < G; h++) acc[r][h] = _mm512_dpbf16_ps(acc[r][h], x, b[h]);
         }
     }
-#define STOREROW(r) if (r < mr) { _mm512_storeu_ps(c + r * ldc, c##r##0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c##r##1); }
-    STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
-#undef STOREROW
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++)
+        if (r < mr)
+#pragma clang loop unroll(full)
+            for (int h = 0; h < G; h++) _mm512_storeu_ps(c + r * ldc + 16 * h, acc[r][h]);
 }
 
 // MARK: backward weights, output channels on the lanes
@@ -239,11 +234,18 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
         long insize = (long)g.ic * g.ih * g.iw, outsize = (long)g.oc * d.P;
         next_lines pf = n + 1 < mb ? next_sample_lines(in + (n + 1) * insize, insize, dout + (n + 1) * outsize, outsize)
                                    : no_next_lines;
-        for (int h = 0; h < groups; h += 2) {
-            int gs = groups - h < 2 ? groups - h : 2;
-            for (int m0 = 0; m0 < g.oc; m0 += MR)
-                direct_weights_tile(d.P / 2, poff, a + m0 * lda, lda, g.oc - m0 < MR ? g.oc - m0 : MR, pairs, gbase + h, gs,
-                                    acc + (long)m0 * d.K + h * 16, d.K, &pf);
+        // Column tiles of 3 groups, the last ones of 2 (or 1) when groups is not a multiple of 3.
+        for (int h = 0; h < groups;) {
+            int left = groups - h, gs = left == 4 || left == 2 ? 2 : left == 1 ? 1 : 3;
+            for (int m0 = 0; m0 < g.oc; m0 += MR) {
+                const uint32_t *am = a + m0 * lda;
+                int mr = g.oc - m0 < MR ? g.oc - m0 : MR;
+                float *cm = acc + (long)m0 * d.K + h * 16;
+                if (gs == 3) direct_weights_tile(3, d.P / 2, poff, am, lda, mr, pairs, gbase + h, cm, d.K, &pf);
+                else if (gs == 2) direct_weights_tile(2, d.P / 2, poff, am, lda, mr, pairs, gbase + h, cm, d.K, &pf);
+                else direct_weights_tile(1, d.P / 2, poff, am, lda, mr, pairs, gbase + h, cm, d.K, &pf);
+            }
+            h += gs;
         }
     }
     for (int o = 0; o < g.oc; o++)
