@@ -13,7 +13,28 @@
 // one after another: ResNet-20's 8x8 and 16x16 planes (64 and 256 values a row) spent more time in the call
 // and the 16 dependent Double adds per row than in the row itself.
 
+import CPTPrefetch
+
 @usableFromInline typealias BNLanes = SIMD16<Float>
+
+/// Asks for the line `i` floats into the row `ahead` floats after `row` (0 for the last row: a line already read). A
+/// channel's row is one sample's plane, often a single 4 KiB page (32x32), where the hardware's stream prefetch stops;
+/// the gradient sums (the backward's first pass over the layer's input and output gradient, both long out of cache) fetch
+/// the next row's lines, one per step of the current row. No result changes.
+@inline(__always) func _bnFetchAhead(_ row: UnsafeRawPointer, _ i: Int, _ ahead: Int) { pt_prefetch_l2(row + 4 * (i + ahead)) }
+
+/// Stores `v` at `row + 4 * i`: around the caches when `stream` (the row is 64-byte aligned). The passes that write a
+/// tensor read much later (an activation the backward reads, an input gradient the convolution's backward fetches
+/// ahead itself) stream it: a normal store reads each line from memory first, in a pass that is all memory traffic.
+/// The pass ends with `pt_stream_fence()`. No result changes.
+@inline(__always) func _bnStore(_ v: BNLanes, _ row: UnsafeMutableRawPointer, _ i: Int, stream: Bool) {
+    if stream {
+        var u = v
+        pt_stream_store64(row + 4 * i, &u)
+    } else {
+        row.storeBytes(of: v, toByteOffset: 4 * i, as: BNLanes.self)
+    }
+}
 
 /// 16 Double lanes (two zmm on AVX-512; the element loop below compiles to vcvtps2pd + vaddpd there).
 @usableFromInline struct BNDoubleLanes {
@@ -76,8 +97,12 @@ func _bnGradientSums<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>,
         let rx = UnsafeRawPointer(xr), rdy = UnsafeRawPointer(dyr)
         let mr = mask.map { $0 + r * stride }
         var accDy = BNLanes(), accCentered = BNLanes()
+        let ahead = r + 1 < rows ? stride : 0
         var i = 0
         while i + 16 <= count {
+            _bnFetchAhead(rx, i, ahead)
+            _bnFetchAhead(rdy, i, ahead)
+            if let mr { _bnFetchAhead(UnsafeRawPointer(mr), i, ahead) }
             let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
             var g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: BNLanes.self)
             if relu { g = zero.replacing(with: g, where: v * a + b .> zero) }
@@ -154,16 +179,18 @@ func _bnInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>
 /// z = relu(x * scale + shift).
 func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                    _ shift: Float, _ z: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
     typealias V = BNLanes
     let w = 16
     let a = V(repeating: scale), b = V(repeating: shift), zero = V()
     for r in 0..<rows {
         let x = x + r * stride, z = z + r * stride
         let rx = UnsafeRawPointer(x), rz = UnsafeMutableRawPointer(z)
+        let stream = Int(bitPattern: rz) & 63 == 0
         var i = 0
         while i + w <= count {
             let t = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b
-            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
             i += w
         }
         while i < count { let t = x[i] * scale + shift; z[i] = t > 0 ? t : 0; i += 1 }
@@ -173,16 +200,18 @@ func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _
 /// z = relu((x * scale + shift) + other).
 func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                       _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
     typealias V = BNLanes
     let w = 16
     let a = V(repeating: scale), b = V(repeating: shift), zero = V()
     for r in 0..<rows {
         let x = x + r * stride, other = other + r * stride, z = z + r * stride
         let rx = UnsafeRawPointer(x), ro = UnsafeRawPointer(other), rz = UnsafeMutableRawPointer(z)
+        let stream = Int(bitPattern: rz) & 63 == 0
         var i = 0
         while i + w <= count {
             let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + ro.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
             i += w
         }
         while i < count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0; i += 1 }
@@ -193,17 +222,19 @@ func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>
 func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                        _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
                                        _ z: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
     typealias V = BNLanes
     let w = 16
     let a = V(repeating: scale), b = V(repeating: shift), a2 = V(repeating: scale2), b2 = V(repeating: shift2), zero = V()
     for r in 0..<rows {
         let x = x + r * stride, x2 = x2 + r * stride, z = z + r * stride
         let rx = UnsafeRawPointer(x), rx2 = UnsafeRawPointer(x2), rz = UnsafeMutableRawPointer(z)
+        let stream = Int(bitPattern: rz) & 63 == 0
         var i = 0
         while i + w <= count {
             let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b)
                 + (rx2.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a2 + b2)
-            rz.storeBytes(of: zero.replacing(with: t, where: t .> zero), toByteOffset: 4 * i, as: V.self)
+            _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
             i += w
         }
         while i < count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0; i += 1 }
@@ -231,6 +262,7 @@ func _bnGatedInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<F
                                            _ stride: Int, _ count: Int, _ mean: Float, _ a: Float, _ b: Float, _ k: Float,
                                            relu: Bool, _ scale: Float, _ shift: Float, mask: UnsafePointer<Float>?,
                                            _ dx: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
     typealias V = BNLanes
     let w = 16
     let va = V(repeating: a), vb = V(repeating: b), vk = V(repeating: k), vm = V(repeating: mean)
@@ -239,13 +271,14 @@ func _bnGatedInputGradient<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<F
         let x = x + r * stride, dy = dy + r * stride, dx = dx + r * stride
         let mr = mask.map { $0 + r * stride }
         let rx = UnsafeRawPointer(x), rdy = UnsafeRawPointer(dy), rdx = UnsafeMutableRawPointer(dx)
+        let stream = Int(bitPattern: rdx) & 63 == 0
         var i = 0
         while i + w <= count {
             let v = rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
             var g = rdy.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
             if relu { g = zero.replacing(with: g, where: v * vs + vt .> zero) }
             if let mr { g = zero.replacing(with: g, where: UnsafeRawPointer(mr).loadUnaligned(fromByteOffset: 4 * i, as: V.self) .> zero) }
-            rdx.storeBytes(of: g * va + (v - vm) * vb + vk, toByteOffset: 4 * i, as: V.self)
+            _bnStore(g * va + (v - vm) * vb + vk, rdx, i, stream: stream)
             i += w
         }
         while i < count {
