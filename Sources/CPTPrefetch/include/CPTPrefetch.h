@@ -1,4 +1,4 @@
-// Software prefetch for the Swift kernels (Swift has no prefetch of its own): inlined into the caller.
+// Software prefetch and streaming (non-temporal) stores for the Swift kernels (Swift has neither): inlined into the caller.
 #ifndef CPTPREFETCH_H
 #define CPTPREFETCH_H
 
@@ -11,6 +11,12 @@ typedef float pt_float16_vector __attribute__((ext_vector_type(16)));
 static inline __attribute__((always_inline)) void pt_stream_store64(void *p, const void *v) {
     __builtin_nontemporal_store(*(const pt_float16_vector *)v, (pt_float16_vector *)p);
 }
-static inline __attribute__((always_inline)) void pt_stream_fence(void) { __builtin_ia32_sfence(); }
+static inline __attribute__((always_inline)) void pt_stream_fence(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_sfence();
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
 
 #endif
