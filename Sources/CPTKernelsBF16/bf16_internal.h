@@ -61,6 +61,24 @@ static inline void pad_sample(pt_bf16_conv_geometry g, conv_dims d, const float 
             pt_bf16_round(in + ((long)c * g.ih + y) * g.iw, pad + c * d.plane + (long)(y + g.ph) * d.piw + g.pw, g.iw);
 }
 
+/// The forward's reduction order (vector unit): with an even number of input channels k = (i, j, c), so that
+/// each pair (k, k + 1) is two adjacent channels at one tap and a sample needs one pair image (pad[e],
+/// pad[e + plane]) over its even channels' planes; otherwise k = (c, i, j), the weights' own order. The tile
+/// unit always takes (c, i, j).
+static inline int channel_pairs(pt_bf16_conv_geometry g) { return !use_tiles() && g.ic % 2 == 0; }
+
+/// Where reduction element k lies in a weight row [c][i][j] (K ints), or NULL when that is k itself.
+static inline const int32_t *reduction_order(pt_bf16_conv_geometry g, int32_t *order) {
+    if (!channel_pairs(g)) return NULL;
+    int k = 0;
+    for (int i = 0; i < g.kh; i++)
+        for (int j = 0; j < g.kw; j++)
+            for (int c = 0; c < g.ic; c++) order[k++] = (int32_t)((c * g.kh + i) * g.kw + j);
+    return order;
+}
+
+/// koff[k]: where element k = (c, i, j) of a patch lies in the padded sample; poff[q]: where output pixel q's
+/// patch starts.
 static inline void conv_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *koff, int32_t *poff) {
     int k = 0;
     for (int c = 0; c < g.ic; c++)
@@ -69,6 +87,16 @@ static inline void conv_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *k
     int q = 0;
     for (int y = 0; y < g.oh; y++)
         for (int x = 0; x < g.ow; x++) poff[q++] = (int32_t)(y * g.sh * d.piw + x * g.sw);
+}
+
+/// `conv_offsets` with k in the forward's reduction order (`channel_pairs`).
+static inline void forward_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *koff, int32_t *poff) {
+    conv_offsets(g, d, koff, poff);
+    if (!channel_pairs(g)) return;
+    int k = 0;
+    for (int i = 0; i < g.kh; i++)
+        for (int j = 0; j < g.kw; j++)
+            for (int c = 0; c < g.ic; c++) koff[k++] = (int32_t)(c * d.plane + i * d.piw + j);
 }
 
 /// Pair images a sample may need in the direct forms (see `direct_forward` in conv_forward.c).

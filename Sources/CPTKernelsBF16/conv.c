@@ -17,9 +17,19 @@ size_t pt_bf16_conv_prepared_bytes(pt_bf16_conv_geometry g) {
     return align64(packed_a_bytes(g.oc, dims(g).K)) + align64(prepared_data_bytes(g)) + 64;
 }
 
+/// Ints of each of the index arrays `pt_bf16_conv_prepare` uses: its own and the transposed convolution's
+/// reduction, and the channel counts.
+static int prepare_index_count(pt_bf16_conv_geometry g) {
+    int n = dims(g).K, tk = g.oc * g.kh * g.kw;
+    if (tk > n) n = tk;
+    if (g.oc > n) n = g.oc;
+    if (g.ic > n) n = g.ic;
+    return n;
+}
+
 static size_t prepare_scratch_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
-    int n = d.K > g.oc ? d.K : g.oc; if (g.ic > n) n = g.ic;
+    int n = prepare_index_count(g);
     return 2 * align64((size_t)g.oc * d.K * 2 + 32) + 2 * align64((size_t)n * 4) + 64;
 }
 
@@ -35,11 +45,11 @@ void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepare
     prepared_split_conv(g, prepared, &forward, &data);
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint16_t *wbf = bump(&s, (size_t)g.oc * d.K * 2 + 32), *wt = bump(&s, (size_t)g.oc * d.K * 2 + 32);
-    int n = d.K > g.oc ? d.K : g.oc; if (g.ic > n) n = g.ic;
+    int n = prepare_index_count(g);
     int32_t *rows = bump(&s, (size_t)n * 4), *roff = bump(&s, (size_t)n * 4);
     pt_bf16_round(w, wbf, (long)g.oc * d.K);
     for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
-    pt_view wv = { wbf, rows, NULL };
+    pt_view wv = { wbf, rows, reduction_order(g, roff) };
     pack_a_all(wv, g.oc, d.K, forward);
     if (planar_data(g)) {
         planar_table(g, wbf, data);
@@ -48,7 +58,7 @@ void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepare
         int tk = dims(t).K;
         flipped_weights(g, w, wt);
         for (int c = 0; c < g.ic; c++) rows[c] = c * tk;
-        pt_view tv = { wt, rows, NULL };
+        pt_view tv = { wt, rows, reduction_order(t, roff) };
         pack_a_all(tv, t.oc, tk, data);
     } else {
         pack_transposed_weights(g, wbf, rows, roff, data);

@@ -21,7 +21,7 @@ size_t forward_bytes(pt_bf16_conv_geometry g) {
                                         + align64((size_t)(d.K + 1) / 2) : 0;
     return align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2)
          + align64((size_t)g.oc * d.K * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
-         + direct + (tiles_direct(g) ? tiles_forward_bytes(g) : 0) + 64;
+         + align64((size_t)d.K * 4) + direct + (tiles_direct(g) ? tiles_forward_bytes(g) : 0) + 64;
 }
 
 /// 16 pixels' words at b: one row segment, or (split) 8 at b and 8 at b + next (the next output row).
@@ -141,14 +141,15 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
     bump(&s, (size_t)g.oc * d.K * 2 + 32);   // (the caller's rounded weights live here)
     if (tiles_direct(g)) { tiles_forward(g, mb, in, wbf, bias, out, s); return; }
     int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
+    int32_t *order = bump(&s, (size_t)d.K * 4);
     if (prepacked) {
         pa = (uint32_t *)prepacked;
     } else {
         for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
-        pt_view wv = { wbf, rows, NULL };
+        pt_view wv = { wbf, rows, reduction_order(g, order) };
         pack_a_all(wv, g.oc, d.K, pa);
     }
-    conv_offsets(g, d, koff, poff);
+    forward_offsets(g, d, koff, poff);
     memset(pad, 0, (size_t)(d.sample + 16) * 2);
     int kp = (d.K + 1) / 2, images = 0;
     int32_t delta[DIRECT_IMAGES];
@@ -171,7 +172,11 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
             gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
             continue;
         }
-        for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
+        if (images == 1 && delta[0] == d.plane)
+            // Channel pairs (`channel_pairs`): the pairs start on the even channels' planes only.
+            for (int c = 0; c < g.ic; c += 2) build_image(pad + c * d.plane, 2 * d.plane, (int32_t)d.plane, image[0] + c * d.plane);
+        else
+            for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
         if (lanes) {
             lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, o, tile);
             continue;

@@ -91,7 +91,21 @@ func bf16TilesForwardChain(_ g: ConvGeometry, y: Int, x: Int, input: (Int, Int, 
     })
 }
 
-/// out[s][o][y][x] = chain over (c, i, j) of in x w from 0 (padding reads 0), then + bias[o]. With
+/// Whether the forward's chain runs over (i, j, c) (an even number of input channels on the vector unit:
+/// each pair of the chain is two adjacent channels at one tap) rather than (c, i, j).
+public func bf16ForwardChannelPairs(_ g: ConvGeometry, unit: BF16Unit? = InstructionSet.bf16Unit) -> Bool {
+    unit != .amx && g.ic % 2 == 0
+}
+
+/// Reduction element r of the forward's chain as (c, i, j) (see `bf16ForwardChannelPairs`).
+@inline(__always) func bf16ForwardTap(_ g: ConvGeometry, _ r: Int, pairs: Bool) -> (c: Int, i: Int, j: Int) {
+    if pairs { let t = r / g.ic; return (r % g.ic, t / g.kw, t % g.kw) }
+    let khw = g.kh * g.kw
+    return (r / khw, (r % khw) / g.kw, r % g.kw)
+}
+
+/// out[s][o][y][x] = chain over (c, i, j) of in x w from 0 (padding reads 0), then + bias[o]; over (i, j, c) when
+/// `bf16ForwardChannelPairs`. With
 /// amx and equal strides (`bf16TilesDirect`) channels are padded to icp (a multiple of 16) and each
 /// kernel row i's elements (j, c) of one output pixel, kw * icp of them contiguous in the channels-last
 /// copy, run in blocks of 32 (one tdpbf16ps each); elements past kw read the copy's next pixels (the
@@ -115,15 +129,19 @@ public func bf16ConvForwardReference(_ g: ConvGeometry, input: UnsafePointer<Flo
         }
         return
     }
+    let pairs = bf16ForwardChannelPairs(g)
     for s in 0..<g.mb {
         for o in 0..<g.oc {
             for y in 0..<g.oh {
                 for x in 0..<g.ow {
                     var v = bf16ChainReference(start: 0, count: k, { r in
-                        let c = r / khw, i = (r % khw) / g.kw, j = r % g.kw
+                        let (c, i, j) = bf16ForwardTap(g, r, pairs: pairs)
                         let iy = y * g.sh - g.ph + i, ix = x * g.sw - g.pw + j
                         return iy < 0 || iy >= g.ih || ix < 0 || ix >= g.iw ? 0 : input[((s * g.ic + c) * g.ih + iy) * g.iw + ix]
-                    }, { r in weight[o * k + r] })
+                    }, { r in
+                        let (c, i, j) = bf16ForwardTap(g, r, pairs: pairs)
+                        return weight[o * k + c * khw + i * g.kw + j]
+                    })
                     if let bias { v += bias[o] }
                     output[((s * g.oc + o) * g.oh + y) * g.ow + x] = v
                 }
@@ -148,7 +166,8 @@ public func bf16BackwardDataIsPlanar(_ g: ConvGeometry) -> Bool {
 /// from 0 over the taps (a, b) of the flipped kernel whose dout row iy - (kh - 1 - ph) + a exists (rows
 /// outside dout are skipped), a then b, and for each tap over o in increasing order (pairs (o, o + 1));
 /// dout columns outside it read 0. Transposed form: chain over (o, i, j) of dout (padded by k - 1 - p)
-/// x W[o][c][kh-1-i][kw-1-j] from 0. Otherwise: for each tap (c, i, j) in order whose output pixel
+/// x W[o][c][kh-1-i][kw-1-j] from 0 (over (i, j, o) when oc is even on the vector unit: the transposed
+/// convolution's `bf16ForwardChannelPairs`). Otherwise: for each tap (c, i, j) in order whose output pixel
 /// lands on the input pixel, a chain over o of W[o][c][i][j] x dout, added (fp32) into a sum from 0.
 public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                           inputGrad: UnsafeMutablePointer<Float>) {
@@ -180,13 +199,14 @@ public func bf16ConvBackwardDataReference(_ g: ConvGeometry, outputGrad: UnsafeP
                             yy < 0 || yy >= g.oh || xx < 0 || xx >= g.ow ? 0 : outputGrad[(s * g.oc + o) * p + yy * g.ow + xx]
                         }, weight: { o, a, b in weight[(o * g.ic + c) * khw + (g.kh - 1 - a) * g.kw + (g.kw - 1 - b)] })
                     } else if bf16BackwardDataIsTransposed(g) {
-                        let th = g.kh - 1 - g.ph, tw = g.kw - 1 - g.pw
+                        // The transposed convolution's forward: its input channels are o.
+                        let th = g.kh - 1 - g.ph, tw = g.kw - 1 - g.pw, pairs = bf16ForwardChannelPairs(transposed)
                         v = bf16ChainReference(start: 0, count: g.oc * khw, { r in
-                            let o = r / khw, a = (r % khw) / g.kw, b = r % g.kw
+                            let (o, a, b) = bf16ForwardTap(transposed, r, pairs: pairs)
                             let y = iy - th + a, x = ix - tw + b
                             return y < 0 || y >= g.oh || x < 0 || x >= g.ow ? 0 : outputGrad[(s * g.oc + o) * p + y * g.ow + x]
                         }, { r in
-                            let o = r / khw, a = (r % khw) / g.kw, b = r % g.kw
+                            let (o, a, b) = bf16ForwardTap(transposed, r, pairs: pairs)
                             return weight[(o * g.ic + c) * khw + (g.kh - 1 - a) * g.kw + (g.kw - 1 - b)]
                         })
                     } else {

@@ -34,11 +34,12 @@ long pt_bf16_tiles_peak_flops_per_iteration(void);
 
 /// Bytes of scratch the three convolution passes need for calls with up to `mb` samples.
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb);
-/// out[s][o][q] = chain over k = (c, i, j) of in x w (from 0), then + bias[o] (bias may be NULL).
+/// out[s][o][q] = chain over k of in x w (from 0), then + bias[o] (bias may be NULL); k = (i, j, c) when ic is even
+/// on the vector unit (each pair two adjacent channels at one tap), else k = (c, i, j).
 void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
                           float *out, void *scratch);
 /// din (overwritten): stride 1 with padding <= kernel - 1: the forward of the transposed convolution
-/// (chain over (o, i, j) of dout x flipped w), or for ic < 16, oc even and iw <= 16 the planar form (on
+/// (chain over (o, i, j) of dout x flipped w; (i, j, o) when oc is even on the vector unit), or for ic < 16, oc even and iw <= 16 the planar form (on
 /// either unit one vector chain over (i, j, o) of the flipped kernel, kernel rows i whose dout row
 /// exists only); otherwise per input pixel, the sum (fp32, taps in (i, j)
 /// order) of the unfolded products, each a chain over o.
