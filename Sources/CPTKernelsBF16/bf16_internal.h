@@ -89,14 +89,15 @@ static inline void conv_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *k
         for (int x = 0; x < g.ow; x++) poff[q++] = (int32_t)(y * g.sh * d.piw + x * g.sw);
 }
 
-/// `conv_offsets` with k in the forward's reduction order (`channel_pairs`).
-static inline void forward_offsets(pt_bf16_conv_geometry g, conv_dims d, int32_t *koff, int32_t *poff) {
+/// `conv_offsets` with k in the order `order` gives (`reduction_order`; NULL: (c, i, j)).
+static inline void forward_offsets(pt_bf16_conv_geometry g, conv_dims d, const int32_t *order, int32_t *koff, int32_t *poff) {
     conv_offsets(g, d, koff, poff);
-    if (!channel_pairs(g)) return;
-    int k = 0;
-    for (int i = 0; i < g.kh; i++)
-        for (int j = 0; j < g.kw; j++)
-            for (int c = 0; c < g.ic; c++) koff[k++] = (int32_t)(c * d.plane + i * d.piw + j);
+    if (!order) return;
+    int khw = g.kh * g.kw;
+    for (int k = 0; k < d.K; k++) {
+        int w = order[k], c = w / khw, i = (w % khw) / g.kw, j = w % g.kw;
+        koff[k] = (int32_t)(c * d.plane + i * d.piw + j);
+    }
 }
 
 /// Pair images a sample may need in the direct forms (see `direct_forward` in conv_forward.c).

@@ -141,15 +141,15 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
     bump(&s, (size_t)g.oc * d.K * 2 + 32);   // (the caller's rounded weights live here)
     if (tiles_direct(g)) { tiles_forward(g, mb, in, wbf, bias, out, s); return; }
     int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
-    int32_t *order = bump(&s, (size_t)d.K * 4);
+    const int32_t *order = reduction_order(g, bump(&s, (size_t)d.K * 4));
     if (prepacked) {
         pa = (uint32_t *)prepacked;
     } else {
         for (int o = 0; o < g.oc; o++) rows[o] = o * d.K;
-        pt_view wv = { wbf, rows, reduction_order(g, order) };
+        pt_view wv = { wbf, rows, order };
         pack_a_all(wv, g.oc, d.K, pa);
     }
-    forward_offsets(g, d, koff, poff);
+    forward_offsets(g, d, order, koff, poff);
     memset(pad, 0, (size_t)(d.sample + 16) * 2);
     int kp = (d.K + 1) / 2, images = 0;
     int32_t delta[DIRECT_IMAGES];
@@ -172,8 +172,8 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
             gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
             continue;
         }
-        if (images == 1 && delta[0] == d.plane)
-            // Channel pairs (`channel_pairs`): the pairs start on the even channels' planes only.
+        if (order)
+            // Channel pairs: one image (delta = the plane), read only on the even channels' planes.
             for (int c = 0; c < g.ic; c += 2) build_image(pad + c * d.plane, 2 * d.plane, (int32_t)d.plane, image[0] + c * d.plane);
         else
             for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);

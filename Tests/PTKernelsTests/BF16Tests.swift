@@ -107,6 +107,9 @@ final class BF16Tests: XCTestCase {
             // odd number of rows (a one-row tile last) and two blocks of 16 channels; 8 wide.
             ("lanes forward 12 wide odd rows", ConvGeometry(mb: 2, ic: 5, oc: 32, ih: 9, iw: 14, kh: 3, kw: 3, ph: 1), 2),
             ("lanes forward 8 wide", ConvGeometry(mb: 1, ic: 2, oc: 16, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+            // The direct weight gradient's column tiles: 4 groups of 16 columns run as 2 + 2 (3 + 3 + 3 and
+            // 3 x 15 + 3 + 2 above).
+            ("1x1 64->16, 4 column groups", ConvGeometry(mb: 2, ic: 64, oc: 16, ih: 6, iw: 8, kh: 1, kw: 1), 2),
         ]
         for (label, g0, mb) in cases {
             let g = g0.with(mb: mb)

@@ -220,13 +220,17 @@ final class ElementwiseTests: XCTestCase {
     func testBatchNormChannelKernelsMatchTwinsBitForBit() {
         let fused = InstructionSet.current != .baseline
         let scale: Float = 1.7, shift: Float = -0.23, scale2: Float = 0.6, shift2: Float = 0.11, mean: Float = 0.3125
-        for (rows, n, gap) in [(1, 17, 0), (3, 64, 5), (7, 33, 16), (5, 256, 1), (2, 1031, 9), (4, 0, 3), (9, 16, 48), (0, 8, 2)] {
-            let stride = n + gap, total = 1 + max(rows, 1) * stride
+        // `at`: where the outputs start. 1 leaves every row off 64-byte alignment (normal stores); 16 with strides
+        // of whole 64-byte lines puts every row on it, where the passes that write store around the caches.
+        let cases = [(1, 17, 0, 1), (3, 64, 5, 1), (7, 33, 16, 1), (5, 256, 1, 1), (2, 1031, 9, 1), (4, 0, 3, 1), (9, 16, 48, 1),
+                     (0, 8, 2, 1), (3, 64, 0, 16), (4, 40, 8, 16), (2, 1024, 16, 16)]
+        for (rows, n, gap, at) in cases {
+            let stride = n + gap, total = at + max(rows, 1) * stride
             let x = Buffer(random: total, seed: 31), x2 = Buffer(random: total, seed: 32), dy = Buffer(random: total, seed: 33)
             for i in 0..<total { x.pointer[i] = 3 * x.pointer[i] + 0.37 }
             if n > 8 { x.pointer[2] = shift / -scale; x.pointer[4] = .nan }
             let px = UnsafePointer(x.pointer + 1), px2 = UnsafePointer(x2.pointer + 1), pdy = UnsafePointer(dy.pointer + 1)
-            let label = "rows=\(rows) n=\(n) stride=\(stride)"
+            let label = "rows=\(rows) n=\(n) stride=\(stride) at=\(at)"
             if n > 8 { x.pointer[4] = 0.5 }  // no NaN in the sums
             XCTAssertEqual(bnRowSum(px, count: n, rows: rows, rowStride: stride).bitPattern,
                            bnRowSumReference(px, count: n, rows: rows, rowStride: stride).bitPattern, "bnRowSum \(label)")
@@ -262,44 +266,44 @@ final class ElementwiseTests: XCTestCase {
 
             func pair() -> (Buffer, Buffer) { let b = Buffer(random: total, seed: 34); return (b, b.copy()) }
             var (got, ref) = pair()
-            bnAffine(px, count: n, scale: scale, shift: shift, output: got.pointer + 1, rows: rows, rowStride: stride)
-            bnAffineReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + 1, rows: rows, rowStride: stride)
+            bnAffine(px, count: n, scale: scale, shift: shift, output: got.pointer + at, rows: rows, rowStride: stride)
+            bnAffineReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnAffine \(label)")
             (got, ref) = pair()
-            bnAffineReLU(px, count: n, scale: scale, shift: shift, output: got.pointer + 1, rows: rows, rowStride: stride)
-            bnAffineReLUReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + 1, rows: rows, rowStride: stride)
+            bnAffineReLU(px, count: n, scale: scale, shift: shift, output: got.pointer + at, rows: rows, rowStride: stride)
+            bnAffineReLUReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnAffineReLU \(label)")
             (got, ref) = pair()
-            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: px2, output: got.pointer + 1, rows: rows, rowStride: stride)
-            bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: px2, output: ref.pointer + 1, rows: rows,
+            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: px2, output: got.pointer + at, rows: rows, rowStride: stride)
+            bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: px2, output: ref.pointer + at, rows: rows,
                                      rowStride: stride)
             assertIdentical(got, ref, "bnAffineAddReLU \(label)")
             (got, ref) = pair()
-            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + 1,
+            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + at,
                              rows: rows, rowStride: stride)
             bnAffine2AddReLUReference(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2,
-                                      output: ref.pointer + 1, rows: rows, rowStride: stride)
+                                      output: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnAffine2AddReLU \(label)")
             (got, ref) = pair()
-            bnInputGradient(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + 1,
+            bnInputGradient(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + at,
                             rows: rows, rowStride: stride)
-            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + 1,
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + at,
                                      rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradient \(label)")
             (got, ref) = pair()
             bnInputGradientReLU(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale, shift: shift,
-                                inputGrad: got.pointer + 1, rows: rows, rowStride: stride)
+                                inputGrad: got.pointer + at, rows: rows, rowStride: stride)
             bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
-                                         shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+                                         shift: shift, inputGrad: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientReLU \(label)")
             (got, ref) = pair()
             let chain = got.copy()
-            bnInputGradientMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + 1,
+            bnInputGradientMasked(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: got.pointer + at,
                                   rows: rows, rowStride: stride)
             bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
-                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+                                           inputGrad: ref.pointer + at, rows: rows, rowStride: stride)
             bnInputGradient(px, outputGrad: maskedDy.pointer + 1, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
-                            inputGrad: chain.pointer + 1, rows: rows, rowStride: stride)
+                            inputGrad: chain.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientMasked \(label)")
             assertIdentical(got, chain, "bnInputGradientMasked against the unfused passes \(label)")
 
@@ -309,21 +313,21 @@ final class ElementwiseTests: XCTestCase {
             let last = (rows - 1) * stride
             (got, ref) = pair()
             bnInputGradient(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
-                            inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
-            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + 1,
+                            inputGrad: got.pointer + at + last, rows: rows, rowStride: -stride)
+            bnInputGradientReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, inputGrad: ref.pointer + at,
                                      rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradient last plane first \(label)")
             (got, ref) = pair()
             bnInputGradientReLU(px + last, outputGrad: pdy + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
-                                shift: shift, inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+                                shift: shift, inputGrad: got.pointer + at + last, rows: rows, rowStride: -stride)
             bnInputGradientReLUReference(px, outputGrad: pdy, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013, scale: scale,
-                                         shift: shift, inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+                                         shift: shift, inputGrad: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientReLU last plane first \(label)")
             (got, ref) = pair()
             bnInputGradientMasked(px + last, outputGrad: pdy + last, mask: pz + last, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
-                                  inputGrad: got.pointer + 1 + last, rows: rows, rowStride: -stride)
+                                  inputGrad: got.pointer + at + last, rows: rows, rowStride: -stride)
             bnInputGradientMaskedReference(px, outputGrad: pdy, mask: pz, count: n, mean: mean, a: 0.9, b: -0.041, k: 0.0013,
-                                           inputGrad: ref.pointer + 1, rows: rows, rowStride: stride)
+                                           inputGrad: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnInputGradientMasked last plane first \(label)")
         }
     }

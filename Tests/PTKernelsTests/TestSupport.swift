@@ -2,13 +2,15 @@
 import XCTest
 import PTKernels
 
-/// A heap buffer of floats freed at deinit (tests only).
+/// A heap buffer of floats freed at deinit (tests only), 64-byte aligned as the workspace's buffers are (so a
+/// test can place rows on or off a cache line on purpose).
 final class Buffer {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>
     init(_ count: Int, fill: Float = 0) {
         self.count = count
-        pointer = .allocate(capacity: max(count, 1))
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(count, 1), alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: fill, count: max(count, 1))
     }
     convenience init(random count: Int, seed: UInt64, levels: Int = 0) {
@@ -22,7 +24,7 @@ final class Buffer {
     }
     func copy() -> Buffer { let b = Buffer(count); b.pointer.update(from: pointer, count: count); return b }
     var maxAbs: Float { (0..<count).reduce(0) { max($0, abs(pointer[$1])) } }
-    deinit { pointer.deallocate() }
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
 /// Max |a - b| (NaN counts as infinite).
