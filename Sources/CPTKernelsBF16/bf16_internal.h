@@ -133,6 +133,29 @@ static inline void build_image(const uint16_t *pad, long count, int32_t delta, u
     }
 }
 
+/// The channel-pair image of one sample straight from its fp32 planes (ic even): for even c,
+/// img[c * plane + (y + ph) * piw + pw + x] = bf16(in[c][y][x]) << 16 | bf16(in[c + 1][y][x]), the words
+/// `pad_sample` then `build_image(pad + c * plane, 2 * plane, plane, ...)` give inside the border, without
+/// the padded bf16 copy between them (vcvtne2ps2bf16 rounds as `pt_bf16_round`). Border words are not
+/// written: the caller zeroes the image once, and no sample writes there.
+static inline void pair_image(pt_bf16_conv_geometry g, conv_dims d, const float *in, uint32_t *img) {
+    const __m512i perm = _mm512_loadu_si512(interleave_index);
+    long hw = (long)g.ih * g.iw;
+    for (int c = 0; c < g.ic; c += 2) {
+        const float *a = in + c * hw, *b = a + hw;
+        for (int y = 0; y < g.ih; y++) {
+            uint32_t *dst = img + c * d.plane + (long)(y + g.ph) * d.piw + g.pw;
+            const float *ra = a + (long)y * g.iw, *rb = b + (long)y * g.iw;
+            for (int x = 0; x < g.iw; x += 16) {
+                __mmask16 m = (__mmask16)(g.iw - x >= 16 ? 0xFFFF : (1u << (g.iw - x)) - 1);
+                // Elements 0-15: channel c + 1, 16-31: channel c; word l = (c + 1 low, c high).
+                __m512i z = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m, ra + x), _mm512_maskz_loadu_ps(m, rb + x));
+                _mm512_mask_storeu_epi32(dst + x, m, _mm512_permutexvar_epi16(perm, z));
+            }
+        }
+    }
+}
+
 /// The next sample's fp32 operands, fetched into L2 one cache line per iteration of the current
 /// sample's tile loops, so that rounding and copying them reads L2 instead of memory (in training they
 /// were written long before: the backward reads what the forward wrote). Prefetches change no result.

@@ -24,33 +24,42 @@ static int channels_last_weights(pt_bf16_conv_geometry g) {
     return !direct_weights(g) && g.ic % 16 == 0 && g.kh * g.kw > 1;
 }
 
+/// Row stride (elements) of `build_pairs`' staging rows: room for 32-element loads at any column of a padded
+/// row, and not a multiple of 4 KiB apart, so 16 channels' rows do not share L1 sets.
+static inline long stage_stride(conv_dims d) { return (long)(d.piw + 31) / 32 * 32 + 32; }
+
 size_t weights_bytes(pt_bf16_conv_geometry g) {
     conv_dims d = dims(g);
     if (tiles_direct(g)) return tiles_weights_bytes(g);
     if (lanes_weights(g)) return lanes_weights_bytes(g);
     size_t reordered = direct_weights(g) || channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
     if (direct_weights(g))
-        return align64((size_t)(d.sample + 64) * 2) + align64((size_t)d.sample * 4) + align64((size_t)g.oc * d.P * 2 + 64)
+        return align64((size_t)16 * stage_stride(d) * 2) + align64((size_t)d.sample * 4) + align64((size_t)g.oc * d.P * 2 + 64)
              + reordered + align64((size_t)d.K / 16 * 4) + align64((size_t)d.P / 2 * 4) + 64;
     return align64(packed_a_bytes(g.oc, d.P)) + align64(packed_b_bytes(d.K, d.P)) + align64((size_t)(d.sample + 16) * 2)
          + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
          + reordered + 64;
 }
 
-/// The pair words of the padded bf16 sample `pad` (see `direct_weights`) that a pair reads: rows a tap
-/// reads, columns X < (ow - 2) * sw + kw. Per 16 channels x 16 columns: one load and one permute per
-/// channel row (words of X and X + sw; zero past the row), a 16 x 16 transpose; the last few columns scalar.
-static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const uint16_t *pad, uint32_t *pairs) {
+/// The pair words of one sample (see `direct_weights`), from its fp32 planes `in`, that a pair reads: rows a
+/// tap reads, columns X < (ow - 2) * sw + kw. Per input row and 16 channels, the rows are rounded into a
+/// small zero-bordered staging copy (`stage`, 16 x `stage_stride`, zeroed by the caller: the padded row
+/// as `pad_sample` would write it, without a whole padded sample between the passes); then per 16 columns
+/// one load and one permute per channel row (words of X and X + sw; zero past the row) and a 16 x 16
+/// transpose; the last few columns scalar. The border rows' words are zero and written by no sample: the
+/// caller zeroes `pairs` once.
+static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const float *in, uint16_t *stage, uint32_t *pairs) {
     int columns = (g.ow - 2) * g.sw + g.kw;
+    long hw = (long)g.ih * g.iw, ss = stage_stride(d);
     uint16_t pick[32];
     for (int l = 0; l < 16; l++) { pick[2 * l] = (uint16_t)(l + g.sw); pick[2 * l + 1] = (uint16_t)l; }
     const __m512i perm = _mm512_loadu_si512(pick);
-    for (int Y = 0; Y < d.pih; Y++) {
-        int used = 0;
+    for (int y = 0; y < g.ih; y++) {
+        int Y = y + g.ph, used = 0;
         for (int i = 0; i < g.kh && !used; i++) used = Y >= i && (Y - i) % g.sh == 0 && (Y - i) / g.sh < g.oh;
         if (!used) continue;
         for (int c0 = 0; c0 < g.ic; c0 += 16) {
-            const uint16_t *rows = pad + (long)c0 * d.plane + (long)Y * d.piw;
+            for (int c = 0; c < 16; c++) pt_bf16_round(in + (c0 + c) * hw + (long)y * g.iw, stage + c * ss + g.pw, g.iw);
             uint32_t *dst = pairs + (long)Y * d.piw * g.ic + c0;
             int X0 = 0;
             for (; columns - X0 > 4; X0 += 16) {
@@ -58,14 +67,13 @@ static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const uint16_t *pa
                 int avail = d.piw - X0 < 32 ? d.piw - X0 : 32;
                 __mmask32 m = (__mmask32)((1ull << avail) - 1);
                 __m512i r[16];
-                for (int c = 0; c < 16; c++)
-                    r[c] = _mm512_permutexvar_epi16(perm, _mm512_maskz_loadu_epi16(m, rows + (long)c * d.plane + X0));
+                for (int c = 0; c < 16; c++) r[c] = _mm512_permutexvar_epi16(perm, _mm512_maskz_loadu_epi16(m, stage + c * ss + X0));
                 transpose16(r);
                 for (int x = 0; x < n; x++) _mm512_storeu_si512(dst + (long)(X0 + x) * g.ic, r[x]);
             }
             for (; X0 < columns; X0++)
                 for (int c = 0; c < 16; c++) {
-                    const uint16_t *row = rows + (long)c * d.plane;
+                    const uint16_t *row = stage + c * ss;
                     dst[(long)X0 * g.ic + c] = (uint32_t)row[X0] << 16 | (X0 + g.sw < d.piw ? row[X0 + g.sw] : 0);
                 }
         }
@@ -211,7 +219,7 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
                                     char *s) {
     conv_dims d = dims(g);
     int khw = g.kh * g.kw, groups = d.K / 16;
-    uint16_t *pad = bump(&s, (size_t)(d.sample + 64) * 2);
+    uint16_t *stage = bump(&s, (size_t)16 * stage_stride(d) * 2);
     uint32_t *pairs = bump(&s, (size_t)d.sample * 4);
     uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 64);
     float *acc = bump(&s, (size_t)g.oc * d.K * 4);
@@ -224,11 +232,11 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
     for (int o = 0; o < g.oc; o++)
         for (int c = 0; c < g.ic; c++)
             for (int t = 0; t < khw; t++) acc[(long)o * d.K + t * g.ic + c] = dw[(long)o * d.K + c * khw + t];
-    memset(pad, 0, (size_t)(d.sample + 64) * 2);
+    memset(stage, 0, (size_t)16 * stage_stride(d) * 2);
+    memset(pairs, 0, (size_t)d.sample * 4);
     long lda = d.P / 2;
     for (int n = 0; n < mb; n++) {
-        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
-        build_pairs(g, d, pad, pairs);
+        build_pairs(g, d, in + (long)n * g.ic * g.ih * g.iw, stage, pairs);
         round_swapped(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
         const uint32_t *a = (const uint32_t *)dbf;
         long insize = (long)g.ic * g.ih * g.iw, outsize = (long)g.oc * d.P;

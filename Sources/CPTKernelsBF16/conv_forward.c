@@ -165,18 +165,23 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
         for (int p = 0; p < kp; p++) bptr[p] = image[which[p]] + koff[2 * p];
     }
     int split = g.ow == 8;
+    // Channel pairs: one image (delta = the plane) on the even channels' planes, built straight from the
+    // fp32 sample (`pair_image`) around a border zeroed here once.
+    int pairs = images && order;
+    if (pairs) memset(image[0], 0, (size_t)d.sample * 4);
     for (int n = 0; n < mb; n++) {
-        pad_sample(g, d, in + (long)n * g.ic * g.ih * g.iw, pad);
+        const float *sample = in + (long)n * g.ic * g.ih * g.iw;
         float *o = out + (long)n * g.oc * d.P;
-        if (!images) {
-            gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
-            continue;
-        }
-        if (order)
-            // Channel pairs: one image (delta = the plane), read only on the even channels' planes.
-            for (int c = 0; c < g.ic; c += 2) build_image(pad + c * d.plane, 2 * d.plane, (int32_t)d.plane, image[0] + c * d.plane);
-        else
+        if (pairs) {
+            pair_image(g, d, sample, image[0]);
+        } else {
+            pad_sample(g, d, sample, pad);
+            if (!images) {
+                gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
+                continue;
+            }
             for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
+        }
         if (lanes) {
             lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, o, tile);
             continue;
