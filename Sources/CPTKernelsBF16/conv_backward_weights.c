@@ -35,7 +35,7 @@ size_t weights_bytes(pt_bf16_conv_geometry g) {
     size_t reordered = direct_weights(g) || channels_last_weights(g) ? align64((size_t)g.oc * d.K * 4) : 0;
     if (direct_weights(g))
         return align64((size_t)16 * stage_stride(d) * 2) + align64((size_t)d.sample * 4) + align64((size_t)g.oc * d.P * 2 + 64)
-             + reordered + align64((size_t)d.K / 16 * 4) + align64((size_t)d.P / 2 * 4) + 64;
+             + reordered + align64((size_t)d.K / 16 * 4) + align64((size_t)d.P / 2 * 4) + align64((size_t)g.oc * 64) + 64;
     return align64(packed_a_bytes(g.oc, d.P)) + align64(packed_b_bytes(d.K, d.P)) + align64((size_t)(d.sample + 16) * 2)
          + align64((size_t)g.oc * d.P * 2 + 32) + align64((size_t)d.K * 4) + align64((size_t)d.P * 4) + align64((size_t)g.oc * 4)
          + reordered + 64;
@@ -215,8 +215,12 @@ static void lanes_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
         for (int k = 0; k < d.K; k++) dw[(long)o * d.K + k] = acc[(long)k * g.oc + o];
 }
 
+/// With `db` and whole 16-pixel chunks per channel (P % 16 == 0), the bias sums are taken in the pass that
+/// rounds dOut (one 16-lane accumulator per channel over the samples in order, each sample's chunks in
+/// order, then its lanes in order: `pt_bf16_bias_sums`' additions, the same bits) instead of a pass of
+/// their own over dOut.
 static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
-                                    char *s) {
+                                    float *db, char *s) {
     conv_dims d = dims(g);
     int khw = g.kh * g.kw, groups = d.K / 16;
     uint16_t *stage = bump(&s, (size_t)16 * stage_stride(d) * 2);
@@ -224,6 +228,8 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
     uint16_t *dbf = bump(&s, (size_t)g.oc * d.P * 2 + 64);
     float *acc = bump(&s, (size_t)g.oc * d.K * 4);
     int32_t *gbase = bump(&s, (size_t)groups * 4), *poff = bump(&s, (size_t)d.P / 2 * 4);
+    __m512 *bsum = db ? bump(&s, (size_t)g.oc * 64) : NULL;
+    if (db) for (int o = 0; o < g.oc; o++) bsum[o] = _mm512_setzero_ps();
     for (int y = 0, p = 0; y < g.oh; y++)
         for (int x = 0; x < g.ow; x += 2, p++) poff[p] = (int32_t)((y * g.sh * d.piw + x * g.sw) * g.ic);
     for (int t = 0; t < khw; t++)
@@ -237,7 +243,16 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
     long lda = d.P / 2;
     for (int n = 0; n < mb; n++) {
         build_pairs(g, d, in + (long)n * g.ic * g.ih * g.iw, stage, pairs);
-        round_swapped(dout + (long)n * g.oc * d.P, dbf, (long)g.oc * d.P);
+        const float *dn = dout + (long)n * g.oc * d.P;
+        if (db)
+            for (int o = 0; o < g.oc; o++)
+                for (long q = 0; q < d.P; q += 16) {
+                    __m512 v = _mm512_loadu_ps(dn + o * d.P + q);
+                    bsum[o] = _mm512_add_ps(bsum[o], v);
+                    _mm256_storeu_si256((__m256i *)(dbf + o * d.P + q), _mm256_ror_epi32((__m256i)_mm512_cvtneps_pbh(v), 16));
+                }
+        else
+            round_swapped(dn, dbf, (long)g.oc * d.P);
         const uint32_t *a = (const uint32_t *)dbf;
         long insize = (long)g.ic * g.ih * g.iw, outsize = (long)g.oc * d.P;
         next_lines pf = n + 1 < mb ? next_sample_lines(in + (n + 1) * insize, insize, dout + (n + 1) * outsize, outsize)
@@ -259,6 +274,13 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
     for (int o = 0; o < g.oc; o++)
         for (int c = 0; c < g.ic; c++)
             for (int t = 0; t < khw; t++) dw[(long)o * d.K + c * khw + t] = acc[(long)o * d.K + t * g.ic + c];
+    if (db)
+        for (int o = 0; o < g.oc; o++) {
+            float lanes[16], sum = 0, tail = 0;
+            _mm512_storeu_ps(lanes, bsum[o]);
+            for (int l = 0; l < 16; l++) sum += lanes[l];
+            db[o] += sum + tail;
+        }
 }
 
 void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db) {
@@ -289,8 +311,9 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
         return;
     }
     if (direct_weights(g)) {
-        direct_backward_weights(g, mb, in, dout, dw, s);
-        if (db) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
+        int fused = d.P % 16 == 0;
+        direct_backward_weights(g, mb, in, dout, dw, fused ? db : NULL, s);
+        if (db && !fused) pt_bf16_bias_sums(dout, mb, g.oc, d.P, db);
         return;
     }
     if (lanes_weights(g)) {
