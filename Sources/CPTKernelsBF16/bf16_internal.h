@@ -255,11 +255,12 @@ BF16_HIDDEN size_t tiles_weights_bytes(pt_bf16_conv_geometry g);
 
 // conv_forward.c
 BF16_HIDDEN size_t forward_bytes(pt_bf16_conv_geometry g);
-BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked);
+BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked, int add);
+BF16_HIDDEN int forward_adds(pt_bf16_conv_geometry g);
 BF16_HIDDEN uint16_t *rounded_weights_slot(pt_bf16_conv_geometry g, char *s);
 
 // conv_backward_data.c
-BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked);
+BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked, int add);
 BF16_HIDDEN size_t data_bytes(pt_bf16_conv_geometry g);
 BF16_HIDDEN void flipped_weights(pt_bf16_conv_geometry g, const float *w, uint16_t *wt);
 BF16_HIDDEN void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32_t *rows, int32_t *roff, uint32_t *pa);

@@ -69,14 +69,14 @@ void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float 
                                    float *out, void *scratch) {
     uint32_t *forward, *data;
     prepared_split_conv(g, prepared, &forward, &data);
-    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward);
+    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0);
 }
 
 void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
-                                         void *scratch) {
+                                         int add, void *scratch) {
     uint32_t *forward, *data;
     prepared_split_conv(g, prepared, &forward, &data);
-    backward_data(g, mb, dout, NULL, din, scratch, data);
+    backward_data(g, mb, dout, NULL, din, scratch, data, add);
 }
 
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb) {

@@ -232,7 +232,7 @@ void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32
 
 /// The input gradient; `prepacked`: the weights as `pt_bf16_conv_prepare` packs them for it, or NULL.
 void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
-                          const uint32_t *prepacked) {
+                   const uint32_t *prepacked, int add) {
     conv_dims d = dims(g);
     if (planar_data(g)) {
         planar_backward_data(g, mb, dout, w, din, scratch, prepacked);
@@ -243,7 +243,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         pt_bf16_conv_geometry t = transposed(g);
         uint16_t *wt = rounded_weights_slot(t, scratch);
         if (!prepacked) flipped_weights(g, w, wt);
-        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked);
+        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked, add);
         return;
     }
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -311,8 +311,12 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
     }
 }
 
-void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
+void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, int add,
                                 void *scratch) {
-    backward_data(g, mb, dout, w, din, scratch, NULL);
+    backward_data(g, mb, dout, w, din, scratch, NULL, add);
+}
+
+int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g) {
+    return !planar_data(g) && transposed_data(g) && forward_adds(transposed(g));
 }
 

@@ -59,7 +59,15 @@ static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const float *in, u
         for (int i = 0; i < g.kh && !used; i++) used = Y >= i && (Y - i) % g.sh == 0 && (Y - i) / g.sh < g.oh;
         if (!used) continue;
         for (int c0 = 0; c0 < g.ic; c0 += 16) {
-            for (int c = 0; c < 16; c++) pt_bf16_round(in + (c0 + c) * hw + (long)y * g.iw, stage + c * ss + g.pw, g.iw);
+            for (int c = 0; c < 16; c++) {
+                // pt_bf16_round of the row, inline (a call per 32-pixel row cost 2% of a ResNet-20 bf16 step).
+                const float *src = in + (c0 + c) * hw + (long)y * g.iw;
+                uint16_t *dst = stage + c * ss + g.pw;
+                for (int x = 0; x < g.iw; x += 16) {
+                    __mmask16 m = (__mmask16)(g.iw - x >= 16 ? 0xFFFF : (1u << (g.iw - x)) - 1);
+                    _mm256_mask_storeu_epi16(dst + x, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + x)));
+                }
+            }
             uint32_t *dst = pairs + (long)Y * d.piw * g.ic + c0;
             int X0 = 0;
             for (; columns - X0 > 4; X0 += 16) {

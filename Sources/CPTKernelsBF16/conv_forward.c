@@ -31,11 +31,12 @@ static inline __m512bh load_pixels(const uint32_t *b, int split, long next) {
                                         _mm256_loadu_si256((const __m256i *)(b + next)), 1);
 }
 
-/// C[0..<mr][0..<16 * groups] (ldc) = chain over kp pairs of packed A x B (from 0), + bias[row]; pair p of
-/// pixel group h at bptr[p] + off[h] (see `load_pixels`).
+/// C[0..<mr][0..<16 * groups] (ldc) = chain over kp pairs of packed A x B (from 0), + bias[row], + C's own
+/// value when `add` (one fp32 addition after the chain); pair p of pixel group h at bptr[p] + off[h] (see
+/// `load_pixels`).
 static inline void direct_forward_tile(int kp, const uint32_t *a, const uint32_t *const *bptr, long off0, long off1,
                                        int groups, int split, long next, float *c, long ldc, int mr, const float *bias,
-                                       next_lines *pf) {
+                                       int add, next_lines *pf) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     if (groups > 1) {
@@ -62,6 +63,7 @@ static inline void direct_forward_tile(int kp, const uint32_t *a, const uint32_t
 #define STOREROW(r) if (r < mr) { \
         __m512 x0 = c##r##0, x1 = c##r##1; \
         if (bias) { __m512 bb = _mm512_set1_ps(bias[r]); x0 = _mm512_add_ps(x0, bb); x1 = _mm512_add_ps(x1, bb); } \
+        if (add) { x0 = _mm512_add_ps(_mm512_loadu_ps(c + r * ldc), x0); x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), x1); } \
         _mm512_storeu_ps(c + r * ldc, x0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1); }
     STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
 #undef STOREROW
@@ -98,9 +100,10 @@ static inline __attribute__((always_inline)) void lanes_forward_tile(const int R
     for (int q = 0; q < R * W; q++) _mm512_store_ps(t + q * 16, acc[q]);
 }
 
-/// One sample's lanes forward (see `lanes_forward`); t: 32 x 16 floats of 64-byte aligned scratch.
+/// One sample's lanes forward (see `lanes_forward`); t: 32 x 16 floats of 64-byte aligned scratch; `add`:
+/// out's own value added after the chain (and bias).
 static void lanes_forward_sample(pt_bf16_conv_geometry g, int kp, const uint32_t *pa, const uint32_t *const *bptr, long piw,
-                                 const float *bias, float *out, float *t) {
+                                 const float *bias, int add, float *out, float *t) {
     long P = (long)g.oh * g.ow;
     for (int o0 = 0; o0 < g.oc; o0 += 16) {
         const uint32_t *a0 = pa + (size_t)(o0 / MR) * MR * kp, *a1 = a0 + (size_t)MR * kp;
@@ -124,15 +127,21 @@ static void lanes_forward_sample(pt_bf16_conv_geometry g, int kp, const uint32_t
                 for (int o = 0; o < 16; o++) {
                     __m512 v = _mm512_castsi512_ps(r[o]);
                     if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[o0 + o]));
-                    _mm512_mask_storeu_ps(out + (o0 + o) * P + (long)y0 * g.ow + q0, m, v);
+                    float *dst = out + (o0 + o) * P + (long)y0 * g.ow + q0;
+                    if (add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v);
+                    _mm512_mask_storeu_ps(dst, m, v);
                 }
             }
         }
     }
 }
 
+/// Whether `forward_rounded` can add into its output (`add`): the direct and lanes forms over the
+/// channel-pair image (vector unit, even ic); elsewhere the GEMM would start its chains from the output.
+int forward_adds(pt_bf16_conv_geometry g) { return channel_pairs(g) && (direct_forward(g) || lanes_forward(g)); }
+
 void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
-                            float *out, char *s, const uint32_t *prepacked) {
+                     float *out, char *s, const uint32_t *prepacked, int add) {
     conv_dims d = dims(g);
     s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
     uint32_t *pa = bump(&s, packed_a_bytes(g.oc, d.K));
@@ -183,7 +192,7 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
             for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
         }
         if (lanes) {
-            lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, o, tile);
+            lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, add, o, tile);
             continue;
         }
         long insize = (long)g.ic * g.ih * g.iw;
@@ -193,7 +202,7 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
             for (int m0 = 0; m0 < g.oc; m0 += MR)
                 direct_forward_tile(kp, pa + (size_t)(m0 / MR) * MR * kp, bptr, poff[q0], groups > 1 ? poff[q0 + 16] : 0,
                                     groups, split, (long)g.sh * d.piw, o + (long)m0 * d.P + q0, d.P,
-                                    g.oc - m0 < MR ? g.oc - m0 : MR, bias ? bias + m0 : NULL, &pf);
+                                    g.oc - m0 < MR ? g.oc - m0 : MR, bias ? bias + m0 : NULL, add, &pf);
         }
     }
 }
@@ -209,6 +218,6 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
                           float *out, void *scratch) {
     uint16_t *wbf = rounded_weights_slot(g, scratch);
     pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
-    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL);
+    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL, 0);
 }
 

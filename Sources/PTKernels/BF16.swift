@@ -149,9 +149,18 @@ extension ConvKernel {
 
     /// `bf16BackwardData` from the prepared weights: the same bits.
     public func bf16BackwardData(mb: Int, outputGrad: UnsafePointer<Float>, prepared: UnsafePointer<Float>,
-                                 inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                                 inputGrad: UnsafeMutablePointer<Float>, add: Bool = false, scratch: UnsafeMutablePointer<Float>) {
         requireBF16()
-        pt_bf16_conv_backward_data_prepared(geometry.bf16, Int32(mb), outputGrad, prepared, inputGrad, scratch)
+        precondition(!add || bf16BackwardDataAdds, "bf16 input gradient: this geometry cannot add into inputGrad")
+        pt_bf16_conv_backward_data_prepared(geometry.bf16, Int32(mb), outputGrad, prepared, inputGrad, add ? 1 : 0, scratch)
+    }
+
+    /// Whether `bf16BackwardData(add: true)` is available for this geometry (the transposed forward over
+    /// channel pairs: stride 1, oc even, vector unit; asked of the kernels, false without the bf16 unit).
+    /// With it a layer whose input feeds a branch adds its input gradient in place instead of writing a
+    /// spare buffer that is then added (`Layer.addsInputGradient`).
+    public var bf16BackwardDataAdds: Bool {
+        InstructionSet.bf16Unit != nil && pt_bf16_conv_backward_data_adds(geometry.bf16) != 0
     }
 
     /// bf16 forward: see `bf16ConvForwardReference` (same bits).
@@ -161,11 +170,14 @@ extension ConvKernel {
         pt_bf16_conv_forward(geometry.bf16, Int32(mb), input, weight, bias, output, scratch)
     }
 
-    /// bf16 input gradient (overwritten): see `bf16ConvBackwardDataReference` (same bits).
+    /// bf16 input gradient (overwritten): see `bf16ConvBackwardDataReference` (same bits). With `add`
+    /// (only where `bf16BackwardDataAdds`), inputGrad += that gradient, element by element after its
+    /// chain: the bits of writing it elsewhere and adding it in.
     public func bf16BackwardData(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                 inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                                 inputGrad: UnsafeMutablePointer<Float>, add: Bool = false, scratch: UnsafeMutablePointer<Float>) {
         requireBF16()
-        pt_bf16_conv_backward_data(geometry.bf16, Int32(mb), outputGrad, weight, inputGrad, scratch)
+        precondition(!add || bf16BackwardDataAdds, "bf16 input gradient: this geometry cannot add into inputGrad")
+        pt_bf16_conv_backward_data(geometry.bf16, Int32(mb), outputGrad, weight, inputGrad, add ? 1 : 0, scratch)
     }
 
     /// bf16 weight gradient (added) and fp32 bias gradient (added): see `bf16ConvBackwardWeightsReference`.

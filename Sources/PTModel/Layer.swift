@@ -56,6 +56,10 @@ public struct LayerCall {
     /// *overwrites* each non-nil input gradient.
     public var inputList: UnsafeMutablePointer<UnsafeMutablePointer<Float>>?
     public var inputGradList: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?
+    /// Backward *adds* its input gradient into `inputGrad` instead of overwriting it. Set by the
+    /// workspace only for a layer whose `addsInputGradient(precision:)` is true, where the input feeds a
+    /// branch: each element is then the bits of overwriting a spare buffer and adding it in.
+    public var addInputGrad = false
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -110,6 +114,8 @@ public protocol Layer: Sendable {
     func preparedWeightsCount(precision: Precision) -> Int
     /// Saved indices needed for `batch` samples (max pooling's argmax).
     func indexCount(batch: Int) -> Int
+    /// Whether backward at `precision` honours `LayerCall.addInputGrad` (default false).
+    func addsInputGradient(precision: Precision) -> Bool
     /// Fills this layer's parameters (weights from `rng`, biases zero).
     func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256)
     func forward(_ call: LayerCall)
@@ -127,6 +133,7 @@ extension Layer {
     public func scratchCount(maxBatch: Int, precision: Precision) -> Int { scratchCount(maxBatch: maxBatch) }
     public func preparedWeightsCount(precision: Precision) -> Int { 0 }
     public func indexCount(batch: Int) -> Int { 0 }
+    public func addsInputGradient(precision: Precision) -> Bool { false }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
 }
 

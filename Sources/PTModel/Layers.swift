@@ -18,6 +18,8 @@ public struct Conv2D: Layer {
     /// `kernel.bf16Passes`, chosen once: which passes run in bf16 in a bf16 workspace (the kernels are
     /// asked in C for the narrow-layer forms, so not in every call of the step).
     public let bf16Passes: BF16Passes
+    /// `kernel.bf16BackwardDataAdds`, chosen once.
+    let bf16DataAdds: Bool
 
     /// - Parameters: `maxBatch` is the largest number of samples one call will see (the shard size).
     public init(name: String, input: Shape, features: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
@@ -29,6 +31,7 @@ public struct Conv2D: Layer {
                              kh: kernelSize.0, kw: kernelSize.1, sh: stride.0, sw: stride.1, ph: padding.0, pw: padding.1)
         kernel = ConvKernel(geometry: g)
         bf16Passes = kernel.bf16Passes
+        bf16DataAdds = bf16Passes.backwardData && kernel.bf16BackwardDataAdds
         outputShape = Shape(channels: features, height: g.oh, width: g.ow)
         let w = ParameterTensor(name: "\(name).weight", shape: [features, input.channels, kernelSize.0, kernelSize.1],
                                 offset: parameterOffset)
@@ -46,6 +49,9 @@ public struct Conv2D: Layer {
     public var multiplyAddsPerSample: Int { geometry.with(mb: 1).forwardFlops / 2 }
     public func scratchCount(maxBatch: Int) -> Int { kernel.scratchCount }
     public func scratchCount(maxBatch: Int, precision: Precision) -> Int { kernel.scratchCount(precision: precision) }
+    /// In bf16 where the input gradient is the transposed forward over channel pairs (the kernel adds
+    /// after each chain); fp32 and the other bf16 forms overwrite.
+    public func addsInputGradient(precision: Precision) -> Bool { precision == .bf16 && bf16DataAdds }
 
     public func initialize(parameters p: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {
         let g = geometry
@@ -94,12 +100,15 @@ public struct Conv2D: Layer {
         guard let dIn = c.inputGrad else { return }
         if bf16 && bf16Passes.backwardData {
             if let p = prepared(c) {
-                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, scratch: c.scratch)
+                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, add: c.addInputGrad,
+                                        scratch: c.scratch)
             } else {
-                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, scratch: c.scratch)
+                kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, add: c.addInputGrad,
+                                        scratch: c.scratch)
             }
             return
         }
+        precondition(!c.addInputGrad, "\(name): fp32 backward cannot add into its input gradient")
         kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, scratch: c.scratch)
     }
 }

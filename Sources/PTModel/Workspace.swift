@@ -8,7 +8,10 @@ import PTTensor
 /// Branches: a layer's backward overwrites its input gradient. When an activation feeds several
 /// layers, the consumer that runs backward first (the latest in the list) writes its gradient
 /// straight into the activation's gradient buffer; each later one writes into a spare buffer that
-/// is then added in, so the sum runs in one fixed order (consumers from last to first).
+/// is then added in, so the sum runs in one fixed order (consumers from last to first). A later
+/// single-input consumer whose backward can add in place (`Layer.addsInputGradient(precision:)`: a bf16
+/// convolution's transposed forward) adds straight into the activation's gradient instead
+/// (`LayerCall.addInputGrad`): one fp32 addition per element after its own sum, the same bits.
 public final class Workspace: @unchecked Sendable {
     public let model: Model
     /// activations[0] is the input batch; activations[i + 1] is layer i's output.
@@ -26,6 +29,8 @@ public final class Workspace: @unchecked Sendable {
     /// Per layer: (input position, activation) pairs whose gradient lands in a spare buffer and must
     /// be added into the activation's gradient after the layer's backward.
     let spareInputs: [[(position: Int, activation: Int)]]
+    /// Per layer: whether its backward adds its input gradient in place (see the type's comment).
+    public let addsInPlace: [Bool]
     let spares: [AlignedBuffer]
     /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
     /// forward keeps for its backward and for the add that consumes it.
@@ -50,8 +55,9 @@ public final class Workspace: @unchecked Sendable {
     /// the parameters between calls with one version gets calls on stale prepared weights.
     public var weightsVersion: UInt64?
 
-    /// `precision: .bf16` needs the bf16 unit (`Precision.unavailableReason` is nil).
-    public init(model: Model, precision: Precision = .fp32) {
+    /// `precision: .bf16` needs the bf16 unit (`Precision.unavailableReason` is nil). `addInPlace: false`
+    /// routes every later consumer's input gradient through a spare buffer (tests compare the two).
+    public init(model: Model, precision: Precision = .fp32, addInPlace: Bool = true) {
         precondition(precision.unavailableReason == nil, precision.unavailableReason ?? "")
         self.model = model
         fusionPlan = model.fusionPlan
@@ -91,10 +97,13 @@ public final class Workspace: @unchecked Sendable {
         // visit of an activation writes directly, later ones go through a spare buffer.
         var seen = [Bool](repeating: false, count: model.layers.count + 1)
         var spareInputs = [[(position: Int, activation: Int)]](repeating: [], count: model.layers.count)
+        var addsInPlace = [Bool](repeating: false, count: model.layers.count)
         var spareNeeded = 0, spareSize = 0
         for i in stride(from: model.layers.count - 1, through: 0, by: -1) {
             for (k, a) in model.inputs[i].enumerated() where a > 0 {
-                if seen[a] {
+                if seen[a] && addInPlace && model.inputs[i].count == 1 && model.layers[i].addsInputGradient(precision: precision) {
+                    addsInPlace[i] = true
+                } else if seen[a] {
                     spareInputs[i].append((k, a))
                     spareSize = max(spareSize, mb * (a == 0 ? model.inputShape.count : model.layers[a - 1].outputShape.count))
                 }
@@ -103,6 +112,7 @@ public final class Workspace: @unchecked Sendable {
             spareNeeded = max(spareNeeded, spareInputs[i].count)
         }
         self.spareInputs = spareInputs
+        self.addsInPlace = addsInPlace
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
         var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
@@ -268,7 +278,8 @@ public final class Workspace: @unchecked Sendable {
         let profile = self.profile
         for i in layers.reversed() {
             let t0 = profile?.start() ?? LayerProfile.Stamp()
-            let c = call(i, batch: batch, parameters: parameters, gradients: gradients)
+            var c = call(i, batch: batch, parameters: parameters, gradients: gradients)
+            c.addInputGrad = addsInPlace[i]
             if !fusesLayers {
                 model.layers[i].backward(c)
             } else {

@@ -111,6 +111,11 @@ final class BF16Tests: XCTestCase {
             // 3 x 15 + 3 + 2 above).
             ("1x1 64->16, 4 column groups", ConvGeometry(mb: 2, ic: 64, oc: 16, ih: 6, iw: 8, kh: 1, kw: 1), 2),
         ]
+        var addedIn = 0
+        defer {
+            // On the vector unit the even-channel stride-1 cases add in place (the tile unit never does).
+            if InstructionSet.bf16Unit == .avx512bf16 { XCTAssertGreaterThan(addedIn, 3, "cases that add into the input gradient") }
+        }
         for (label, g0, mb) in cases {
             let g = g0.with(mb: mb)
             let kernel = ConvKernel(geometry: g0)
@@ -126,6 +131,18 @@ final class BF16Tests: XCTestCase {
             bf16ConvBackwardDataReference(g, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dxRef.pointer)
             let form = bf16BackwardDataIsPlanar(g) ? "planar" : bf16BackwardDataIsTransposed(g) ? "transposed" : "col2im"
             assertSame(dx, dxRef, "\(label) backward data (\(form))")
+            // Adding into the input gradient (where the kernels can): each element is what it held plus
+            // the reference's gradient, one fp32 addition, the bits of a spare buffer added in.
+            var addsChecked = false
+            if kernel.bf16BackwardDataAdds {
+                let held = Buffer(random: g.inputCount, seed: 7), dxAdd = held.copy(), expected = Buffer(g.inputCount)
+                for e in 0..<g.inputCount { expected.pointer[e] = held.pointer[e] + dxRef.pointer[e] }
+                kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, weight: w.pointer, inputGrad: dxAdd.pointer, add: true,
+                                        scratch: scratch.pointer)
+                assertSame(dxAdd, expected, "\(label) backward data added in")
+                addsChecked = true
+                addedIn += 1
+            }
             let dw = Buffer(random: g.weightCount, seed: 5), db = Buffer(random: g.oc, seed: 6)
             let dwRef = dw.copy(), dbRef = db.copy()
             kernel.bf16BackwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer, biasGrad: db.pointer,
@@ -150,6 +167,12 @@ final class BF16Tests: XCTestCase {
                 kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, prepared: prepared.pointer, inputGrad: dxp.pointer,
                                         scratch: scratch.pointer)
                 assertSame(dxp, dxRef, "\(label) backward data, prepared weights (call \(call))")
+                guard addsChecked else { continue }
+                let held = Buffer(random: g.inputCount, seed: 8), dxAdd = held.copy(), expected = Buffer(g.inputCount)
+                for e in 0..<g.inputCount { expected.pointer[e] = held.pointer[e] + dxRef.pointer[e] }
+                kernel.bf16BackwardData(mb: mb, outputGrad: dy.pointer, prepared: prepared.pointer, inputGrad: dxAdd.pointer, add: true,
+                                        scratch: scratch.pointer)
+                assertSame(dxAdd, expected, "\(label) backward data added in, prepared weights (call \(call))")
             }
         }
     }

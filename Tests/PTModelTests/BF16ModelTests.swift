@@ -152,4 +152,52 @@ final class BF16ModelTests: XCTestCase {
         ws.weightsVersion = 2
         XCTAssertEqual(step(ws, a), fromA, "a call without a version leaves nothing current")
     }
+
+    /// A bf16 convolution whose input feeds a branch adds its input gradient in place (the transposed
+    /// forward over channel pairs) instead of through a spare buffer: the same logits and gradients,
+    /// bit for bit, as a workspace that routes it through the spare buffer.
+    func testInPlaceInputGradientIsTheSpareBuffersBits() throws {
+        guard InstructionSet.bf16Unit == .avx512bf16 else {
+            throw XCTSkip("adding in place is the vector unit's transposed forward (this CPU: \(InstructionSet.bf16Unit.map { "\($0)" } ?? "no bf16 unit"))")
+        }
+        func conv(_ f: Int, _ k: Int, padding: Int = 0, name: String? = nil, from: [LayerRef]? = nil) -> LayerNode {
+            LayerNode(.conv(features: f, kernelHeight: k, kernelWidth: k, stride: 1, padding: padding, initializer: .he), name: name, from: from)
+        }
+        let bn = LayerSpec.batchNorm(momentum: 0.1, epsilon: 1e-3)
+        // An identity block (its first conv's input also feeds the add), then two convolutions of one
+        // input (the 3x3 runs backward after the 1x1 and adds into what that wrote); 16 channels, 16 wide.
+        let nodes: [LayerNode] = [
+            conv(16, 3, padding: 1, name: "stem"), LayerNode(bn), LayerNode(.relu, name: "stem.relu"),
+            conv(16, 3, padding: 1), LayerNode(bn), .relu, conv(16, 3, padding: 1), LayerNode(bn, name: "b.bn2"),
+            LayerNode(.add, name: "b.add", from: [.name("b.bn2"), .name("stem.relu")]), LayerNode(.relu, name: "b.out"),
+            conv(16, 3, padding: 1, name: "p.a"), conv(16, 1, name: "p.b", from: [.name("b.out")]),
+            LayerNode(.add, name: "p.add", from: [.name("p.a"), .name("p.b")]), .relu,
+            .globalAvgPool, .dense(neurons: 10, initializer: .he),
+        ]
+        let input = Shape(channels: 4, height: 16, width: 16), batch = 3
+        let model = try Model(input: input, layers: nodes, maxBatch: batch)
+        let params = AlignedBuffer(count: model.parameterCount)
+        model.initialize(params, seed: 3)
+        var rng = Xoshiro256(seed: 9)
+        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        func step(_ ws: Workspace) -> [UInt32] {
+            ws.input.update(from: x, count: x.count)
+            ws.labels.update(from: (0..<batch).map { Int32($0 * 3) }, count: batch)
+            ws.training = true
+            let grads = AlignedBuffer(count: model.parameterCount)
+            ws.forward(batch: batch, parameters: params.pointer)
+            let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
+            _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+            return (logits + grads.array).map(\.bitPattern)
+        }
+        let inPlace = Workspace(model: model, precision: .bf16), spare = Workspace(model: model, precision: .bf16, addInPlace: false)
+        let names = model.layers.enumerated().filter { inPlace.addsInPlace[$0.offset] }.map { $0.element.name }
+        XCTAssertEqual(names.count, 2, "layers adding in place: \(names)")
+        XCTAssertFalse(spare.addsInPlace.contains(true))
+        let a = step(inPlace), b = step(spare)
+        XCTAssertEqual(a.count, b.count)
+        let first = a.indices.first { a[$0] != b[$0] }
+        XCTAssertNil(first, "logits and gradients differ first at element \(first ?? 0) of \(a.count)")
+    }
 }

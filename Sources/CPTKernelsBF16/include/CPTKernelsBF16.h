@@ -42,9 +42,14 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
 /// (chain over (o, i, j) of dout x flipped w; (i, j, o) when oc is even on the vector unit), or for ic < 16, oc even and iw <= 16 the planar form (on
 /// either unit one vector chain over (i, j, o) of the flipped kernel, kernel rows i whose dout row
 /// exists only); otherwise per input pixel, the sum (fp32, taps in (i, j)
-/// order) of the unfolded products, each a chain over o.
-void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din,
+/// order) of the unfolded products, each a chain over o. With `add` (only where
+/// `pt_bf16_conv_backward_data_adds`), din += that value instead: one fp32 addition per element after
+/// its chain, the bits of writing it elsewhere and adding it in.
+void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, int add,
                                 void *scratch);
+/// Whether `pt_bf16_conv_backward_data` can add into din (the transposed forward over channel pairs: stride
+/// 1, oc even, on the vector unit).
+int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g);
 /// Whether `pt_bf16_conv_backward_data` runs g in the planar form (ConvKernel.bf16Passes asks; the
 /// reference states the same rule, `bf16BackwardDataIsPlanar`, and a test checks they agree).
 int pt_bf16_conv_backward_data_planar(pt_bf16_conv_geometry g);
@@ -58,7 +63,7 @@ void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float 
                                    float *out, void *scratch);
 /// `pt_bf16_conv_backward_data` with w's prepared form (same bits).
 void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
-                                         void *scratch);
+                                         int add, void *scratch);
 /// dw[o][k] += chain over samples, then pixels of each sample (padded to even per sample), starting
 /// from dw; db[o] (if not NULL) += fp32 sum of dout (see `pt_bf16_bias_sums`).
 void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
