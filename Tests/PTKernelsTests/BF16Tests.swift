@@ -110,6 +110,12 @@ final class BF16Tests: XCTestCase {
             // The direct weight gradient's column tiles: 4 groups of 16 columns run as 2 + 2 (3 + 3 + 3 and
             // 3 x 15 + 3 + 2 above).
             ("1x1 64->16, 4 column groups", ConvGeometry(mb: 2, ic: 64, oc: 16, ih: 6, iw: 8, kh: 1, kw: 1), 2),
+            // The stride-2 forward over column-parity pair images: a ResNet shortcut (no padding), a row of
+            // 15 (a part chunk, odd padding), 5x5 with no padding (rows of 35), 7x7 with padding 3.
+            ("phase images 1x1 stride 2 shortcut", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 32, iw: 32, kh: 1, kw: 1, sh: 2, sw: 2), 2),
+            ("phase images 15 wide", ConvGeometry(mb: 2, ic: 4, oc: 16, ih: 15, iw: 15, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
+            ("phase images 5x5 no pad", ConvGeometry(mb: 1, ic: 6, oc: 8, ih: 35, iw: 35, kh: 5, kw: 5, sh: 2, sw: 2), 1),
+            ("phase images 7x7 pad 3", ConvGeometry(mb: 1, ic: 2, oc: 8, ih: 20, iw: 32, kh: 7, kw: 7, sh: 2, sw: 2, ph: 3, pw: 3), 1),
         ]
         var addedIn = 0
         defer {
