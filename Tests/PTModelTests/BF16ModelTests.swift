@@ -120,18 +120,7 @@ final class BF16ModelTests: XCTestCase {
         var rng = Xoshiro256(seed: 5)
         let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
         let labels = (0..<batch).map { Int32($0 * 5 % 16) }
-        /// Logits, then the parameter gradients, of one forward and backward of `ws` with `params`.
-        func step(_ ws: Workspace, _ params: AlignedBuffer) -> [UInt32] {
-            ws.input.update(from: x, count: x.count)
-            ws.labels.update(from: labels, count: batch)
-            ws.training = true
-            let grads = AlignedBuffer(count: model.parameterCount)
-            ws.forward(batch: batch, parameters: params.pointer)
-            let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
-            _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
-            return (logits + grads.array).map(\.bitPattern)
-        }
+        func step(_ ws: Workspace, _ params: AlignedBuffer) -> [UInt32] { trainingStepBits(ws, params, x: x, labels: labels, batch: batch) }
         let plain = Workspace(model: model, precision: .bf16)
         let fromA = step(plain, a), fromB = step(plain, b)
         XCTAssertNotEqual(fromA, fromB)
@@ -181,15 +170,7 @@ final class BF16ModelTests: XCTestCase {
         var rng = Xoshiro256(seed: 9)
         let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
         func step(_ ws: Workspace) -> [UInt32] {
-            ws.input.update(from: x, count: x.count)
-            ws.labels.update(from: (0..<batch).map { Int32($0 * 3) }, count: batch)
-            ws.training = true
-            let grads = AlignedBuffer(count: model.parameterCount)
-            ws.forward(batch: batch, parameters: params.pointer)
-            let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
-            _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
-            return (logits + grads.array).map(\.bitPattern)
+            trainingStepBits(ws, params, x: x, labels: (0..<batch).map { Int32($0 * 3) }, batch: batch)
         }
         let inPlace = Workspace(model: model, precision: .bf16), spare = Workspace(model: model, precision: .bf16, addInPlace: false)
         let names = model.layers.enumerated().filter { inPlace.addsInPlace[$0.offset] }.map { $0.element.name }
@@ -199,5 +180,20 @@ final class BF16ModelTests: XCTestCase {
         XCTAssertEqual(a.count, b.count)
         let first = a.indices.first { a[$0] != b[$0] }
         XCTAssertNil(first, "logits and gradients differ first at element \(first ?? 0) of \(a.count)")
+    }
+
+    /// Logits, then the parameter gradients, of one training forward and backward of `ws` with `params`
+    /// on inputs `x` and `labels`, as bit patterns.
+    func trainingStepBits(_ ws: Workspace, _ params: AlignedBuffer, x: [Float], labels: [Int32], batch: Int) -> [UInt32] {
+        let model = ws.model
+        ws.input.update(from: x, count: x.count)
+        ws.labels.update(from: labels, count: batch)
+        ws.training = true
+        let grads = AlignedBuffer(count: model.parameterCount)
+        ws.forward(batch: batch, parameters: params.pointer)
+        let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
+        _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+        ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+        return (logits + grads.array).map(\.bitPattern)
     }
 }
