@@ -184,7 +184,7 @@ static void phase_image(pt_bf16_conv_geometry g, conv_dims d, const float *in, u
     }
 }
 
-/// `forward_offsets` for the phase images: koff[k] for the first element of each pair (k even), poff[q].
+/// `forward_offsets` for the phase images: koff[k] (only a pair's first element, k even, is read), poff[q].
 static void phase_offsets(pt_bf16_conv_geometry g, conv_dims d, const int32_t *order, int32_t *koff, int32_t *poff) {
     long w2 = phase_width(d), plane = d.pih * w2, phase = (long)(g.ic / 2) * plane;
     int khw = g.kh * g.kw;
