@@ -369,7 +369,7 @@ void tiles_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, co
             }
         const float *dn = dout + (long)n * g.oc * d.P;
         for (int o = 0; o < g.oc; o++)
-            for (int y = 0; y < g.oh; y++) pt_bf16_round(dn + ((long)o * g.oh + y) * g.ow, D + (long)o * t.Qt + (long)y * d.piw, g.ow);
+            for (int y = 0; y < g.oh; y++) round_row(dn + ((long)o * g.oh + y) * g.ow, D + (long)o * t.Qt + (long)y * d.piw, g.ow);
         for (int i = 0; i < g.kh; i++) {
             const uint32_t *brow = PI + (long)i * d.piw * t.icp;
             for (int ot = 0; ot < t.ntiles; ot += 2) {

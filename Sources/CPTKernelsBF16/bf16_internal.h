@@ -54,11 +54,21 @@ static inline conv_dims dims(pt_bf16_conv_geometry g) {
     return d;
 }
 
+/// `pt_bf16_round`, inlined: the per-row callers (a row is often 32 values) spent as much on the call as on the row.
+static inline void round_row(const float *src, uint16_t *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i)));
+    }
+}
+
 /// Rounds one sample into its zero-padded bf16 planes (the border must already be zero).
 static inline void pad_sample(pt_bf16_conv_geometry g, conv_dims d, const float *in, uint16_t *pad) {
     for (int c = 0; c < g.ic; c++)
         for (int y = 0; y < g.ih; y++)
-            pt_bf16_round(in + ((long)c * g.ih + y) * g.iw, pad + c * d.plane + (long)(y + g.ph) * d.piw + g.pw, g.iw);
+            round_row(in + ((long)c * g.ih + y) * g.iw, pad + c * d.plane + (long)(y + g.ph) * d.piw + g.pw, g.iw);
 }
 
 /// The forward's reduction order (vector unit): with an even number of input channels k = (i, j, c), so that
@@ -133,13 +143,20 @@ static inline void build_image(const uint16_t *pad, long count, int32_t delta, u
     }
 }
 
+/// The pair words (bf16(a[l]) << 16 | bf16(b[l])) of 16 values of two fp32 rows, lanes outside m zero: one
+/// vcvtne2ps2bf16 (rounding as `pt_bf16_round`) and one permute.
+static inline __m512i pair_words(const float *a, const float *b, __mmask16 m) {
+    // Elements 0-15: b's, 16-31: a's; word l = (b low, a high).
+    __m512i z = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m, a), _mm512_maskz_loadu_ps(m, b));
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave_index), z);
+}
+
 /// The channel-pair image of one sample straight from its fp32 planes (ic even): for even c,
 /// img[c * plane + (y + ph) * piw + pw + x] = bf16(in[c][y][x]) << 16 | bf16(in[c + 1][y][x]), the words
 /// `pad_sample` then `build_image(pad + c * plane, 2 * plane, plane, ...)` give inside the border, without
 /// the padded bf16 copy between them (vcvtne2ps2bf16 rounds as `pt_bf16_round`). Border words are not
 /// written: the caller zeroes the image once, and no sample writes there.
 static inline void pair_image(pt_bf16_conv_geometry g, conv_dims d, const float *in, uint32_t *img) {
-    const __m512i perm = _mm512_loadu_si512(interleave_index);
     long hw = (long)g.ih * g.iw;
     for (int c = 0; c < g.ic; c += 2) {
         const float *a = in + c * hw, *b = a + hw;
@@ -148,9 +165,7 @@ static inline void pair_image(pt_bf16_conv_geometry g, conv_dims d, const float 
             const float *ra = a + (long)y * g.iw, *rb = b + (long)y * g.iw;
             for (int x = 0; x < g.iw; x += 16) {
                 __mmask16 m = (__mmask16)(g.iw - x >= 16 ? 0xFFFF : (1u << (g.iw - x)) - 1);
-                // Elements 0-15: channel c + 1, 16-31: channel c; word l = (c + 1 low, c high).
-                __m512i z = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m, ra + x), _mm512_maskz_loadu_ps(m, rb + x));
-                _mm512_mask_storeu_epi32(dst + x, m, _mm512_permutexvar_epi16(perm, z));
+                _mm512_mask_storeu_epi32(dst + x, m, pair_words(ra + x, rb + x, m));
             }
         }
     }

@@ -215,7 +215,7 @@ void flipped_weights(pt_bf16_conv_geometry g, const float *w, uint16_t *wt) {
             uint16_t *dst = wt + ((long)c * g.oc + o) * khw;
             for (int q = 0; q < khw; q += 16) {
                 int n = khw - q < 16 ? khw - q : 16;
-                pt_bf16_round(src + q, tmp, n);
+                round_row(src + q, tmp, n);
                 for (int e = 0; e < n; e++) dst[khw - 1 - (q + e)] = tmp[e];
             }
         }

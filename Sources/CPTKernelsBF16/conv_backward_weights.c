@@ -59,15 +59,7 @@ static void build_pairs(pt_bf16_conv_geometry g, conv_dims d, const float *in, u
         for (int i = 0; i < g.kh && !used; i++) used = Y >= i && (Y - i) % g.sh == 0 && (Y - i) / g.sh < g.oh;
         if (!used) continue;
         for (int c0 = 0; c0 < g.ic; c0 += 16) {
-            for (int c = 0; c < 16; c++) {
-                // pt_bf16_round of the row, inline (a call per 32-pixel row cost 2% of a ResNet-20 bf16 step).
-                const float *src = in + (c0 + c) * hw + (long)y * g.iw;
-                uint16_t *dst = stage + c * ss + g.pw;
-                for (int x = 0; x < g.iw; x += 16) {
-                    __mmask16 m = (__mmask16)(g.iw - x >= 16 ? 0xFFFF : (1u << (g.iw - x)) - 1);
-                    _mm256_mask_storeu_epi16(dst + x, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + x)));
-                }
-            }
+            for (int c = 0; c < 16; c++) round_row(in + (c0 + c) * hw + (long)y * g.iw, stage + c * ss + g.pw, g.iw);
             uint32_t *dst = pairs + (long)Y * d.piw * g.ic + c0;
             int X0 = 0;
             for (; columns - X0 > 4; X0 += 16) {
@@ -223,6 +215,14 @@ static void lanes_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
         for (int k = 0; k < d.K; k++) dw[(long)o * d.K + k] = acc[(long)k * g.oc + o];
 }
 
+/// The 16 lanes of v added in lane order from 0 (fp32): the bias sums' last step.
+static inline float lane_sum(__m512 v) {
+    float lanes[16], sum = 0;
+    _mm512_storeu_ps(lanes, v);
+    for (int l = 0; l < 16; l++) sum += lanes[l];
+    return sum;
+}
+
 /// With `db` and whole 16-pixel chunks per channel (P % 16 == 0), the bias sums are taken in the pass that
 /// rounds dOut (one 16-lane accumulator per channel over the samples in order, each sample's chunks in
 /// order, then its lanes in order: `pt_bf16_bias_sums`' additions, the same bits) instead of a pass of
@@ -253,12 +253,11 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
         build_pairs(g, d, in + (long)n * g.ic * g.ih * g.iw, stage, pairs);
         const float *dn = dout + (long)n * g.oc * d.P;
         if (db)
-            for (int o = 0; o < g.oc; o++)
-                for (long q = 0; q < d.P; q += 16) {
-                    __m512 v = _mm512_loadu_ps(dn + o * d.P + q);
-                    bsum[o] = _mm512_add_ps(bsum[o], v);
-                    _mm256_storeu_si256((__m256i *)(dbf + o * d.P + q), _mm256_ror_epi32((__m256i)_mm512_cvtneps_pbh(v), 16));
-                }
+            // Row by row, so that rounding reads the row the sums just brought into L1.
+            for (int o = 0; o < g.oc; o++) {
+                for (long q = 0; q < d.P; q += 16) bsum[o] = _mm512_add_ps(bsum[o], _mm512_loadu_ps(dn + o * d.P + q));
+                round_swapped(dn + o * d.P, dbf + o * d.P, d.P);
+            }
         else
             round_swapped(dn, dbf, (long)g.oc * d.P);
         const uint32_t *a = (const uint32_t *)dbf;
@@ -283,12 +282,7 @@ static void direct_backward_weights(pt_bf16_conv_geometry g, int mb, const float
         for (int c = 0; c < g.ic; c++)
             for (int t = 0; t < khw; t++) dw[(long)o * d.K + c * khw + t] = acc[(long)o * d.K + t * g.ic + c];
     if (db)
-        for (int o = 0; o < g.oc; o++) {
-            float lanes[16], sum = 0, tail = 0;
-            _mm512_storeu_ps(lanes, bsum[o]);
-            for (int l = 0; l < 16; l++) sum += lanes[l];
-            db[o] += sum + tail;
-        }
+        for (int o = 0; o < g.oc; o++) db[o] += lane_sum(bsum[o]) + 0.0f;   // (+ the empty tail, as pt_bf16_bias_sums)
 }
 
 void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db) {
@@ -301,11 +295,7 @@ void pt_bf16_bias_sums(const float *dout, int mb, int oc, int pixels, float *db)
             for (int q = 0; q < vec; q += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + q));
             for (int q = vec; q < pixels; q++) tail += row[q];
         }
-        float lanes[16];
-        _mm512_storeu_ps(lanes, acc);
-        float sum = 0;
-        for (int l = 0; l < 16; l++) sum += lanes[l];
-        db[o] += sum + tail;
+        db[o] += lane_sum(acc) + tail;
     }
 }
 
@@ -360,7 +350,7 @@ void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float 
         if (last && g.iw <= 4096) {
             for (int c = 0; c < g.ic; c++)
                 for (int y = 0; y < g.ih; y++) {
-                    pt_bf16_round(sample + ((long)c * g.ih + y) * g.iw, row, g.iw);
+                    round_row(sample + ((long)c * g.ih + y) * g.iw, row, g.iw);
                     uint16_t *dst = pad + ((long)(y + g.ph) * d.piw + g.pw) * g.ic + c;
                     for (int x = 0; x < g.iw; x++) dst[(long)x * g.ic] = row[x];
                 }

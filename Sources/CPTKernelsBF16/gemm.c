@@ -12,18 +12,7 @@
 // which lets one packer read weights, activations and convolution patches (no im2col buffer).
 #include "bf16_internal.h"
 
-void pt_bf16_round(const float *src, uint16_t *dst, long count) {
-    long i = 0;
-    for (; i + 16 <= count; i += 16) {
-        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)v);
-    }
-    if (i < count) {
-        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
-        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
-        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
-    }
-}
+void pt_bf16_round(const float *src, uint16_t *dst, long count) { round_row(src, dst, count); }
 
 // MARK: packing
 
