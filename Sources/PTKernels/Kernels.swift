@@ -221,6 +221,20 @@ public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
     activeKernels.bnAffine2AddReLU(x, rows, rowStride, count, scale, shift, x2, scale2, shift2, z)
 }
 
+/// `bnAffineAddReLU` over a whole tensor of `samples` x `channels` planes of `count` values (plane (n, c) at
+/// `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`.
+@inline(__always) public func bnAffineAddReLU(_ x: UnsafePointer<Float>, map: UnsafePointer<Float>, other: UnsafePointer<Float>,
+                                              samples: Int, channels: Int, count: Int, output z: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffineAddReLUPlanes(x, other, map, samples, channels, count, z)
+}
+
+/// `bnAffine2AddReLU` over a whole tensor, as the whole-tensor `bnAffineAddReLU`: x's map at `map`, x2's at `map2`.
+@inline(__always) public func bnAffine2AddReLU(_ x: UnsafePointer<Float>, map: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                                               map2: UnsafePointer<Float>, samples: Int, channels: Int, count: Int,
+                                               output z: UnsafeMutablePointer<Float>) {
+    activeKernels.bnAffine2AddReLUPlanes(x, map, x2, map2, samples, channels, count, z)
+}
+
 /// `bnRowGradientSums` of g = (x * scale + shift > 0 ? dy : 0): ReLU's mask recomputed from its input.
 @inline(__always) public func bnRowGradientSumsReLU(_ x: UnsafePointer<Float>, outputGrad dy: UnsafePointer<Float>, count: Int,
                                                     mean: Float, scale: Float, shift: Float, rows: Int = 1,

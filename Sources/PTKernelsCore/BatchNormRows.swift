@@ -201,6 +201,29 @@ func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _
 func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                       _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
     defer { pt_stream_fence() }
+    _bnAffineAddReLURows(x, rows, stride, count, scale, shift, other, z)
+}
+
+/// `_bnAffineAddReLU` over a whole tensor of `samples` x `channels` planes of `count` values (plane (n, c) at
+/// `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`; one fence at the
+/// end. The residual add walks its tensors sample by sample, and at ResNet-20's 8x8 planes a fence per plane
+/// (8,192 a step) cost more than the plane's stores.
+func _bnAffineAddReLUPlanes<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ other: UnsafePointer<Float>,
+                                            _ map: UnsafePointer<Float>, _ samples: Int, _ channels: Int, _ count: Int,
+                                            _ z: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
+    for n in 0..<samples {
+        for c in 0..<channels {
+            let at = (n * channels + c) * count
+            _bnAffineAddReLURows(x + at, 1, 0, count, map[c], map[channels + c], other + at, z + at)
+        }
+    }
+}
+
+/// The rows of `_bnAffineAddReLU`, without the fence.
+@inline(__always)
+func _bnAffineAddReLURows(_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float, _ shift: Float,
+                          _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
     let a = V(repeating: scale), b = V(repeating: shift), zero = V()
@@ -223,6 +246,26 @@ func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float
                                        _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
                                        _ z: UnsafeMutablePointer<Float>) {
     defer { pt_stream_fence() }
+    _bnAffine2AddReLURows(x, rows, stride, count, scale, shift, x2, scale2, shift2, z)
+}
+
+/// `_bnAffine2AddReLU` over a whole tensor, as `_bnAffineAddReLUPlanes`: x's map at `map`, x2's at `map2`.
+func _bnAffine2AddReLUPlanes<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ map: UnsafePointer<Float>,
+                                             _ x2: UnsafePointer<Float>, _ map2: UnsafePointer<Float>, _ samples: Int,
+                                             _ channels: Int, _ count: Int, _ z: UnsafeMutablePointer<Float>) {
+    defer { pt_stream_fence() }
+    for n in 0..<samples {
+        for c in 0..<channels {
+            let at = (n * channels + c) * count
+            _bnAffine2AddReLURows(x + at, 1, 0, count, map[c], map[channels + c], x2 + at, map2[c], map2[channels + c], z + at)
+        }
+    }
+}
+
+/// The rows of `_bnAffine2AddReLU`, without the fence.
+@inline(__always)
+func _bnAffine2AddReLURows(_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float, _ shift: Float,
+                           _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float, _ z: UnsafeMutablePointer<Float>) {
     typealias V = BNLanes
     let w = 16
     let a = V(repeating: scale), b = V(repeating: shift), a2 = V(repeating: scale2), b2 = V(repeating: shift2), zero = V()

@@ -123,6 +123,11 @@ public struct KernelTable: Sendable {
     public let bnAffine2AddReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                             _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
                                             _ z: UnsafeMutablePointer<Float>) -> Void
+    public let bnAffineAddReLUPlanes: @Sendable (_ x: UnsafePointer<Float>, _ other: UnsafePointer<Float>, _ map: UnsafePointer<Float>,
+                                                 _ samples: Int, _ channels: Int, _ count: Int, _ z: UnsafeMutablePointer<Float>) -> Void
+    public let bnAffine2AddReLUPlanes: @Sendable (_ x: UnsafePointer<Float>, _ map: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                                                  _ map2: UnsafePointer<Float>, _ samples: Int, _ channels: Int, _ count: Int,
+                                                  _ z: UnsafeMutablePointer<Float>) -> Void
     public let bnRowGradientSumsReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
                                                  _ count: Int, _ mean: Float, _ scale: Float, _ shift: Float) -> (Double, Double)
     public let bnInputGradientReLU: @Sendable (_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ rows: Int, _ stride: Int,
@@ -186,6 +191,8 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
         bnAffineReLU: { x, r, st, n, scale, shift, z in _bnAffineReLU(L.self, x, r, st, n, scale, shift, z) },
         bnAffineAddReLU: { x, r, st, n, scale, shift, o, z in _bnAffineAddReLU(L.self, x, r, st, n, scale, shift, o, z) },
         bnAffine2AddReLU: { x, r, st, n, s, t, x2, s2, t2, z in _bnAffine2AddReLU(L.self, x, r, st, n, s, t, x2, s2, t2, z) },
+        bnAffineAddReLUPlanes: { x, o, m, ns, cs, n, z in _bnAffineAddReLUPlanes(L.self, x, o, m, ns, cs, n, z) },
+        bnAffine2AddReLUPlanes: { x, m, x2, m2, ns, cs, n, z in _bnAffine2AddReLUPlanes(L.self, x, m, x2, m2, ns, cs, n, z) },
         bnRowGradientSumsReLU: { x, dy, r, st, n, mean, s, t in _bnRowGradientSumsReLU(L.self, x, dy, r, st, n, mean, s, t) },
         bnInputGradientReLU: { x, dy, r, st, n, mean, a, b, k, s, t, dx in
             _bnInputGradientReLU(L.self, x, dy, r, st, n, mean, a, b, k, s, t, dx)

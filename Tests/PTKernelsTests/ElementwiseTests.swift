@@ -334,6 +334,47 @@ final class ElementwiseTests: XCTestCase {
 
     /// The reference twins' channel sums are the rows' own sums combined as documented: per row 16 Float
     /// lanes, the rows' lanes added lane by lane in Double, then the lanes in order and the tails.
+    /// The whole-tensor add + ReLU passes (one call for all planes, per-channel maps) against their
+    /// plane-by-plane twins, over planes on and off a cache line, and writing nothing outside the tensor.
+    func testWholeTensorAddReLUMatchesPlaneByPlaneTwinsBitForBit() {
+        for (samples, channels, count) in [(1, 1, 1), (2, 3, 1), (3, 5, 17), (2, 4, 64), (1, 3, 100), (2, 2, 1031)] {
+            for offset in [0, 1] {
+                let total = samples * channels * count, size = total + offset + 3
+                let x = Buffer(random: size, seed: 41), x2 = Buffer(random: size, seed: 42), other = Buffer(random: size, seed: 43)
+                let map = Buffer(random: 2 * channels, seed: 44), map2 = Buffer(random: 2 * channels, seed: 45)
+                let px = UnsafePointer(x.pointer + offset), px2 = UnsafePointer(x2.pointer + offset)
+                let po = UnsafePointer(other.pointer + offset)
+                let label = "\(samples)x\(channels)x\(count) at +\(offset)"
+                func pair() -> (Buffer, Buffer) { let b = Buffer(random: size, seed: 46); return (b, b.copy()) }
+
+                var (got, ref) = pair()
+                bnAffineAddReLU(px, map: map.pointer, other: po, samples: samples, channels: channels, count: count,
+                                output: got.pointer + offset)
+                for n in 0..<samples {
+                    for c in 0..<channels {
+                        let at = (n * channels + c) * count
+                        bnAffineAddReLUReference(px + at, count: count, scale: map.pointer[c], shift: map.pointer[channels + c],
+                                                 other: po + at, output: ref.pointer + offset + at)
+                    }
+                }
+                assertIdentical(got, ref, "bnAffineAddReLU whole tensor \(label)")
+
+                (got, ref) = pair()
+                bnAffine2AddReLU(px, map: map.pointer, px2, map2: map2.pointer, samples: samples, channels: channels, count: count,
+                                 output: got.pointer + offset)
+                for n in 0..<samples {
+                    for c in 0..<channels {
+                        let at = (n * channels + c) * count
+                        bnAffine2AddReLUReference(px + at, count: count, scale: map.pointer[c], shift: map.pointer[channels + c],
+                                                  px2 + at, scale2: map2.pointer[c], shift2: map2.pointer[channels + c],
+                                                  output: ref.pointer + offset + at)
+                    }
+                }
+                assertIdentical(got, ref, "bnAffine2AddReLU whole tensor \(label)")
+            }
+        }
+    }
+
     func testBatchNormChannelSumTwinCombinesRows() {
         let rows = 3, n = 40, stride = 50
         let x = Buffer(random: rows * stride, seed: 35)
