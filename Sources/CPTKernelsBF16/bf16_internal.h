@@ -224,14 +224,20 @@ static inline void round_swapped(const float *src, uint16_t *dst, long count) {
     }
 }
 
-/// C[0..<mr][0..<nr] (row stride ldc) = (load ? C : 0) + chain over kp pairs, then + bias[row] if bias.
+/// How a GEMM treats its result C (the `load` argument): C_ZERO, C = A x B; C_LOAD, C += A x B (each element's chain
+/// starts from C's value); C_STREAM, as C_ZERO (the same bits), with whole 32-column rows at 64-byte aligned addresses
+/// stored around the caches (non-temporal: a large result read much later, not read first by every store; the caller
+/// fences with `_mm_sfence` after the last). The tile unit treats C_STREAM as C_ZERO.
+enum { C_ZERO = 0, C_LOAD = 1, C_STREAM = 2 };
+
+/// C[0..<mr][0..<nr] (row stride ldc) = (load == C_LOAD ? C : 0) + chain over kp pairs, then + bias[row] if bias.
 static inline void ukernel(int kp, const uint32_t *a, const uint32_t *b, float *c, long ldc, int mr, int nr,
                            int load, const float *bias) {
     __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
 #define LOADROW(r) \
-    if (load && r < mr) { c##r##0 = _mm512_maskz_loadu_ps(m0, c + r * ldc); c##r##1 = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16); } \
+    if (load == C_LOAD && r < mr) { c##r##0 = _mm512_maskz_loadu_ps(m0, c + r * ldc); c##r##1 = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16); } \
     else { c##r##0 = _mm512_setzero_ps(); c##r##1 = _mm512_setzero_ps(); }
     LOADROW(0) LOADROW(1) LOADROW(2) LOADROW(3) LOADROW(4) LOADROW(5) LOADROW(6) LOADROW(7)
 #undef LOADROW
@@ -246,7 +252,9 @@ static inline void ukernel(int kp, const uint32_t *a, const uint32_t *b, float *
 #define STOREROW(r) if (r < mr) { \
         __m512 x0 = c##r##0, x1 = c##r##1; \
         if (bias) { __m512 bb = _mm512_set1_ps(bias[r]); x0 = _mm512_add_ps(x0, bb); x1 = _mm512_add_ps(x1, bb); } \
-        _mm512_mask_storeu_ps(c + r * ldc, m0, x0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1); }
+        if (load == C_STREAM && nr == NR && ((uintptr_t)(c + r * ldc) & 63) == 0) { \
+            _mm512_stream_ps(c + r * ldc, x0); _mm512_stream_ps(c + r * ldc + 16, x1); \
+        } else { _mm512_mask_storeu_ps(c + r * ldc, m0, x0); _mm512_mask_storeu_ps(c + r * ldc + 16, m1, x1); } }
     STOREROW(0) STOREROW(1) STOREROW(2) STOREROW(3) STOREROW(4) STOREROW(5) STOREROW(6) STOREROW(7)
 #undef STOREROW
 }

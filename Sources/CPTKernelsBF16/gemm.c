@@ -172,10 +172,11 @@ size_t packed_b_bytes(int N, int R) {
     return (size_t)nb * (size_t)packed_pairs(R) * 4;
 }
 
-/// C[M][N] (ldc) = (load ? C : 0) + A x B (+ bias[m]) with A packed whole in `pa` (pack_a panels in order).
+/// C[M][N] (ldc) = (load == C_LOAD ? C : 0) + A x B (+ bias[m]) with A packed whole in `pa` (pack_a panels in order);
+/// `load` is C_ZERO, C_LOAD or C_STREAM (see `ukernel`).
 void gemm_packed_a(int M, int N, int R, const uint32_t *pa, const uint16_t *bsrc, const int32_t *lane,
                           const int32_t *roff, float *c, long ldc, int load, const float *bias, uint32_t *pb) {
-    if (use_tiles()) { gemm_tiles(M, N, R, pa, bsrc, lane, roff, c, ldc, load, bias, pb); return; }
+    if (use_tiles()) { gemm_tiles(M, N, R, pa, bsrc, lane, roff, c, ldc, load == C_LOAD, bias, pb); return; }
     int kp = (R + 1) / 2;
     int nb = column_block(R);
     for (int n0 = 0; n0 < N; n0 += nb) {

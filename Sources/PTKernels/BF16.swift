@@ -201,11 +201,12 @@ public func bf16DenseForward(batch: Int, inputs: Int, neurons: Int, x: UnsafePoi
     pt_bf16_dense_forward(Int32(batch), Int32(inputs), Int32(neurons), x, weight, bias, y, scratch)
 }
 
-/// dW[o][i] += sum_b dy[b][o] x[b][i] in bf16: see `bf16DenseBackwardWeightsReference`.
+/// dW[o][i] += sum_b dy[b][o] x[b][i] in bf16 (each element's chain starts from dW's value; with `add: false` from 0,
+/// dW not read): see `bf16DenseBackwardWeightsReference`.
 public func bf16DenseBackwardWeights(batch: Int, inputs: Int, neurons: Int, x: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
-                                     weightGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                                     weightGrad: UnsafeMutablePointer<Float>, add: Bool = true, scratch: UnsafeMutablePointer<Float>) {
     requireBF16()
-    pt_bf16_dense_backward_weights(Int32(batch), Int32(inputs), Int32(neurons), x, outputGrad, weightGrad, scratch)
+    pt_bf16_dense_backward_weights(Int32(batch), Int32(inputs), Int32(neurons), x, outputGrad, weightGrad, add ? 1 : 0, scratch)
 }
 
 /// dx[b][i] = sum_o dy[b][o] w[o][i] in bf16 (overwritten): see `bf16DenseBackwardDataReference`.

@@ -60,6 +60,11 @@ public struct LayerCall {
     /// workspace only for a layer whose `addsInputGradient(precision:)` is true, where the input feeds a
     /// branch: each element is then the bits of overwriting a spare buffer and adding it in.
     public var addInputGrad = false
+    /// Backward *stores* the gradient range `Layer.storedGradientRange(precision:)` names instead of adding
+    /// into it. Set by the workspace only when its caller left that range unzeroed (see
+    /// `Workspace.backward(batch:parameters:gradients:layers:clearing:)`): the bits are those of adding
+    /// into zeros (each element's chain then starts from +0 either way).
+    public var storeGradient = false
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -116,6 +121,10 @@ public protocol Layer: Sendable {
     func indexCount(batch: Int) -> Int
     /// Whether backward at `precision` honours `LayerCall.addInputGrad` (default false).
     func addsInputGradient(precision: Precision) -> Bool
+    /// The part of the flat gradient buffer that backward at `precision` stores outright when
+    /// `LayerCall.storeGradient` is set, without reading it (default nil: backward adds into all of its
+    /// parameters' gradients).
+    func storedGradientRange(precision: Precision) -> Range<Int>?
     /// Fills this layer's parameters (weights from `rng`, biases zero).
     func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256)
     func forward(_ call: LayerCall)
@@ -134,6 +143,7 @@ extension Layer {
     public func preparedWeightsCount(precision: Precision) -> Int { 0 }
     public func indexCount(batch: Int) -> Int { 0 }
     public func addsInputGradient(precision: Precision) -> Bool { false }
+    public func storedGradientRange(precision: Precision) -> Range<Int>? { nil }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
 }
 

@@ -31,6 +31,10 @@ public final class Workspace: @unchecked Sendable {
     let spareInputs: [[(position: Int, activation: Int)]]
     /// Per layer: whether its backward adds its input gradient in place (see the type's comment).
     public let addsInPlace: [Bool]
+    /// Per layer: the gradient range its backward can store outright (`Layer.storedGradientRange`), or nil;
+    /// and the layers that have one, in the order of their ranges.
+    let storedGradients: [Range<Int>?]
+    let storedOrder: [Int]
     let spares: [AlignedBuffer]
     /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
     /// forward keeps for its backward and for the add that consumes it.
@@ -113,6 +117,9 @@ public final class Workspace: @unchecked Sendable {
         }
         self.spareInputs = spareInputs
         self.addsInPlace = addsInPlace
+        let stored = model.layers.map { $0.storedGradientRange(precision: precision) }
+        storedGradients = stored
+        storedOrder = stored.indices.filter { stored[$0] != nil }.sorted { stored[$0]!.lowerBound < stored[$1]!.lowerBound }
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
         var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
@@ -265,11 +272,40 @@ public final class Workspace: @unchecked Sendable {
     /// branch gradients of a layer are added right after it, in the same order.
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
                          layers: Range<Int>) {
+        backward(batch: batch, parameters: parameters, gradients: gradients, layers: layers, storing: nil)
+    }
+
+    /// `backward(batch:parameters:gradients:layers:)` into gradients whose part `range` holds stale values
+    /// (the step engine's shard buffers, which held the last step's gradient): zeroes that part, except the
+    /// gradients of those layers that store theirs outright (`Layer.storedGradientRange`), which then store.
+    /// The same bits as zeroing all of `range` first; a dense layer's large weight gradient is then written
+    /// once instead of zeroed, read and written again.
+    public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                         layers: Range<Int>, clearing range: Range<Int>) {
+        var cleared = range.lowerBound
+        for i in storedOrder where stores(i, layers: layers, clearing: range) {
+            let r = storedGradients[i]!
+            (gradients + cleared).update(repeating: 0, count: r.lowerBound - cleared)
+            cleared = r.upperBound
+        }
+        (gradients + cleared).update(repeating: 0, count: range.upperBound - cleared)
+        backward(batch: batch, parameters: parameters, gradients: gradients, layers: layers, storing: range)
+    }
+
+    /// Whether layer i stores its gradient in a backward of `layers` that clears `range`.
+    @inline(__always) func stores(_ i: Int, layers: Range<Int>, clearing range: Range<Int>) -> Bool {
+        guard layers.contains(i), let r = storedGradients[i] else { return false }
+        return range.lowerBound <= r.lowerBound && r.upperBound <= range.upperBound
+    }
+
+    func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, layers: Range<Int>,
+                  storing: Range<Int>?) {
         let profile = self.profile
         for i in layers.reversed() {
             let t0 = profile?.start() ?? LayerProfile.Stamp()
             var c = call(i, batch: batch, parameters: parameters, gradients: gradients)
             c.addInputGrad = addsInPlace[i]
+            if let storing { c.storeGradient = stores(i, layers: layers, clearing: storing) }
             if !fusesLayers {
                 model.layers[i].backward(c)
             } else {

@@ -233,6 +233,13 @@ final class BF16Tests: XCTestCase {
             bf16DenseBackwardWeightsReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer,
                                               outputGrad: dy.pointer, weightGrad: dwRef.pointer)
             assertSame(dw, dwRef, "\(label) backward weights")
+            // Stored (add: false): dw is not read (NaN there would show), the chains start from 0, so the bits of adding into zeros.
+            let stored = Buffer(s.neurons * s.inputs, fill: .nan), fromZero = Buffer(s.neurons * s.inputs)
+            bf16DenseBackwardWeights(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer, outputGrad: dy.pointer,
+                                     weightGrad: stored.pointer, add: false, scratch: scratch.pointer)
+            bf16DenseBackwardWeightsReference(batch: s.batch, inputs: s.inputs, neurons: s.neurons, x: x.pointer,
+                                              outputGrad: dy.pointer, weightGrad: fromZero.pointer)
+            assertSame(stored, fromZero, "\(label) backward weights, stored")
             let dx = Buffer(s.batch * s.inputs, fill: .nan), dxRef = Buffer(s.batch * s.inputs)
             bf16DenseBackwardData(batch: s.batch, inputs: s.inputs, neurons: s.neurons, outputGrad: dy.pointer, weight: w.pointer,
                                   inputGrad: dx.pointer, scratch: scratch.pointer)

@@ -80,9 +80,9 @@ size_t pt_bf16_dense_scratch_bytes(int batch, int inputs, int neurons);
 /// y[b][o] = chain over i of x[b][i] w[o][i] (from 0), then + bias[o].
 void pt_bf16_dense_forward(int batch, int inputs, int neurons, const float *x, const float *w, const float *bias,
                            float *y, void *scratch);
-/// dw[o][i] += chain over b of dy[b][o] x[b][i], starting from dw.
+/// dw[o][i] = chain over b of dy[b][o] x[b][i], starting from dw when `add`, else from 0 (dw not read).
 void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const float *x, const float *dy, float *dw,
-                                    void *scratch);
+                                    int add, void *scratch);
 /// dx[b][i] = chain over o of dy[b][o] w[o][i] (from 0).
 void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float *dy, const float *w, float *dx,
                                  void *scratch);

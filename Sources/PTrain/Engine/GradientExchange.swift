@@ -156,8 +156,8 @@ extension ReducesAfterBackward {
     }
 
     @inline(__always) func backward(_ ws: Workspace, batch: Int, into gradients: UnsafeMutablePointer<Float>, worker: Int) {
-        gradients.update(repeating: 0, count: update.parameterCount)
-        ws.backward(batch: batch, parameters: update.parameters, gradients: gradients)
+        ws.backward(batch: batch, parameters: update.parameters, gradients: gradients, layers: 0..<ws.model.layers.count,
+                    clearing: 0..<update.parameterCount)
     }
 
     func skip(_ gradients: UnsafeMutablePointer<Float>, worker: Int) { gradients.update(repeating: 0, count: update.parameterCount) }

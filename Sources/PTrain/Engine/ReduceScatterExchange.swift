@@ -136,15 +136,15 @@ final class ReduceScatterExchange: GradientExchange {
     }
 
     /// Backward of one local shard, bucket by bucket; each bucket's slice of the shard's gradient
-    /// is zeroed just before (not at the start of the step: shard buffer 0 is this rank's partial,
-    /// which the previous step's exchange reads until its forward has all the weights).
+    /// is cleared just before (zeroed, or stored outright: `Workspace.backward(...clearing:)`; not at
+    /// the start of the step: shard buffer 0 is this rank's partial, which the previous step's
+    /// exchange reads until its forward has all the weights).
     @inline(__always)
     func backward(_ ws: Workspace, batch: Int, into gradients: UnsafeMutablePointer<Float>, worker: Int) {
         for b in 0..<layout.bucketCount {
             let range = layout.buckets[b]
-            (gradients + range.lowerBound).update(repeating: 0, count: range.count)
             ws.backward(batch: batch, parameters: update.parameters, gradients: gradients,
-                        layers: layout.firstLayer[b]..<layout.endLayer[b])
+                        layers: layout.firstLayer[b]..<layout.endLayer[b], clearing: range)
             finished(b, worker: worker)
         }
     }
