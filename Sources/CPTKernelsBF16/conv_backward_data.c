@@ -175,11 +175,17 @@ static inline void add_stride2(float *row, const float *from, int lo, int hi) {
     }
 }
 
+/// Whether the input gradient's col2im runs in registers (`col2im_rows`): input rows of at most 32 and
+/// output rows of at most 16 pixels.
+static int col2im_small_rows(pt_bf16_conv_geometry g) { return g.iw <= 32 && g.ow <= 16 && g.kw <= 16; }
+
 /// col2im for input rows of at most 32 and output rows of at most 16 pixels: each input row summed in
 /// registers, the taps' output rows spread onto it by a permute (lane X of tap j takes output column
 /// (X + pw - j) / sw where that is whole and in range), added under a mask in tap order (c, i, j) from 0:
-/// the adds of the scatter loop, without its stores and reloads.
-static void col2im_rows(pt_bf16_conv_geometry g, const float *col, float *din, int32_t idx[16][32], const uint32_t *mask) {
+/// the adds of the scatter loop, without its stores and reloads. With `add`, the row's sum is added to
+/// what din held (one add, the bits of a spare buffer added in afterwards).
+static void col2im_rows(pt_bf16_conv_geometry g, const float *col, float *din, int32_t idx[16][32], const uint32_t *mask,
+                        int add) {
     int P = g.oh * g.ow;
     __mmask16 from_mask = (__mmask16)((1u << g.ow) - 1);
     __mmask16 out0 = (__mmask16)(g.iw >= 16 ? 0xFFFF : (1u << g.iw) - 1), out1 = (__mmask16)(g.iw <= 16 ? 0 : (1u << (g.iw - 16)) - 1);
@@ -200,6 +206,10 @@ static void col2im_rows(pt_bf16_conv_geometry g, const float *col, float *din, i
                 }
             }
             float *row = din + ((long)c * g.ih + iy) * g.iw;
+            if (add) {
+                acc0 = _mm512_add_ps(_mm512_maskz_loadu_ps(out0, row), acc0);
+                if (out1) acc1 = _mm512_add_ps(_mm512_maskz_loadu_ps(out1, row + 16), acc1);
+            }
             _mm512_mask_storeu_ps(row, out0, acc0);
             if (out1) _mm512_mask_storeu_ps(row + 16, out1, acc1);
         }
@@ -262,7 +272,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
     for (int o = 0; o < g.oc; o++) roff[o] = o * d.P;
     for (int q = 0; q < d.P; q++) lane[q] = q;
     long inSize = (long)g.ic * g.ih * g.iw;
-    int small_rows = g.iw <= 32 && g.ow <= 16 && g.kw <= 16;
+    int small_rows = col2im_small_rows(g);
     int32_t idx[16][32];
     uint32_t mask[16];
     if (small_rows)
@@ -281,7 +291,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         // col2im: taps (c, i, j) in order, each adding into distinct pixels.
         float *dst = din + n * inSize;
         if (small_rows) {
-            col2im_rows(g, col, dst, idx, mask);
+            col2im_rows(g, col, dst, idx, mask, add);
             continue;
         }
         memset(dst, 0, (size_t)inSize * 4);
@@ -317,6 +327,7 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
 }
 
 int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g) {
-    return !planar_data(g) && transposed_data(g) && forward_adds(transposed(g));
+    if (planar_data(g)) return 0;
+    return transposed_data(g) ? forward_adds(transposed(g)) : col2im_small_rows(g);
 }
 

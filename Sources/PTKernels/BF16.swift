@@ -156,7 +156,8 @@ extension ConvKernel {
     }
 
     /// Whether `bf16BackwardData(add: true)` is available for this geometry (the transposed forward over
-    /// channel pairs: stride 1, oc even, vector unit; asked of the kernels, false without the bf16 unit).
+    /// channel pairs: stride 1, oc even, vector unit; the col2im in registers of the strided layers with
+    /// rows of at most 32 input and 16 output pixels; asked of the kernels, false without the bf16 unit).
     /// With it a layer whose input feeds a branch adds its input gradient in place instead of writing a
     /// spare buffer that is then added (`Layer.addsInputGradient`).
     public var bf16BackwardDataAdds: Bool {

@@ -47,8 +47,9 @@ void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, cons
 /// its chain, the bits of writing it elsewhere and adding it in.
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, int add,
                                 void *scratch);
-/// Whether `pt_bf16_conv_backward_data` can add into din (the transposed forward over channel pairs: stride
-/// 1, oc even, on the vector unit).
+/// Whether `pt_bf16_conv_backward_data` can add into din: the transposed forward over channel pairs (stride
+/// 1, oc even, on the vector unit), and the unfolding path's col2im in registers (input rows of at most 32
+/// and output rows of at most 16 pixels: ResNet's strided layers, on either unit).
 int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g);
 /// Whether `pt_bf16_conv_backward_data` runs g in the planar form (ConvKernel.bf16Passes asks; the
 /// reference states the same rule, `bf16BackwardDataIsPlanar`, and a test checks they agree).
