@@ -31,10 +31,9 @@ public final class Workspace: @unchecked Sendable {
     let spareInputs: [[(position: Int, activation: Int)]]
     /// Per layer: whether its backward adds its input gradient in place (see the type's comment).
     public let addsInPlace: [Bool]
-    /// Per layer: the gradient range its backward can store outright (`Layer.storedGradientRange`), or nil;
-    /// and the layers that have one, in the order of their ranges.
-    let storedGradients: [Range<Int>?]
-    let storedOrder: [Int]
+    /// Per layer: the gradient range its backward can store outright (`Layer.storedGradientRange`), or nil.
+    /// Parameters lie in list order, so these ranges ascend with the layer index.
+    public let storedGradients: [Range<Int>?]
     let spares: [AlignedBuffer]
     /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
     /// forward keeps for its backward and for the add that consumes it.
@@ -117,9 +116,7 @@ public final class Workspace: @unchecked Sendable {
         }
         self.spareInputs = spareInputs
         self.addsInPlace = addsInPlace
-        let stored = model.layers.map { $0.storedGradientRange(precision: precision) }
-        storedGradients = stored
-        storedOrder = stored.indices.filter { stored[$0] != nil }.sorted { stored[$0]!.lowerBound < stored[$1]!.lowerBound }
+        storedGradients = model.layers.map { $0.storedGradientRange(precision: precision) }
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
         var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
@@ -283,7 +280,7 @@ public final class Workspace: @unchecked Sendable {
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
                          layers: Range<Int>, clearing range: Range<Int>) {
         var cleared = range.lowerBound
-        for i in storedOrder where stores(i, layers: layers, clearing: range) {
+        for i in layers where stores(i, layers: layers, clearing: range) {
             let r = storedGradients[i]!
             (gradients + cleared).update(repeating: 0, count: r.lowerBound - cleared)
             cleared = r.upperBound

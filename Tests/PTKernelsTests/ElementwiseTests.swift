@@ -332,8 +332,6 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
-    /// The reference twins' channel sums are the rows' own sums combined as documented: per row 16 Float
-    /// lanes, the rows' lanes added lane by lane in Double, then the lanes in order and the tails.
     /// The whole-tensor add + ReLU passes (one call for all planes, per-channel maps) against their
     /// plane-by-plane twins, over planes on and off a cache line, and writing nothing outside the tensor.
     func testWholeTensorAddReLUMatchesPlaneByPlaneTwinsBitForBit() {
@@ -375,6 +373,8 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    /// The reference twins' channel sums are the rows' own sums combined as documented: per row 16 Float
+    /// lanes, the rows' lanes added lane by lane in Double, then the lanes in order and the tails.
     func testBatchNormChannelSumTwinCombinesRows() {
         let rows = 3, n = 40, stride = 50
         let x = Buffer(random: rows * stride, seed: 35)

@@ -182,6 +182,52 @@ final class BF16ModelTests: XCTestCase {
         XCTAssertNil(first, "logits and gradients differ first at element \(first ?? 0) of \(a.count)")
     }
 
+    /// `Workspace.backward(...clearing:)` into a gradient buffer full of NaN gives the bits of zeroing it and
+    /// running the plain backward (the dense weight gradients stored, not added: they are never read), in fp32
+    /// and bf16; and a clearing range that cuts a dense weight gradient leaves that layer adding (its part
+    /// outside the range, zeroed by the caller, stays read).
+    func testClearingBackwardIsZeroingBits() throws {
+        let nodes: [LayerNode] = [
+            LayerNode(.conv(features: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, initializer: .he)), .relu, .flatten,
+            .dense(neurons: 40, initializer: .he), .relu, .dense(neurons: 10, initializer: .he),
+        ]
+        let input = Shape(channels: 2, height: 8, width: 8), batch = 5
+        let model = try Model(input: input, layers: nodes, maxBatch: batch)
+        let params = AlignedBuffer(count: model.parameterCount)
+        model.initialize(params, seed: 4)
+        var rng = Xoshiro256(seed: 11)
+        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        let all = 0..<model.parameterCount
+        let dense1 = model.parameterTensors.first { $0.name == "dense1.weight" }!
+        let cut = (dense1.offset + 7)..<model.parameterCount
+        for precision in [Precision.fp32] + (Precision.bf16.unavailableReason == nil ? [.bf16] : []) {
+            let ws = Workspace(model: model, precision: precision)
+            XCTAssertEqual(ws.storedGradients.compactMap { $0 }.count, 2, "\(precision): the dense layers store")
+            func gradients(_ fill: Float, clearing: Range<Int>?) -> [UInt32] {
+                ws.input.update(from: x, count: x.count)
+                ws.labels.update(from: (0..<batch).map { Int32($0 * 2) }, count: batch)
+                ws.training = true
+                let grads = AlignedBuffer(count: model.parameterCount)
+                grads.pointer.update(repeating: fill, count: model.parameterCount)
+                ws.forward(batch: batch, parameters: params.pointer)
+                _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+                if let clearing {
+                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer, layers: 0..<model.layers.count,
+                                clearing: clearing)
+                } else {
+                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+                }
+                return grads.array.map(\.bitPattern)
+            }
+            let zeroed = gradients(0, clearing: nil)
+            for (label, got) in [("cleared from NaN", gradients(.nan, clearing: all)),
+                                 ("a range cutting dense1's weights", gradients(0, clearing: cut))] {
+                let first = zeroed.indices.first { got[$0] != zeroed[$0] }
+                XCTAssertNil(first, "\(precision), \(label): gradient \(first ?? 0) of \(zeroed.count) differs")
+            }
+        }
+    }
+
     /// Logits, then the parameter gradients, of one training forward and backward of `ws` with `params`
     /// on inputs `x` and `labels`, as bit patterns.
     func trainingStepBits(_ ws: Workspace, _ params: AlignedBuffer, x: [Float], labels: [Int32], batch: Int) -> [UInt32] {
