@@ -204,42 +204,37 @@ final class BF16ModelTests: XCTestCase {
             let ws = Workspace(model: model, precision: precision)
             XCTAssertEqual(ws.storedGradients.compactMap { $0 }.count, 2, "\(precision): the dense layers store")
             func gradients(_ fill: Float, clearing: Range<Int>?) -> [UInt32] {
-                ws.input.update(from: x, count: x.count)
-                ws.labels.update(from: (0..<batch).map { Int32($0 * 2) }, count: batch)
-                ws.training = true
-                let grads = AlignedBuffer(count: model.parameterCount)
-                grads.pointer.update(repeating: fill, count: model.parameterCount)
-                ws.forward(batch: batch, parameters: params.pointer)
-                _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-                if let clearing {
-                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer, layers: 0..<model.layers.count,
-                                clearing: clearing)
-                } else {
-                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
-                }
-                return grads.array.map(\.bitPattern)
+                trainingStepBits(ws, params, x: x, labels: (0..<batch).map { Int32($0 * 2) }, batch: batch, fill: fill, clearing: clearing)
             }
             let zeroed = gradients(0, clearing: nil)
             for (label, got) in [("cleared from NaN", gradients(.nan, clearing: all)),
                                  ("a range cutting dense1's weights", gradients(0, clearing: cut))] {
                 let first = zeroed.indices.first { got[$0] != zeroed[$0] }
-                XCTAssertNil(first, "\(precision), \(label): gradient \(first ?? 0) of \(zeroed.count) differs")
+                XCTAssertNil(first, "\(precision), \(label): element \(first ?? 0) of \(zeroed.count) (logits, then gradients) differs")
             }
         }
     }
 
     /// Logits, then the parameter gradients, of one training forward and backward of `ws` with `params`
-    /// on inputs `x` and `labels`, as bit patterns.
-    func trainingStepBits(_ ws: Workspace, _ params: AlignedBuffer, x: [Float], labels: [Int32], batch: Int) -> [UInt32] {
+    /// on inputs `x` and `labels`, as bit patterns. The gradient buffer starts full of `fill`; with `clearing`,
+    /// backward clears that range itself (`Workspace.backward(...clearing:)`).
+    func trainingStepBits(_ ws: Workspace, _ params: AlignedBuffer, x: [Float], labels: [Int32], batch: Int, fill: Float = 0,
+                          clearing: Range<Int>? = nil) -> [UInt32] {
         let model = ws.model
         ws.input.update(from: x, count: x.count)
         ws.labels.update(from: labels, count: batch)
         ws.training = true
         let grads = AlignedBuffer(count: model.parameterCount)
+        grads.pointer.update(repeating: fill, count: model.parameterCount)
         ws.forward(batch: batch, parameters: params.pointer)
         let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
         _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-        ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+        if let clearing {
+            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer, layers: 0..<model.layers.count,
+                        clearing: clearing)
+        } else {
+            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+        }
         return (logits + grads.array).map(\.bitPattern)
     }
 }
