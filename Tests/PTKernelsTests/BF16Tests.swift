@@ -89,6 +89,8 @@ final class BF16Tests: XCTestCase {
             ("resnet 16ch 32x32", ConvGeometry(mb: 2, ic: 16, oc: 16, ih: 32, iw: 32, kh: 3, kw: 3, ph: 1, pw: 1), 2),
             ("resnet 16->32 stride 2", ConvGeometry(mb: 2, ic: 16, oc: 32, ih: 16, iw: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1), 2),
             ("resnet 64ch 8x8", ConvGeometry(mb: 2, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 1),
+            // The direct weight gradient over blocks of 4 samples (32 pixel pairs each): a whole block and a part one.
+            ("resnet 64ch 8x8, blocks 4 + 2", ConvGeometry(mb: 6, ic: 64, oc: 64, ih: 8, iw: 8, kh: 3, kw: 3, ph: 1, pw: 1), 6),
             ("odd K odd P", ConvGeometry(mb: 3, ic: 3, oc: 9, ih: 7, iw: 7, kh: 3, kw: 3), 3),
             // Stride 2 to 8-wide output rows (packed halves, col2im in registers), the 1x1 stride-2
             // shortcut (direct backward weights), and stride 2 to rows wider than 16 (col2im's vector scatter).
