@@ -74,14 +74,25 @@ public final class Workspace: @unchecked Sendable {
         preparedVersions = .allocate(capacity: max(1, model.layers.count))
         preparedVersions.initialize(repeating: 0, count: max(1, model.layers.count))
         let mb = model.maxBatch
-        var acts = [AlignedBuffer(count: mb * model.inputShape.count)]
-        var grads = [AlignedBuffer(count: 0)]
+        // The activations and their gradients are views of one arena (one run of huge pages: see
+        // `AlignedBuffer.hugePageThreshold`), each starting on a 4 KiB boundary as a buffer of its own would.
+        let counts = [mb * model.inputShape.count] + model.layers.map { mb * $0.outputShape.count }
+        let page = 1024
+        let pages = counts.map { ($0 + page - 1) / page * page }
+        let arena = AlignedBuffer(count: 2 * pages.reduce(0, +) - pages[0])
+        var arenaUsed = 0
+        func carve(_ count: Int) -> AlignedBuffer {
+            defer { arenaUsed += (count + page - 1) / page * page }
+            return AlignedBuffer(in: arena, offset: arenaUsed, count: count)
+        }
+        var acts = [carve(counts[0])]
+        var grads = [carve(0)]
         var scratchCount = 0
         var idx: [UnsafeMutablePointer<Int32>] = []
         var idxCounts: [Int] = []
-        for layer in model.layers {
-            acts.append(AlignedBuffer(count: mb * layer.outputShape.count))
-            grads.append(AlignedBuffer(count: mb * layer.outputShape.count))
+        for (l, layer) in model.layers.enumerated() {
+            acts.append(carve(counts[l + 1]))
+            grads.append(carve(counts[l + 1]))
             scratchCount = max(scratchCount, layer.scratchCount(maxBatch: mb, precision: precision))
             let n = max(1, layer.indexCount(batch: mb))
             let p = UnsafeMutablePointer<Int32>.allocate(capacity: n)

@@ -40,6 +40,41 @@ final class ModelTests: XCTestCase {
         XCTAssertTrue((0..<bias.count).allSatisfy { a[bias.offset + $0] == 0 })
     }
 
+    /// A workspace's activations and gradients are views of one arena: each starts on its own 4 KiB boundary
+    /// (relative to the arena), none overlaps another, all start zeroed; a view keeps its arena alive; storage of
+    /// 2 MiB or more starts on a 2 MiB boundary (the huge pages' alignment).
+    func testWorkspaceBuffersShareOneArena() throws {
+        let model = try Model(input: Shape(channels: 1, height: 28, width: 28), layers: lenet, maxBatch: 64)
+        let ws = Workspace(model: model)
+        let buffers = ws.activations + ws.activationGrads.dropFirst()
+        let arena = try XCTUnwrap(buffers[0].arena)
+        XCTAssertGreaterThanOrEqual(arena.count * 4, AlignedBuffer.hugePageThreshold, "LeNet at batch 64 fills a huge page")
+        XCTAssertEqual(Int(bitPattern: arena.pointer) % AlignedBuffer.hugePageThreshold, 0)
+        var ranges: [Range<Int>] = []
+        for b in buffers {
+            XCTAssertTrue(b.arena === arena)
+            let start = arena.pointer.distance(to: b.pointer)
+            XCTAssertEqual(start % 1024, 0, "4 KiB boundary")
+            XCTAssertLessThanOrEqual(start + b.count, arena.count)
+            XCTAssertTrue(b.buffer.allSatisfy { $0 == 0 })
+            ranges.append(start..<(start + b.count))
+        }
+        ranges.sort { $0.lowerBound < $1.lowerBound }
+        for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertLessThanOrEqual(a.upperBound, b.lowerBound, "views overlap") }
+        XCTAssertEqual(ranges.map(\.count).reduce(0, +), ws.activations.map(\.count).reduce(0, +) * 2 - ws.activations[0].count)
+
+        var owner: AlignedBuffer? = AlignedBuffer(count: 100)
+        let view = AlignedBuffer(in: owner!, offset: 40, count: 60)
+        owner![40] = 3
+        owner = nil
+        XCTAssertEqual(view[0], 3)
+        view[59] = 5
+        XCTAssertEqual(view.arena?[99], 5)
+        let small = AlignedBuffer(count: 1000)
+        XCTAssertEqual(Int(bitPattern: small.pointer) % AlignedBuffer.alignment, 0)
+        XCTAssertNil(small.arena)
+    }
+
     func testErrorsNameTheLayer() {
         XCTAssertThrowsError(try Model(input: Shape(channels: 1, height: 4, width: 4),
                                        layers: [.conv(features: 2, kernelHeight: 5, kernelWidth: 5, stride: 1, padding: 0, initializer: .he),
