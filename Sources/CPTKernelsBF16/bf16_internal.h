@@ -278,14 +278,37 @@ BF16_HIDDEN void tiles_forward(pt_bf16_conv_geometry g, int mb, const float *in,
 BF16_HIDDEN size_t tiles_forward_bytes(pt_bf16_conv_geometry g);
 BF16_HIDDEN size_t tiles_weights_bytes(pt_bf16_conv_geometry g);
 
+/// What a pass does to each sample's output once its chains are stored, the ReLU next to the layer folded in
+/// (`NULL`: nothing): `relu`, out = out > 0 ? out : 0 (the ReLU layer's bits: -0 and NaN give +0); `gate`
+/// (laid out as the whole output), out = gate > 0 ? out : 0 (ReLU's backward through its output). Never with `add`.
+typedef struct { int relu; const float *gate; } pt_epilogue;
+
+/// `ep` over one sample's `count` outputs at o, `at` floats into the whole output (the gate's offset). The
+/// sample was just written, so this reads it from the caches, where a ReLU layer of its own reads memory.
+static inline void finish_sample(const pt_epilogue *ep, float *o, long count, long at) {
+    if (!ep || (!ep->relu && !ep->gate)) return;
+    const float *g = ep->gate ? ep->gate + at : o;
+    const __m512 zero = _mm512_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(g + i), zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(o + i, _mm512_maskz_mov_ps(k, _mm512_loadu_ps(o + i)));
+    }
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __mmask16 k = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, g + i), zero, _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(o + i, m, _mm512_maskz_mov_ps(k, _mm512_maskz_loadu_ps(m, o + i)));
+    }
+}
+
 // conv_forward.c
 BF16_HIDDEN size_t forward_bytes(pt_bf16_conv_geometry g);
-BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked, int add);
+BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked, int add, const pt_epilogue *ep);
 BF16_HIDDEN int forward_adds(pt_bf16_conv_geometry g);
 BF16_HIDDEN uint16_t *rounded_weights_slot(pt_bf16_conv_geometry g, char *s);
 
 // conv_backward_data.c
-BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked, int add);
+BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked, int add, const pt_epilogue *ep);
 BF16_HIDDEN size_t data_bytes(pt_bf16_conv_geometry g);
 BF16_HIDDEN void flipped_weights(pt_bf16_conv_geometry g, const float *w, uint16_t *wt);
 BF16_HIDDEN void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32_t *rows, int32_t *roff, uint32_t *pa);

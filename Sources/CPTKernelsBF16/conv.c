@@ -69,14 +69,40 @@ void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float 
                                    float *out, void *scratch) {
     uint32_t *forward, *data;
     prepared_split_conv(g, prepared, &forward, &data);
-    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0);
+    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0, NULL);
 }
 
 void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
                                          int add, void *scratch) {
     uint32_t *forward, *data;
     prepared_split_conv(g, prepared, &forward, &data);
-    backward_data(g, mb, dout, NULL, din, scratch, data, add);
+    backward_data(g, mb, dout, NULL, din, scratch, data, add, NULL);
+}
+
+void pt_bf16_conv_forward_relu(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
+                               const float *bias, float *out, void *scratch) {
+    pt_epilogue ep = { 1, NULL };
+    if (prepared) {
+        uint32_t *forward, *data;
+        prepared_split_conv(g, prepared, &forward, &data);
+        forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0, &ep);
+        return;
+    }
+    uint16_t *wbf = rounded_weights_slot(g, scratch);
+    pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
+    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL, 0, &ep);
+}
+
+void pt_bf16_conv_backward_data_gated(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, const void *prepared,
+                                      const float *gate, float *din, void *scratch) {
+    pt_epilogue ep = { 0, gate };
+    if (prepared) {
+        uint32_t *forward, *data;
+        prepared_split_conv(g, prepared, &forward, &data);
+        backward_data(g, mb, dout, NULL, din, scratch, data, 0, &ep);
+        return;
+    }
+    backward_data(g, mb, dout, w, din, scratch, NULL, 0, &ep);
 }
 
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb) {

@@ -242,10 +242,12 @@ void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32
 
 /// The input gradient; `prepacked`: the weights as `pt_bf16_conv_prepare` packs them for it, or NULL.
 void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
-                   const uint32_t *prepacked, int add) {
+                   const uint32_t *prepacked, int add, const pt_epilogue *ep) {
     conv_dims d = dims(g);
+    long inSize = (long)g.ic * g.ih * g.iw;
     if (planar_data(g)) {
         planar_backward_data(g, mb, dout, w, din, scratch, prepacked);
+        finish_sample(ep, din, mb * inSize, 0);
         return;
     }
     if (transposed_data(g)) {
@@ -253,7 +255,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         pt_bf16_conv_geometry t = transposed(g);
         uint16_t *wt = rounded_weights_slot(t, scratch);
         if (!prepacked) flipped_weights(g, w, wt);
-        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked, add);
+        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked, add, ep);
         return;
     }
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -271,7 +273,6 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
     }
     for (int o = 0; o < g.oc; o++) roff[o] = o * d.P;
     for (int q = 0; q < d.P; q++) lane[q] = q;
-    long inSize = (long)g.ic * g.ih * g.iw;
     int small_rows = col2im_small_rows(g);
     int32_t idx[16][32];
     uint32_t mask[16];
@@ -292,6 +293,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         float *dst = din + n * inSize;
         if (small_rows) {
             col2im_rows(g, col, dst, idx, mask, add);
+            finish_sample(ep, dst, inSize, n * inSize);
             continue;
         }
         memset(dst, 0, (size_t)inSize * 4);
@@ -318,13 +320,15 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
                         }
                     }
                 }
+        finish_sample(ep, dst, inSize, n * inSize);
     }
 }
 
 void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, int add,
                                 void *scratch) {
-    backward_data(g, mb, dout, w, din, scratch, NULL, add);
+    backward_data(g, mb, dout, w, din, scratch, NULL, add, NULL);
 }
+
 
 int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g) {
     if (planar_data(g)) return 0;

@@ -181,6 +181,25 @@ extension ConvKernel {
         pt_bf16_conv_backward_data(geometry.bf16, Int32(mb), outputGrad, weight, inputGrad, add ? 1 : 0, scratch)
     }
 
+    /// `bf16Forward` (from `prepared` when given, else from `weight`) with the ReLU after the layer folded in: each
+    /// sample's outputs pass through ReLU as soon as they are stored. The bits of `bf16Forward` then `reluForward`.
+    public func bf16ForwardReLU(mb: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, prepared: UnsafePointer<Float>?,
+                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_forward_relu(geometry.bf16, Int32(mb), input, weight, prepared.map { UnsafeRawPointer($0) }, bias, output, scratch)
+    }
+
+    /// `bf16BackwardData` (overwriting; from `prepared` when given, else from `weight`) with the backward of the ReLU
+    /// whose output is this layer's input folded in: inputGrad = gate > 0 ? that gradient : 0, `gate` being the
+    /// ReLU's output (laid out as inputGrad). The bits of `bf16BackwardData` then `reluBackward(output: gate, ...)`.
+    public func bf16BackwardDataGated(mb: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                      prepared: UnsafePointer<Float>?, gate: UnsafePointer<Float>,
+                                      inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        requireBF16()
+        pt_bf16_conv_backward_data_gated(geometry.bf16, Int32(mb), outputGrad, weight, prepared.map { UnsafeRawPointer($0) }, gate,
+                                         inputGrad, scratch)
+    }
+
     /// bf16 weight gradient (added) and fp32 bias gradient (added): see `bf16ConvBackwardWeightsReference`.
     public func bf16BackwardWeights(mb: Int, input: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
                                     weightGrad: UnsafeMutablePointer<Float>, biasGrad: UnsafeMutablePointer<Float>?,

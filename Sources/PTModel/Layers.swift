@@ -85,7 +85,27 @@ public struct Conv2D: Layer {
         kernel.forward(mb: c.batch, input: c.input, weight: weight, bias: bias, output: c.output, scratch: c.scratch)
     }
 
-    public func backward(_ c: LayerCall) {
+    /// Forward with the ReLU after this layer folded in (`FusedStep.convReLU`): writes relu(this layer's output)
+    /// into `reluOutput` and nothing into `c.output`. In bf16 each sample passes through ReLU as the kernel stores
+    /// it (still in the caches); in fp32 one ReLU pass in place follows. The bits of the two layers one by one.
+    func forward(_ c: LayerCall, reluOutput: UnsafeMutablePointer<Float>) {
+        var fused = c
+        fused.output = reluOutput
+        if c.precision == .bf16 && bf16Passes.forward {
+            kernel.bf16ForwardReLU(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset, prepared: prepared(c),
+                                   bias: c.parameters + parameters[1].offset, output: reluOutput, scratch: c.scratch)
+            return
+        }
+        forward(fused)
+        reluForward(count: c.batch * outputShape.count, input: reluOutput, output: reluOutput)
+    }
+
+    public func backward(_ c: LayerCall) { backward(c, gated: false) }
+
+    /// `gated`: the ReLU whose output is `c.input` is folded in (`FusedStep.convAfterReLU`): `c.inputGrad` is that
+    /// ReLU's input gradient, written as this layer's input gradient masked by c.input > 0 (in bf16 as each sample
+    /// is stored; in fp32 by one ReLU backward pass in place). The bits of this layer's backward, then the ReLU's.
+    func backward(_ c: LayerCall, gated: Bool) {
         // In a bf16 workspace the passes `bf16Passes` names run in bf16, the others in fp32.
         let bf16 = c.precision == .bf16
         let weight = c.parameters + parameters[0].offset
@@ -98,6 +118,12 @@ public struct Conv2D: Layer {
                                    scratch: c.scratch)
         }
         guard let dIn = c.inputGrad else { return }
+        precondition(!gated || !c.addInputGrad, "\(name): a gated input gradient cannot be added in place")
+        if bf16 && bf16Passes.backwardData && gated {
+            kernel.bf16BackwardDataGated(mb: c.batch, outputGrad: c.outputGrad, weight: weight, prepared: prepared(c), gate: c.input,
+                                         inputGrad: dIn, scratch: c.scratch)
+            return
+        }
         if bf16 && bf16Passes.backwardData {
             if let p = prepared(c) {
                 kernel.bf16BackwardData(mb: c.batch, outputGrad: c.outputGrad, prepared: p, inputGrad: dIn, add: c.addInputGrad,
@@ -110,6 +136,7 @@ public struct Conv2D: Layer {
         }
         precondition(!c.addInputGrad, "\(name): fp32 backward cannot add into its input gradient")
         kernel.backwardData(mb: c.batch, outputGrad: c.outputGrad, weight: weight, inputGrad: dIn, scratch: c.scratch)
+        if gated { reluBackward(count: c.batch * inputShape.count, output: c.input, outputGrad: dIn, inputGrad: dIn) }
     }
 }
 

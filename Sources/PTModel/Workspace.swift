@@ -219,8 +219,12 @@ public final class Workspace: @unchecked Sendable {
             case .alone:
                 if let bn = batchNorms[i] { bn.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: true) }
                 else { model.layers[i].forward(c) }
-            case .doneBefore, .doneAfter:
+            case .doneBefore, .doneAfter, .doneAround:
                 break
+            case let .convReLU(relu):
+                (model.layers[i] as! Conv2D).forward(c, reluOutput: activations[relu + 1].pointer)
+            case .convAfterReLU:
+                model.layers[i].forward(c)
             case let .poolAfterReLU(relu):
                 var fused = c
                 fused.input = inputLists[relu][0]
@@ -326,8 +330,14 @@ public final class Workspace: @unchecked Sendable {
                 case .alone:
                     if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, gate: .none) }
                     else { model.layers[i].backward(c) }
-                case .doneBefore, .doneAfter:
+                case .doneBefore, .doneAfter, .doneAround:
                     break
+                case .convReLU:
+                    model.layers[i].backward(c)
+                case let .convAfterReLU(relu):
+                    var fused = c
+                    fused.inputGrad = inputGradLists[relu][0]
+                    (model.layers[i] as! Conv2D).backward(fused, gated: true)
                 case let .poolAfterReLU(relu):
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]

@@ -152,6 +152,26 @@ final class BF16Tests: XCTestCase {
                 addsChecked = true
                 addedIn += 1
             }
+            // The ReLU folded in (`FusedStep.convReLU` / `convAfterReLU`): the forward's outputs through ReLU, and the
+            // input gradient masked by the input (a ReLU's output there) > 0, every form above; x in [-1, 1) so the masks cut.
+            let reluRef = Buffer(g.outputCount), gatedRef = Buffer(g.inputCount)
+            for e in 0..<g.outputCount { reluRef.pointer[e] = yRef.pointer[e] > 0 ? yRef.pointer[e] : 0 }
+            for e in 0..<g.inputCount { gatedRef.pointer[e] = x.pointer[e] > 0 ? dxRef.pointer[e] : 0 }
+            func checkFolded(_ prepared: UnsafePointer<Float>?, _ how: String) {
+                let yr = Buffer(g.outputCount, fill: .nan), dxg = Buffer(g.inputCount, fill: .nan)
+                kernel.bf16ForwardReLU(mb: mb, input: x.pointer, weight: w.pointer, prepared: prepared, bias: b.pointer, output: yr.pointer,
+                                       scratch: scratch.pointer)
+                assertSame(yr, reluRef, "\(label) forward + ReLU\(how)")
+                kernel.bf16BackwardDataGated(mb: mb, outputGrad: dy.pointer, weight: w.pointer, prepared: prepared, gate: x.pointer,
+                                             inputGrad: dxg.pointer, scratch: scratch.pointer)
+                assertSame(dxg, gatedRef, "\(label) backward data through ReLU\(how)")
+            }
+            checkFolded(nil, "")
+            if kernel.bf16PreparedCount > 0 {
+                let prepared = Buffer(kernel.bf16PreparedCount, fill: .nan)
+                kernel.bf16Prepare(weight: w.pointer, prepared: prepared.pointer, scratch: scratch.pointer)
+                checkFolded(UnsafePointer(prepared.pointer), ", prepared weights")
+            }
             let dw = Buffer(random: g.weightCount, seed: 5), db = Buffer(random: g.oc, seed: 6)
             let dwRef = dw.copy(), dbRef = db.copy()
             kernel.bf16BackwardWeights(mb: mb, input: x.pointer, outputGrad: dy.pointer, weightGrad: dw.pointer, biasGrad: db.pointer,

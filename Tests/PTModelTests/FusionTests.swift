@@ -124,4 +124,82 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(compared, model.layers.count - 10, "outputs kept with fusion on")
         XCTAssertTrue(fused.gradients.contains { $0 != 0 })
     }
+
+    /// ReLU between two convolutions (`convReLU`, `doneAround`, `convAfterReLU`): the plan takes each
+    /// conv -> ReLU -> conv where every layer is its neighbour's only consumer and leaves the others; a fused and an
+    /// unfused workspace give the same bits in fp32 and, with the unit, in bf16 (16 and 32 channels: the bf16
+    /// kernels' folded epilogues, the stride-1 transposed input gradient; 3 input channels: fp32 passes inside bf16).
+    func testConvReLUConvGivesIdenticalBits() throws {
+        let nodes: [LayerNode] = [
+            conv(16, 3, padding: 1, name: "c1"), LayerNode(.relu, name: "r1"), conv(16, 3, padding: 1, name: "c2"),
+            LayerNode(.relu, name: "r2"), LayerNode(.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: false), name: "pool"),
+            conv(32, 3, padding: 1, name: "c3"), LayerNode(.relu, name: "r3"), conv(32, 3, padding: 1, name: "c4"),
+            LayerNode(.relu, name: "r4"), conv(32, 3, padding: 1, name: "c5"),
+            // A ReLU whose output feeds two layers, and one whose convolution feeds two: left alone.
+            LayerNode(.relu, name: "shared.r"), conv(32, 1, name: "shared.a"),
+            LayerNode(.add, name: "shared.add", from: [.name("shared.a"), .name("shared.r")]),
+            conv(32, 1, name: "fork.c"), LayerNode(.relu, name: "fork.r"), conv(32, 1, name: "fork.d"),
+            LayerNode(.add, name: "fork.add", from: [.name("fork.d"), .name("fork.c")]),
+            .globalAvgPool, .dense(neurons: 3, initializer: .he),
+        ]
+        let batch = 3, input = Shape(channels: 3, height: 8, width: 8)
+        let model = try Model(input: input, layers: nodes, maxBatch: batch)
+        let index = Dictionary(uniqueKeysWithValues: model.layers.enumerated().map { ($0.element.name, $0.offset) })
+        let plan = model.fusionPlan
+        func step(_ name: String) -> FusedStep { plan[index[name]!] }
+        XCTAssertEqual(step("c1"), .convReLU(relu: index["r1"]!))
+        XCTAssertEqual(step("r1"), .doneAround)
+        XCTAssertEqual(step("c2"), .convAfterReLU(relu: index["r1"]!))
+        XCTAssertEqual(step("r2"), .doneAfter)
+        XCTAssertEqual(step("c3"), .convReLU(relu: index["r3"]!))
+        XCTAssertEqual(step("c4"), .convAfterReLU(relu: index["r3"]!))
+        XCTAssertEqual(step("r4"), .alone, "c4 already takes r3's backward")
+        XCTAssertEqual(step("c5"), .alone)
+        XCTAssertEqual(step("shared.r"), .alone)
+        XCTAssertEqual(step("fork.c"), .alone)
+        XCTAssertEqual(step("fork.r"), .alone)
+        XCTAssertEqual(step("fork.d"), .alone)
+
+        var rng = Xoshiro256(seed: 5)
+        let params = AlignedBuffer(count: model.parameterCount)
+        model.initialize(params, seed: 3)
+        // Biases away from 0, signs mixed, so the ReLU masks cut through.
+        for layer in model.layers where layer is Conv2D {
+            for k in 0..<layer.parameters[1].count { params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5 }
+        }
+        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 4 - 2 }
+        let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
+        var precisions: [Precision] = [.fp32]
+        if Precision.bf16.unavailableReason == nil { precisions.append(.bf16) }
+        for precision in precisions {
+            func run(fused: Bool) -> (logits: [UInt32], gradients: [UInt32], relu: [UInt32], evaluation: [UInt32]) {
+                let ws = Workspace(model: model, precision: precision)
+                ws.fusesLayers = fused
+                let grads = AlignedBuffer(count: model.parameterCount)
+                ws.input.update(from: x, count: x.count)
+                ws.labels.update(from: labels, count: batch)
+                ws.training = true
+                for _ in 0..<2 {
+                    grads.zero()
+                    ws.forward(batch: batch, parameters: params.pointer)
+                    _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
+                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
+                }
+                let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes)).map(\.bitPattern)
+                let r3 = index["r3"]!
+                let relu = Array(UnsafeBufferPointer(start: ws.activations[r3 + 1].pointer, count: batch * model.layers[r3].outputShape.count))
+                ws.training = false
+                ws.forward(batch: batch, parameters: params.pointer)
+                let evaluation = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes)).map(\.bitPattern)
+                return (logits, grads.array.map(\.bitPattern), relu.map(\.bitPattern), evaluation)
+            }
+            let fused = run(fused: true), plain = run(fused: false)
+            XCTAssertEqual(fused.logits, plain.logits, "\(precision) logits")
+            XCTAssertEqual(fused.gradients, plain.gradients, "\(precision) parameter gradients")
+            XCTAssertEqual(fused.relu, plain.relu, "\(precision) r3's output (written by c3)")
+            XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
+            XCTAssertTrue(plain.gradients.contains { $0 != 0 })
+            XCTAssertTrue(fused.relu.contains(0) && fused.relu.contains { $0 != 0 }, "the mask cuts through")
+        }
+    }
 }

@@ -65,6 +65,15 @@ void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float 
 /// `pt_bf16_conv_backward_data` with w's prepared form (same bits).
 void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
                                          int add, void *scratch);
+/// `pt_bf16_conv_forward` (from `prepared` when not NULL, else from w) with the ReLU after it folded in: each
+/// sample's outputs, once stored, become out > 0 ? out : 0 (the ReLU layer's bits; -0 and NaN give +0).
+void pt_bf16_conv_forward_relu(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
+                               const float *bias, float *out, void *scratch);
+/// `pt_bf16_conv_backward_data` (overwriting; from `prepared` when not NULL, else from w) with the backward of
+/// the ReLU before the layer folded in: din = gate > 0 ? din : 0, gate laid out as din (the ReLU's output, this
+/// layer's input), sample by sample as each is stored.
+void pt_bf16_conv_backward_data_gated(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, const void *prepared,
+                                      const float *gate, float *din, void *scratch);
 /// dw[o][k] += chain over samples, then pixels of each sample (padded to even per sample), starting
 /// from dw; db[o] (if not NULL) += fp32 sum of dout (see `pt_bf16_bias_sums`).
 void pt_bf16_conv_backward_weights(pt_bf16_conv_geometry g, int mb, const float *in, const float *dout, float *dw,
