@@ -278,16 +278,14 @@ BF16_HIDDEN void tiles_forward(pt_bf16_conv_geometry g, int mb, const float *in,
 BF16_HIDDEN size_t tiles_forward_bytes(pt_bf16_conv_geometry g);
 BF16_HIDDEN size_t tiles_weights_bytes(pt_bf16_conv_geometry g);
 
-/// What a pass does to each sample's output once its chains are stored, the ReLU next to the layer folded in
-/// (`NULL`: nothing): `relu`, out = out > 0 ? out : 0 (the ReLU layer's bits: -0 and NaN give +0); `gate`
-/// (laid out as the whole output), out = gate > 0 ? out : 0 (ReLU's backward through its output). Never with `add`.
-typedef struct { int relu; const float *gate; } pt_epilogue;
-
-/// `ep` over one sample's `count` outputs at o, `at` floats into the whole output (the gate's offset). The
+/// The ReLU next to a layer folded into a pass that writes `out` (`gate` NULL: nothing): once a sample's chains
+/// are stored, out = gate > 0 ? out : 0, `gate` laid out as the whole output. `gate` = `out` itself is the
+/// ReLU's forward (the ReLU layer's bits: -0 and NaN give +0); the ReLU's output is its backward. Never with `add`.
+/// `finish_sample` applies it to one sample's `count` outputs at o, `at` floats into the whole output. The
 /// sample was just written, so this reads it from the caches, where a ReLU layer of its own reads memory.
-static inline void finish_sample(const pt_epilogue *ep, float *o, long count, long at) {
-    if (!ep || (!ep->relu && !ep->gate)) return;
-    const float *g = ep->gate ? ep->gate + at : o;
+static inline void finish_sample(const float *gate, float *o, long count, long at) {
+    if (!gate) return;
+    const float *g = gate + at;
     const __m512 zero = _mm512_setzero_ps();
     long i = 0;
     for (; i + 16 <= count; i += 16) {
@@ -303,12 +301,12 @@ static inline void finish_sample(const pt_epilogue *ep, float *o, long count, lo
 
 // conv_forward.c
 BF16_HIDDEN size_t forward_bytes(pt_bf16_conv_geometry g);
-BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked, int add, const pt_epilogue *ep);
+BF16_HIDDEN void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias, float *out, char *s, const uint32_t *prepacked, int add, const float *gate);
 BF16_HIDDEN int forward_adds(pt_bf16_conv_geometry g);
 BF16_HIDDEN uint16_t *rounded_weights_slot(pt_bf16_conv_geometry g, char *s);
 
 // conv_backward_data.c
-BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked, int add, const pt_epilogue *ep);
+BF16_HIDDEN void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch, const uint32_t *prepacked, int add, const float *gate);
 BF16_HIDDEN size_t data_bytes(pt_bf16_conv_geometry g);
 BF16_HIDDEN void flipped_weights(pt_bf16_conv_geometry g, const float *w, uint16_t *wt);
 BF16_HIDDEN void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32_t *rows, int32_t *roff, uint32_t *pa);

@@ -65,44 +65,52 @@ void pt_bf16_conv_prepare(pt_bf16_conv_geometry g, const float *w, void *prepare
     }
 }
 
-void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float *in, const void *prepared, const float *bias,
-                                   float *out, void *scratch) {
-    uint32_t *forward, *data;
-    prepared_split_conv(g, prepared, &forward, &data);
-    forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0, NULL);
-}
-
-void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
-                                         int add, void *scratch) {
-    uint32_t *forward, *data;
-    prepared_split_conv(g, prepared, &forward, &data);
-    backward_data(g, mb, dout, NULL, din, scratch, data, add, NULL);
-}
-
-void pt_bf16_conv_forward_relu(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
-                               const float *bias, float *out, void *scratch) {
-    pt_epilogue ep = { 1, NULL };
+/// The forward from the prepared weights when there are some, else from w rounded into the scratch; `gate` as in
+/// `finish_sample`.
+static void forward_from(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
+                         const float *bias, float *out, void *scratch, const float *gate) {
     if (prepared) {
         uint32_t *forward, *data;
         prepared_split_conv(g, prepared, &forward, &data);
-        forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0, &ep);
+        forward_rounded(g, mb, in, NULL, bias, out, scratch, forward, 0, gate);
         return;
     }
     uint16_t *wbf = rounded_weights_slot(g, scratch);
     pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
-    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL, 0, &ep);
+    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL, 0, gate);
+}
+
+/// The input-gradient part of the prepared weights, or NULL without them.
+static const uint32_t *data_part(pt_bf16_conv_geometry g, const void *prepared) {
+    if (!prepared) return NULL;
+    uint32_t *forward, *data;
+    prepared_split_conv(g, prepared, &forward, &data);
+    return data;
+}
+
+void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
+                          float *out, void *scratch) {
+    forward_from(g, mb, in, w, NULL, bias, out, scratch, NULL);
+}
+
+void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float *in, const void *prepared, const float *bias,
+                                   float *out, void *scratch) {
+    forward_from(g, mb, in, NULL, prepared, bias, out, scratch, NULL);
+}
+
+void pt_bf16_conv_forward_relu(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
+                               const float *bias, float *out, void *scratch) {
+    forward_from(g, mb, in, w, prepared, bias, out, scratch, out);
+}
+
+void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
+                                         int add, void *scratch) {
+    backward_data(g, mb, dout, NULL, din, scratch, data_part(g, prepared), add, NULL);
 }
 
 void pt_bf16_conv_backward_data_gated(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, const void *prepared,
                                       const float *gate, float *din, void *scratch) {
-    pt_epilogue ep = { 0, gate };
-    if (prepared) {
-        uint32_t *forward, *data;
-        prepared_split_conv(g, prepared, &forward, &data);
-        backward_data(g, mb, dout, NULL, din, scratch, data, 0, &ep);
-        return;
-    }
-    backward_data(g, mb, dout, w, din, scratch, NULL, 0, &ep);
+    backward_data(g, mb, dout, w, din, scratch, data_part(g, prepared), 0, gate);
 }
 
 size_t pt_bf16_conv_scratch_bytes(pt_bf16_conv_geometry g, int mb) {

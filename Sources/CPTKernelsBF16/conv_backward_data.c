@@ -242,12 +242,12 @@ void pack_transposed_weights(pt_bf16_conv_geometry g, const uint16_t *wbf, int32
 
 /// The input gradient; `prepacked`: the weights as `pt_bf16_conv_prepare` packs them for it, or NULL.
 void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const float *w, float *din, void *scratch,
-                   const uint32_t *prepacked, int add, const pt_epilogue *ep) {
+                   const uint32_t *prepacked, int add, const float *gate) {
     conv_dims d = dims(g);
     long inSize = (long)g.ic * g.ih * g.iw;
     if (planar_data(g)) {
         planar_backward_data(g, mb, dout, w, din, scratch, prepacked);
-        finish_sample(ep, din, mb * inSize, 0);
+        finish_sample(gate, din, mb * inSize, 0);
         return;
     }
     if (transposed_data(g)) {
@@ -255,7 +255,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         pt_bf16_conv_geometry t = transposed(g);
         uint16_t *wt = rounded_weights_slot(t, scratch);
         if (!prepacked) flipped_weights(g, w, wt);
-        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked, add, ep);
+        forward_rounded(t, mb, dout, wt, NULL, din, scratch, prepacked, add, gate);
         return;
     }
     char *s = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -293,7 +293,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
         float *dst = din + n * inSize;
         if (small_rows) {
             col2im_rows(g, col, dst, idx, mask, add);
-            finish_sample(ep, dst, inSize, n * inSize);
+            finish_sample(gate, dst, inSize, n * inSize);
             continue;
         }
         memset(dst, 0, (size_t)inSize * 4);
@@ -320,7 +320,7 @@ void backward_data(pt_bf16_conv_geometry g, int mb, const float *dout, const flo
                         }
                     }
                 }
-        finish_sample(ep, dst, inSize, n * inSize);
+        finish_sample(gate, dst, inSize, n * inSize);
     }
 }
 
@@ -328,7 +328,6 @@ void pt_bf16_conv_backward_data(pt_bf16_conv_geometry g, int mb, const float *do
                                 void *scratch) {
     backward_data(g, mb, dout, w, din, scratch, NULL, add, NULL);
 }
-
 
 int pt_bf16_conv_backward_data_adds(pt_bf16_conv_geometry g) {
     if (planar_data(g)) return 0;

@@ -198,7 +198,7 @@ static void phase_offsets(pt_bf16_conv_geometry g, conv_dims d, const int32_t *o
 int forward_adds(pt_bf16_conv_geometry g) { return channel_pairs(g) && (direct_forward(g) || lanes_forward(g)); }
 
 void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uint16_t *wbf, const float *bias,
-                     float *out, char *s, const uint32_t *prepacked, int add, const pt_epilogue *ep) {
+                     float *out, char *s, const uint32_t *prepacked, int add, const float *gate) {
     conv_dims d = dims(g);
     long outsize = (long)g.oc * d.P;
     s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
@@ -208,7 +208,7 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
     bump(&s, (size_t)g.oc * d.K * 2 + 32);   // (the caller's rounded weights live here)
     if (tiles_direct(g)) {
         tiles_forward(g, mb, in, wbf, bias, out, s);
-        finish_sample(ep, out, mb * outsize, 0);
+        finish_sample(gate, out, mb * outsize, 0);
         return;
     }
     int32_t *koff = bump(&s, (size_t)d.K * 4), *poff = bump(&s, (size_t)d.P * 4), *rows = bump(&s, (size_t)g.oc * 4);
@@ -252,14 +252,14 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
             pad_sample(g, d, sample, pad);
             if (!images) {
                 gemm_packed_a(g.oc, d.P, d.K, pa, pad, poff, koff, o, d.P, 0, bias, pb);
-                finish_sample(ep, o, outsize, n * outsize);
+                finish_sample(gate, o, outsize, n * outsize);
                 continue;
             }
             for (int i = 0; i < images; i++) build_image(pad, d.sample, delta[i], image[i]);
         }
         if (lanes) {
             lanes_forward_sample(g, kp, pa, bptr, d.piw, bias, add, o, tile);
-            finish_sample(ep, o, outsize, n * outsize);
+            finish_sample(gate, o, outsize, n * outsize);
             continue;
         }
         long insize = (long)g.ic * g.ih * g.iw;
@@ -271,7 +271,7 @@ void forward_rounded(pt_bf16_conv_geometry g, int mb, const float *in, const uin
                                     groups, split, rowstep, o + (long)m0 * d.P + q0, d.P,
                                     g.oc - m0 < MR ? g.oc - m0 : MR, bias ? bias + m0 : NULL, add, &pf);
         }
-        finish_sample(ep, o, outsize, n * outsize);
+        finish_sample(gate, o, outsize, n * outsize);
     }
 }
 
@@ -281,12 +281,3 @@ uint16_t *rounded_weights_slot(pt_bf16_conv_geometry g, char *s) {
     s = (char *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
     return (uint16_t *)(s + align64(packed_a_bytes(g.oc, d.K)) + align64(packed_b_bytes(d.P, d.K)) + align64((size_t)(d.sample + 16) * 2));
 }
-
-void pt_bf16_conv_forward(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const float *bias,
-                          float *out, void *scratch) {
-    uint16_t *wbf = rounded_weights_slot(g, scratch);
-    pt_bf16_round(w, wbf, (long)g.oc * g.ic * g.kh * g.kw);
-    forward_rounded(g, mb, in, wbf, bias, out, scratch, NULL, 0, NULL);
-}
-
-

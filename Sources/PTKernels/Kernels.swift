@@ -207,28 +207,15 @@ public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
     activeKernels.bnAffineReLU(x, rows, rowStride, count, scale, shift, z)
 }
 
-/// z = relu((x * scale + shift) + other).
-@inline(__always) public func bnAffineAddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
-                                              other: UnsafePointer<Float>, output z: UnsafeMutablePointer<Float>,
-                                              rows: Int = 1, rowStride: Int = 0) {
-    activeKernels.bnAffineAddReLU(x, rows, rowStride, count, scale, shift, other, z)
-}
-
-/// z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
-@inline(__always) public func bnAffine2AddReLU(_ x: UnsafePointer<Float>, count: Int, scale: Float, shift: Float,
-                                               _ x2: UnsafePointer<Float>, scale2: Float, shift2: Float,
-                                               output z: UnsafeMutablePointer<Float>, rows: Int = 1, rowStride: Int = 0) {
-    activeKernels.bnAffine2AddReLU(x, rows, rowStride, count, scale, shift, x2, scale2, shift2, z)
-}
-
-/// `bnAffineAddReLU` over a whole tensor of `samples` x `channels` planes of `count` values (plane (n, c) at
-/// `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`.
+/// z = relu((x * scale + shift) + other) over a whole tensor of `samples` x `channels` planes of `count` values
+/// (plane (n, c) at `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`.
 @inline(__always) public func bnAffineAddReLU(_ x: UnsafePointer<Float>, map: UnsafePointer<Float>, other: UnsafePointer<Float>,
                                               samples: Int, channels: Int, count: Int, output z: UnsafeMutablePointer<Float>) {
     activeKernels.bnAffineAddReLUPlanes(x, other, map, samples, channels, count, z)
 }
 
-/// `bnAffine2AddReLU` over a whole tensor, as the whole-tensor `bnAffineAddReLU`: x's map at `map`, x2's at `map2`.
+/// z = relu((x * scale + shift) + (x2 * scale2 + shift2)) over a whole tensor, as `bnAffineAddReLU`: x's map at `map`,
+/// x2's at `map2`.
 @inline(__always) public func bnAffine2AddReLU(_ x: UnsafePointer<Float>, map: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
                                                map2: UnsafePointer<Float>, samples: Int, channels: Int, count: Int,
                                                output z: UnsafeMutablePointer<Float>) {

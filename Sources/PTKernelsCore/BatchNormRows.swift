@@ -197,90 +197,59 @@ func _bnAffineReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _
     }
 }
 
-/// z = relu((x * scale + shift) + other).
-func _bnAffineAddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
-                                      _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
-    defer { pt_stream_fence() }
-    _bnAffineAddReLURows(x, rows, stride, count, scale, shift, other, z)
-}
-
-/// `_bnAffineAddReLU` over a whole tensor of `samples` x `channels` planes of `count` values (plane (n, c) at
-/// `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`; one fence at the
-/// end. The residual add walks its tensors sample by sample, and at ResNet-20's 8x8 planes a fence per plane
-/// (8,192 a step) cost more than the plane's stores.
+/// z = relu((x * scale + shift) + other) over a whole tensor of `samples` x `channels` planes of `count` values
+/// (plane (n, c) at `(n * channels + c) * count`), channel c's scale and shift at `map[c]` and `map[channels + c]`;
+/// one fence at the end. The residual add walks its tensors sample by sample, and at ResNet-20's 8x8 planes a
+/// fence per plane (8,192 a step) cost more than the plane's stores.
 func _bnAffineAddReLUPlanes<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ other: UnsafePointer<Float>,
                                             _ map: UnsafePointer<Float>, _ samples: Int, _ channels: Int, _ count: Int,
                                             _ z: UnsafeMutablePointer<Float>) {
     defer { pt_stream_fence() }
+    typealias V = BNLanes
+    let w = 16, zero = V()
     for n in 0..<samples {
         for c in 0..<channels {
-            let at = (n * channels + c) * count
-            _bnAffineAddReLURows(x + at, 1, 0, count, map[c], map[channels + c], other + at, z + at)
+            let at = (n * channels + c) * count, scale = map[c], shift = map[channels + c]
+            let a = V(repeating: scale), b = V(repeating: shift)
+            let x = x + at, other = other + at, z = z + at
+            let rx = UnsafeRawPointer(x), ro = UnsafeRawPointer(other), rz = UnsafeMutableRawPointer(z)
+            let stream = Int(bitPattern: rz) & 63 == 0
+            var i = 0
+            while i + w <= count {
+                let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + ro.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
+                _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
+                i += w
+            }
+            while i < count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0; i += 1 }
         }
     }
 }
 
-/// The rows of `_bnAffineAddReLU`, without the fence.
-@inline(__always)
-func _bnAffineAddReLURows(_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float, _ shift: Float,
-                          _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) {
-    typealias V = BNLanes
-    let w = 16
-    let a = V(repeating: scale), b = V(repeating: shift), zero = V()
-    for r in 0..<rows {
-        let x = x + r * stride, other = other + r * stride, z = z + r * stride
-        let rx = UnsafeRawPointer(x), ro = UnsafeRawPointer(other), rz = UnsafeMutableRawPointer(z)
-        let stream = Int(bitPattern: rz) & 63 == 0
-        var i = 0
-        while i + w <= count {
-            let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b) + ro.loadUnaligned(fromByteOffset: 4 * i, as: V.self)
-            _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
-            i += w
-        }
-        while i < count { let t = (x[i] * scale + shift) + other[i]; z[i] = t > 0 ? t : 0; i += 1 }
-    }
-}
-
-/// z = relu((x * scale + shift) + (x2 * scale2 + shift2)).
-func _bnAffine2AddReLU<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
-                                       _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
-                                       _ z: UnsafeMutablePointer<Float>) {
-    defer { pt_stream_fence() }
-    _bnAffine2AddReLURows(x, rows, stride, count, scale, shift, x2, scale2, shift2, z)
-}
-
-/// `_bnAffine2AddReLU` over a whole tensor, as `_bnAffineAddReLUPlanes`: x's map at `map`, x2's at `map2`.
+/// z = relu((x * scale + shift) + (x2 * scale2 + shift2)) over a whole tensor, as `_bnAffineAddReLUPlanes`: x's map
+/// at `map`, x2's at `map2`.
 func _bnAffine2AddReLUPlanes<L: KernelLevel>(_ level: L.Type, _ x: UnsafePointer<Float>, _ map: UnsafePointer<Float>,
                                              _ x2: UnsafePointer<Float>, _ map2: UnsafePointer<Float>, _ samples: Int,
                                              _ channels: Int, _ count: Int, _ z: UnsafeMutablePointer<Float>) {
     defer { pt_stream_fence() }
+    typealias V = BNLanes
+    let w = 16, zero = V()
     for n in 0..<samples {
         for c in 0..<channels {
             let at = (n * channels + c) * count
-            _bnAffine2AddReLURows(x + at, 1, 0, count, map[c], map[channels + c], x2 + at, map2[c], map2[channels + c], z + at)
+            let scale = map[c], shift = map[channels + c], scale2 = map2[c], shift2 = map2[channels + c]
+            let a = V(repeating: scale), b = V(repeating: shift), a2 = V(repeating: scale2), b2 = V(repeating: shift2)
+            let x = x + at, x2 = x2 + at, z = z + at
+            let rx = UnsafeRawPointer(x), rx2 = UnsafeRawPointer(x2), rz = UnsafeMutableRawPointer(z)
+            let stream = Int(bitPattern: rz) & 63 == 0
+            var i = 0
+            while i + w <= count {
+                let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b)
+                    + (rx2.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a2 + b2)
+                _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
+                i += w
+            }
+            while i < count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0; i += 1 }
         }
-    }
-}
-
-/// The rows of `_bnAffine2AddReLU`, without the fence.
-@inline(__always)
-func _bnAffine2AddReLURows(_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float, _ shift: Float,
-                           _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float, _ z: UnsafeMutablePointer<Float>) {
-    typealias V = BNLanes
-    let w = 16
-    let a = V(repeating: scale), b = V(repeating: shift), a2 = V(repeating: scale2), b2 = V(repeating: shift2), zero = V()
-    for r in 0..<rows {
-        let x = x + r * stride, x2 = x2 + r * stride, z = z + r * stride
-        let rx = UnsafeRawPointer(x), rx2 = UnsafeRawPointer(x2), rz = UnsafeMutableRawPointer(z)
-        let stream = Int(bitPattern: rz) & 63 == 0
-        var i = 0
-        while i + w <= count {
-            let t = (rx.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a + b)
-                + (rx2.loadUnaligned(fromByteOffset: 4 * i, as: V.self) * a2 + b2)
-            _bnStore(zero.replacing(with: t, where: t .> zero), rz, i, stream: stream)
-            i += w
-        }
-        while i < count { let t = (x[i] * scale + shift) + (x2[i] * scale2 + shift2); z[i] = t > 0 ? t : 0; i += 1 }
     }
 }
 

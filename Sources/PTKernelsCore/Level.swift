@@ -118,11 +118,6 @@ public struct KernelTable: Sendable {
     // Batch norm, the residual add and ReLU fused (PTModel's layer fusion; see BatchNormRows.swift).
     public let bnAffineReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
                                         _ shift: Float, _ z: UnsafeMutablePointer<Float>) -> Void
-    public let bnAffineAddReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
-                                           _ shift: Float, _ other: UnsafePointer<Float>, _ z: UnsafeMutablePointer<Float>) -> Void
-    public let bnAffine2AddReLU: @Sendable (_ x: UnsafePointer<Float>, _ rows: Int, _ stride: Int, _ count: Int, _ scale: Float,
-                                            _ shift: Float, _ x2: UnsafePointer<Float>, _ scale2: Float, _ shift2: Float,
-                                            _ z: UnsafeMutablePointer<Float>) -> Void
     public let bnAffineAddReLUPlanes: @Sendable (_ x: UnsafePointer<Float>, _ other: UnsafePointer<Float>, _ map: UnsafePointer<Float>,
                                                  _ samples: Int, _ channels: Int, _ count: Int, _ z: UnsafeMutablePointer<Float>) -> Void
     public let bnAffine2AddReLUPlanes: @Sendable (_ x: UnsafePointer<Float>, _ map: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
@@ -189,8 +184,6 @@ public func makeKernelTable<L: KernelLevel>(_ level: L.Type) -> KernelTable {
         bnAffine: { x, r, st, n, scale, shift, y in _bnAffine(L.self, x, r, st, n, scale, shift, y) },
         bnInputGradient: { x, dy, r, st, n, mean, a, b, k, dx in _bnInputGradient(L.self, x, dy, r, st, n, mean, a, b, k, dx) },
         bnAffineReLU: { x, r, st, n, scale, shift, z in _bnAffineReLU(L.self, x, r, st, n, scale, shift, z) },
-        bnAffineAddReLU: { x, r, st, n, scale, shift, o, z in _bnAffineAddReLU(L.self, x, r, st, n, scale, shift, o, z) },
-        bnAffine2AddReLU: { x, r, st, n, s, t, x2, s2, t2, z in _bnAffine2AddReLU(L.self, x, r, st, n, s, t, x2, s2, t2, z) },
         bnAffineAddReLUPlanes: { x, o, m, ns, cs, n, z in _bnAffineAddReLUPlanes(L.self, x, o, m, ns, cs, n, z) },
         bnAffine2AddReLUPlanes: { x, m, x2, m2, ns, cs, n, z in _bnAffine2AddReLUPlanes(L.self, x, m, x2, m2, ns, cs, n, z) },
         bnRowGradientSumsReLU: { x, dy, r, st, n, mean, s, t in _bnRowGradientSumsReLU(L.self, x, dy, r, st, n, mean, s, t) },

@@ -89,13 +89,13 @@ public struct Conv2D: Layer {
     /// into `reluOutput` and nothing into `c.output`. In bf16 each sample passes through ReLU as the kernel stores
     /// it (still in the caches); in fp32 one ReLU pass in place follows. The bits of the two layers one by one.
     func forward(_ c: LayerCall, reluOutput: UnsafeMutablePointer<Float>) {
-        var fused = c
-        fused.output = reluOutput
         if c.precision == .bf16 && bf16Passes.forward {
             kernel.bf16ForwardReLU(mb: c.batch, input: c.input, weight: c.parameters + parameters[0].offset, prepared: prepared(c),
                                    bias: c.parameters + parameters[1].offset, output: reluOutput, scratch: c.scratch)
             return
         }
+        var fused = c
+        fused.output = reluOutput
         forward(fused)
         reluForward(count: c.batch * outputShape.count, input: reluOutput, output: reluOutput)
     }

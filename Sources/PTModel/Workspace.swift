@@ -75,14 +75,13 @@ public final class Workspace: @unchecked Sendable {
         preparedVersions.initialize(repeating: 0, count: max(1, model.layers.count))
         let mb = model.maxBatch
         // The activations and their gradients are views of one arena (one run of huge pages: see
-        // `AlignedBuffer.hugePageThreshold`), each starting on a 4 KiB boundary as a buffer of its own would.
+        // `AlignedBuffer.hugePageThreshold`), each starting on a 4 KiB boundary as a buffer of its own would (the
+        // input has no gradient).
         let counts = [mb * model.inputShape.count] + model.layers.map { mb * $0.outputShape.count }
-        let page = 1024
-        let pages = counts.map { ($0 + page - 1) / page * page }
-        let arena = AlignedBuffer(count: 2 * pages.reduce(0, +) - pages[0])
+        let arena = AlignedBuffer(count: 2 * counts.map(Self.pageRounded).reduce(0, +) - Self.pageRounded(counts[0]))
         var arenaUsed = 0
         func carve(_ count: Int) -> AlignedBuffer {
-            defer { arenaUsed += (count + page - 1) / page * page }
+            defer { arenaUsed += Self.pageRounded(count) }
             return AlignedBuffer(in: arena, offset: arenaUsed, count: count)
         }
         var acts = [carve(counts[0])]
@@ -156,6 +155,9 @@ public final class Workspace: @unchecked Sendable {
         for saved in batchNormSaved { saved?.deallocate() }
     }
 
+    /// `count` floats rounded up to whole 4 KiB pages.
+    static func pageRounded(_ count: Int) -> Int { (count + 1023) / 1024 * 1024 }
+
     /// Whether layer i's output activation holds its forward result (always with fusion off; with it on,
     /// the outputs of batch norms and adds folded into the ReLU after them are not written).
     public func holdsOutput(ofLayer i: Int) -> Bool { !fusesLayers || fusionPlan[i].writesOutput }
@@ -216,15 +218,13 @@ public final class Workspace: @unchecked Sendable {
             defer { profile?.addForward(i, since: t0) }
             guard fusesLayers else { model.layers[i].forward(c); continue }
             switch fusionPlan[i] {
-            case .alone:
+            case .alone, .convAfterReLU:
                 if let bn = batchNorms[i] { bn.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: true) }
                 else { model.layers[i].forward(c) }
             case .doneBefore, .doneAfter, .doneAround:
                 break
             case let .convReLU(relu):
                 (model.layers[i] as! Conv2D).forward(c, reluOutput: activations[relu + 1].pointer)
-            case .convAfterReLU:
-                model.layers[i].forward(c)
             case let .poolAfterReLU(relu):
                 var fused = c
                 fused.input = inputLists[relu][0]
@@ -327,13 +327,11 @@ public final class Workspace: @unchecked Sendable {
                     var fused = c
                     fused.outputGrad = activationGrads[relu + 1].pointer
                     batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, gate: .positive(activations[relu + 1].pointer))
-                case .alone:
+                case .alone, .convReLU:
                     if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, gate: .none) }
                     else { model.layers[i].backward(c) }
                 case .doneBefore, .doneAfter, .doneAround:
                     break
-                case .convReLU:
-                    model.layers[i].backward(c)
                 case let .convAfterReLU(relu):
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]

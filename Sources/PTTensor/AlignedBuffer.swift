@@ -20,8 +20,8 @@ public final class AlignedBuffer: @unchecked Sendable {
     /// to back it with transparent huge pages (`madvise(MADV_HUGEPAGE)`; Linux, where THP is `madvise` or
     /// `always`). With 4 KiB pages, a training step's passes over memory (batch norm, the residual add, a
     /// convolution's first read of its input) miss the TLB at every page: on Zen 4 2 MiB pages made
-    /// ResNet-20's and cifar-small's steps 2-4% faster (`docs/BENCHMARKS.md`). At most one page is
-    /// allocated beyond the request.
+    /// ResNet-20's step 3% (bf16) and 6% (fp32) faster and cifar-small's (bf16) 2% (`docs/BENCHMARKS.md`). At
+    /// most one page is allocated beyond the request.
     public static let hugePageThreshold = 2 << 20
 
     /// `bytes` (> 0) of storage, 64-byte aligned; whole huge pages from `hugePageThreshold` on.

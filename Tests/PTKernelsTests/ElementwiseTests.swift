@@ -274,13 +274,21 @@ final class ElementwiseTests: XCTestCase {
             bnAffineReLUReference(px, count: n, scale: scale, shift: shift, output: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnAffineReLU \(label)")
             (got, ref) = pair()
-            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: px2, output: got.pointer + at, rows: rows, rowStride: stride)
+            // The whole-tensor passes, one row (1 x 1 plane) a call.
+            let map = Buffer(2), map2 = Buffer(2)
+            (map.pointer[0], map.pointer[1], map2.pointer[0], map2.pointer[1]) = (scale, shift, scale2, shift2)
+            for r in 0..<rows {
+                bnAffineAddReLU(px + r * stride, map: map.pointer, other: px2 + r * stride, samples: 1, channels: 1, count: n,
+                                output: got.pointer + at + r * stride)
+            }
             bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: px2, output: ref.pointer + at, rows: rows,
                                      rowStride: stride)
             assertIdentical(got, ref, "bnAffineAddReLU \(label)")
             (got, ref) = pair()
-            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + at,
-                             rows: rows, rowStride: stride)
+            for r in 0..<rows {
+                bnAffine2AddReLU(px + r * stride, map: map.pointer, px2 + r * stride, map2: map2.pointer, samples: 1, channels: 1, count: n,
+                                 output: got.pointer + at + r * stride)
+            }
             bnAffine2AddReLUReference(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2,
                                       output: ref.pointer + at, rows: rows, rowStride: stride)
             assertIdentical(got, ref, "bnAffine2AddReLU \(label)")
@@ -421,7 +429,9 @@ final class ElementwiseTests: XCTestCase {
 
             // Forward: affine + add + ReLU (the batch norm on either side of the add).
             (got, ref, chain) = three()
-            bnAffineAddReLU(px, count: n, scale: scale, shift: shift, other: po, output: got.pointer + 1)
+            let map = Buffer(2), map2 = Buffer(2)
+            (map.pointer[0], map.pointer[1], map2.pointer[0], map2.pointer[1]) = (scale, shift, scale2, shift2)
+            bnAffineAddReLU(px, map: map.pointer, other: po, samples: 1, channels: 1, count: n, output: got.pointer + 1)
             bnAffineAddReLUReference(px, count: n, scale: scale, shift: shift, other: po, output: ref.pointer + 1)
             bnAffine(px, count: n, scale: scale, shift: shift, output: chain.pointer + 1)
             for i in 1..<(n + 1) { chain.pointer[i] = chain.pointer[i] + other.pointer[i] }
@@ -432,7 +442,7 @@ final class ElementwiseTests: XCTestCase {
             // Forward: two affine maps + add + ReLU.
             (got, ref, chain) = three()
             let y2 = Buffer(n + 1)
-            bnAffine2AddReLU(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: got.pointer + 1)
+            bnAffine2AddReLU(px, map: map.pointer, px2, map2: map2.pointer, samples: 1, channels: 1, count: n, output: got.pointer + 1)
             bnAffine2AddReLUReference(px, count: n, scale: scale, shift: shift, px2, scale2: scale2, shift2: shift2, output: ref.pointer + 1)
             bnAffine(px, count: n, scale: scale, shift: shift, output: chain.pointer + 1)
             bnAffine(px2, count: n, scale: scale2, shift: shift2, output: y2.pointer + 1)

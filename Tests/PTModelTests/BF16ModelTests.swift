@@ -163,12 +163,9 @@ final class BF16ModelTests: XCTestCase {
             LayerNode(.add, name: "p.add", from: [.name("p.a"), .name("p.b")]), .relu,
             .globalAvgPool, .dense(neurons: 10, initializer: .he),
         ]
-        let input = Shape(channels: 4, height: 16, width: 16), batch = 3
-        let model = try Model(input: input, layers: nodes, maxBatch: batch)
-        let params = AlignedBuffer(count: model.parameterCount)
-        model.initialize(params, seed: 3)
-        var rng = Xoshiro256(seed: 9)
-        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        let batch = 3
+        let (model, params, x) = try seededModel(nodes, input: Shape(channels: 4, height: 16, width: 16), batch: batch, seed: 3,
+                                                 dataSeed: 9)
         func step(_ ws: Workspace) -> [UInt32] {
             trainingStepBits(ws, params, x: x, labels: (0..<batch).map { Int32($0 * 3) }, batch: batch)
         }
@@ -191,12 +188,9 @@ final class BF16ModelTests: XCTestCase {
             LayerNode(.conv(features: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1, initializer: .he)), .relu, .flatten,
             .dense(neurons: 40, initializer: .he), .relu, .dense(neurons: 10, initializer: .he),
         ]
-        let input = Shape(channels: 2, height: 8, width: 8), batch = 5
-        let model = try Model(input: input, layers: nodes, maxBatch: batch)
-        let params = AlignedBuffer(count: model.parameterCount)
-        model.initialize(params, seed: 4)
-        var rng = Xoshiro256(seed: 11)
-        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 2 - 1 }
+        let batch = 5
+        let (model, params, x) = try seededModel(nodes, input: Shape(channels: 2, height: 8, width: 8), batch: batch, seed: 4,
+                                                 dataSeed: 11)
         let all = 0..<model.parameterCount
         let dense1 = model.parameterTensors.first { $0.name == "dense1.weight" }!
         let cut = (dense1.offset + 7)..<model.parameterCount
@@ -213,28 +207,5 @@ final class BF16ModelTests: XCTestCase {
                 XCTAssertNil(first, "\(precision), \(label): element \(first ?? 0) of \(zeroed.count) (logits, then gradients) differs")
             }
         }
-    }
-
-    /// Logits, then the parameter gradients, of one training forward and backward of `ws` with `params`
-    /// on inputs `x` and `labels`, as bit patterns. The gradient buffer starts full of `fill`; with `clearing`,
-    /// backward clears that range itself (`Workspace.backward(...clearing:)`).
-    func trainingStepBits(_ ws: Workspace, _ params: AlignedBuffer, x: [Float], labels: [Int32], batch: Int, fill: Float = 0,
-                          clearing: Range<Int>? = nil) -> [UInt32] {
-        let model = ws.model
-        ws.input.update(from: x, count: x.count)
-        ws.labels.update(from: labels, count: batch)
-        ws.training = true
-        let grads = AlignedBuffer(count: model.parameterCount)
-        grads.pointer.update(repeating: fill, count: model.parameterCount)
-        ws.forward(batch: batch, parameters: params.pointer)
-        let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes))
-        _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-        if let clearing {
-            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer, layers: 0..<model.layers.count,
-                        clearing: clearing)
-        } else {
-            ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
-        }
-        return (logits + grads.array).map(\.bitPattern)
     }
 }

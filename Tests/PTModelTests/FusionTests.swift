@@ -38,11 +38,16 @@ final class FusionTests: XCTestCase {
         ]
     }
 
-    func testPlanFollowsTheGraph() throws {
-        let model = try Model(input: Shape(channels: 2, height: 6, width: 5), layers: nodes, maxBatch: 3)
+    /// Each layer's index, and its step in the fusion plan, by name.
+    func plan(_ model: Model) -> (index: [String: Int], step: (String) -> FusedStep) {
         let index = Dictionary(uniqueKeysWithValues: model.layers.enumerated().map { ($0.element.name, $0.offset) })
         let plan = model.fusionPlan
-        func step(_ name: String) -> FusedStep { plan[index[name]!] }
+        return (index, { plan[index[$0]!] })
+    }
+
+    func testPlanFollowsTheGraph() throws {
+        let model = try Model(input: Shape(channels: 2, height: 6, width: 5), layers: nodes, maxBatch: 3)
+        let (index, step) = plan(model)
         XCTAssertEqual(step("stem.bn"), .bnReLU(relu: index["stem.relu"]!))
         XCTAssertEqual(step("stem.relu"), .doneBefore)
         XCTAssertEqual(step("b1.bn2"), .bnIntoAdd(relu: index["b1.out"]!))
@@ -60,7 +65,7 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("tail.relu"), .alone)
         XCTAssertEqual(step("pool.relu"), .doneAfter)
         XCTAssertEqual(step("pool.max"), .poolAfterReLU(relu: index["pool.relu"]!))
-        XCTAssertEqual(plan.filter { $0 != .alone }.count, 17)
+        XCTAssertEqual(model.fusionPlan.filter { $0 != .alone }.count, 17)
     }
 
     func testFusedAndUnfusedGiveIdenticalBits() throws {
@@ -142,11 +147,10 @@ final class FusionTests: XCTestCase {
             LayerNode(.add, name: "fork.add", from: [.name("fork.d"), .name("fork.c")]),
             .globalAvgPool, .dense(neurons: 3, initializer: .he),
         ]
-        let batch = 3, input = Shape(channels: 3, height: 8, width: 8)
-        let model = try Model(input: input, layers: nodes, maxBatch: batch)
-        let index = Dictionary(uniqueKeysWithValues: model.layers.enumerated().map { ($0.element.name, $0.offset) })
-        let plan = model.fusionPlan
-        func step(_ name: String) -> FusedStep { plan[index[name]!] }
+        let batch = 3
+        let (model, params, x) = try seededModel(nodes, input: Shape(channels: 3, height: 8, width: 8), batch: batch, seed: 3,
+                                                 dataSeed: 6)
+        let (index, step) = plan(model)
         XCTAssertEqual(step("c1"), .convReLU(relu: index["r1"]!))
         XCTAssertEqual(step("r1"), .doneAround)
         XCTAssertEqual(step("c2"), .convAfterReLU(relu: index["r1"]!))
@@ -160,45 +164,32 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("fork.r"), .alone)
         XCTAssertEqual(step("fork.d"), .alone)
 
-        var rng = Xoshiro256(seed: 5)
-        let params = AlignedBuffer(count: model.parameterCount)
-        model.initialize(params, seed: 3)
         // Biases away from 0, signs mixed, so the ReLU masks cut through.
+        var rng = Xoshiro256(seed: 5)
         for layer in model.layers where layer is Conv2D {
             for k in 0..<layer.parameters[1].count { params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5 }
         }
-        let x = (0..<(batch * input.count)).map { _ in rng.nextUnitFloat() * 4 - 2 }
         let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
-        var precisions: [Precision] = [.fp32]
-        if Precision.bf16.unavailableReason == nil { precisions.append(.bf16) }
-        for precision in precisions {
-            func run(fused: Bool) -> (logits: [UInt32], gradients: [UInt32], relu: [UInt32], evaluation: [UInt32]) {
+        let logits = batch * model.classes, r3 = index["r3"]!
+        for precision in [Precision.fp32] + (Precision.bf16.unavailableReason == nil ? [.bf16] : []) {
+            func run(fused: Bool) -> (step: [UInt32], relu: [UInt32], evaluation: [UInt32]) {
                 let ws = Workspace(model: model, precision: precision)
                 ws.fusesLayers = fused
-                let grads = AlignedBuffer(count: model.parameterCount)
-                ws.input.update(from: x, count: x.count)
-                ws.labels.update(from: labels, count: batch)
-                ws.training = true
-                for _ in 0..<2 {
-                    grads.zero()
-                    ws.forward(batch: batch, parameters: params.pointer)
-                    _ = ws.loss(batch: batch, gradScale: 1 / Float(batch))
-                    ws.backward(batch: batch, parameters: params.pointer, gradients: grads.pointer)
-                }
-                let logits = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes)).map(\.bitPattern)
-                let r3 = index["r3"]!
+                // Twice: the second step must not depend on what the first left behind.
+                _ = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
+                let step = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
                 let relu = Array(UnsafeBufferPointer(start: ws.activations[r3 + 1].pointer, count: batch * model.layers[r3].outputShape.count))
                 ws.training = false
                 ws.forward(batch: batch, parameters: params.pointer)
-                let evaluation = Array(UnsafeBufferPointer(start: ws.logits, count: batch * model.classes)).map(\.bitPattern)
-                return (logits, grads.array.map(\.bitPattern), relu.map(\.bitPattern), evaluation)
+                let evaluation = Array(UnsafeBufferPointer(start: ws.logits, count: logits)).map(\.bitPattern)
+                return (step, relu.map(\.bitPattern), evaluation)
             }
             let fused = run(fused: true), plain = run(fused: false)
-            XCTAssertEqual(fused.logits, plain.logits, "\(precision) logits")
-            XCTAssertEqual(fused.gradients, plain.gradients, "\(precision) parameter gradients")
+            XCTAssertEqual(fused.step.prefix(logits), plain.step.prefix(logits), "\(precision) logits")
+            XCTAssertEqual(fused.step.dropFirst(logits), plain.step.dropFirst(logits), "\(precision) parameter gradients")
             XCTAssertEqual(fused.relu, plain.relu, "\(precision) r3's output (written by c3)")
             XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
-            XCTAssertTrue(plain.gradients.contains { $0 != 0 })
+            XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 })
             XCTAssertTrue(fused.relu.contains(0) && fused.relu.contains { $0 != 0 }, "the mask cuts through")
         }
     }
