@@ -229,6 +229,33 @@ public func bf16DenseBackwardWeights(batch: Int, inputs: Int, neurons: Int, x: U
     pt_bf16_dense_backward_weights(Int32(batch), Int32(inputs), Int32(neurons), x, outputGrad, weightGrad, add ? 1 : 0, scratch)
 }
 
+/// Floats of a dense layer's deferred weight gradient for shards of up to `batch` samples (the product's operands,
+/// packed), or 0 where the unit keeps none (tiles).
+public func bf16DenseDeferredCount(batch: Int, inputs: Int, neurons: Int) -> Int {
+    requireBF16()
+    return (pt_bf16_dense_deferred_bytes(Int32(batch), Int32(inputs), Int32(neurons)) + 3) / 4
+}
+
+/// `bf16DenseBackwardWeights` (stored, `add: false`) left to the reduction over the shards: writes the product's
+/// operands into `deferred` (`bf16DenseDeferredCount` floats, 64-byte aligned) instead of the product.
+public func bf16DenseDeferWeights(batch: Int, inputs: Int, neurons: Int, x: UnsafePointer<Float>, outputGrad: UnsafePointer<Float>,
+                                  deferred: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    pt_bf16_dense_defer_weights(Int32(batch), Int32(inputs), Int32(neurons), x, outputGrad, deferred, scratch)
+}
+
+/// weightGrad[range] (flat indices into the neurons x inputs gradient) = `pairwiseSumInPlace`'s tree over the shards'
+/// stored weight gradients (`bf16DenseBackwardWeights`, `add: false`), computed from their deferred operands at
+/// leaves[s] + offset (written by `bf16DenseDeferWeights`, or all zero for a shard without samples): the same bits.
+public func bf16DenseReduceDeferred(_ leaves: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, offset: Int, inputs: Int,
+                                    neurons: Int, range: Range<Int>, weightGrad: UnsafeMutablePointer<Float>) {
+    requireBF16()
+    leaves.withMemoryRebound(to: UnsafeMutablePointer<Float>?.self, capacity: n) {
+        pt_bf16_dense_reduce_deferred(Int32(n), $0, offset, Int32(inputs), Int32(neurons), range.lowerBound, range.upperBound,
+                                      weightGrad)
+    }
+}
+
 /// dx[b][i] = sum_o dy[b][o] w[o][i] in bf16 (overwritten): see `bf16DenseBackwardDataReference`.
 public func bf16DenseBackwardData(batch: Int, inputs: Int, neurons: Int, outputGrad: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                   inputGrad: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

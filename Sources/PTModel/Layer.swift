@@ -65,6 +65,10 @@ public struct LayerCall {
     /// `Workspace.backward(batch:parameters:gradients:layers:clearing:)`): the bits are those of adding
     /// into zeros (each element's chain then starts from +0 either way).
     public var storeGradient = false
+    /// With `storeGradient`: backward leaves the stored range's product to the reduction over the shards, writing
+    /// into that range the operands the reduction multiplies (`DefersGradient`). Set by the workspace only for a
+    /// caller that reduces with `DefersGradient.reduceDeferred` (the in-process exchange).
+    public var deferGradient = false
 
     public init(batch: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -145,6 +149,22 @@ extension Layer {
     public func addsInputGradient(precision: Precision) -> Bool { false }
     public func storedGradientRange(precision: Precision) -> Range<Int>? { nil }
     public func initialize(parameters: UnsafeMutablePointer<Float>, rng: inout Xoshiro256) {}
+}
+
+/// A layer whose stored weight gradient (`Layer.storedGradientRange`) can be left to the reduction over the shards:
+/// with `LayerCall.deferGradient` a shard's backward writes the product's operands into that range instead of the
+/// product, and `reduceDeferred` computes the reduced gradient from every shard's operands with the bits of
+/// `pairwiseSumInPlace` over the stored products. A shard whose gradient buffer was zeroed (no samples) counts as a
+/// zero product. Used by one rank's in-process exchange; exchanges that send the shards' sums between ranks store
+/// the product.
+public protocol DefersGradient: Layer {
+    /// The range deferred in a workspace of `precision` whose shards hold up to `maxBatch` samples (the operands then
+    /// fit in it), or nil.
+    func deferredGradientRange(precision: Precision, maxBatch: Int) -> Range<Int>?
+    /// destination[range] (within the deferred range) = the tree over the n leaves' products, read from the operands
+    /// their backward left in the deferred range.
+    func reduceDeferred(_ leaves: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, range: Range<Int>,
+                        into destination: UnsafeMutablePointer<Float>)
 }
 
 /// How weights are drawn at initialisation.

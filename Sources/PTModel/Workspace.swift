@@ -34,6 +34,9 @@ public final class Workspace: @unchecked Sendable {
     /// Per layer: the gradient range its backward can store outright (`Layer.storedGradientRange`), or nil.
     /// Parameters lie in list order, so these ranges ascend with the layer index.
     public let storedGradients: [Range<Int>?]
+    /// Per layer: whether a backward that stores the layer's gradient can leave it to the reduction
+    /// (`DefersGradient.deferredGradientRange` is not nil for this workspace's precision and batch).
+    public let defersGradient: [Bool]
     let spares: [AlignedBuffer]
     /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
     /// forward keeps for its backward and for the add that consumes it.
@@ -127,6 +130,7 @@ public final class Workspace: @unchecked Sendable {
         self.spareInputs = spareInputs
         self.addsInPlace = addsInPlace
         storedGradients = model.layers.map { $0.storedGradientRange(precision: precision) }
+        defersGradient = model.layers.map { ($0 as? DefersGradient)?.deferredGradientRange(precision: precision, maxBatch: mb) != nil }
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
         var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
@@ -291,9 +295,10 @@ public final class Workspace: @unchecked Sendable {
     /// (the step engine's shard buffers, which held the last step's gradient): zeroes that part, except the
     /// gradients of those layers that store theirs outright (`Layer.storedGradientRange`), which then store.
     /// The same bits as zeroing all of `range` first; a dense layer's large weight gradient is then written
-    /// once instead of zeroed, read and written again.
+    /// once instead of zeroed, read and written again. `deferring`: those that can (`defersGradient`) leave it to
+    /// the caller's reduction (`DefersGradient.reduceDeferred`) instead.
     public func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                         layers: Range<Int>, clearing range: Range<Int>) {
+                         layers: Range<Int>, clearing range: Range<Int>, deferring: Bool = false) {
         var cleared = range.lowerBound
         for i in layers where stores(i, layers: layers, clearing: range) {
             let r = storedGradients[i]!
@@ -301,7 +306,7 @@ public final class Workspace: @unchecked Sendable {
             cleared = r.upperBound
         }
         (gradients + cleared).update(repeating: 0, count: range.upperBound - cleared)
-        backward(batch: batch, parameters: parameters, gradients: gradients, layers: layers, storing: range)
+        backward(batch: batch, parameters: parameters, gradients: gradients, layers: layers, storing: range, deferring: deferring)
     }
 
     /// Whether layer i stores its gradient in a backward of `layers` that clears `range`.
@@ -311,13 +316,16 @@ public final class Workspace: @unchecked Sendable {
     }
 
     func backward(batch: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, layers: Range<Int>,
-                  storing: Range<Int>?) {
+                  storing: Range<Int>?, deferring: Bool = false) {
         let profile = self.profile
         for i in layers.reversed() {
             let t0 = profile?.start() ?? LayerProfile.Stamp()
             var c = call(i, batch: batch, parameters: parameters, gradients: gradients)
             c.addInputGrad = addsInPlace[i]
-            if let storing { c.storeGradient = stores(i, layers: layers, clearing: storing) }
+            if let storing {
+                c.storeGradient = stores(i, layers: layers, clearing: storing)
+                c.deferGradient = deferring && c.storeGradient && defersGradient[i]
+            }
             if !fusesLayers {
                 model.layers[i].backward(c)
             } else {

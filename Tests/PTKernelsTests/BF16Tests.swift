@@ -286,6 +286,56 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// The deferred weight gradient: each shard's operands kept in its own gradient range, the reduction over any
+    /// part of the gradient from them, against each shard's stored product reduced by `pairwiseSumInPlace`, bit for
+    /// bit. Shards of uneven and odd sizes, an empty shard (its buffer zeroed, as the engine skips it), trees of 1 to 8
+    /// leaves, shapes with partial register tiles, and parts that cut rows and tiles.
+    func testDenseDeferredReductionMatchesStoredTree() throws {
+        try requireUnit()
+        let shapes: [(inputs: Int, neurons: Int)] = [(1024, 256), (400, 120), (65, 47), (48, 24), (294, 256)]
+        let shardSets: [[Int]] = [[16, 16, 16, 16, 16, 16, 16, 16], [7, 0, 5, 1, 3], [17, 17, 17, 17, 16, 16], [3], [2, 9, 4]]
+        for shape in shapes {
+            let count = shape.neurons * shape.inputs
+            for batches in shardSets {
+                let label = "dense \(shape.inputs)->\(shape.neurons), shards \(batches)"
+                let maxBatch = batches.max()!
+                let deferredCount = bf16DenseDeferredCount(batch: maxBatch, inputs: shape.inputs, neurons: shape.neurons)
+                guard deferredCount > 0 else { continue }   // the tile unit keeps none
+                // The operands fit in the gradient range for these shapes (`Dense` defers only where they do).
+                guard deferredCount <= count else { XCTFail("\(label): \(deferredCount) floats of operands"); continue }
+                let scratch = Buffer(bf16DenseScratchCount(batch: maxBatch, inputs: shape.inputs, neurons: shape.neurons))
+                var stored: [Buffer] = [], deferred: [Buffer] = []
+                for (s, batch) in batches.enumerated() {
+                    let x = Buffer(random: batch * shape.inputs, seed: UInt64(10 + s)), dy = Buffer(random: batch * shape.neurons, seed: UInt64(50 + s))
+                    let product = Buffer(count), operands = Buffer(count, fill: .nan)
+                    if batch == 0 {
+                        operands.pointer.update(repeating: 0, count: count)
+                    } else {
+                        bf16DenseBackwardWeights(batch: batch, inputs: shape.inputs, neurons: shape.neurons, x: x.pointer,
+                                                 outputGrad: dy.pointer, weightGrad: product.pointer, add: false, scratch: scratch.pointer)
+                        bf16DenseDeferWeights(batch: batch, inputs: shape.inputs, neurons: shape.neurons, x: x.pointer,
+                                              outputGrad: dy.pointer, deferred: operands.pointer, scratch: scratch.pointer)
+                    }
+                    stored.append(product); deferred.append(operands)
+                }
+                var storedLeaves = stored.map(\.pointer), deferredLeaves = deferred.map(\.pointer)
+                pairwiseSumInPlace(&storedLeaves, n: batches.count, range: 0..<count)
+                // The whole gradient at once, and in parts cut inside rows and tiles (as workers' slices cut it).
+                let cuts = [0, min(count, 16 * 37), min(count, 3 * shape.inputs + 5), min(count, count / 2 + 1), count]
+                for parts in [[0, count], cuts.sorted()] {
+                    let got = Buffer(count, fill: .nan)
+                    for k in 0..<(parts.count - 1) where parts[k] < parts[k + 1] {
+                        bf16DenseReduceDeferred(&deferredLeaves, n: batches.count, offset: 0, inputs: shape.inputs,
+                                                neurons: shape.neurons, range: parts[k]..<parts[k + 1], weightGrad: got.pointer)
+                    }
+                    let want = Buffer(count)
+                    want.pointer.update(from: storedLeaves[0], count: count)
+                    assertSame(got, want, "\(label), parts \(parts)")
+                }
+            }
+        }
+    }
+
     func testPeakMeasured() throws {
         try requireUnit()
         let peak = try XCTUnwrap(measureBF16Peak(seconds: 0.02))

@@ -96,6 +96,18 @@ void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const fl
 /// dx[b][i] = chain over o of dy[b][o] w[o][i] (from 0).
 void pt_bf16_dense_backward_data(int batch, int inputs, int neurons, const float *dy, const float *w, float *dx,
                                  void *scratch);
+/// Bytes of a dense layer's deferred weight gradient for shards of up to `batch` samples (its operands, packed), or 0
+/// where none is kept (the tile unit); at most `neurons` x `inputs` floats where the layer defers (`Dense`).
+size_t pt_bf16_dense_deferred_bytes(int batch, int inputs, int neurons);
+/// `pt_bf16_dense_backward_weights` left to the reduction: writes the product's operands (x and dy rounded and
+/// packed, and the batch) into `deferred` (`pt_bf16_dense_deferred_bytes`, 64-byte aligned) instead of the product.
+void pt_bf16_dense_defer_weights(int batch, int inputs, int neurons, const float *x, const float *dy, void *deferred,
+                                 void *scratch);
+/// dw[lo ..< hi) (flat indices into the neurons x inputs gradient) = the fixed pairwise tree over the n shards'
+/// products (`pairwiseSumInPlace`: at stride 1, 2, 4, ... leaf i += leaf i + stride), each shard's product that of
+/// `pt_bf16_dense_backward_weights` from its deferred operands at leaves[s] + offset (all zero: an empty shard, +0).
+void pt_bf16_dense_reduce_deferred(int n, float *const *leaves, long offset, int inputs, int neurons, long lo, long hi,
+                                   float *dw);
 /// Bytes of a dense layer's prepared weights (the bf16 W packed for the forward and for the input
 /// gradient, made once while the weights stay the same); 0 on the tile unit, which has no prepared path.
 size_t pt_bf16_dense_prepared_bytes(int inputs, int neurons);

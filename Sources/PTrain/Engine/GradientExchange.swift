@@ -212,6 +212,8 @@ func leafList(_ pointers: [UnsafeMutablePointer<Float>]) -> UnsafeMutablePointer
 
 /// One rank: after backward (a pool barrier), each worker adds its slice of the shards' gradients
 /// in the fixed tree into the reduced gradient and updates that slice.
+/// Layers whose weight gradient is deferred (`DefersGradient`) multiply their shards' operands in the reduction
+/// instead of adding stored products: the same bits, without each shard's product going to memory and back.
 final class InProcessExchange: ReducesAfterBackward {
     let update: WeightUpdate
     /// The shards' gradient buffers (the tree's leaves), consumed by the reduction.
@@ -220,15 +222,29 @@ final class InProcessExchange: ReducesAfterBackward {
     let slices: Slices
     let timing: StepTiming
     let nonFinite: WorkerNonFinite
+    /// The deferred gradient ranges, in order, with their layers.
+    let deferred: [(range: Range<Int>, layer: any DefersGradient)]
     var settled = 0
 
-    init(update: WeightUpdate, shardGradients: [UnsafeMutablePointer<Float>], workers: Int, timing: StepTiming) {
+    /// `workspace`: any of the workers' (they share the model, precision and batch), which decides what is deferred.
+    init(update: WeightUpdate, shardGradients: [UnsafeMutablePointer<Float>], workers: Int, timing: StepTiming,
+         workspace: Workspace) {
         self.update = update
         shards = shardGradients.count
         leaves = leafList(shardGradients)
         slices = Slices(count: update.parameterCount, workers: workers)
         self.timing = timing
         nonFinite = WorkerNonFinite(workers: workers)
+        deferred = workspace.model.layers.indices.compactMap { i in
+            guard workspace.defersGradient[i], let layer = workspace.model.layers[i] as? DefersGradient,
+                  let r = layer.deferredGradientRange(precision: workspace.precision, maxBatch: workspace.model.maxBatch) else { return nil }
+            return (r, layer)
+        }.sorted { $0.range.lowerBound < $1.range.lowerBound }
+    }
+
+    func backward(_ ws: Workspace, batch: Int, into gradients: UnsafeMutablePointer<Float>, worker: Int) {
+        ws.backward(batch: batch, parameters: update.parameters, gradients: gradients, layers: 0..<ws.model.layers.count,
+                    clearing: 0..<update.parameterCount, deferring: true)
     }
 
     deinit {
@@ -238,7 +254,15 @@ final class InProcessExchange: ReducesAfterBackward {
 
     func finish(worker: Int, pool: WorkerPool, step: Step, waited: UInt64) {
         let (t1, slice) = afterBackward(worker: worker, pool: pool)
-        reduce(leaves, n: shards, into: update.gradients, slice)
+        var at = slice.lowerBound
+        for d in deferred {
+            let part = d.range.clamped(to: slice)
+            guard !part.isEmpty else { continue }
+            reduce(leaves, n: shards, into: update.gradients, at..<part.lowerBound)
+            d.layer.reduceDeferred(leaves, n: shards, range: part, into: update.gradients)
+            at = part.upperBound
+        }
+        reduce(leaves, n: shards, into: update.gradients, at..<slice.upperBound)
         timing.record(worker: worker, phase: .reduce, nanoseconds: monotonicNanoseconds() - t1)
         updateSlice(slice, worker: worker, step: step)
     }

@@ -165,7 +165,8 @@ final class StepJob: ParallelJob {
                                   state: optimizerState)
         switch choice {
         case .inProcess:
-            exchange = InProcessExchange(update: update, shardGradients: shardGradients, workers: workers, timing: timing)
+            exchange = InProcessExchange(update: update, shardGradients: shardGradients, workers: workers, timing: timing,
+                                         workspace: workspaces[0])
         case .allGather:
             exchange = AllGatherExchange(update: update, shardGradients: shardGradients, workers: workers, timing: timing,
                                          collectives: collectives)
