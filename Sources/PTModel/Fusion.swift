@@ -1,6 +1,6 @@
 // Layer fusion: batch norm, the residual add and ReLU run as one pass over memory where the graph
-// allows it, and so do ReLU and the max pooling after it, and ReLU between two convolutions, with the bits
-// of the layers run one by one.
+// allows it, and so do ReLU and the max pooling after it (a few samples at a time inside the convolution
+// before them), and ReLU between two convolutions, with the bits of the layers run one by one.
 import PTTensor
 
 /// How one layer runs in a `Workspace` with fusion on (`Model.fusionPlan`).
@@ -49,6 +49,14 @@ public enum FusedStep: Sendable, Equatable {
     /// feeds it alone: pools ReLU's input through ReLU, and writes ReLU's input gradient. LeNet-5 b64
     /// (1 thread): the two ReLU layers before the poolings were ~0.12 ms of a ~2.9 ms step.
     case poolAfterReLU(relu: Int)
+    /// A convolution whose only consumer is a ReLU feeding the `poolAfterReLU` max pooling at index `pool` alone:
+    /// its forward runs a few samples at a time into a small buffer and pools them through the ReLU (as
+    /// `poolAfterReLU` does) while they are in L2; its own output is never written (the pooling's backward reads its
+    /// own output and argmax, the convolution's its input). `afterReLU`: its input is a folded ReLU's output, its
+    /// backward as `convAfterReLU`; nil: as a plain convolution.
+    case convIntoPool(pool: Int, afterReLU: Int?)
+    /// The max pooling of a `convIntoPool`: its forward is done there, its backward as `poolAfterReLU`.
+    case poolInConv(relu: Int)
     /// Batch norm whose only consumer is the ReLU at index `relu`: writes that ReLU's output.
     case bnReLU(relu: Int)
     /// Batch norm whose only consumer is a fused add, itself consumed by the ReLU at index `relu`: computes and
@@ -62,8 +70,8 @@ public enum FusedStep: Sendable, Equatable {
     /// Whether the layer's own output activation is written in a fused forward.
     public var writesOutput: Bool {
         switch self {
-        case .alone, .doneBefore, .poolAfterReLU, .doneAround, .convAfterReLU: return true
-        case .bnReLU, .bnIntoAdd, .addReLU, .doneAfter, .convReLU: return false
+        case .alone, .doneBefore, .poolAfterReLU, .doneAround, .convAfterReLU, .poolInConv: return true
+        case .bnReLU, .bnIntoAdd, .addReLU, .doneAfter, .convReLU, .convIntoPool: return false
         }
     }
 }
@@ -118,6 +126,19 @@ extension Model {
             plan[i] = .convReLU(relu: r)
             plan[r] = .doneAround
             plan[m] = .convAfterReLU(relu: r)
+        }
+        // Convolution -> ReLU -> max pooling, the ReLU already folded into the pooling and the convolution its only
+        // producer and feeding it alone (CIFAR-small's conv2 and conv4, LeNet's two convolutions).
+        for m in 0..<count {
+            guard case let .poolAfterReLU(r) = plan[m], inputs[r].count == 1 else { continue }
+            let i = inputs[r][0] - 1
+            guard i >= 0, layers[i] is Conv2D, consumers[i + 1] == [r] else { continue }
+            switch plan[i] {
+            case .alone: plan[i] = .convIntoPool(pool: m, afterReLU: nil)
+            case let .convAfterReLU(before): plan[i] = .convIntoPool(pool: m, afterReLU: before)
+            default: continue
+            }
+            plan[m] = .poolInConv(relu: r)
         }
         return plan
     }

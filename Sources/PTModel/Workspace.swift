@@ -37,6 +37,8 @@ public final class Workspace: @unchecked Sendable {
     /// Per layer: whether a backward that stores the layer's gradient can leave it to the reduction
     /// (`DefersGradient.deferredGradientRange` is not nil for this workspace's precision and batch).
     public let defersGradient: [Bool]
+    /// The few samples' convolution output a `convIntoPool` step pools from (nil: no such step).
+    let poolInput: AlignedBuffer?
     let spares: [AlignedBuffer]
     /// Each layer's step with fusion on (`Model.fusionPlan`), and what each batch-norm layer's fused
     /// forward keeps for its backward and for the add that consumes it.
@@ -130,6 +132,13 @@ public final class Workspace: @unchecked Sendable {
         self.spareInputs = spareInputs
         self.addsInPlace = addsInPlace
         storedGradients = model.layers.map { $0.storedGradientRange(precision: precision) }
+        let plan = model.fusionPlan
+        let poolInputCount = plan.indices.map { i -> Int in
+            guard case .convIntoPool = plan[i] else { return 0 }
+            let count = model.layers[i].outputShape.count
+            return min(mb, Self.poolGroup(count)) * count
+        }.max() ?? 0
+        poolInput = poolInputCount > 0 ? AlignedBuffer(count: poolInputCount) : nil
         defersGradient = model.layers.map { ($0 as? DefersGradient)?.deferredGradientRange(precision: precision, maxBatch: mb) != nil }
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
@@ -225,8 +234,10 @@ public final class Workspace: @unchecked Sendable {
             case .alone, .convAfterReLU:
                 if let bn = batchNorms[i] { bn.forward(c, saved: batchNormSaved[i]!, reluOutput: nil, writeOutput: true) }
                 else { model.layers[i].forward(c) }
-            case .doneBefore, .doneAfter, .doneAround:
+            case .doneBefore, .doneAfter, .doneAround, .poolInConv:
                 break
+            case let .convIntoPool(pool, _):
+                convIntoPoolForward(i, c, pool: pool, parameters: parameters)
             case let .convReLU(relu):
                 (model.layers[i] as! Conv2D).forward(c, reluOutput: activations[relu + 1].pointer)
             case let .poolAfterReLU(relu):
@@ -242,6 +253,36 @@ public final class Workspace: @unchecked Sendable {
             }
         }
     }
+
+    /// The convolution and the max pooling after its ReLU, a few samples at a time (`FusedStep.convIntoPool`): each
+    /// group's convolution output goes to `poolInput` and is pooled through the ReLU from there, while it is in L2, where
+    /// the pooling read the whole shard's output back from memory (cifar-small bf16, b128, 1 thread, Zen 4: see
+    /// docs/BENCHMARKS.md). Every sample's outputs and the pooling's are those of the two layers run over the shard.
+    func convIntoPoolForward(_ i: Int, _ c: LayerCall, pool m: Int, parameters: UnsafeMutablePointer<Float>) {
+        let conv = model.layers[i] as! Conv2D, mp = model.layers[m] as! MaxPool2D
+        let inCount = conv.inputShape.count, outCount = conv.outputShape.count, pooledCount = mp.outputShape.count
+        let group = Self.poolGroup(outCount)
+        var p = call(m, batch: 0, parameters: parameters, gradients: parameters)
+        var n = 0
+        while n < c.batch {
+            let k = min(group, c.batch - n)
+            var cc = c
+            cc.batch = k
+            cc.input = c.input + n * inCount
+            cc.output = poolInput!.pointer
+            conv.forward(cc)
+            p.batch = k
+            p.input = poolInput!.pointer
+            p.output = activations[m + 1].pointer + n * pooledCount
+            p.indices = indexStorage[m] + n * pooledCount
+            mp.forward(p, reluFirst: true)
+            n += k
+        }
+    }
+
+    /// Samples per group of `convIntoPoolForward`: as many of `count` floats as fit in 512 KiB (half of a Zen 4 core's L2),
+    /// at least one. (cifar-small bf16: 256 KiB, groups of 2 and 4 samples, saved 0.35 ms a step, 512 KiB 1.0 ms.)
+    static func poolGroup(_ count: Int) -> Int { max(1, 131072 / max(1, count)) }
 
     /// The fused add + ReLU (see `FusedStep.addReLU`): relu(input 0 + input 1), each input that is a
     /// folded batch norm's output computed here from that layer's input and kept map.
@@ -340,11 +381,13 @@ public final class Workspace: @unchecked Sendable {
                     else { model.layers[i].backward(c) }
                 case .doneBefore, .doneAfter, .doneAround:
                     break
-                case let .convAfterReLU(relu):
+                case let .convAfterReLU(relu), let .convIntoPool(_, afterReLU: relu?):
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]
                     (model.layers[i] as! Conv2D).backward(fused, gated: true)
-                case let .poolAfterReLU(relu):
+                case .convIntoPool(_, afterReLU: nil):
+                    model.layers[i].backward(c)
+                case let .poolAfterReLU(relu), let .poolInConv(relu):
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]
                     (model.layers[i] as! MaxPool2D).backward(fused, reluOutput: c.output)

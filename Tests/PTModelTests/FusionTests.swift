@@ -64,8 +64,9 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("tail.add"), .alone)
         XCTAssertEqual(step("tail.relu"), .alone)
         XCTAssertEqual(step("pool.relu"), .doneAfter)
-        XCTAssertEqual(step("pool.max"), .poolAfterReLU(relu: index["pool.relu"]!))
-        XCTAssertEqual(model.fusionPlan.filter { $0 != .alone }.count, 17)
+        XCTAssertEqual(step("pool.conv"), .convIntoPool(pool: index["pool.max"]!, afterReLU: nil))
+        XCTAssertEqual(step("pool.max"), .poolInConv(relu: index["pool.relu"]!))
+        XCTAssertEqual(model.fusionPlan.filter { $0 != .alone }.count, 18)
     }
 
     func testFusedAndUnfusedGiveIdenticalBits() throws {
@@ -126,7 +127,7 @@ final class FusionTests: XCTestCase {
             XCTAssertEqual(bits(fused.activations[i]), bits(plain.activations[i]), "\(layer.name) output")
             compared += 1
         }
-        XCTAssertEqual(compared, model.layers.count - 10, "outputs kept with fusion on")
+        XCTAssertEqual(compared, model.layers.count - 11, "outputs kept with fusion on (pool.conv's, in `convIntoPool`, not written)")
         XCTAssertTrue(fused.gradients.contains { $0 != 0 })
     }
 
@@ -153,8 +154,9 @@ final class FusionTests: XCTestCase {
         let (index, step) = plan(model)
         XCTAssertEqual(step("c1"), .convReLU(relu: index["r1"]!))
         XCTAssertEqual(step("r1"), .doneAround)
-        XCTAssertEqual(step("c2"), .convAfterReLU(relu: index["r1"]!))
+        XCTAssertEqual(step("c2"), .convIntoPool(pool: index["pool"]!, afterReLU: index["r1"]!))
         XCTAssertEqual(step("r2"), .doneAfter)
+        XCTAssertEqual(step("pool"), .poolInConv(relu: index["r2"]!))
         XCTAssertEqual(step("c3"), .convReLU(relu: index["r3"]!))
         XCTAssertEqual(step("c4"), .convAfterReLU(relu: index["r3"]!))
         XCTAssertEqual(step("r4"), .alone, "c4 already takes r3's backward")
@@ -191,6 +193,51 @@ final class FusionTests: XCTestCase {
             XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
             XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 })
             XCTAssertTrue(fused.relu.contains(0) && fused.relu.contains { $0 != 0 }, "the mask cuts through")
+        }
+    }
+
+    /// Convolution -> ReLU -> max pooling (`convIntoPool`, `poolInConv`) with the shard split into groups of samples:
+    /// one sample a group (100,352 outputs a sample), and two (25,088: groups of 2 and 1 out of 3); a fused and an
+    /// unfused workspace give the same bits in a training step and in evaluation, in fp32 and, with the unit, bf16.
+    func testConvIntoPoolGivesIdenticalBits() throws {
+        let nodes: [LayerNode] = [
+            conv(8, 3, padding: 1, name: "c1"), LayerNode(.relu, name: "r1"),
+            LayerNode(.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: false), name: "p1"),
+            conv(8, 3, padding: 1, name: "c2"), LayerNode(.relu, name: "r2"),
+            LayerNode(.maxPool(windowHeight: 2, windowWidth: 2, stride: 2, keepPartial: false), name: "p2"),
+            .flatten, .dense(neurons: 3, initializer: .he),
+        ]
+        let batch = 3
+        let (model, params, x) = try seededModel(nodes, input: Shape(channels: 1, height: 112, width: 112), batch: batch, seed: 4,
+                                                 dataSeed: 7)
+        let (index, step) = plan(model)
+        XCTAssertEqual(step("c1"), .convIntoPool(pool: index["p1"]!, afterReLU: nil))
+        XCTAssertEqual(step("p1"), .poolInConv(relu: index["r1"]!))
+        XCTAssertEqual(step("c2"), .convIntoPool(pool: index["p2"]!, afterReLU: nil))
+        var rng = Xoshiro256(seed: 8)
+        for layer in model.layers where layer is Conv2D {
+            for k in 0..<layer.parameters[1].count { params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5 }
+        }
+        let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
+        let logits = batch * model.classes
+        for precision in [Precision.fp32] + (Precision.bf16.unavailableReason == nil ? [.bf16] : []) {
+            func run(fused: Bool) -> (step: [UInt32], pooled: [UInt32], evaluation: [UInt32]) {
+                let ws = Workspace(model: model, precision: precision)
+                ws.fusesLayers = fused
+                _ = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
+                let step = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
+                let p1 = index["p1"]!
+                let pooled = Array(UnsafeBufferPointer(start: ws.activations[p1 + 1].pointer, count: batch * model.layers[p1].outputShape.count))
+                ws.training = false
+                ws.forward(batch: batch, parameters: params.pointer)
+                return (step, pooled.map(\.bitPattern), Array(UnsafeBufferPointer(start: ws.logits, count: logits)).map(\.bitPattern))
+            }
+            let fused = run(fused: true), plain = run(fused: false)
+            XCTAssertEqual(fused.step.prefix(logits), plain.step.prefix(logits), "\(precision) logits")
+            XCTAssertEqual(fused.step.dropFirst(logits), plain.step.dropFirst(logits), "\(precision) parameter gradients")
+            XCTAssertEqual(fused.pooled, plain.pooled, "\(precision) p1's output")
+            XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
+            XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 })
         }
     }
 }
