@@ -166,34 +166,44 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("fork.r"), .alone)
         XCTAssertEqual(step("fork.d"), .alone)
 
-        // Biases away from 0, signs mixed, so the ReLU masks cut through.
-        var rng = Xoshiro256(seed: 5)
+        for relu in fusedMatchesPlain(model, params, x: x, batch: batch, seed: 5, kept: index["r3"]!) {
+            XCTAssertTrue(relu.contains(0) && relu.contains { $0 != 0 }, "the mask cuts through")
+        }
+    }
+
+    /// With biases away from 0 and signs mixed (so the ReLU masks cut through), a fused and an unfused workspace in
+    /// fp32 and, with the unit, bf16 give the same bits: two training steps (the second must not depend on what the
+    /// first left behind), layer `kept`'s output and the evaluation logits. Returns the fused runs' kept outputs.
+    func fusedMatchesPlain(_ model: Model, _ params: AlignedBuffer, x: [Float], batch: Int, seed: UInt64, kept: Int,
+                           file: StaticString = #filePath, line: UInt = #line) -> [[UInt32]] {
+        var rng = Xoshiro256(seed: seed)
         for layer in model.layers where layer is Conv2D {
             for k in 0..<layer.parameters[1].count { params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5 }
         }
         let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
-        let logits = batch * model.classes, r3 = index["r3"]!
+        let logits = batch * model.classes
+        var keptOutputs: [[UInt32]] = []
         for precision in [Precision.fp32] + (Precision.bf16.unavailableReason == nil ? [.bf16] : []) {
-            func run(fused: Bool) -> (step: [UInt32], relu: [UInt32], evaluation: [UInt32]) {
+            func run(fused: Bool) -> (step: [UInt32], kept: [UInt32], evaluation: [UInt32]) {
                 let ws = Workspace(model: model, precision: precision)
                 ws.fusesLayers = fused
-                // Twice: the second step must not depend on what the first left behind.
                 _ = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
                 let step = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
-                let relu = Array(UnsafeBufferPointer(start: ws.activations[r3 + 1].pointer, count: batch * model.layers[r3].outputShape.count))
+                let out = UnsafeBufferPointer(start: ws.activations[kept + 1].pointer, count: batch * model.layers[kept].outputShape.count)
                 ws.training = false
                 ws.forward(batch: batch, parameters: params.pointer)
-                let evaluation = Array(UnsafeBufferPointer(start: ws.logits, count: logits)).map(\.bitPattern)
-                return (step, relu.map(\.bitPattern), evaluation)
+                return (step, out.map(\.bitPattern), UnsafeBufferPointer(start: ws.logits, count: logits).map(\.bitPattern))
             }
             let fused = run(fused: true), plain = run(fused: false)
-            XCTAssertEqual(fused.step.prefix(logits), plain.step.prefix(logits), "\(precision) logits")
-            XCTAssertEqual(fused.step.dropFirst(logits), plain.step.dropFirst(logits), "\(precision) parameter gradients")
-            XCTAssertEqual(fused.relu, plain.relu, "\(precision) r3's output (written by c3)")
-            XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
-            XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 })
-            XCTAssertTrue(fused.relu.contains(0) && fused.relu.contains { $0 != 0 }, "the mask cuts through")
+            XCTAssertEqual(fused.step.prefix(logits), plain.step.prefix(logits), "\(precision) logits", file: file, line: line)
+            XCTAssertEqual(fused.step.dropFirst(logits), plain.step.dropFirst(logits), "\(precision) parameter gradients",
+                           file: file, line: line)
+            XCTAssertEqual(fused.kept, plain.kept, "\(precision) \(model.layers[kept].name)'s output", file: file, line: line)
+            XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits", file: file, line: line)
+            XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 }, file: file, line: line)
+            keptOutputs.append(fused.kept)
         }
+        return keptOutputs
     }
 
     /// Convolution -> ReLU -> max pooling (`convIntoPool`, `poolInConv`) with the shard split into groups of samples:
@@ -214,30 +224,6 @@ final class FusionTests: XCTestCase {
         XCTAssertEqual(step("c1"), .convIntoPool(pool: index["p1"]!, afterReLU: nil))
         XCTAssertEqual(step("p1"), .poolInConv(relu: index["r1"]!))
         XCTAssertEqual(step("c2"), .convIntoPool(pool: index["p2"]!, afterReLU: nil))
-        var rng = Xoshiro256(seed: 8)
-        for layer in model.layers where layer is Conv2D {
-            for k in 0..<layer.parameters[1].count { params[layer.parameters[1].offset + k] = rng.nextUnitFloat() - 0.5 }
-        }
-        let labels = (0..<batch).map { _ in Int32(rng.next() % 3) }
-        let logits = batch * model.classes
-        for precision in [Precision.fp32] + (Precision.bf16.unavailableReason == nil ? [.bf16] : []) {
-            func run(fused: Bool) -> (step: [UInt32], pooled: [UInt32], evaluation: [UInt32]) {
-                let ws = Workspace(model: model, precision: precision)
-                ws.fusesLayers = fused
-                _ = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
-                let step = trainingStepBits(ws, params, x: x, labels: labels, batch: batch)
-                let p1 = index["p1"]!
-                let pooled = Array(UnsafeBufferPointer(start: ws.activations[p1 + 1].pointer, count: batch * model.layers[p1].outputShape.count))
-                ws.training = false
-                ws.forward(batch: batch, parameters: params.pointer)
-                return (step, pooled.map(\.bitPattern), Array(UnsafeBufferPointer(start: ws.logits, count: logits)).map(\.bitPattern))
-            }
-            let fused = run(fused: true), plain = run(fused: false)
-            XCTAssertEqual(fused.step.prefix(logits), plain.step.prefix(logits), "\(precision) logits")
-            XCTAssertEqual(fused.step.dropFirst(logits), plain.step.dropFirst(logits), "\(precision) parameter gradients")
-            XCTAssertEqual(fused.pooled, plain.pooled, "\(precision) p1's output")
-            XCTAssertEqual(fused.evaluation, plain.evaluation, "\(precision) evaluation logits")
-            XCTAssertTrue(plain.step.dropFirst(logits).contains { $0 != 0 })
-        }
+        _ = fusedMatchesPlain(model, params, x: x, batch: batch, seed: 8, kept: index["p1"]!)
     }
 }
