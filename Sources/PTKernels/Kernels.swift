@@ -129,7 +129,8 @@ public func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<F
     activeKernels.addFloats(dst, src, count)
 }
 
-/// The fixed reduction tree that bit-identical data-parallel training rests on, the only copy:
+/// The fixed reduction tree that bit-identical data-parallel training rests on (its one other form, over register
+/// tiles, is the deferred dense weight gradient's `pt_bf16_dense_reduce_deferred`, tested against this one):
 /// leaves[0][range] = the pairwise sum of leaves[0 ..< n][range], in place in the leaves: at
 /// stride 1, 2, 4, ...: leaves[i][range] += leaves[i + stride][range] for i = 0, 2*stride, 4*stride, ...
 /// (with `addFloats`: one exact add per element, so the same bits at every level). That is the
