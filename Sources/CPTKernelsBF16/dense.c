@@ -45,17 +45,23 @@ void pt_bf16_dense_forward(int batch, int inputs, int neurons, const float *x, c
             for (int o = 0; o < neurons; o++) y[(long)b * neurons + o] += bias[o];
 }
 
-void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const float *x, const float *dy, float *dw,
-                                    int add, void *scratch) {
-    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+/// The weight gradient's operands: x and dy rounded into the scratch, A = dy^T (neurons x batch) packed into `pa`,
+/// and the offset tables of B(b, i) = x[b][i] (lanes t2, reduction t1) for `pack_b` / `gemm_packed_a`.
+static void weight_operands(int batch, int inputs, int neurons, const float *x, const float *dy, dense_scratch s, uint32_t *pa) {
     pt_bf16_round(x, s.xbf, (long)batch * inputs);
     pt_bf16_round(dy, s.ybf, (long)batch * neurons);
     for (int o = 0; o < neurons; o++) s.t0[o] = o;
     for (int b = 0; b < batch; b++) s.t1[b] = b * neurons;
     pt_view gv = { s.ybf, s.t0, s.t1 };
-    pack_a_all(gv, neurons, batch, s.pa);
+    pack_a_all(gv, neurons, batch, pa);
     for (int i = 0; i < inputs; i++) s.t2[i] = i;
     for (int b = 0; b < batch; b++) s.t1[b] = b * inputs;
+}
+
+void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const float *x, const float *dy, float *dw,
+                                    int add, void *scratch) {
+    dense_scratch s = dense_split(batch, inputs, neurons, scratch);
+    weight_operands(batch, inputs, neurons, x, dy, s, s.pa);
     // M = neurons, N = inputs, reduction = batch: B(b, i) = x[b][i] (adjacent lanes). Stored, the gradient (4 MiB for
     // cifar-small's 4096 -> 256 layer, read next by the reduction over the shards) goes around the caches.
     gemm_packed_a(neurons, inputs, batch, s.pa, s.xbf, s.t2, s.t1, dw, inputs, add ? C_LOAD : C_STREAM, NULL, s.pb);
@@ -64,9 +70,10 @@ void pt_bf16_dense_backward_weights(int batch, int inputs, int neurons, const fl
 
 // The deferred weight gradient: a shard's backward keeps the product's operands, packed as
 // `pt_bf16_dense_backward_weights` packs them (A: dy^T, neurons x batch; B: x, batch x inputs, its 32-column panels in
-// order), in the shard's own gradient range, and the reduction multiplies them tile by tile: each shard's 8 x 32 tile is
-// the same `ukernel` chain from zero, and the tiles are added in the tree while they are in L1. Per shard the 4 MiB
-// product of cifar-small's 4096 -> 256 layer is no longer written around the caches and read back by the reduction.
+// order), in the shard's own gradient range, and the reduction multiplies them tile by tile: each shard's 4 x 32 tile is
+// `ukernel`'s chain for those outputs, from zero, and the tiles are added in the tree in registers (pairs of shards) and
+// L1 (the rest). Per shard the 4 MiB product of cifar-small's 4096 -> 256 layer is no longer written around the caches
+// and read back by the reduction.
 
 /// Words of the deferred header (the batch), of packed A and of packed B.
 enum { DEFERRED_HEADER = 16 };
@@ -88,14 +95,7 @@ void pt_bf16_dense_defer_weights(int batch, int inputs, int neurons, const float
     memset(d, 0, 4 * DEFERRED_HEADER);
     d[0] = (uint32_t)batch;
     uint32_t *pa = d + DEFERRED_HEADER, *pb = pa + deferred_a_words(batch, neurons);
-    pt_bf16_round(x, s.xbf, (long)batch * inputs);
-    pt_bf16_round(dy, s.ybf, (long)batch * neurons);
-    for (int o = 0; o < neurons; o++) s.t0[o] = o;
-    for (int b = 0; b < batch; b++) s.t1[b] = b * neurons;
-    pt_view gv = { s.ybf, s.t0, s.t1 };
-    pack_a_all(gv, neurons, batch, pa);
-    for (int i = 0; i < inputs; i++) s.t2[i] = i;
-    for (int b = 0; b < batch; b++) s.t1[b] = b * inputs;
+    weight_operands(batch, inputs, neurons, x, dy, s, pa);
     int kp = (batch + 1) / 2;
     for (int j = 0; j < inputs; j += NR) pack_b(s.xbf, s.t2, s.t1, j, inputs, batch, pb + (size_t)j * kp);
 }
@@ -118,6 +118,11 @@ static inline __attribute__((always_inline)) void deferred_chain(const uint32_t 
         }
         a += MR; b += NR;
     }
+}
+
+/// dst = dst + src over one 4 x 32 tile (left + right, as `pairwiseSumInPlace` adds).
+static inline void add_tile(float *dst, const float *src) {
+    for (int e = 0; e < 4 * NR; e += 16) _mm512_store_ps(dst + e, _mm512_add_ps(_mm512_load_ps(dst + e), _mm512_load_ps(src + e)));
 }
 
 void pt_bf16_dense_reduce_deferred(int n, float *const *leaves, long offset, int inputs, int neurons, long lo, long hi,
@@ -152,16 +157,13 @@ void pt_bf16_dense_reduce_deferred(int n, float *const *leaves, long offset, int
                 for (int t = 0; t < 8; t++) _mm512_store_ps(stack[depth] + 16 * t, x[t]);
                 run[depth++] = s + 1 < n ? 2 : 1;
                 while (depth >= 2 && run[depth - 1] == run[depth - 2]) {
-                    for (int e = 0; e < TILE; e += 16)
-                        _mm512_store_ps(stack[depth - 2] + e, _mm512_add_ps(_mm512_load_ps(stack[depth - 2] + e), _mm512_load_ps(stack[depth - 1] + e)));
+                    add_tile(stack[depth - 2], stack[depth - 1]);
                     run[depth - 2] *= 2;
                     depth--;
                 }
             }
             if (depth == 0) memset(stack[0], 0, sizeof stack[0]);
-            for (; depth >= 2; depth--)
-                for (int e = 0; e < TILE; e += 16)
-                    _mm512_store_ps(stack[depth - 2] + e, _mm512_add_ps(_mm512_load_ps(stack[depth - 2] + e), _mm512_load_ps(stack[depth - 1] + e)));
+            for (; depth >= 2; depth--) add_tile(stack[depth - 2], stack[depth - 1]);
             // Store the tile's elements that lie in the gradient and in [lo, hi).
             for (int r = 0; r < 4 && rb + r < neurons; r++) {
                 long row = (long)(rb + r) * inputs;

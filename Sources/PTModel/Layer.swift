@@ -158,11 +158,11 @@ extension Layer {
 /// zero product. Used by one rank's in-process exchange; exchanges that send the shards' sums between ranks store
 /// the product.
 public protocol DefersGradient: Layer {
-    /// The range deferred in a workspace of `precision` whose shards hold up to `maxBatch` samples (the operands then
-    /// fit in it), or nil.
-    func deferredGradientRange(precision: Precision, maxBatch: Int) -> Range<Int>?
-    /// destination[range] (within the deferred range) = the tree over the n leaves' products, read from the operands
-    /// their backward left in the deferred range.
+    /// Whether the stored range is deferred in a workspace of `precision` whose shards hold up to `maxBatch` samples
+    /// (the operands then fit in it).
+    func defersGradient(precision: Precision, maxBatch: Int) -> Bool
+    /// destination[range] (within the stored range) = the tree over the n leaves' products, read from the operands
+    /// their backward left in the stored range.
     func reduceDeferred(_ leaves: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, range: Range<Int>,
                         into destination: UnsafeMutablePointer<Float>)
 }

@@ -335,10 +335,10 @@ public struct Dense: Layer {
 /// other shard's. Deferred, the shard keeps the packed operands (136 KiB there) and the reduction computes each
 /// tile of every shard's product and adds them in the tree while they are in L1.
 extension Dense: DefersGradient {
-    public func deferredGradientRange(precision: Precision, maxBatch: Int) -> Range<Int>? {
-        guard precision == .bf16, bf16Applies, let r = storedGradientRange(precision: precision) else { return nil }
+    public func defersGradient(precision: Precision, maxBatch: Int) -> Bool {
+        guard precision == .bf16, bf16Applies, let r = storedGradientRange(precision: precision) else { return false }
         let count = bf16DenseDeferredCount(batch: maxBatch, inputs: inputs, neurons: neurons)
-        return count > 0 && count <= r.count ? r : nil
+        return count > 0 && count <= r.count
     }
 
     public func reduceDeferred(_ leaves: UnsafePointer<UnsafeMutablePointer<Float>>, n: Int, range: Range<Int>,

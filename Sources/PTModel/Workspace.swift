@@ -34,8 +34,8 @@ public final class Workspace: @unchecked Sendable {
     /// Per layer: the gradient range its backward can store outright (`Layer.storedGradientRange`), or nil.
     /// Parameters lie in list order, so these ranges ascend with the layer index.
     public let storedGradients: [Range<Int>?]
-    /// Per layer: whether a backward that stores the layer's gradient can leave it to the reduction
-    /// (`DefersGradient.deferredGradientRange` is not nil for this workspace's precision and batch).
+    /// Per layer: whether a backward that stores the layer's gradient (`storedGradients`) can leave it to the
+    /// reduction (`DefersGradient.defersGradient` for this workspace's precision and batch).
     public let defersGradient: [Bool]
     /// The few samples' convolution output a `convIntoPool` step pools from (nil: no such step).
     let poolInput: AlignedBuffer?
@@ -68,7 +68,8 @@ public final class Workspace: @unchecked Sendable {
     public init(model: Model, precision: Precision = .fp32, addInPlace: Bool = true) {
         precondition(precision.unavailableReason == nil, precision.unavailableReason ?? "")
         self.model = model
-        fusionPlan = model.fusionPlan
+        let plan = model.fusionPlan
+        fusionPlan = plan
         batchNorms = model.layers.map { $0 as? BatchNorm }
         batchNormSaved = batchNorms.map { $0.map { BatchNormSaved(channels: $0.channels) } }
         self.precision = precision
@@ -132,14 +133,13 @@ public final class Workspace: @unchecked Sendable {
         self.spareInputs = spareInputs
         self.addsInPlace = addsInPlace
         storedGradients = model.layers.map { $0.storedGradientRange(precision: precision) }
-        let plan = model.fusionPlan
         let poolInputCount = plan.indices.map { i -> Int in
             guard case .convIntoPool = plan[i] else { return 0 }
             let count = model.layers[i].outputShape.count
             return min(mb, Self.poolGroup(count)) * count
         }.max() ?? 0
         poolInput = poolInputCount > 0 ? AlignedBuffer(count: poolInputCount) : nil
-        defersGradient = model.layers.map { ($0 as? DefersGradient)?.deferredGradientRange(precision: precision, maxBatch: mb) != nil }
+        defersGradient = model.layers.map { ($0 as? DefersGradient)?.defersGradient(precision: precision, maxBatch: mb) ?? false }
         spares = (0..<spareNeeded).map { _ in AlignedBuffer(count: spareSize) }
         var lists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>>] = []
         var gradLists: [UnsafeMutablePointer<UnsafeMutablePointer<Float>?>] = []
@@ -376,7 +376,7 @@ public final class Workspace: @unchecked Sendable {
                     var fused = c
                     fused.outputGrad = activationGrads[relu + 1].pointer
                     batchNorms[i]!.backward(fused, saved: batchNormSaved[i]!, gate: .positive(activations[relu + 1].pointer))
-                case .alone, .convReLU:
+                case .alone, .convReLU, .convIntoPool(_, afterReLU: nil):
                     if let bn = batchNorms[i] { bn.backward(c, saved: batchNormSaved[i]!, gate: .none) }
                     else { model.layers[i].backward(c) }
                 case .doneBefore, .doneAfter, .doneAround:
@@ -385,8 +385,6 @@ public final class Workspace: @unchecked Sendable {
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]
                     (model.layers[i] as! Conv2D).backward(fused, gated: true)
-                case .convIntoPool(_, afterReLU: nil):
-                    model.layers[i].backward(c)
                 case let .poolAfterReLU(relu), let .poolInConv(relu):
                     var fused = c
                     fused.inputGrad = inputGradLists[relu][0]

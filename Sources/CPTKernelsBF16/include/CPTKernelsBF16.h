@@ -65,8 +65,8 @@ void pt_bf16_conv_forward_prepared(pt_bf16_conv_geometry g, int mb, const float 
 /// `pt_bf16_conv_backward_data` with w's prepared form (same bits).
 void pt_bf16_conv_backward_data_prepared(pt_bf16_conv_geometry g, int mb, const float *dout, const void *prepared, float *din,
                                          int add, void *scratch);
-/// `pt_bf16_conv_forward` (from `prepared` when not NULL, else from w) with the ReLU after it folded in: each
-/// sample's outputs, once stored, become out > 0 ? out : 0 (the ReLU layer's bits; -0 and NaN give +0).
+/// `pt_bf16_conv_forward` (from `prepared` when not NULL, else from w) with the ReLU after it folded in: the outputs
+/// are stored as out > 0 ? out : 0 (the ReLU layer's bits; -0 and NaN give +0), as each tile or sample is stored.
 void pt_bf16_conv_forward_relu(pt_bf16_conv_geometry g, int mb, const float *in, const float *w, const void *prepared,
                                const float *bias, float *out, void *scratch);
 /// `pt_bf16_conv_backward_data` (overwriting; from `prepared` when not NULL, else from w) with the backward of

@@ -206,7 +206,7 @@ public func benchTrain(config: TrainConfig, pool: WorkerPool, settings: TrainBen
         result.profile = profileRows(model: trainer.model, profiles: profiles,
                                      images: Double(config.batchSize) / Double(communicator.size), steps: totalSteps, stepNanoseconds: Double(total) / totalSteps,
                                      stepCPUNanoseconds: cpuSeconds * 1e9 / Double(pool.workerCount) / totalSteps,
-                                     phases: phases, peakGFLOPS: peak?.0)
+                                     deferred: trainer.deferredGradientLayers, phases: phases, peakGFLOPS: peak?.0)
     }
     if let exchange = trainer.exchangeFigures() {
         result.bytes_per_rank = exchange.bytesPerStep
@@ -234,9 +234,11 @@ extension Trainer {
 /// step `stepNanoseconds` (layers also by CPU time, of the process's CPU time per thread and step
 /// `stepCPUNanoseconds`). "between steps" is what the phases leave of the step (the main thread's
 /// work between two steps, waking the workers). GFLOP/s of a conv or dense pass, per core: its
-/// multiply-adds x 2 over this process's `images` per step, over the workers' summed CPU time in it.
+/// multiply-adds x 2 over this process's `images` per step, over the workers' summed CPU time in it. The layers in
+/// `deferred` compute their weight gradient in the reduction (`DefersGradient`): their backward counts backward-data
+/// only.
 func profileRows(model: Model, profiles: [LayerProfile], images: Double, steps: Double, stepNanoseconds: Double,
-                 stepCPUNanoseconds: Double,
+                 stepCPUNanoseconds: Double, deferred: [Int] = [],
                  phases: (compute: Double, data: Double, wait: Double, reduce: Double, optimizer: Double, communicate: Double),
                  peakGFLOPS: Double?) -> [ProfileRow] {
     let workers = Double(max(1, profiles.count))
@@ -259,8 +261,9 @@ func profileRows(model: Model, profiles: [LayerProfile], images: Double, steps: 
         let forward = mean { $0.forwardNanoseconds(i) }, backward = mean { $0.backwardNanoseconds(i) }
         layerTotal += forward + backward
         let macs = layer.multiplyAddsPerSample
-        // Backward: backward-weights, and backward-data unless the layer reads the model input.
-        let backwardProducts = model.inputs[i][0] == 0 ? 1 : 2
+        // Backward: backward-weights unless the reduction computes it, and backward-data unless the layer reads the
+        // model input.
+        let backwardProducts = (deferred.contains(i) ? 0 : 1) + (model.inputs[i][0] == 0 ? 0 : 1)
         let kind = String(describing: type(of: layer))
         rows.append(row(layer.name, "forward", ms(forward), kind: kind, cpuMs: ms(mean { $0.forwardCPUNanoseconds(i) }),
                         macs: macs, products: 1))
@@ -297,7 +300,8 @@ public func formatProfile(_ rows: [ProfileRow]) -> String {
     }
     lines.append("(per step, means over workers; ms: wall time, % step: of the mean step; CPU ms: the worker thread's CPU time,")
     lines.append(" % CPU: of the step's CPU time per thread; a layer's backward includes adding its branch gradients; GFLOP/s")
-    lines.append(" per core by CPU time: conv and dense multiply-adds x 2, backward counting backward-data and backward-weights)")
+    lines.append(" per core by CPU time: conv and dense multiply-adds x 2, backward counting backward-data and backward-weights;")
+    lines.append(" a bf16 dense layer's weight gradient, with one process, is computed in the reduction: not counted in its backward)")
     // The same time by layer type and pass.
     var groups: [String: (ms: Double, percent: Double, cpu: Double, cpuPercent: Double, count: Int)] = [:]
     for r in rows where r.kind != "step" {

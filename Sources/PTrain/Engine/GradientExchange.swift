@@ -56,6 +56,13 @@ protocol GradientExchange: AnyObject {
     /// The sharded exchange's figures since the last `resetTimes` (drains first), or nil.
     var figures: ExchangeFigures? { get }
     func resetTimes()
+    /// The layers whose weight gradient this exchange's reduction computes from the shards' operands
+    /// (`DefersGradient`), so that `--profile` counts those products there and not in the layers' backward.
+    var deferredLayers: [Int] { get }
+}
+
+extension GradientExchange {
+    var deferredLayers: [Int] { [] }
 }
 
 /// Bytes this rank sent per step, the whole exchange and its exposed part (ns summed over steps),
@@ -146,6 +153,9 @@ protocol ReducesAfterBackward: GradientExchange {
     var timing: StepTiming { get }
     var nonFinite: WorkerNonFinite { get }
     var settled: Int { get set }
+    /// Whether the shards' backward leaves deferrable weight gradients to this exchange's reduction
+    /// (`Workspace.defersGradient`); default false: every product is stored.
+    var defersGradients: Bool { get }
 }
 
 extension ReducesAfterBackward {
@@ -155,9 +165,11 @@ extension ReducesAfterBackward {
         ws.forward(batch: batch, parameters: update.parameters)
     }
 
+    var defersGradients: Bool { false }
+
     @inline(__always) func backward(_ ws: Workspace, batch: Int, into gradients: UnsafeMutablePointer<Float>, worker: Int) {
         ws.backward(batch: batch, parameters: update.parameters, gradients: gradients, layers: 0..<ws.model.layers.count,
-                    clearing: 0..<update.parameterCount)
+                    clearing: 0..<update.parameterCount, deferring: defersGradients)
     }
 
     func skip(_ gradients: UnsafeMutablePointer<Float>, worker: Int) { gradients.update(repeating: 0, count: update.parameterCount) }
@@ -222,8 +234,8 @@ final class InProcessExchange: ReducesAfterBackward {
     let slices: Slices
     let timing: StepTiming
     let nonFinite: WorkerNonFinite
-    /// The deferred gradient ranges, in order, with their layers.
-    let deferred: [(range: Range<Int>, layer: any DefersGradient)]
+    /// The deferred gradient ranges, in order, with their layers and the layers' indices.
+    let deferred: [(range: Range<Int>, layer: any DefersGradient, index: Int)]
     var settled = 0
 
     /// `workspace`: any of the workers' (they share the model, precision and batch), which decides what is deferred.
@@ -235,17 +247,15 @@ final class InProcessExchange: ReducesAfterBackward {
         slices = Slices(count: update.parameterCount, workers: workers)
         self.timing = timing
         nonFinite = WorkerNonFinite(workers: workers)
+        // Stored ranges ascend with the layer index.
         deferred = workspace.model.layers.indices.compactMap { i in
-            guard workspace.defersGradient[i], let layer = workspace.model.layers[i] as? DefersGradient,
-                  let r = layer.deferredGradientRange(precision: workspace.precision, maxBatch: workspace.model.maxBatch) else { return nil }
-            return (r, layer)
-        }.sorted { $0.range.lowerBound < $1.range.lowerBound }
+            guard workspace.defersGradient[i], let r = workspace.storedGradients[i] else { return nil }
+            return (r, workspace.model.layers[i] as! DefersGradient, i)
+        }
     }
 
-    func backward(_ ws: Workspace, batch: Int, into gradients: UnsafeMutablePointer<Float>, worker: Int) {
-        ws.backward(batch: batch, parameters: update.parameters, gradients: gradients, layers: 0..<ws.model.layers.count,
-                    clearing: 0..<update.parameterCount, deferring: true)
-    }
+    var defersGradients: Bool { true }
+    var deferredLayers: [Int] { deferred.map(\.index) }
 
     deinit {
         leaves.deallocate()

@@ -359,6 +359,9 @@ public final class Trainer {
     /// drains), in nanoseconds summed over the steps. Nil without the sharded exchange.
     public func exchangeFigures() -> ExchangeFigures? { job.exchange.figures }
 
+    /// The layers whose weight gradient the reduction computes (see `DefersGradient`); empty with several ranks.
+    public var deferredGradientLayers: [Int] { job.exchange.deferredLayers }
+
     /// Whether every epoch has been trained.
     public var isFinished: Bool { progress.epoch >= config.epochs }
 
